@@ -25,3 +25,30 @@ export function wins(a: Pick<ReplicatedRow, "version" | "owner">, b: Pick<Replic
 
 /** The owner name the controller (or lab) writes cluster/seed rows with. */
 export const CONTROLLER_OWNER = "controller";
+
+/**
+ * Summary of everything one owner wrote, for anti-entropy. `hash` is order independent (XOR of a
+ * 64-bit hash of `${table}\0${key}\0${version}\0${deleted}` per row, as 16 hex digits), so two replicas
+ * holding the same rows of an owner have equal digests whatever order they received them in.
+ */
+export interface OwnerDigest {
+  owner: string;
+  maxVersion: number;
+  count: number;
+  hash: string;
+}
+
+/**
+ * What the gossip layer needs from a replica (SQLite store in the agent, in-memory in the simulator).
+ */
+export interface ReplicaPort {
+  /** One digest per owner that has rows (tombstones included). */
+  digest(): OwnerDigest[];
+  /** Rows of one owner with version > sinceVersion (default: all), ascending by version. */
+  rowsOf(owner: string, sinceVersion?: number): ReplicatedRow[];
+  /**
+   * Merge remote rows (LWW per (table, key) using `wins`). Rows an owner is not allowed to write are
+   * rejected. Returns the rows that changed local state.
+   */
+  merge(rows: ReplicatedRow[]): ReplicatedRow[];
+}

@@ -18,7 +18,10 @@ export interface ReplicatedRow {
 }
 
 /** Deterministic LWW order: true when `a` must replace `b`. Ties on version break by owner name. */
-export function wins(a: Pick<ReplicatedRow, "version" | "owner">, b: Pick<ReplicatedRow, "version" | "owner">): boolean {
+export function wins(
+  a: Pick<ReplicatedRow, "version" | "owner">,
+  b: Pick<ReplicatedRow, "version" | "owner">,
+): boolean {
   if (a.version !== b.version) return a.version > b.version;
   return a.owner > b.owner;
 }

@@ -1,0 +1,21 @@
+/** Typed store errors: a stable `code` for programs and a `hint` for humans. */
+export type StoreErrorCode =
+  | "STORE_OPEN_FAILED"
+  | "STORE_CORRUPT"
+  | "STORE_MIGRATION_FAILED"
+  | "STORE_UNKNOWN_TABLE"
+  | "STORE_NOT_OWNER"
+  | "STORE_INVALID_ROW"
+  | "STORE_CLOSED";
+
+export class StoreError extends Error {
+  override readonly name = "StoreError";
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    readonly hint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

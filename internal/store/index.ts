@@ -1,0 +1,39 @@
+/** internal/store: the node-local SQLite replica of the topology. */
+export { computeDigests, rowHash, xorHash, ZERO_HASH } from "./digest.ts";
+export { isBun, type Driver, type RawStatement, type SqlRow, type SqlValue, type StoreDb } from "./driver.ts";
+export { StoreError, type StoreErrorCode } from "./errors.ts";
+export { HLC_LOGICAL_BITS, HLC_MAX_DRIFT_MS, HybridClock, packHlc, unpackHlc } from "./hlc.ts";
+export {
+  type AppliedRecord,
+  MacSchema,
+  type Member,
+  MemberSchema,
+  type NodeStatus,
+  type NodeStatusInput,
+  NodeStatusSchema,
+} from "./model.ts";
+export {
+  CONTROLLER_OWNER,
+  type OwnerDigest,
+  type ReplicaPort,
+  type ReplicatedRow,
+  wins,
+} from "./replicated.ts";
+export * from "./schema.ts";
+export {
+  type ChangeListener,
+  type OpenStoreOptions,
+  openStore,
+  type RecoveryInfo,
+  type RejectReason,
+  type Store,
+  type StoreStats,
+} from "./store.ts";
+export {
+  mayWrite,
+  REPLICATED_TABLES,
+  type ReplicatedTableName,
+  type ReplicatedTableSpec,
+  TABLE_SPECS,
+  tableSpec,
+} from "./tables.ts";

@@ -1,0 +1,259 @@
+import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, type VxlanDevice } from "../planner/hoststate.ts";
+import { renderNftDelete } from "./nft.ts";
+import { canonCidr, ZERO_MAC } from "./normalize.ts";
+import type { Runner } from "./runner.ts";
+import type { ApplyError, ApplyReport, Change, ChangeKind } from "./types.ts";
+
+/** One command of an apply: an argv, optionally with batch lines fed on stdin. */
+export interface Step {
+  argv: string[];
+  /** Batch lines (for `ip -batch -` / `bridge -batch -`), each tagged with the change it serves. */
+  lines?: Array<{ text: string; kind: ChangeKind }>;
+  /** Whole-input script (nft) and the change kind it serves. */
+  script?: { text: string; kind: ChangeKind };
+}
+
+const P = String(KOSMOS_ROUTE_PROTO);
+
+function deviceAddLines(d: VxlanDevice): string[] {
+  const parent = d.parent ? ` dev ${d.parent}` : "";
+  return [
+    `link add ${d.name} address ${d.mac} mtu ${d.mtu} type vxlan id ${d.vni} dstport ${d.port} local ${d.local}${parent} nolearning`,
+    `addr replace ${canonCidr(d.address)} dev ${d.name}`,
+    `link set ${d.name} up`,
+  ];
+}
+
+/**
+ * Pure: order changes into a few batched commands. Order (crash-safe: every step is idempotent and
+ * the next pass re-reads the kernel, so a kill at any point converges):
+ *   1. sysctls   2. ip batch: devices (recreate/add/update), neighbours, routes, v4 rules, then
+ *   deletions of routes/rules/neighbours   3. ip -6 batch: v6 rules   4. bridge batch: fdb adds, dels
+ *   5. nft -f (atomic table replacement)   6. ip batch: xfrm policies (fail closed) then states
+ *   7. ip batch: deletion of devices no longer wanted (last, they take their objects along).
+ */
+export function planSteps(changes: Change[]): Step[] {
+  const sys: string[] = [];
+  const ip: Array<{ text: string; kind: ChangeKind }> = [];
+  const ipDel: Array<{ text: string; kind: ChangeKind }> = [];
+  const ip6: Array<{ text: string; kind: ChangeKind }> = [];
+  const br: Array<{ text: string; kind: ChangeKind }> = [];
+  const brDel: Array<{ text: string; kind: ChangeKind }> = [];
+  const xfrm: Array<{ text: string; kind: ChangeKind }> = [];
+  const xfrmDel: Array<{ text: string; kind: ChangeKind }> = [];
+  const links: Array<{ text: string; kind: ChangeKind }> = [];
+  let nft: Step["script"];
+  const devOrder: Array<{ text: string; kind: ChangeKind }> = [];
+  const neigh: Array<{ text: string; kind: ChangeKind }> = [];
+  const routes: Array<{ text: string; kind: ChangeKind }> = [];
+
+  for (const c of changes) {
+    switch (c.kind) {
+      case "sysctl-set":
+        sys.push(`${c.sysctl.key}=${c.sysctl.value}`);
+        break;
+      case "device-add":
+        for (const t of deviceAddLines(c.device)) devOrder.push({ text: t, kind: c.kind });
+        break;
+      case "device-recreate":
+        devOrder.push({ text: `link del ${c.device.name}`, kind: c.kind });
+        for (const t of deviceAddLines(c.device)) devOrder.push({ text: t, kind: c.kind });
+        break;
+      case "device-update": {
+        const d = c.device;
+        if (c.set.mtu) devOrder.push({ text: `link set ${d.name} mtu ${d.mtu}`, kind: c.kind });
+        if (c.set.mac) devOrder.push({ text: `link set ${d.name} address ${d.mac}`, kind: c.kind });
+        if (c.set.nolearning)
+          devOrder.push({ text: `link set ${d.name} type vxlan nolearning`, kind: c.kind });
+        for (const a of c.delAddresses) devOrder.push({ text: `addr del ${a} dev ${d.name}`, kind: c.kind });
+        if (c.set.address)
+          devOrder.push({ text: `addr replace ${canonCidr(d.address)} dev ${d.name}`, kind: c.kind });
+        if (c.set.up) devOrder.push({ text: `link set ${d.name} up`, kind: c.kind });
+        break;
+      }
+      case "device-del":
+        links.push({ text: `link del ${c.name}`, kind: c.kind });
+        break;
+      case "neigh-replace":
+        neigh.push({
+          text: `neigh replace ${c.neighbor.ip} lladdr ${c.neighbor.mac} dev ${c.neighbor.dev} nud permanent`,
+          kind: c.kind,
+        });
+        break;
+      case "neigh-del":
+        ipDel.push({ text: `neigh del ${c.neighbor.ip} dev ${c.neighbor.dev}`, kind: c.kind });
+        break;
+      case "route-replace": {
+        const r = c.route;
+        const src = r.src ? ` src ${r.src}` : "";
+        routes.push({
+          text: `route replace ${canonCidr(r.dst)} via ${r.via} dev ${r.dev} table ${r.table} proto ${P}${src}`,
+          kind: c.kind,
+        });
+        break;
+      }
+      case "route-del": {
+        const r = c.route;
+        ipDel.push({ text: `route del ${r.dst} table ${r.table} proto ${P}`, kind: c.kind });
+        break;
+      }
+      case "rule-add":
+      case "rule-del": {
+        const verb = c.kind === "rule-add" ? "add" : "del";
+        const line = {
+          text: `rule ${verb} priority ${c.rule.priority} table ${c.rule.table} protocol ${P}`,
+          kind: c.kind,
+        };
+        if (c.rule.family === 6) ip6.push(line);
+        else if (verb === "add") ip.push(line);
+        else ipDel.push(line);
+        break;
+      }
+      case "fdb-add": {
+        const e = c.entry;
+        const verb = e.mac === ZERO_MAC ? "append" : "replace";
+        br.push({ text: `fdb ${verb} ${e.mac} dev ${e.dev} dst ${e.dst} self permanent`, kind: c.kind });
+        break;
+      }
+      case "fdb-del": {
+        const e = c.entry;
+        brDel.push({ text: `fdb del ${e.mac} dev ${e.dev} dst ${e.dst} self`, kind: c.kind });
+        break;
+      }
+      case "nft-apply":
+        nft = { text: c.script, kind: c.kind };
+        break;
+      case "nft-delete":
+        nft = { text: renderNftDelete(), kind: c.kind };
+        break;
+      case "xfrm-policy-add": {
+        const p = c.policy;
+        xfrm.unshift({
+          text: `xfrm policy update src ${p.src} dst ${p.dst} dir ${p.dir} priority ${p.priority} tmpl src ${p.tmplSrc} dst ${p.tmplDst} proto esp reqid ${p.reqid} mode tunnel`,
+          kind: c.kind,
+        });
+        break;
+      }
+      case "xfrm-policy-del": {
+        const p = c.policy;
+        xfrmDel.push({ text: `xfrm policy delete src ${p.src} dst ${p.dst} dir ${p.dir}`, kind: c.kind });
+        break;
+      }
+      case "xfrm-state-add": {
+        const s = c.state;
+        xfrm.push({
+          text: `xfrm state add src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)} reqid ${s.reqid} mode tunnel aead rfc4106(gcm(aes)) ${s.aeadKeyHex} ${s.icvBits}`,
+          kind: c.kind,
+        });
+        break;
+      }
+      case "xfrm-state-del": {
+        const s = c.state;
+        xfrmDel.unshift({
+          text: `xfrm state delete src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)}`,
+          kind: c.kind,
+        });
+        break;
+      }
+    }
+  }
+  const steps: Step[] = [];
+  if (sys.length > 0) steps.push({ argv: ["sysctl", "-w", ...sys] });
+  const main = [...devOrder, ...neigh, ...routes, ...ip, ...ipDel];
+  if (main.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: main });
+  if (ip6.length > 0) steps.push({ argv: ["ip", "-6", "-force", "-batch", "-"], lines: ip6 });
+  const bridge = [...br, ...brDel];
+  if (bridge.length > 0) steps.push({ argv: ["bridge", "-force", "-batch", "-"], lines: bridge });
+  if (nft) steps.push({ argv: ["nft", "-f", "-"], script: nft });
+  // Deletes before adds for xfrm so an SPI/selector can be re-created in the same pass.
+  const x = [...xfrmDel, ...xfrm];
+  if (x.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: x });
+  if (links.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: links });
+  return steps;
+}
+
+/** Parse `ip/bridge -batch -force` stderr ("<message>\nCommand failed -:N") into per-line errors. */
+export function batchErrors(stderr: string): Array<{ line: number; message: string }> {
+  const out: Array<{ line: number; message: string }> = [];
+  let pending: string[] = [];
+  for (const raw of stderr.split("\n")) {
+    const m = /^Command failed -:(\d+)/.exec(raw.trim());
+    if (m?.[1]) {
+      out.push({ line: Number(m[1]), message: pending.join(" ").trim() || "failed" });
+      pending = [];
+    } else if (raw.trim()) pending.push(raw.trim());
+  }
+  if (pending.length > 0) out.push({ line: 0, message: pending.join(" ") });
+  return out;
+}
+
+export interface ApplyOptions {
+  /** Monotonic clock in ms (default performance.now). */
+  now?: () => number;
+}
+
+/** Apply changes with a handful of batched commands; never throws on kernel errors (they are reported). */
+export async function apply(
+  runner: Runner,
+  changes: Change[],
+  opts: ApplyOptions = {},
+): Promise<ApplyReport> {
+  const now = opts.now ?? (() => performance.now());
+  const t0 = now();
+  const counts: Partial<Record<ChangeKind, number>> = {};
+  for (const c of changes) counts[c.kind] = (counts[c.kind] ?? 0) + 1;
+  const errors: ApplyError[] = [];
+  const sysctlSkipped: ApplyReport["sysctlSkipped"] = [];
+  let nftListing: string | undefined;
+  let nftOk = false;
+  const hasStates = changes.some((c) => c.kind === "xfrm-state-add");
+  let ipsec: ApplyReport["ipsec"] = { status: hasStates ? "ok" : "unused" };
+
+  for (const step of planSteps(changes)) {
+    const input = step.lines ? step.lines.map((l) => l.text).join("\n") + "\n" : step.script?.text;
+    const r = await runner.run(step.argv, input === undefined ? {} : { input });
+    const cmd = step.argv.join(" ");
+    if (step.argv[0] === "sysctl") {
+      for (const line of r.stderr.split("\n").filter((l) => l.trim())) {
+        const key = step.argv
+          .slice(2)
+          .map((kv) => kv.split("=")[0] ?? "")
+          .find((k) => k && line.includes(k));
+        sysctlSkipped.push({ key: key ?? "?", message: line.trim() });
+      }
+      continue;
+    }
+    if (step.script) {
+      if (r.code !== 0) errors.push({ command: cmd, message: r.stderr.trim(), change: step.script.kind });
+      else nftOk = step.script.kind === "nft-apply";
+      continue;
+    }
+    if (r.code === 0) continue;
+    const lines = step.lines ?? [];
+    const errs = batchErrors(r.stderr);
+    if (errs.length === 0) errors.push({ command: cmd, message: r.stderr.trim() || `exit ${r.code}` });
+    for (const e of errs) {
+      const l = lines[e.line - 1];
+      const err: ApplyError = { command: l ? `${cmd}: ${l.text}` : cmd, message: e.message };
+      if (l) err.change = l.kind;
+      errors.push(err);
+      if (l?.kind === "xfrm-state-add" && ipsec.status !== "degraded") {
+        ipsec = { status: "degraded", message: `ESP state not installed: ${e.message}` };
+      }
+    }
+  }
+  if (nftOk) {
+    const l = await runner.run(["nft", "list", "table", "inet", KOSMOS_NFT_TABLE]);
+    if (l.code === 0) nftListing = l.stdout;
+  }
+  const report: ApplyReport = {
+    counts,
+    applied: changes.length,
+    errors,
+    ipsec,
+    sysctlSkipped,
+    durationMs: now() - t0,
+  };
+  if (nftListing !== undefined) report.nftListing = nftListing;
+  return report;
+}

@@ -1,0 +1,61 @@
+import { execa } from "execa";
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface RunOptions {
+  /** Written to the command's stdin. */
+  input?: string;
+  /** Kept for compatibility with callers; runners never throw on a non-zero exit. */
+  allowFail?: boolean;
+}
+
+/** Executes a command (side effects enter the dataplane only through this). Never throws on exit != 0. */
+export interface Runner {
+  run(argv: string[], opts?: RunOptions): Promise<RunResult>;
+}
+
+/** The production runner: executes in the current network namespace via execa. */
+export function execaRunner(): Runner {
+  return {
+    async run(argv, opts = {}) {
+      const [file, ...args] = argv;
+      if (!file) return { stdout: "", stderr: "empty argv", code: 127 };
+      const r = await execa(file, args, {
+        reject: false,
+        stdin: opts.input === undefined ? "ignore" : "pipe",
+        ...(opts.input === undefined ? {} : { input: opts.input }),
+        stripFinalNewline: false,
+      });
+      const code = typeof r.exitCode === "number" ? r.exitCode : 127;
+      const stderr = typeof r.stderr === "string" ? r.stderr : "";
+      return {
+        stdout: typeof r.stdout === "string" ? r.stdout : "",
+        stderr: code === 127 && !stderr ? String(r.message ?? "") : stderr,
+        code,
+      };
+    },
+  };
+}
+
+/** Runs every command inside network namespace `ns` (`ip netns exec ns ...`); for tests and tools. */
+export function netnsRunner(ns: string, inner: Runner = execaRunner()): Runner {
+  return { run: (argv, opts) => inner.run(["ip", "netns", "exec", ns, ...argv], opts) };
+}
+
+/** Wraps a runner and records every argv (and input) it is given; for tests and dry runs. */
+export function recordingRunner(
+  inner: Runner,
+): Runner & { calls: Array<{ argv: string[]; input?: string }> } {
+  const calls: Array<{ argv: string[]; input?: string }> = [];
+  return {
+    calls,
+    run(argv, opts) {
+      calls.push(opts?.input === undefined ? { argv } : { argv, input: opts.input });
+      return inner.run(argv, opts);
+    },
+  };
+}

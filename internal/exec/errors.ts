@@ -1,0 +1,28 @@
+export type ExecErrorCode =
+  | "BAD_REQUEST"
+  | "TOO_MANY_SESSIONS"
+  | "PATH_OUTSIDE_ROOTS"
+  | "UPLOAD_TOO_LARGE"
+  | "CHECKSUM_MISMATCH"
+  | "UPLOAD_FAILED"
+  | "CONNECT_FAILED"
+  | "FINGERPRINT_MISMATCH"
+  | "UNAUTHORIZED"
+  | "PROTOCOL"
+  | "WORKFLOW_FAILED"
+  | "TIMEOUT";
+
+/** Typed error of the exec module: `code` for machines, `hint` for humans. */
+export class ExecError extends Error {
+  constructor(
+    readonly code: ExecErrorCode,
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
+    this.name = "ExecError";
+  }
+  toJSON(): { code: string; message: string; hint: string } {
+    return { code: this.code, message: this.message, hint: this.hint };
+  }
+}

@@ -1,0 +1,28 @@
+/** One measured figure of a benchmark, optionally compared with a baseline measured in the same run. */
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: { name: string; value: number };
+  target?: string;
+  ok?: boolean;
+}
+
+/** Percentile (0..100) of a list of numbers (nearest-rank). */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] as number;
+}
+
+/** Print results as a table (used when a bench file is run directly). */
+export function printResults(results: BenchResult[]): void {
+  for (const r of results) {
+    const base = r.baseline ? ` (baseline ${r.baseline.name}: ${r.baseline.value.toFixed(3)})` : "";
+    const verdict = r.ok === undefined ? "" : r.ok ? " OK" : " FAIL";
+    console.log(
+      `${r.name}: ${r.value.toFixed(3)} ${r.unit}${base}${r.target ? ` target ${r.target}` : ""}${verdict}`,
+    );
+  }
+}

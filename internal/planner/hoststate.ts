@@ -89,7 +89,14 @@ export interface NftIntent {
    * Masquerade (gateway nodes of gateway clusters): traffic whose source is in one of these CIDRs
    * leaving through `oif` is masqueraded.
    */
-  masquerade: Array<{ srcCIDRs: string[]; oif: string; family: Family }>;
+  masquerade: Array<{
+    srcCIDRs: string[];
+    /** Output device name, or "*" for any device (then see exceptOif). */
+    oif: string;
+    family: Family;
+    /** Additive: when set, packets leaving through one of these devices are NOT masqueraded. */
+    exceptOif?: string[];
+  }>;
   /**
    * Remote CIDRs (pod/service/global of other clusters): traffic to them must not be masqueraded
    * by the CNI (a null SNAT binding in a chain that runs before the CNI's NAT).
@@ -140,6 +147,8 @@ export interface HostState {
   sysctls: Sysctl[];
   /** Gateways elected per gateway cluster as seen by this plan (for stickiness next time). */
   gateways: Record<string, string>;
+  /** Additive: service node elected per P2P cluster as seen by this plan (for stickiness). */
+  serviceNodes?: Record<string, string>;
   /** Non-fatal planning notes (e.g. a CIDR skipped because it overlaps the local cluster). */
   warnings: string[];
 }

@@ -1,1 +1,3 @@
 export * from "./model.ts";
+export * from "./cidr.ts";
+export * from "./validate.ts";

@@ -104,6 +104,11 @@ export interface PlanInput {
   /** Currently active gateway per gateway-mode cluster (for stickiness); recomputed if absent/dead. */
   gateways?: Record<string, string>;
   /**
+   * Currently elected service node per P2P cluster (the node remote clusters route its service
+   * CIDRs to; sticky like gateways). Additive: absent means "elect afresh".
+   */
+  serviceNodes?: Record<string, string>;
+  /**
    * Installation secret used to derive per-pair IPsec keys (HKDF). Never gossiped.
    * When absent, IPsec policies are still planned but no states (keys) are.
    */

@@ -1,0 +1,42 @@
+export { Codec, type CodecOptions, type CodecStats, deriveKey, FRAME_VERSION } from "./codec.ts";
+export { GossipError, type GossipErrorCode, type RejectReason, rejectError } from "./errors.ts";
+export { fnv1a64, hash64Hex, rowHash, xorHex, ZERO_HASH } from "./hash.ts";
+export { MemoryReplica, type MemoryReplicaOptions } from "./memory-replica.ts";
+export {
+  type Envelope,
+  EnvelopeSchema,
+  LIMITS,
+  type MemberUpdate,
+  type Message,
+  MessageSchema,
+  type MessageType,
+} from "./messages.ts";
+export {
+  DEFAULT_CONFIG,
+  type GossipConfig,
+  GossipNode,
+  type GossipNodeOptions,
+  type GossipStats,
+  type MemberInfo,
+} from "./node.ts";
+export {
+  type Cancel,
+  type Clock,
+  type Random,
+  realClock,
+  realRandom,
+  sample,
+  seededRandom,
+  type Transport,
+} from "./ports.ts";
+export { BroadcastQueue } from "./queue.ts";
+export { type RangeDigest, type RangeReplicaPort, splitRange } from "./replica.ts";
+export {
+  type AddNodeOptions,
+  converged,
+  lanLatency,
+  type LatencyFn,
+  Sim,
+  type SimNode,
+  type SimOptions,
+} from "./sim.ts";

@@ -2,7 +2,7 @@
  * The node-local SQLite replica: openStore() (migrations, corruption recovery) and the Store
  * (ReplicaPort for gossip + local writes, seed, snapshot, change feed, local-only tables).
  */
-import { existsSync, renameSync } from "node:fs";
+import { chmodSync, existsSync, renameSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { eq } from "drizzle-orm";
 import type { z } from "zod";
@@ -135,6 +135,14 @@ export async function openStore(path: string, opts: OpenStoreOptions): Promise<S
         "check disk space and permissions of the replica directory",
         { cause: err2 },
       );
+    }
+  }
+  if (path !== ":memory:") {
+    // applied.plan_json may hold derived IPsec keys (HostState.xfrm.states): owner-only file.
+    try {
+      chmodSync(path, 0o600);
+    } catch (err) {
+      logger.warn({ path, err }, "could not restrict replica file permissions to 0600");
     }
   }
   return new SqliteStore(path, driver, opts.node, opts.clock ?? new HybridClock(), logger, recovered);

@@ -1,0 +1,142 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
+
+let agent: TestAgent;
+beforeAll(async () => {
+  agent = await startTestAgent({ limits: { maxSessions: 200 } });
+});
+afterAll(async () => {
+  await agent?.stop();
+});
+
+/** What the upstream Go client does: Basic auth, read frames until the close frame. */
+async function legacy(path: string, send: (string | Uint8Array)[] = []) {
+  const auth = `Basic ${Buffer.from(`${agent.basic.user}:${agent.basic.password}`).toString("base64")}`;
+  const ws = new WebSocket(agent.url.replace("https", "wss") + path, {
+    headers: { Authorization: auth },
+    tls: { rejectUnauthorized: false },
+  } as unknown as string[]);
+  ws.binaryType = "arraybuffer";
+  const frames: (string | Uint8Array)[] = [];
+  ws.onmessage = (e) =>
+    frames.push(typeof e.data === "string" ? e.data : new Uint8Array(e.data as ArrayBuffer));
+  const closed = new Promise<{ code: number; reason: string }>((r) => {
+    ws.onclose = (e) => r({ code: e.code, reason: e.reason });
+  });
+  await new Promise<void>((r) => {
+    ws.onopen = () => r();
+  });
+  for (const m of send) ws.send(m);
+  return { frames, ...(await closed) };
+}
+
+describe("upstream-compatible endpoints", () => {
+  test("/cmd: one text frame per line, close 1000 with the exit code as reason", async () => {
+    const r = await legacy("/cmd?command=sh&args=-c&args=printf%20'a%5Cnb%5Cnc';%20exit%203");
+    expect(r.frames).toEqual(["a", "b", "c"]);
+    expect(r.code).toBe(1000);
+    expect(r.reason).toBe("3");
+    const ok = await legacy("/cmd?command=echo&args=hello&args=world");
+    expect(ok.frames).toEqual(["hello world"]);
+    expect(ok.reason).toBe("0");
+  });
+
+  test("/cmd: stderr lines are delivered too, concurrently with stdout", async () => {
+    const r = await legacy("/cmd?command=sh&args=-c&args=echo%20o1;%20echo%20e1%20%3E%262;%20echo%20o2");
+    expect([...r.frames].sort()).toEqual(["e1", "o1", "o2"]);
+    expect(r.reason).toBe("0");
+  });
+
+  test("/cmd: unknown program closes with 127", async () => {
+    const r = await legacy("/cmd?command=no-such-program-xyz");
+    expect(r.code).toBe(1000);
+    expect(r.reason).toBe("127");
+  });
+
+  test("/cmd: missing command", async () => {
+    const r = await legacy("/cmd");
+    expect(r.frames).toEqual(["No command specified"]);
+  });
+
+  test("/sh and /py: script streamed until EOF, args appended", async () => {
+    const sh = await legacy("/sh?args=one&args=two", ['echo "$1-$2"\n', "exit 4\n", "EOF"]);
+    expect(sh.frames).toEqual(["one-two"]);
+    expect(sh.reason).toBe("4");
+    const py = await legacy("/py?args=x", ["import sys\n", "print('py', sys.argv[1])\n", "EOF"]);
+    expect(py.frames).toEqual(["py x"]);
+    expect(py.reason).toBe("0");
+  });
+
+  test("/upload: chunks then EOF, close 1000 '0', upstream backup name", async () => {
+    const dir = join(agent.root, "conf");
+    const chunks = [new Uint8Array([1, 2, 3]), new TextEncoder().encode("hello")];
+    const r = await legacy(`/upload?file_name=kubelet.conf&file_path=${encodeURIComponent(dir)}`, [
+      ...chunks,
+      "EOF",
+    ]);
+    expect(r.code).toBe(1000);
+    expect(r.reason).toBe("0");
+    expect([...(await readFile(join(dir, "kubelet.conf")))]).toEqual([1, 2, 3, 104, 101, 108, 108, 111]);
+    await legacy(`/upload?file_name=kubelet.conf&file_path=${encodeURIComponent(dir)}`, ["v2", "EOF"]);
+    const files = await readdir(dir);
+    expect(files.some((f) => /^kubelet\.conf_\d{4}-\d{2}-\d{2}-\d{9}_bak$/.test(f))).toBe(true);
+    expect(await readFile(join(dir, "kubelet.conf"), "utf8")).toBe("v2");
+  });
+
+  test("/upload: missing parameters close 1007; disconnect before EOF keeps the old file", async () => {
+    const bad = await legacy("/upload?file_name=x");
+    expect(bad.code).toBe(1007);
+    expect(bad.reason).toBe("Invalid file_name or file_path");
+    const target = join(agent.root, "stable.txt");
+    await writeFile(target, "old");
+    const auth = `Basic ${Buffer.from(`${agent.basic.user}:${agent.basic.password}`).toString("base64")}`;
+    const ws = new WebSocket(
+      `${agent.url.replace("https", "wss")}/upload?file_name=stable.txt&file_path=${encodeURIComponent(agent.root)}`,
+      { headers: { Authorization: auth }, tls: { rejectUnauthorized: false } } as unknown as string[],
+    );
+    await new Promise<void>((r) => {
+      ws.onopen = () => r();
+    });
+    ws.send("partial new data");
+    ws.close();
+    // wait for the server to clean up its temp file
+    for (let i = 0; i < 200 && (await readdir(agent.root)).some((f) => f.endsWith(".tmp")); i++)
+      await Bun.sleep(10);
+    expect(await readFile(target, "utf8")).toBe("old");
+    expect((await readdir(agent.root)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  });
+
+  test("/check: 0 when the port is free, 1 when taken", async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, () => r()));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const taken = await legacy(`/check?port=${port}`);
+      expect(taken.code).toBe(1000);
+      expect(taken.reason).toBe("1");
+    } finally {
+      srv.close();
+    }
+    const free = await legacy(`/check?port=${port}`);
+    expect(free.reason).toBe("0");
+  });
+
+  test("/tty: raw binary frames both ways under a PTY", async () => {
+    const r = await legacy("/tty?command=sh", ["echo $((6*7)); tty\n", "exit 5\n"]);
+    const text = r.frames.map((f) => (typeof f === "string" ? f : new TextDecoder().decode(f))).join("");
+    expect(r.frames.every((f) => f instanceof Uint8Array)).toBe(true);
+    expect(text).toContain("42");
+    expect(text).toContain("/dev/pts/");
+    expect(r.code).toBe(1000);
+    expect(r.reason).toBe("5");
+  });
+
+  test("compat sessions are audited with their endpoint", async () => {
+    await legacy("/cmd?command=true");
+    expect(agent.audit.list().some((a) => a.endpoint === "/cmd" && a.exitCode === 0)).toBe(true);
+    expect(agent.audit.list().some((a) => a.endpoint === "/upload")).toBe(true);
+  });
+});

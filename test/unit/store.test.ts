@@ -81,6 +81,21 @@ describe("openStore", () => {
     expect(existsSync(join(dir, "missing"))).toBe(false);
   });
 
+  test("owner_digests out of step with the rows (hand edit) are rebuilt at open", async () => {
+    const path = join(dir, "replica.db");
+    const a = await openStore(path, { node: "n1" });
+    a.writeLocal("node_status", "n1", { agentVersion: "1" });
+    const good = a.digest();
+    a.db.run(sql`UPDATE owner_digests SET hash = '0000000000000001', count = 7`);
+    a.close();
+    const b = await openStore(path, { node: "n1" });
+    expect(b.digest()).toEqual(good);
+    expect(b.db.all(sql`SELECT owner, count, hash FROM owner_digests`)).toEqual([
+      { owner: "n1", count: 1, hash: good[0]!.hash },
+    ]);
+    b.close();
+  });
+
   test(":memory: works", async () => {
     const s = await openStore(":memory:", { node: "n1" });
     expect(s.digest()).toEqual([]);

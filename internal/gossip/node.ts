@@ -51,6 +51,11 @@ export interface GossipConfig {
   rangeLeafRows: number;
   /** Rows learned by anti-entropy are re-gossiped when at most this many arrive at once. */
   rebroadcastRepairedMax: number;
+  /**
+   * Change sets larger than this are not pushed row by row: the node starts anti-entropy with
+   * `fanout` peers instead (push digest, pull data), so bulk seeds travel once per peer.
+   */
+  bulkThreshold: number;
 }
 
 export const DEFAULT_CONFIG: GossipConfig = {
@@ -77,6 +82,7 @@ export const DEFAULT_CONFIG: GossipConfig = {
   rangeParts: 16,
   rangeLeafRows: 128,
   rebroadcastRepairedMax: 64,
+  bulkThreshold: 64,
 };
 
 export interface GossipNodeOptions {
@@ -164,6 +170,7 @@ export class GossipNode {
   private running = false;
   private leaving = false;
   private memberHash: string | null = null;
+  private lastBurst = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly o: GossipNodeOptions) {
     this.name = o.name;
@@ -223,8 +230,7 @@ export class GossipNode {
   /** Disseminate rows the local agent just wrote (or seeded) in its replica. */
   publish(rows: ReplicatedRow[]): void {
     if (rows.length === 0) return;
-    for (const r of rows) this.rowQ.push(rowId(r), r);
-    if (this.cfg.eagerPush) this.eager(rows, undefined);
+    this.disseminate(rows, undefined);
   }
 
   /** Graceful leave: announce "left", keep gossiping for leaveGraceMs, then stop. */
@@ -702,16 +708,38 @@ export class GossipNode {
     return changed;
   }
 
+  private disseminate(rows: ReplicatedRow[], from: string | undefined): void {
+    if (rows.length > this.cfg.bulkThreshold) {
+      this.aeBurst(from);
+      return;
+    }
+    for (const r of rows) this.rowQ.push(rowId(r), r);
+    if (this.cfg.eagerPush) this.eager(rows, from);
+  }
+
+  /** Push digest, pull data: start anti-entropy with `fanout` peers now (rate limited). */
+  private aeBurst(exclude: string | undefined): void {
+    const now = this.o.clock.now();
+    if (now - this.lastBurst < this.cfg.gossipIntervalMs / 2) return;
+    this.lastBurst = now;
+    const peers = sample(
+      this.o.random,
+      this.liveMembers().filter((m) => m.state === "alive" && m.name !== exclude),
+      this.cfg.fanout,
+    );
+    const summary = this.aeSummary();
+    for (const p of peers) this.send(p.addr, summary);
+  }
+
   private onPushRows(rows: ReplicatedRow[], from: string): void {
     const changed = this.merge(rows, from);
-    if (changed.length === 0) return;
-    for (const r of changed) this.rowQ.push(rowId(r), r);
-    if (this.cfg.eagerPush) this.eager(changed, from);
+    if (changed.length > 0) this.disseminate(changed, from);
   }
 
   private onRepairRows(rows: ReplicatedRow[], from: string): void {
     const changed = this.merge(rows, from);
-    if (changed.length > 0 && changed.length <= this.cfg.rebroadcastRepairedMax) {
+    if (changed.length > this.cfg.bulkThreshold) this.aeBurst(from);
+    else if (changed.length > 0 && changed.length <= this.cfg.rebroadcastRepairedMax) {
       for (const r of changed) this.rowQ.push(rowId(r), r);
     }
   }

@@ -11,6 +11,10 @@ export interface Step {
   lines?: Array<{ text: string; kind: ChangeKind }>;
   /** Whole-input script (nft) and the change kind it serves. */
   script?: { text: string; kind: ChangeKind };
+  /** A single (non-batch) command serving one change. */
+  single?: { text: string; kind: ChangeKind };
+  /** xfrm batch: `ip` aborts it at the first error, so apply retries it line by line. */
+  xfrm?: boolean;
 }
 
 const P = String(KOSMOS_ROUTE_PROTO);
@@ -165,9 +169,20 @@ export function planSteps(changes: Change[]): Step[] {
   const bridge = [...br, ...brDel];
   if (bridge.length > 0) steps.push({ argv: ["bridge", "-force", "-batch", "-"], lines: bridge });
   if (nft) steps.push({ argv: ["nft", "-f", "-"], script: nft });
-  // Deletes before adds for xfrm so an SPI/selector can be re-created in the same pass.
-  const x = [...xfrmDel, ...xfrm];
-  if (x.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: x });
+  // xfrm: `ip xfrm` exits on the first error even with -force, so policies go in a batch that is
+  // retried line by line on failure (see apply), and each state is its own command (few; their
+  // failure is the expected "no ESP" degradation). Deletes first so an SPI can be re-created.
+  const pol = [
+    ...xfrmDel.filter((l) => l.kind === "xfrm-policy-del"),
+    ...xfrm.filter((l) => l.kind === "xfrm-policy-add"),
+  ];
+  if (pol.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: pol, xfrm: true });
+  for (const l of [
+    ...xfrmDel.filter((x) => x.kind === "xfrm-state-del"),
+    ...xfrm.filter((x) => x.kind === "xfrm-state-add"),
+  ]) {
+    steps.push({ argv: ["ip", ...l.text.split(" ")], single: l });
+  }
   if (links.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: links });
   return steps;
 }
@@ -229,7 +244,25 @@ export async function apply(
       continue;
     }
     if (r.code === 0) continue;
+    if (step.single) {
+      const message = r.stderr.trim() || `exit ${r.code}`;
+      errors.push({ command: cmd, message, change: step.single.kind });
+      if (step.single.kind === "xfrm-state-add" && ipsec.status !== "degraded") {
+        ipsec = { status: "degraded", message: `ESP state not installed: ${message}` };
+      }
+      continue;
+    }
     const lines = step.lines ?? [];
+    if (step.xfrm) {
+      for (const l of lines) {
+        const one = await runner.run(["ip", ...l.text.split(" ")]);
+        const gone =
+          l.kind === "xfrm-policy-del" && /No such file|No such process|not found/i.test(one.stderr);
+        if (one.code !== 0 && !gone)
+          errors.push({ command: `ip ${l.text}`, message: one.stderr.trim(), change: l.kind });
+      }
+      continue;
+    }
     const errs = batchErrors(r.stderr);
     if (errs.length === 0) errors.push({ command: cmd, message: r.stderr.trim() || `exit ${r.code}` });
     for (const e of errs) {

@@ -163,7 +163,18 @@ export async function snapshot(ns: Netns): Promise<Record<string, string>> {
   const neigh = JSON.parse((await run(["ip", "-j", "neigh", "show"])) || "[]") as Array<{ state?: string[] }>;
   return {
     link: await run(["ip", "-d", "-j", "link", "show"]),
-    addr: (await run(["ip", "-j", "addr", "show"])).replace(/"(valid|preferred)_life_time":\d+/g, ""),
+    addr: JSON.stringify(
+      (
+        JSON.parse((await run(["ip", "-j", "addr", "show"])) || "[]") as Array<{
+          addr_info?: Array<Record<string, unknown>>;
+        }>
+      ).map((l) => ({
+        ...l,
+        addr_info: (l.addr_info ?? []).map(
+          ({ valid_life_time: _v, preferred_life_time: _p, ...rest }) => rest,
+        ),
+      })),
+    ),
     route4: await run(["ip", "-4", "-j", "route", "show", "table", "all"]),
     route6: await run(["ip", "-6", "-j", "route", "show", "table", "all"]),
     rule4: await run(["ip", "-4", "-j", "rule", "show"]),
@@ -174,4 +185,23 @@ export async function snapshot(ns: Netns): Promise<Record<string, string>> {
     xfrmPolicy: await run(["ip", "xfrm", "policy", "list"]),
     xfrmState: await run(["ip", "xfrm", "state", "list"]),
   };
+}
+
+/**
+ * Order-insensitive form of a snapshot: JSON listings parsed, generated ids (ifindex) dropped and
+ * elements sorted, so two kernels holding the same objects compare equal whatever their history.
+ */
+export function canonical(s: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s)) {
+    const t = v.trim();
+    if (t.startsWith("[")) {
+      const arr = (JSON.parse(t) as Array<Record<string, unknown>>).map((o) => {
+        const { ifindex: _i, link_index: _l, ...rest } = o;
+        return JSON.stringify(rest);
+      });
+      out[k] = arr.sort();
+    } else out[k] = t.split("\n").sort();
+  }
+  return out;
 }

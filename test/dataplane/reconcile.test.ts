@@ -125,7 +125,7 @@ describe.skipIf(!root)("dataplane reconciler on a real kernel (P2P pair)", () =>
     expect((await ra.reconcile(sa)).errors).toEqual([]);
     const mid = await snapshot(a);
     for (const needle of ["vx-foreign", "10.9.0.0/24", "10.8.0.0/24"])
-      expect(mid.link + mid.route4).toContain(needle);
+      expect(`${mid.link}${mid.route4}`).toContain(needle);
     expect(mid.rule4).toContain('"priority":300');
     expect(mid.nft).toContain("table inet foreign");
     expect(mid.xfrmPolicy).toContain("reqid 7 ");

@@ -1,0 +1,153 @@
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { detectCapabilities, Reconciler, type Runner } from "../../internal/dataplane/index.ts";
+import { canUseNetns, NetnsScope } from "../helpers/netns.ts";
+import { canonical, makePair, NODES, p2pState, snapshot } from "./fixtures.ts";
+
+const root = await canUseNetns();
+const scope = new NetnsScope();
+afterEach(() => scope.cleanup());
+afterAll(() => scope.cleanup());
+
+class Killed extends Error {
+  readonly code = "KILLED";
+  readonly hint = "simulated agent crash";
+}
+
+/**
+ * A runner that "crashes" the agent after `budget` mutating commands: the command at which the
+ * crash happens gets only the first half of its batch input (a kill in the middle of `ip -batch`),
+ * then every further call throws.
+ */
+function crashingRunner(inner: Runner, budget: number): Runner {
+  let left = budget;
+  return {
+    async run(argv, opts) {
+      const mutating = opts?.input !== undefined || argv.includes("-w");
+      if (!mutating) return inner.run(argv, opts);
+      if (left < 0) throw new Killed("agent killed");
+      if (left === 0) {
+        left--;
+        const lines = (opts?.input ?? "").split("\n").filter(Boolean);
+        const half = lines.slice(0, Math.floor(lines.length / 2));
+        if (half.length > 0 && argv[0] !== "nft") await inner.run(argv, { input: half.join("\n") + "\n" });
+        throw new Killed("agent killed mid-batch");
+      }
+      left--;
+      return inner.run(argv, opts);
+    },
+  };
+}
+
+describe.skipIf(!root)("crash safety and IPsec", () => {
+  test("a kill at any point of an apply converges on the next reconcile", async () => {
+    const { a, aIf } = await makePair(scope);
+    const desired = p2pState(NODES[1], NODES[2], aIf, { dual: true });
+    // Reference: the state a clean reconcile produces.
+    const clean = new Reconciler({ runner: a.runner() });
+    await clean.reconcile(desired);
+    const reference = await snapshot(a);
+    await clean.uninstall();
+    // Also start from a changed state (different VNI/MTU) so kills hit recreate/update paths.
+    const old = structuredClone(desired);
+    old.devices[0]!.vni = 99;
+    old.devices[1]!.mtu = 1300;
+    old.routes.push({ dst: "10.77.0.0/16", via: NODES[2].overlay4, dev: "vx-bridge", family: 4, table: 200 });
+    old.nft.noMasqueradeDst.v4.push("10.99.0.0/16");
+    let crashes = 0;
+    for (let budget = 0; budget < 10; budget++) {
+      await new Reconciler({ runner: a.runner() }).reconcile(old);
+      const crashing = new Reconciler({ runner: crashingRunner(a.runner(), budget) });
+      let crashed = false;
+      await crashing.reconcile(desired).catch((e: unknown) => {
+        crashed = e instanceof Killed;
+      });
+      const restarted = new Reconciler({ runner: a.runner() });
+      const r = await restarted.reconcile(desired);
+      expect({ budget, errors: r.errors, residual: r.residual }).toEqual({ budget, errors: [], residual: 0 });
+      if (crashed) crashes++;
+      // Same objects as a clean install (listing order / ifindex of recreated links may differ).
+      expect(canonical(await snapshot(a))).toEqual(canonical(reference));
+      expect((await restarted.reconcile(desired)).changes).toBe(0);
+      await restarted.uninstall();
+      if (!crashed) break; // the budget outlasted the whole apply: every crash point was covered
+    }
+    expect(crashes).toBeGreaterThanOrEqual(3);
+  });
+
+  test("xfrm: policies installed, states degraded with the kernel message, uninstall removes them", async () => {
+    const { a, aIf } = await makePair(scope);
+    const caps = await detectCapabilities(a.runner());
+    const s = p2pState(NODES[1], NODES[2], aIf);
+    const reqid = 0x4b000010;
+    s.xfrm.policies.push(
+      {
+        src: "10.1.0.0/24",
+        dst: "10.2.0.0/24",
+        dir: "out",
+        tmplSrc: NODES[1].underlay4,
+        tmplDst: NODES[2].underlay4,
+        reqid,
+        priority: 1000,
+        family: 4,
+      },
+      {
+        src: "10.2.0.0/24",
+        dst: "10.1.0.0/24",
+        dir: "in",
+        tmplSrc: NODES[2].underlay4,
+        tmplDst: NODES[1].underlay4,
+        reqid,
+        priority: 1000,
+        family: 4,
+      },
+      {
+        src: "10.2.0.0/24",
+        dst: "10.1.0.0/24",
+        dir: "fwd",
+        tmplSrc: NODES[2].underlay4,
+        tmplDst: NODES[1].underlay4,
+        reqid,
+        priority: 1000,
+        family: 4,
+      },
+    );
+    s.xfrm.states.push({
+      src: NODES[1].underlay4,
+      dst: NODES[2].underlay4,
+      spi: 0x4b001,
+      reqid,
+      aeadKeyHex: "0x" + "ab".repeat(20),
+      icvBits: 128,
+      family: 4,
+    });
+    const r = new Reconciler({ runner: a.runner() });
+    const rep = await r.reconcile(s);
+    const pol = (await a.exec(["ip", "xfrm", "policy", "list"])).stdout;
+    expect(pol.match(/reqid 1258291216 /g)?.length).toBe(3);
+    if (caps.xfrmEsp.ok) {
+      expect(rep.ipsec.status).toBe("ok");
+    } else {
+      expect(rep.ipsec.status).toBe("degraded");
+      expect(rep.ipsec.message).toMatch(/not found/);
+      expect(rep.errors.map((e) => e.change)).toEqual(["xfrm-state-add"]);
+    }
+    await r.uninstall();
+    expect((await a.exec(["ip", "xfrm", "policy", "list"])).stdout).toBe("");
+    expect((await a.exec(["ip", "xfrm", "state", "list"])).stdout).toBe("");
+  });
+
+  test("capability detection reports each feature and leaves nothing behind", async () => {
+    const { a } = await makePair(scope);
+    const before = await snapshot(a);
+    const caps = await detectCapabilities(a.runner());
+    expect(caps.vxlan.ok).toBe(true);
+    expect(caps.nftables.ok).toBe(true);
+    expect(caps.nftables.version).toMatch(/^\d+\.\d+/);
+    expect(caps.xfrmPolicy.ok).toBe(true);
+    expect(caps.ipv6.ok).toBe(true);
+    expect(caps.ruleProtocol.ok).toBe(true);
+    expect(typeof caps.xfrmEsp.ok).toBe("boolean");
+    expect(caps.xfrmEsp.message.length).toBeGreaterThan(10);
+    expect(await snapshot(a)).toEqual(before);
+  });
+});

@@ -282,7 +282,6 @@ export class AgentClient {
   ): Promise<{ path: string; bytes: number; sha256: string; backup: string | null }> {
     const file = Bun.file(localPath);
     const total = file.size;
-    const hasher = new Bun.CryptoHasher("sha256");
     let sent = 0;
     const source = file.stream();
     const reader = source.getReader();
@@ -293,7 +292,6 @@ export class AgentClient {
           ctl.close();
           return;
         }
-        hasher.update(value);
         sent += value.byteLength;
         opts.onProgress?.({ sent, total });
         ctl.enqueue(value);
@@ -321,9 +319,31 @@ export class AgentClient {
         json.message ?? `upload failed: HTTP ${res.status}`,
         json.hint ?? "",
       );
-    void hasher;
     return json;
   }
+}
+
+export interface WorkflowEventLike {
+  type: string;
+  [k: string]: unknown;
+}
+
+/** Run a join/leave workflow on the agent, streaming its progress events; resolves true on success. */
+export async function runRemoteWorkflow(
+  client: AgentClient,
+  spec: { kind: "join" | "leave" } & Record<string, unknown>,
+  onEvent: (e: WorkflowEventLike) => void,
+): Promise<boolean> {
+  const ws = await client.openWs(`/v1/node/${spec.kind}`);
+  const closed = new Promise<{ code: number; reason: string }>((r) =>
+    ws.addEventListener("close", (e) => r({ code: e.code, reason: e.reason }), { once: true }),
+  );
+  ws.addEventListener("message", (e) => onEvent(JSON.parse(String(e.data)) as WorkflowEventLike));
+  ws.send(JSON.stringify(spec));
+  const { code, reason } = await closed;
+  if (code !== 1000)
+    throw new ExecError("WORKFLOW_FAILED", `workflow refused (${code}): ${reason}`, "check the spec");
+  return reason === "0";
 }
 
 export async function sha256File(path: string): Promise<string> {

@@ -4,6 +4,7 @@ export {
   type AgentTarget,
   type ExecOptions,
   type ExecResult,
+  runRemoteWorkflow,
   sha256File,
   type UploadProgress,
 } from "./client.ts";
@@ -16,3 +17,19 @@ export { createExecRoutes, type ExecDeps } from "./routes.ts";
 export { DEFAULT_LIMITS, type ExecLimits, SessionManager } from "./session.ts";
 export { AtomicUpload, backupName, confinePath, type UploadResult } from "./upload.ts";
 export { parseExecQuery } from "./v1.ts";
+export { SqliteAudit, SqliteJournal } from "./journal-sqlite.ts";
+export {
+  executeStep,
+  kubenestJoinSpec,
+  kubenestLeaveSpec,
+  MemoryJournal,
+  recoverWorkflows,
+  runWorkflow,
+  type WorkflowDeps,
+  type WorkflowEvent,
+  type WorkflowJournal,
+  type WorkflowSpec,
+  type WorkflowSpecInput,
+  WorkflowSpecSchema,
+  type WorkflowStep,
+} from "./workflow.ts";

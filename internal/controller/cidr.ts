@@ -49,7 +49,9 @@ export function detectPodCIDRs(input: {
   nodes?: NodeCidrLike[];
 }): { cidrs: string[]; source: PodCidrSource } {
   if (input.override && input.override.length > 0) return { cidrs: [...input.override], source: "override" };
-  const pools = (input.ipPools ?? []).filter((p) => p.spec?.cidr && !p.spec.disabled).map((p) => p.spec!.cidr!);
+  const pools = (input.ipPools ?? [])
+    .filter((p) => p.spec?.cidr && !p.spec.disabled)
+    .map((p) => p.spec!.cidr!);
   if (pools.length > 0) return { cidrs: [...new Set(pools)].sort(), source: "calico-ippool" };
   const cm = flagValue(input.controllerManagerPods ?? [], "cluster-cidr");
   if (cm) return { cidrs: splitList(cm), source: "controller-manager" };
@@ -68,10 +70,10 @@ export function serviceCidrFromError(message: string | undefined): string[] {
   return [m[1]!, ...(m[2] ? [m[2]] : [])];
 }
 
-export function detectServiceCIDRs(input: {
-  apiserverPods?: PodLike[];
-  serviceErrorMessage?: string;
-}): { cidrs: string[]; source: ServiceCidrSource } {
+export function detectServiceCIDRs(input: { apiserverPods?: PodLike[]; serviceErrorMessage?: string }): {
+  cidrs: string[];
+  source: ServiceCidrSource;
+} {
   const flag = flagValue(input.apiserverPods ?? [], "service-cluster-ip-range");
   if (flag) return { cidrs: splitList(flag), source: "apiserver-flag" };
   const fromErr = serviceCidrFromError(input.serviceErrorMessage);

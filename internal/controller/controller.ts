@@ -70,7 +70,13 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const maxB = opts.maxBackoffMs ?? 30_000;
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const seeder = new Seeder({ agents: opts.agents, pusher: opts.pusher, logger: log, minBackoffMs: minB, maxBackoffMs: maxB });
+  const seeder = new Seeder({
+    agents: opts.agents,
+    pusher: opts.pusher,
+    logger: log,
+    minBackoffMs: minB,
+    maxBackoffMs: maxB,
+  });
   let stopped = false;
   let leader = opts.leaderElection === false;
   const timers = new Set<ReturnType<typeof setTimeout>>();
@@ -92,7 +98,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       if (stopped) return;
       failures++;
       const delay = Math.min(maxB, minB * 2 ** (failures - 1));
-      log.warn({ informer: what, err: (err as Error)?.message ?? String(err), retryInMs: delay }, "watch failed, restarting");
+      log.warn(
+        { informer: what, err: (err as Error)?.message ?? String(err), retryInMs: delay },
+        "watch failed, restarting",
+      );
       later(() => {
         inf.start().catch(() => undefined);
       }, delay);
@@ -101,11 +110,21 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
 
   const clusterPath = `/apis/${GROUP}/${VERSION}/${PLURAL.clusters}`;
   const clusterNodePath = `/apis/${GROUP}/${VERSION}/${PLURAL.clusterNodes}`;
-  const clusters = makeInformer<ClusterObject & KubernetesObject>(kc, clusterPath, () =>
-    custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.clusters }) as never,
+  const clusters = makeInformer<ClusterObject & KubernetesObject>(
+    kc,
+    clusterPath,
+    () =>
+      custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.clusters }) as never,
   );
-  const clusterNodes = makeInformer<ClusterNodeObject & KubernetesObject>(kc, clusterNodePath, () =>
-    custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.clusterNodes }) as never,
+  const clusterNodes = makeInformer<ClusterNodeObject & KubernetesObject>(
+    kc,
+    clusterNodePath,
+    () =>
+      custom.listClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL.clusterNodes,
+      }) as never,
   );
   keepRunning(clusters, "clusters");
   keepRunning(clusterNodes, "clusternodes");
@@ -139,7 +158,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         const n = (failures.get(name) ?? 0) + 1;
         failures.set(name, n);
         const delay = Math.min(maxB, minB * 2 ** (n - 1));
-        log.warn({ cluster: name, err: (e as Error).message, code: errorCode(e), retryInMs: delay }, "reconcile failed");
+        log.warn(
+          { cluster: name, err: (e as Error).message, code: errorCode(e), retryInMs: delay },
+          "reconcile failed",
+        );
         later(() => schedule(name), delay);
       }
     }
@@ -149,11 +171,16 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
 
   // ---- member clusters ----
   const members = new Map<string, Member>();
-  const memberKubeConfig = async (c: ClusterObject): Promise<{ source: string; kc: KubeConfig } | undefined> => {
+  const memberKubeConfig = async (
+    c: ClusterObject,
+  ): Promise<{ source: string; kc: KubeConfig } | undefined> => {
     let yaml: string | undefined;
     const ref = c.spec.kubeconfigSecretRef;
     if (ref) {
-      const secret = await core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace ?? namespace });
+      const secret = await core.readNamespacedSecret({
+        name: ref.name,
+        namespace: ref.namespace ?? namespace,
+      });
       const data = secret.data?.[ref.key ?? "kubeconfig"];
       if (data) yaml = Buffer.from(data, "base64").toString("utf8");
     } else if (c.spec.kubeconfig) {
@@ -189,14 +216,18 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     return m;
   };
 
-  const detect = async (c: ClusterObject, m: Member): Promise<{ podCIDRs: string[]; serviceCIDRs: string[] }> => {
+  const detect = async (
+    c: ClusterObject,
+    m: Member,
+  ): Promise<{ podCIDRs: string[]; serviceCIDRs: string[] }> => {
     const o = c.spec.clusterLinkOptions ?? {};
     const mcore = m.kc.makeApiClient(CoreV1Api);
     const mcustom = m.kc.makeApiClient(CustomObjectsApi);
     const pods = async (component: string): Promise<PodLike[]> => {
       try {
-        return (await mcore.listNamespacedPod({ namespace: "kube-system", labelSelector: `component=${component}` }))
-          .items as PodLike[];
+        return (
+          await mcore.listNamespacedPod({ namespace: "kube-system", labelSelector: `component=${component}` })
+        ).items as PodLike[];
       } catch {
         return [];
       }
@@ -233,7 +264,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
 
   const reconcile = async (name: string): Promise<void> => {
     const c = clusters.get(name) as ClusterObject | undefined;
-    const owned = (clusterNodes.list() as ClusterNodeObject[]).filter((n) => n.metadata.labels?.[CLUSTER_LABEL] === name);
+    const owned = (clusterNodes.list() as ClusterNodeObject[]).filter(
+      (n) => n.metadata.labels?.[CLUSTER_LABEL] === name,
+    );
     if (!c) {
       await stopMember(name);
       for (const n of owned) await deleteClusterNode(n.metadata.name);
@@ -241,7 +274,14 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     }
     const m = await ensureMember(c);
     if (!m) {
-      await patchStatus(c, { podCIDRs: [], serviceCIDRs: [] }, 0, "False", "NoKubeconfig", "no kubeconfig (spec.kubeconfigSecretRef or spec.kubeconfig)");
+      await patchStatus(
+        c,
+        { podCIDRs: [], serviceCIDRs: [] },
+        0,
+        "False",
+        "NoKubeconfig",
+        "no kubeconfig (spec.kubeconfigSecretRef or spec.kubeconfig)",
+      );
       return;
     }
     const desired = desiredClusterNodes(c, [...m.informer.list()]);
@@ -256,12 +296,20 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       };
       if (!cur) {
         try {
-          await custom.createClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.clusterNodes, body });
+          await custom.createClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL.clusterNodes,
+            body,
+          });
         } catch (e) {
           if (errorCode(e) !== 409) throw e;
           schedule(name); // exists but not yet in our cache: converge on the next pass
         }
-      } else if (JSON.stringify(sortKeys(cur.spec)) !== JSON.stringify(sortKeys(d.spec)) || cur.metadata.labels?.[CLUSTER_LABEL] !== name) {
+      } else if (
+        JSON.stringify(sortKeys(cur.spec)) !== JSON.stringify(sortKeys(d.spec)) ||
+        cur.metadata.labels?.[CLUSTER_LABEL] !== name
+      ) {
         await custom.replaceClusterCustomObject({
           group: GROUP,
           version: VERSION,
@@ -278,7 +326,12 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
 
   const deleteClusterNode = async (n: string): Promise<void> => {
     try {
-      await custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.clusterNodes, name: n });
+      await custom.deleteClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL.clusterNodes,
+        name: n,
+      });
     } catch (e) {
       if (errorCode(e) !== 404) throw e;
     }
@@ -389,9 +442,14 @@ async function probeServiceCidr(core: CoreV1Api): Promise<string[]> {
   try {
     await core.createNamespacedService({
       namespace: "default",
-      body: { metadata: { name: "kosmos-service-cidr-probe" }, spec: { clusterIP: "0.0.0.1", ports: [{ port: 80 }] } },
+      body: {
+        metadata: { name: "kosmos-service-cidr-probe" },
+        spec: { clusterIP: "0.0.0.1", ports: [{ port: 80 }] },
+      },
     });
-    await core.deleteNamespacedService({ name: "kosmos-service-cidr-probe", namespace: "default" }).catch(() => undefined);
+    await core
+      .deleteNamespacedService({ name: "kosmos-service-cidr-probe", namespace: "default" })
+      .catch(() => undefined);
     return [];
   } catch (e) {
     const body = (e as { body?: unknown }).body;

@@ -1,7 +1,14 @@
 export { detectPodCIDRs, detectServiceCIDRs, flagValue, serviceCidrFromError } from "./cidr.ts";
 export { type ControllerOptions, type RunningController, startController } from "./controller.ts";
 export { type LeaderElector, startLeaderElection, tryAcquireOrRenew } from "./leader.ts";
-export { clusterNodeName, desiredClusterNodes, mapIpFamily, type MemberNode, topologyHash, toTopology } from "./mapping.ts";
+export {
+  clusterNodeName,
+  desiredClusterNodes,
+  mapIpFamily,
+  type MemberNode,
+  topologyHash,
+  toTopology,
+} from "./mapping.ts";
 export { type AgentEndpoint, fetchPusher, PushError, type Pusher } from "./push.ts";
 export { Seeder, type SeederOptions, type SeederStatus } from "./seeder.ts";
 export * from "./types.ts";

@@ -25,7 +25,8 @@ export function toTopology(clusters: ClusterObject[], clusterNodes: ClusterNodeO
   const outClusters = enabled.map((c) => {
     const o = c.spec.clusterLinkOptions ?? {};
     const status = c.status?.clusterLinkStatus ?? {};
-    const podCIDRs = o.clusterpodCIDRs && o.clusterpodCIDRs.length > 0 ? o.clusterpodCIDRs : (status.podCIDRs ?? []);
+    const podCIDRs =
+      o.clusterpodCIDRs && o.clusterpodCIDRs.length > 0 ? o.clusterpodCIDRs : (status.podCIDRs ?? []);
     return {
       name: c.metadata.name,
       networkType: o.networkType ?? "p2p",
@@ -106,7 +107,9 @@ export function desiredClusterNodes(cluster: ClusterObject, nodes: MemberNode[])
     .filter((n) => n.metadata?.name)
     .map((n) => {
       const nodeName = n.metadata!.name!;
-      const internal = (n.status?.addresses ?? []).filter((a) => a.type === "InternalIP").map((a) => a.address);
+      const internal = (n.status?.addresses ?? [])
+        .filter((a) => a.type === "InternalIP")
+        .map((a) => a.address);
       const ip = internal.find((a) => !a.includes(":"));
       const ip6 = internal.find((a) => a.includes(":"));
       const podCIDRs = n.spec?.podCIDRs?.length ? n.spec.podCIDRs : n.spec?.podCIDR ? [n.spec.podCIDR] : [];

@@ -26,7 +26,11 @@ export type Pusher = (endpoint: AgentEndpoint, topology: Topology) => Promise<vo
 
 interface BunFetchInit extends RequestInit {
   unix?: string;
-  tls?: { rejectUnauthorized?: boolean; ca?: string; checkServerIdentity?: (host: string, cert: { fingerprint256?: string }) => Error | undefined };
+  tls?: {
+    rejectUnauthorized?: boolean;
+    ca?: string;
+    checkServerIdentity?: (host: string, cert: { fingerprint256?: string }) => Error | undefined;
+  };
 }
 
 /** Normalise "AB:CD:.." / "abcd.." fingerprints for comparison. */
@@ -56,7 +60,11 @@ export const fetchPusher: Pusher = async (endpoint, topology) => {
             checkServerIdentity: (_host, cert) =>
               cert.fingerprint256 && normFp(cert.fingerprint256) === normFp(pin)
                 ? undefined
-                : new PushError("KOSMOS_PUSH_TLS_PIN", "agent certificate fingerprint mismatch", "check --agent fingerprint"),
+                : new PushError(
+                    "KOSMOS_PUSH_TLS_PIN",
+                    "agent certificate fingerprint mismatch",
+                    "check --agent fingerprint",
+                  ),
           }
         : {}),
     };

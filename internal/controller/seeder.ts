@@ -98,7 +98,8 @@ export class Seeder {
   async settled(opts: { any?: boolean } = {}): Promise<void> {
     for (;;) {
       const pushed = [...this.state.values()].filter((s) => s.pushedHash === this.latestHash);
-      if (this.latestHash !== undefined && (opts.any ? pushed.length > 0 : pushed.length === this.state.size)) return;
+      if (this.latestHash !== undefined && (opts.any ? pushed.length > 0 : pushed.length === this.state.size))
+        return;
       await new Promise<void>((r) => this.waiters.push(r));
     }
   }

@@ -46,7 +46,13 @@ export interface ClusterObject {
     clusterLinkStatus?: { podCIDRs?: string[]; serviceCIDRs?: string[] };
     observedGeneration?: number;
     nodeCount?: number;
-    conditions?: { type: string; status: "True" | "False" | "Unknown"; reason?: string; message?: string; lastTransitionTime?: string }[];
+    conditions?: {
+      type: string;
+      status: "True" | "False" | "Unknown";
+      reason?: string;
+      message?: string;
+      lastTransitionTime?: string;
+    }[];
   };
 }
 

@@ -5,7 +5,7 @@ import { parseAllDocuments } from "yaml";
 import type { JsonObject } from "./fake-apiserver/patch.ts";
 
 /** The repository's manifests/ directory. */
-export const MANIFESTS_DIR = resolve(import.meta.dir, "../../manifests");
+export const MANIFESTS_DIR = process.env.KOSMOS_MANIFESTS_DIR ?? resolve(import.meta.dir, "../../manifests");
 
 export interface ManifestObject extends JsonObject {
   apiVersion: string;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bun
+/** kosmos-controller: flags/env → startController. No logic here. */
+import { KubeConfig } from "@kubernetes/client-node";
+import { Command } from "commander";
+import { type AgentEndpoint, startController } from "../internal/controller/index.ts";
+import { createLogger, createRegistry } from "../internal/observability/index.ts";
+
+const program = new Command("kosmos-controller")
+  .description("Watches Kosmos Clusters and seeds the topology into agents")
+  .option("--kubeconfig <file>", "kubeconfig of the host cluster (default: in-cluster, then $KUBECONFIG)")
+  .option("--namespace <ns>", "namespace of the Lease and kubeconfig Secrets", "kosmos-system")
+  .option("--agent <url...>", "seed agent URL (http(s)://host:port or unix:/path.sock); also $KOSMOS_AGENTS")
+  .option("--token <token>", "bearer token for agents (default $KOSMOS_TOKEN)")
+  .option("--listen <addr>", "health/metrics address", "0.0.0.0:9090")
+  .option("--no-leader-elect", "run without a Lease (single replica)")
+  .parse();
+
+const o = program.opts<{ kubeconfig?: string; namespace: string; agent?: string[]; token?: string; listen: string; leaderElect: boolean }>();
+const log = createLogger({ component: "controller" });
+const token = o.token ?? process.env.KOSMOS_TOKEN ?? "";
+const urls = [...(o.agent ?? []), ...(process.env.KOSMOS_AGENTS ?? "").split(",")].map((s) => s.trim()).filter(Boolean);
+const agents: AgentEndpoint[] = urls.map((u) => ({ url: /^(https?:|unix:)/.test(u) ? u : `http://${u}`, token }));
+
+const kc = new KubeConfig();
+if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
+else kc.loadFromDefault();
+
+const ctl = await startController({ kubeconfig: kc, agents, namespace: o.namespace, leaderElection: o.leaderElect, logger: log });
+const registry = createRegistry();
+const [hostname, port] = [o.listen.slice(0, o.listen.lastIndexOf(":")), Number(o.listen.slice(o.listen.lastIndexOf(":") + 1))];
+const server = Bun.serve({
+  hostname,
+  port,
+  fetch: async (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/healthz" || path === "/readyz") return new Response("ok");
+    if (path === "/metrics") return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
+    if (path === "/status") return Response.json({ leader: ctl.isLeader(), seeder: ctl.seeder.status() });
+    return new Response("not found", { status: 404 });
+  },
+});
+log.info({ agents: urls, listen: o.listen }, "kosmos-controller started");
+const shutdown = async (): Promise<void> => {
+  await ctl.stop();
+  server.stop(true);
+  process.exit(0);
+};
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);

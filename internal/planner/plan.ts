@@ -218,24 +218,47 @@ export function plan(input: PlanInput): HostState {
   }
 
   // ---- peers (static FDB + permanent neighbours)
-  const fdb: FdbEntry[] = [];
-  const neighbors: Neighbor[] = [];
-  /** Bridge overlay IP per peer node and family (filled as peers are added; used by routes). */
-  const bridgeIp = new Map<string, string>();
+  /** Peer VTEPs per device; FDB and neighbour lists are emitted from these, sorted, at the end. */
+  interface PeerRec {
+    dst: string;
+    ip: string;
+    mac: string;
+    /** IPv4: numeric underlay and overlay addresses (sort keys). */
+    dstN: number;
+    ipN: number;
+  }
+  const peerRecs = new Map<string, { family: AddressFamily; recs: PeerRec[] }>();
+  /** Bridge overlay IP per peer node, per family (filled as peers are added; used by routes). */
+  const bridgeIp: Record<AddressFamily, Map<Node, string>> = { 4: new Map(), 6: new Map() };
   const addPeer = (kind: "bridge" | "local", peer: Node, ctx: ClusterCtx) => {
     for (const f of selfFams) {
       if (!ctx.fams.includes(f)) continue;
       const u = underlayOf(peer, f);
       const mapper = (kind === "bridge" ? ctx.bridge : ctx.local)[f];
       if (u === undefined || !mapper) continue;
-      const dst = canonicalUnderlay(u, f);
-      const ip = mapper.ip(u);
+      let dst: string | undefined;
+      let ip: string | undefined;
+      let dstN = 0;
+      if (f === 4 && mapper.ip4) {
+        const v = parseIPv4Number(u);
+        if (v === undefined) continue;
+        dst = u;
+        dstN = v;
+        ip = mapper.ip4(v);
+      } else {
+        dst = canonicalUnderlay(u, f);
+        ip = mapper.ip(u);
+      }
       if (dst === undefined || ip === undefined) continue;
       const dev = DEVICES[kind][f].name;
-      const mac = vtepMac(peer.name, dev);
-      fdb.push({ dev, mac: ZERO_MAC, dst }, { dev, mac, dst });
-      neighbors.push({ dev, ip, mac, family: f });
-      if (kind === "bridge") bridgeIp.set(`${peer.name}/${f}`, ip);
+      let group = peerRecs.get(dev);
+      if (!group) {
+        group = { family: f, recs: [] };
+        peerRecs.set(dev, group);
+      }
+      const ipN = f === 4 ? (parseIPv4Number(ip) as number) : 0;
+      group.recs.push({ dst, ip, mac: vtepMac(peer.name, dev), dstN, ipN });
+      if (kind === "bridge") bridgeIp[f].set(peer, ip);
     }
   };
 
@@ -268,7 +291,7 @@ export function plan(input: PlanInput): HostState {
     for (const l of localRanges) if (l.family === c.family && l.base <= c.last && c.base <= l.last) return l;
     return undefined;
   };
-  const routes: Route[] = [];
+  const routes: Array<{ k: number; r: Route }> = [];
   const routed = new Set<string>();
   const skipped = new Map<string, string[]>();
   let noGatewayWarned = false;
@@ -293,7 +316,7 @@ export function plan(input: PlanInput): HostState {
     let via: string | undefined;
     let dev: string;
     if (hasBridge) {
-      via = bridgeIp.get(`${target.name}/${f}`);
+      via = bridgeIp[f].get(target);
       dev = DEVICES.bridge[f].name;
     } else {
       via = gatewayLocalIp[f];
@@ -324,12 +347,15 @@ export function plan(input: PlanInput): HostState {
     }
     routed.add(dst.text);
     routes.push({
-      dst: dst.text,
-      via,
-      dev,
-      family: f,
-      table: KOSMOS_ROUTE_TABLE,
-      peer: `${ctx.cluster.name}/${target.name}`,
+      k: f === 4 ? Number(dst.base) * 64 + dst.len : 0,
+      r: {
+        dst: dst.text,
+        via,
+        dev,
+        family: f,
+        table: KOSMOS_ROUTE_TABLE,
+        peer: `${ctx.cluster.name}/${target.name}`,
+      },
     });
   };
   for (const ctx of ctxs.values()) {
@@ -413,9 +439,6 @@ export function plan(input: PlanInput): HostState {
       });
     }
   }
-  const v4: string[] = [];
-  const v6: string[] = [];
-  for (const r of routes) (r.family === 4 ? v4 : v6).push(r.dst);
 
   // ---- IPsec between elastic IPs
   const policies: XfrmPolicy[] = [];
@@ -484,11 +507,23 @@ export function plan(input: PlanInput): HostState {
   for (const d of devices)
     if (d.family === 4) sysctls.push({ key: `net.ipv4.conf.${d.name}.rp_filter`, value: "0" });
 
-  // ---- deterministic order
+  // ---- deterministic order (IPv4 addresses and CIDRs in numeric order, IPv6 in text order)
   devices.sort((a, b) => cmp(a.name, b.name));
-  routes.sort((a, b) => a.family - b.family || cmp(a.dst, b.dst));
-  fdb.sort((a, b) => cmp(a.dev, b.dev) || cmp(a.dst, b.dst) || cmp(a.mac, b.mac));
-  neighbors.sort((a, b) => cmp(a.dev, b.dev) || cmp(a.ip, b.ip));
+  routes.sort((a, b) => a.r.family - b.r.family || a.k - b.k || cmp(a.r.dst, b.r.dst));
+  const sortedRoutes = routes.map((x) => x.r);
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const r of sortedRoutes) (r.family === 4 ? v4 : v6).push(r.dst);
+  const fdb: FdbEntry[] = [];
+  const neighbors: Neighbor[] = [];
+  for (const dev of [...peerRecs.keys()].sort(cmp)) {
+    const { family, recs } = peerRecs.get(dev) as { family: AddressFamily; recs: PeerRec[] };
+    const v4 = family === 4;
+    recs.sort((a, b) => (v4 ? a.dstN - b.dstN : cmp(a.dst, b.dst)) || cmp(a.mac, b.mac));
+    for (const p of recs) fdb.push({ dev, mac: ZERO_MAC, dst: p.dst }, { dev, mac: p.mac, dst: p.dst });
+    recs.sort((a, b) => (v4 ? a.ipN - b.ipN : cmp(a.ip, b.ip)) || cmp(a.mac, b.mac));
+    for (const p of recs) neighbors.push({ dev, ip: p.ip, mac: p.mac, family });
+  }
   globalMaps.sort((a, b) => a.family - b.family || cmp(a.local, b.local));
   masquerade.sort((a, b) => a.family - b.family || cmp(a.oif, b.oif));
   policies.sort(
@@ -496,8 +531,6 @@ export function plan(input: PlanInput): HostState {
   );
   states.sort((a, b) => cmp(a.src, b.src) || cmp(a.dst, b.dst) || a.spi - b.spi);
   sysctls.sort((a, b) => cmp(a.key, b.key));
-  v4.sort(cmp);
-  v6.sort(cmp);
   warnings.sort(cmp);
 
   const out: HostState = {
@@ -505,7 +538,7 @@ export function plan(input: PlanInput): HostState {
     cluster: selfCluster.name,
     table: KOSMOS_ROUTE_TABLE,
     devices,
-    routes,
+    routes: sortedRoutes,
     rules,
     fdb,
     neighbors,

@@ -37,7 +37,6 @@ export interface Cidr {
   text: string;
 }
 
-const V4_MAX = 0xffffffffn;
 const V6_MAX = (1n << 128n) - 1n;
 
 function bitsOf(family: AddressFamily): number {
@@ -206,9 +205,22 @@ export function hostMask(family: AddressFamily, len: number): bigint {
   return (1n << BigInt(bitsOf(family) - len)) - 1n;
 }
 
+function makeCidr4(value: number, len: number): Cidr {
+  const host = len === 0 ? 0xffffffff : (2 ** (32 - len) - 1) >>> 0;
+  const base = (value & ~host) >>> 0;
+  return {
+    family: 4,
+    base: BigInt(base),
+    len,
+    last: BigInt((base | host) >>> 0),
+    text: `${formatIPv4Number(base)}/${len}`,
+  };
+}
+
 export function makeCidr(family: AddressFamily, value: bigint, len: number): Cidr {
+  if (family === 4) return makeCidr4(Number(value), len);
   const host = hostMask(family, len);
-  const base = value & ~host & (family === 4 ? V4_MAX : V6_MAX);
+  const base = value & ~host & V6_MAX;
   return { family, base, len, last: base | host, text: `${formatIp(family, base)}/${len}` };
 }
 
@@ -228,6 +240,11 @@ export function tryParseCidr(s: string): Cidr | undefined {
   if (typeof s !== "string") return undefined;
   const slash = s.indexOf("/");
   if (slash <= 0) return undefined;
+  if (!s.includes(":")) {
+    const v4 = parseIPv4Number(s.slice(0, slash));
+    const len4 = parsePrefixLen(s.slice(slash + 1), 32);
+    return v4 === undefined || len4 === undefined ? undefined : makeCidr4(v4, len4);
+  }
   const ip = tryParseIp(s.slice(0, slash));
   if (!ip) return undefined;
   const len = parsePrefixLen(s.slice(slash + 1), bitsOf(ip.family));
@@ -336,6 +353,8 @@ export interface OverlayMapper {
   len: number;
   /** Undefined when the underlay string is not an address of this family. */
   ip(underlay: string): string | undefined;
+  /** IPv4 mappers only: overlay address of an already parsed underlay address (hot loops). */
+  ip4?(underlay: number): string;
 }
 
 export function overlayMapper(overlayCidr: string): OverlayMapper {
@@ -349,6 +368,9 @@ export function overlayMapper(overlayCidr: string): OverlayMapper {
       ip(underlay: string) {
         const v = parseIPv4Number(underlay);
         if (v === undefined) return undefined;
+        return formatIPv4Number((base | (v & host)) >>> 0);
+      },
+      ip4(v: number) {
         return formatIPv4Number((base | (v & host)) >>> 0);
       },
     };

@@ -15,26 +15,48 @@ const program = new Command("kosmos-controller")
   .option("--no-leader-elect", "run without a Lease (single replica)")
   .parse();
 
-const o = program.opts<{ kubeconfig?: string; namespace: string; agent?: string[]; token?: string; listen: string; leaderElect: boolean }>();
+const o = program.opts<{
+  kubeconfig?: string;
+  namespace: string;
+  agent?: string[];
+  token?: string;
+  listen: string;
+  leaderElect: boolean;
+}>();
 const log = createLogger({ component: "controller" });
 const token = o.token ?? process.env.KOSMOS_TOKEN ?? "";
-const urls = [...(o.agent ?? []), ...(process.env.KOSMOS_AGENTS ?? "").split(",")].map((s) => s.trim()).filter(Boolean);
-const agents: AgentEndpoint[] = urls.map((u) => ({ url: /^(https?:|unix:)/.test(u) ? u : `http://${u}`, token }));
+const urls = [...(o.agent ?? []), ...(process.env.KOSMOS_AGENTS ?? "").split(",")]
+  .map((s) => s.trim())
+  .filter(Boolean);
+const agents: AgentEndpoint[] = urls.map((u) => ({
+  url: /^(https?:|unix:)/.test(u) ? u : `http://${u}`,
+  token,
+}));
 
 const kc = new KubeConfig();
 if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
 else kc.loadFromDefault();
 
-const ctl = await startController({ kubeconfig: kc, agents, namespace: o.namespace, leaderElection: o.leaderElect, logger: log });
+const ctl = await startController({
+  kubeconfig: kc,
+  agents,
+  namespace: o.namespace,
+  leaderElection: o.leaderElect,
+  logger: log,
+});
 const registry = createRegistry();
-const [hostname, port] = [o.listen.slice(0, o.listen.lastIndexOf(":")), Number(o.listen.slice(o.listen.lastIndexOf(":") + 1))];
+const [hostname, port] = [
+  o.listen.slice(0, o.listen.lastIndexOf(":")),
+  Number(o.listen.slice(o.listen.lastIndexOf(":") + 1)),
+];
 const server = Bun.serve({
   hostname,
   port,
   fetch: async (req) => {
     const path = new URL(req.url).pathname;
     if (path === "/healthz" || path === "/readyz") return new Response("ok");
-    if (path === "/metrics") return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
+    if (path === "/metrics")
+      return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
     if (path === "/status") return Response.json({ leader: ctl.isLeader(), seeder: ctl.seeder.status() });
     return new Response("not found", { status: 404 });
   },

@@ -1,0 +1,208 @@
+/**
+ * Builds and removes the lab's namespaces, links, addresses, routes and the stand-ins for what a real
+ * cluster would have (a host-gw CNI, kube-proxy service NAT, the "internet" between clusters).
+ * Nothing here belongs to Kosmos: these are the substrate the agents run on.
+ */
+import { familyOf } from "./addr.ts";
+import type { LabClusterPlan, LabNodePlan, LabPlan, LabPodPlan, LabServicePlan } from "./plan.ts";
+import { LAB_ECHO_PORT } from "./plan.ts";
+import { inNs, ipBatch, listNetns, netnsPids, sh, spawnDetached } from "./sh.ts";
+
+const SYSCTLS_ROUTER = [
+  "net.ipv4.ip_forward=1",
+  "net.ipv6.conf.all.forwarding=1",
+  "net.ipv6.conf.all.accept_dad=0",
+  "net.ipv6.conf.default.accept_dad=0",
+  "net.ipv4.conf.all.rp_filter=0",
+  "net.ipv4.conf.default.rp_filter=0",
+];
+
+async function addNs(ns: string): Promise<void> {
+  await sh(["ip", "netns", "add", ns]);
+  await ipBatch(ns, ["link set lo up"]);
+}
+
+async function sysctls(ns: string, kv: string[]): Promise<void> {
+  await inNs(ns, ["sysctl", "-q", "-w", ...kv]);
+}
+
+/** nft filter in the fabric: in gateway clusters only gateway candidates may leave/enter the LAN. */
+export function renderFabricFilter(plan: LabPlan): string {
+  const lines = ["table inet labfabric {", "  chain forward {", "    type filter hook forward priority 0; policy accept;"];
+  for (const c of plan.clusters) {
+    if (c.networkType !== "gateway") continue;
+    const gws = plan.nodes.filter((n) => n.cluster === c.name && n.gatewayCandidate);
+    const v4 = gws.map((n) => n.ipv4);
+    const v6 = gws.map((n) => n.ipv6);
+    const set4 = v4.length ? `{ ${v4.join(", ")} }` : "{ 0.0.0.0 }";
+    const set6 = v6.length ? `{ ${v6.join(", ")} }` : "{ :: }";
+    lines.push(
+      `    iifname "${c.bridge}" oifname != "${c.bridge}" ip saddr != ${set4} drop`,
+      `    iifname "${c.bridge}" oifname != "${c.bridge}" ip6 saddr != ${set6} drop`,
+      `    oifname "${c.bridge}" iifname != "${c.bridge}" ip daddr != ${set4} drop`,
+      `    oifname "${c.bridge}" iifname != "${c.bridge}" ip6 daddr != ${set6} drop`,
+    );
+  }
+  lines.push("  }", "}");
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * kube-proxy stand-in for one node: the cluster's ClusterIP is DNATed (all protocols, so ping works
+ * too) to a random backend pod; traffic from outside the cluster's pod CIDRs is masqueraded, as
+ * kube-proxy does with --cluster-cidr, so replies come back through this node; hairpin traffic (a
+ * pod reaching a backend on its own node's bridge) is masqueraded too, as kube-proxy does.
+ */
+export function renderKubeProxy(svc: LabServicePlan, cluster: LabClusterPlan): string {
+  const pod4 = cluster.podCIDRs.filter((p) => familyOf(p) === 4);
+  const pod6 = cluster.podCIDRs.filter((p) => familyOf(p) === 6);
+  const lines = ["table inet labproxy {"];
+  const svcChain: string[] = ["  chain svc {"];
+  if (svc.ipv4 && svc.backends4.length) {
+    const map = svc.backends4.map((b, i) => `${i} : ${b}`).join(", ");
+    if (pod4.length) svcChain.push(`    ip daddr ${svc.ipv4} ip saddr != { ${pod4.join(", ")} } meta mark set 0x4000`);
+    svcChain.push(`    ip daddr ${svc.ipv4} dnat ip to numgen random mod ${svc.backends4.length} map { ${map} }`);
+  }
+  if (svc.ipv6 && svc.backends6.length) {
+    const map = svc.backends6.map((b, i) => `${i} : ${b}`).join(", ");
+    if (pod6.length) svcChain.push(`    ip6 daddr ${svc.ipv6} ip6 saddr != { ${pod6.join(", ")} } meta mark set 0x4000`);
+    svcChain.push(`    ip6 daddr ${svc.ipv6} dnat ip6 to numgen random mod ${svc.backends6.length} map { ${map} }`);
+  }
+  svcChain.push("  }");
+  lines.push(
+    ...svcChain,
+    "  chain pre { type nat hook prerouting priority dstnat; policy accept; jump svc; }",
+    "  chain out { type nat hook output priority -100; policy accept; jump svc; }",
+    "  chain post { type nat hook postrouting priority srcnat; policy accept; meta mark & 0x4000 == 0x4000 masquerade; ct status dnat oifname \"cni0\" masquerade; }",
+    "}",
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+async function buildFabric(plan: LabPlan): Promise<void> {
+  await addNs(plan.fabricNs);
+  await sysctls(plan.fabricNs, SYSCTLS_ROUTER);
+  const lines: string[] = [];
+  for (const c of plan.clusters) {
+    lines.push(
+      `link add ${c.bridge} type bridge`,
+      `link set ${c.bridge} up`,
+      `addr add ${c.router4}/24 dev ${c.bridge}`,
+      `addr add ${c.router6}/64 dev ${c.bridge} nodad`,
+    );
+  }
+  await ipBatch(plan.fabricNs, lines);
+  await inNs(plan.fabricNs, ["nft", "-f", "-"], { input: renderFabricFilter(plan) });
+}
+
+async function buildNode(plan: LabPlan, node: LabNodePlan): Promise<void> {
+  const cluster = plan.clusters.find((c) => c.name === node.cluster);
+  if (!cluster) throw new Error(`node ${node.name}: unknown cluster`);
+  await addNs(node.ns);
+  await sysctls(node.ns, SYSCTLS_ROUTER);
+  await sh(["ip", "link", "add", "eth0", "netns", node.ns, "type", "veth", "peer", "name", node.fabricIf, "netns", plan.fabricNs]);
+  await ipBatch(plan.fabricNs, [`link set ${node.fabricIf} master ${cluster.bridge} up`]);
+  const lines = [
+    "link set eth0 up",
+    `addr add ${node.ipv4}/24 dev eth0`,
+    `addr add ${node.ipv6}/64 dev eth0 nodad`,
+    `route add default via ${cluster.router4}`,
+    `route add default via ${cluster.router6}`,
+    "link add cni0 type bridge",
+    "link set cni0 up",
+  ];
+  for (const cidr of node.podCIDRs) {
+    const gw = cniGateway(cidr);
+    lines.push(`addr add ${gw}/${cidr.split("/")[1]} dev cni0${familyOf(cidr) === 6 ? " nodad" : ""}`);
+  }
+  // host-gw "CNI": the other nodes' pod CIDRs via their underlay address.
+  for (const other of plan.nodes) {
+    if (other.cluster !== node.cluster || other.name === node.name) continue;
+    for (const cidr of other.podCIDRs) {
+      lines.push(`route add ${cidr} via ${familyOf(cidr) === 6 ? other.ipv6 : other.ipv4} proto static`);
+    }
+  }
+  await ipBatch(node.ns, lines);
+  const svc = plan.services.find((s) => s.cluster === node.cluster);
+  if (svc && (svc.backends4.length || svc.backends6.length)) {
+    await inNs(node.ns, ["nft", "-f", "-"], { input: renderKubeProxy(svc, cluster) });
+  }
+}
+
+export function cniGateway(nodePodCIDR: string): string {
+  const [ip] = nodePodCIDR.split("/");
+  if (!ip) throw new Error(`bad CIDR ${nodePodCIDR}`);
+  if (familyOf(ip) === 4) {
+    const o = ip.split(".");
+    return `${o[0]}.${o[1]}.${o[2]}.1`;
+  }
+  return ip.endsWith("::") ? `${ip}1` : `${ip}::1`;
+}
+
+async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void> {
+  await addNs(pod.ns);
+  await sh(["ip", "link", "add", "eth0", "netns", pod.ns, "type", "veth", "peer", "name", pod.hostIf, "netns", node.ns]);
+  await ipBatch(node.ns, [`link set ${pod.hostIf} master cni0 up`, `link set dev ${pod.hostIf} type bridge_slave hairpin on`]);
+  await sysctls(pod.ns, ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]);
+  const lines = ["link set eth0 up"];
+  const p4 = node.podCIDRs.find((c) => familyOf(c) === 4);
+  const p6 = node.podCIDRs.find((c) => familyOf(c) === 6);
+  if (pod.ipv4 && p4) lines.push(`addr add ${pod.ipv4}/${p4.split("/")[1]} dev eth0`, `route add default via ${cniGateway(p4)}`);
+  if (pod.ipv6 && p6)
+    lines.push(`addr add ${pod.ipv6}/${p6.split("/")[1]} dev eth0 nodad`, `route add default via ${cniGateway(p6)}`);
+  await ipBatch(pod.ns, lines);
+  // The pod's workload: an echo server answering its own id on TCP 8080 (v4 and v6).
+  await spawnDetached(pod.ns, ["socat", `TCP6-LISTEN:${LAB_ECHO_PORT},fork,reuseaddr,ipv6only=0`, `SYSTEM:echo ${pod.id}`]);
+}
+
+export interface BuildProgress {
+  (step: string, done: number, total: number): void;
+}
+
+/** Create the whole lab network (no agents). Throws on the first failure; call teardown after. */
+export async function buildNetwork(plan: LabPlan, progress?: BuildProgress): Promise<void> {
+  const pods = plan.nodes.reduce((a, n) => a + n.pods.length, 0);
+  const total = 1 + plan.nodes.length + pods;
+  let done = 0;
+  await buildFabric(plan);
+  progress?.("fabric", ++done, total);
+  for (const node of plan.nodes) {
+    await buildNode(plan, node);
+    progress?.(`node ${node.name}`, ++done, total);
+  }
+  for (const node of plan.nodes) {
+    for (const pod of node.pods) {
+      await buildPod(node, pod);
+      progress?.(`pod ${pod.id}`, ++done, total);
+    }
+  }
+}
+
+/** The namespaces that belong to lab `prefix`, found on the system (works after a crash). */
+export async function labNamespaces(prefix: string): Promise<string[]> {
+  return (await listNetns()).filter((n) => n.startsWith(prefix));
+}
+
+/**
+ * Remove every namespace with the lab's prefix and every process inside them. Pods first, then
+ * nodes, then the fabric, so no process keeps a namespace alive.
+ */
+export async function teardownNetwork(prefix: string): Promise<{ namespaces: number; processes: number }> {
+  const namespaces = await labNamespaces(prefix);
+  let processes = 0;
+  for (const sig of ["TERM", "KILL"] as const) {
+    for (const ns of namespaces) {
+      for (const pid of await netnsPids(ns)) {
+        try {
+          process.kill(pid, `SIG${sig}`);
+          if (sig === "TERM") processes++;
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    if (sig === "TERM" && processes > 0) await Bun.sleep(300);
+  }
+  for (const ns of namespaces) await sh(["ip", "netns", "del", ns], { allowFail: true });
+  return { namespaces: namespaces.length, processes };
+}

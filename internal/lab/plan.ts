@@ -1,0 +1,250 @@
+/**
+ * Pure lab planning: LabConfig -> every namespace, link, address and route the lab will create,
+ * plus the Kosmos Topology its agents are seeded with. No I/O here (see apply.ts).
+ *
+ * Shape of a lab named L:
+ *   netns kl-L-fab       the "internet": one bridge lan<k> per cluster k (router .254 / ::fe), routes
+ *                        between cluster LANs; in gateway clusters only gateway candidates may cross.
+ *   netns kl-L-<node>    a node: eth0 on its cluster LAN (192.168.k.n, fd00:1ab:k::n), bridge cni0 with
+ *                        the first address of the node's pod CIDR, host-gw routes to the other nodes'
+ *                        pod CIDRs (the lab's CNI), a kube-proxy-like nft table for the cluster's service.
+ *   netns kl-L-<pod>     a pod: eth0 on the node's cni0, an echo server on TCP 8080.
+ */
+import type { Cluster, Node, Topology } from "../topology/index.ts";
+import { familyOf, hostAt, prefixLen, subnet } from "./addr.ts";
+import type { LabCluster, LabConfig } from "./config.ts";
+
+export const LAB_ECHO_PORT = 8080;
+export const LAB_AGENT_PORT = 5678;
+
+export interface LabPodPlan {
+  /** Full id: `<cluster>-<node short>-pod-<j>`. */
+  id: string;
+  /** Short name within the node: `pod-<j>`. */
+  name: string;
+  node: string;
+  cluster: string;
+  ns: string;
+  /** Node-side veth name (inside the node namespace). */
+  hostIf: string;
+  ipv4?: string;
+  ipv6?: string;
+  /** The address other clusters use to reach this pod (global IP when the cluster maps its pod CIDR). */
+  globalIPv4?: string;
+}
+
+export interface LabNodePlan {
+  /** Topology node name: `<cluster>-<short>`. */
+  name: string;
+  short: string;
+  cluster: string;
+  clusterIndex: number;
+  index: number;
+  ns: string;
+  /** Fabric-side veth name. */
+  fabricIf: string;
+  ipv4: string;
+  ipv6: string;
+  gatewayCandidate: boolean;
+  /** Node pod CIDRs (one per family the cluster uses). */
+  podCIDRs: string[];
+  pods: LabPodPlan[];
+}
+
+export interface LabServicePlan {
+  cluster: string;
+  name: string;
+  ipv4?: string;
+  ipv6?: string;
+  port: number;
+  backends4: string[];
+  backends6: string[];
+}
+
+export interface LabClusterPlan {
+  name: string;
+  index: number;
+  networkType: LabCluster["networkType"];
+  ipFamily: LabCluster["ipFamily"];
+  bridge: string;
+  lan4: string;
+  lan6: string;
+  router4: string;
+  router6: string;
+  podCIDRs: string[];
+  serviceCIDRs: string[];
+  globalCIDRs: Record<string, string>;
+}
+
+export interface LabPlan {
+  name: string;
+  /** Prefix of every namespace this lab creates. */
+  prefix: string;
+  fabricNs: string;
+  clusters: LabClusterPlan[];
+  nodes: LabNodePlan[];
+  services: LabServicePlan[];
+  topology: Topology;
+}
+
+export function labPrefix(labName: string): string {
+  return `kl-${labName}-`;
+}
+
+function defaultPodCIDRs(c: LabCluster, k: number): string[] {
+  const out: string[] = [];
+  if (c.ipFamily !== "ipv6") out.push(`10.${(100 + k) % 256}.0.0/16`);
+  if (c.ipFamily !== "ipv4") out.push(`fd10:${k.toString(16)}::/48`);
+  return out;
+}
+
+function defaultServiceCIDRs(c: LabCluster, k: number): string[] {
+  const out: string[] = [];
+  if (c.ipFamily !== "ipv6") out.push(`10.${(200 + k) % 256}.0.0/16`);
+  if (c.ipFamily !== "ipv4") out.push(`fd96:${k.toString(16)}::/112`);
+  return out;
+}
+
+/** Map an address inside `local` CIDR to the same offset inside `global` (same prefix length). */
+function mapToGlobal(ip: string, globalCIDRs: Record<string, string>): string | undefined {
+  for (const [local, global] of Object.entries(globalCIDRs)) {
+    if (familyOf(local) !== familyOf(ip) || familyOf(ip) !== 4) continue;
+    const len = prefixLen(local);
+    const ipNum = ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+    const base = (local.split("/")[0] ?? "").split(".").reduce((a, o) => a * 256 + Number(o), 0);
+    const size = 2 ** (32 - len);
+    if (ipNum >= base && ipNum < base + size) return hostAt(global, ipNum - base);
+  }
+  return undefined;
+}
+
+export function planLab(labName: string, config: LabConfig): LabPlan {
+  if (!/^[a-z0-9]{1,12}$/.test(labName)) {
+    throw new Error(`lab name "${labName}" must be 1-12 lowercase letters/digits (it prefixes namespaces)`);
+  }
+  const prefix = labPrefix(labName);
+  const clusters: LabClusterPlan[] = [];
+  const nodes: LabNodePlan[] = [];
+  const services: LabServicePlan[] = [];
+  const topoClusters: Cluster[] = [];
+  const topoNodes: Node[] = [];
+
+  config.clusters.forEach((c, ci) => {
+    const k = ci + 1;
+    const podCIDRs = c.podCIDRs ?? defaultPodCIDRs(c, k);
+    const serviceCIDRs = c.serviceCIDRs ?? defaultServiceCIDRs(c, k);
+    const lan4 = `192.168.${k}.0/24`;
+    const lan6 = `fd00:1ab:${k.toString(16)}::/64`;
+    const cp: LabClusterPlan = {
+      name: c.name,
+      index: k,
+      networkType: c.networkType,
+      ipFamily: c.ipFamily,
+      bridge: `lan${k}`,
+      lan4,
+      lan6,
+      router4: hostAt(lan4, 254),
+      router6: hostAt(lan6, 0xfe),
+      podCIDRs,
+      serviceCIDRs,
+      globalCIDRs: c.globalCIDRs,
+    };
+    clusters.push(cp);
+    topoClusters.push({
+      name: c.name,
+      networkType: c.networkType,
+      ipFamily: c.ipFamily,
+      podCIDRs,
+      serviceCIDRs,
+      globalCIDRs: c.globalCIDRs,
+      bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
+      localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
+    });
+
+    const nodeSpecs =
+      typeof c.nodes === "number"
+        ? Array.from({ length: c.nodes }, (_, i) => ({
+            name: `node-${i + 1}`,
+            gateway: c.networkType === "gateway" && i < c.gatewayCandidates,
+          }))
+        : c.nodes;
+    const pod4 = podCIDRs.find((p) => familyOf(p) === 4);
+    const pod6 = podCIDRs.find((p) => familyOf(p) === 6);
+    const clusterBackends4: string[] = [];
+    const clusterBackends6: string[] = [];
+    nodeSpecs.forEach((ns, ni) => {
+      const n = ni + 1;
+      const name = `${c.name}-${ns.name}`;
+      const nodePod4 = pod4 ? subnet(pod4, 24, n) : undefined;
+      const nodePod6 = pod6 ? subnet(pod6, 64, n) : undefined;
+      const node: LabNodePlan = {
+        name,
+        short: ns.name,
+        cluster: c.name,
+        clusterIndex: k,
+        index: n,
+        ns: `${prefix}${name}`,
+        fabricIf: `c${k}n${n}`,
+        ipv4: hostAt(lan4, n),
+        ipv6: hostAt(lan6, n),
+        gatewayCandidate: ns.gateway,
+        podCIDRs: [nodePod4, nodePod6].filter((x): x is string => x !== undefined),
+        pods: [],
+      };
+      for (let j = 1; j <= c.podsPerNode; j++) {
+        const id = `${name}-pod-${j}`;
+        const ipv4 = nodePod4 ? hostAt(nodePod4, j + 1) : undefined;
+        const pod: LabPodPlan = {
+          id,
+          name: `pod-${j}`,
+          node: name,
+          cluster: c.name,
+          ns: `${prefix}${id}`,
+          hostIf: `pod${j}`,
+          ipv4,
+          ipv6: nodePod6 ? hostAt(nodePod6, j + 1) : undefined,
+          globalIPv4: ipv4 ? mapToGlobal(ipv4, c.globalCIDRs) : undefined,
+        };
+        if (pod.ipv4) clusterBackends4.push(pod.ipv4);
+        if (pod.ipv6) clusterBackends6.push(pod.ipv6);
+        node.pods.push(pod);
+      }
+      nodes.push(node);
+      topoNodes.push({
+        name,
+        cluster: c.name,
+        ipv4: c.ipFamily !== "ipv6" ? node.ipv4 : undefined,
+        ipv6: c.ipFamily !== "ipv4" ? node.ipv6 : undefined,
+        podCIDRs: node.podCIDRs,
+        gatewayCandidate: ns.gateway,
+        interfaceName: "eth0",
+        underlayMTU: 1500,
+      });
+    });
+    const svc4 = serviceCIDRs.find((s) => familyOf(s) === 4);
+    const svc6 = serviceCIDRs.find((s) => familyOf(s) === 6);
+    services.push({
+      cluster: c.name,
+      name: "echo",
+      ipv4: svc4 ? hostAt(svc4, 10) : undefined,
+      ipv6: svc6 ? hostAt(svc6, 10) : undefined,
+      port: LAB_ECHO_PORT,
+      backends4: clusterBackends4,
+      backends6: clusterBackends6,
+    });
+  });
+
+  return {
+    name: labName,
+    prefix,
+    fabricNs: `${prefix}fab`,
+    clusters,
+    nodes,
+    services,
+    topology: { clusters: topoClusters, nodes: topoNodes },
+  };
+}
+
+export function allPods(plan: LabPlan): LabPodPlan[] {
+  return plan.nodes.flatMap((n) => n.pods);
+}

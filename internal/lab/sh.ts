@@ -1,0 +1,73 @@
+/** Thin process helpers for the lab (root, iproute2). */
+import { execa } from "execa";
+
+export class LabCommandError extends Error {
+  readonly code = "LAB_COMMAND_FAILED";
+  constructor(
+    readonly argv: string[],
+    readonly stderr: string,
+    readonly exitCode: number | undefined,
+  ) {
+    super(`${argv.join(" ")} failed (exit ${exitCode ?? "?"}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  }
+  get hint(): string {
+    return "run `kosmosctl lab down` to clean up, then retry; the lab needs root and iproute2/nftables";
+  }
+}
+
+export interface ShResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export async function sh(argv: string[], opts: { input?: string; allowFail?: boolean } = {}): Promise<ShResult> {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new Error("empty argv");
+  const r = await execa(cmd, args, { input: opts.input, reject: false, stripFinalNewline: false });
+  const res = { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), code: r.exitCode ?? -1 };
+  if (res.code !== 0 && !opts.allowFail) throw new LabCommandError(argv, res.stderr || res.stdout, r.exitCode);
+  return res;
+}
+
+/** `ip -n ns -batch -` with the given lines (no-op when empty). */
+export async function ipBatch(ns: string, lines: string[]): Promise<void> {
+  if (lines.length === 0) return;
+  await sh(["ip", "-n", ns, "-batch", "-"], { input: `${lines.join("\n")}\n` });
+}
+
+export async function inNs(ns: string, argv: string[], opts: { input?: string; allowFail?: boolean } = {}) {
+  return sh(["ip", "netns", "exec", ns, ...argv], opts);
+}
+
+export async function listNetns(): Promise<string[]> {
+  const r = await sh(["ip", "-j", "netns", "list"], { allowFail: true });
+  if (r.code !== 0 || !r.stdout.trim()) return [];
+  const list = JSON.parse(r.stdout) as Array<{ name: string }>;
+  return list.map((x) => x.name);
+}
+
+/** PIDs of processes whose network namespace is `ns`. */
+export async function netnsPids(ns: string): Promise<number[]> {
+  const r = await sh(["ip", "netns", "pids", ns], { allowFail: true });
+  return r.stdout
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n > 1);
+}
+
+/**
+ * Start a daemon in namespace `ns` that outlives this process (new session, stdio to `logFile`
+ * or /dev/null). Returns once `setsid -f` has forked it.
+ */
+export async function spawnDetached(ns: string, argv: string[], logFile?: string): Promise<void> {
+  const out = logFile ? Bun.file(logFile) : "ignore";
+  const proc = Bun.spawn(["ip", "netns", "exec", ns, "setsid", "-f", ...argv], {
+    stdin: "ignore",
+    stdout: out,
+    stderr: out,
+  });
+  const code = await proc.exited;
+  if (code !== 0) throw new LabCommandError(argv, `could not start in ${ns}`, code);
+}

@@ -28,6 +28,8 @@ export interface StartServerOptions {
   logger: Logger;
   /** Max websocket message size in bytes (default 16 MiB). */
   maxPayloadLength?: number;
+  /** Max HTTP request body (uploads; default 64 GiB — the exec routes enforce their own limit). */
+  maxRequestBodySize?: number;
   /** Websocket idle timeout in seconds; pings are sent so live peers keep it open (default 60). */
   wsIdleTimeoutSec?: number;
 }
@@ -73,6 +75,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       port: opts.tcp.port,
       tls: { cert: opts.tcp.tls.cert, key: opts.tcp.tls.key },
       idleTimeout: 120,
+      maxRequestBodySize: opts.maxRequestBodySize ?? 64 * 1024 ** 3,
       websocket,
       fetch(req, server) {
         const ip = server.requestIP(req);

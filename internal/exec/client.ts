@@ -307,7 +307,11 @@ export class AgentClient {
       headers: { "x-kosmos-sha256": sum, "content-length": String(total) },
       duplex: "half",
     } as RequestInit);
-    const json = (await res.json()) as { code?: string; message?: string; hint?: string } & {
+    const json = (await res.json().catch(() => ({ message: `upload failed: HTTP ${res.status}` }))) as {
+      code?: string;
+      message?: string;
+      hint?: string;
+    } & {
       path: string;
       bytes: number;
       sha256: string;

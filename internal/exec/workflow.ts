@@ -106,7 +106,8 @@ export class MemoryJournal implements WorkflowJournal {
   readonly steps = new Map<string, { status: StepStatus; attempts: number }>();
   create(id: string, spec: WorkflowSpec): void {
     this.workflows.set(id, { spec, status: "pending", currentStep: 0, error: null });
-    spec.steps.forEach((_s, i) => this.steps.set(`${id}/${i}`, { status: "pending", attempts: 0 }));
+    for (let i = 0; i < spec.steps.length; i++)
+      this.steps.set(`${id}/${i}`, { status: "pending", attempts: 0 });
   }
   update(id: string, patch: { status?: WorkflowStatus; currentStep?: number; error?: string | null }): void {
     const w = this.workflows.get(id);

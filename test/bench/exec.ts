@@ -1,0 +1,178 @@
+/**
+ * Exec benchmarks: round trip of `true` over /v1/exec vs a local spawn and vs `ssh localhost true`
+ * (a private sshd on 127.0.0.1), upload throughput vs a local `cp`, 100 concurrent sessions + RSS.
+ * The agent runs in this process, so the RSS figure is the bench process (agent + client).
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AgentClient } from "../../internal/exec/client.ts";
+import { startTestAgent } from "../../internal/exec/testing.ts";
+import { type BenchResult, percentile, printResults } from "./lib.ts";
+
+async function time(fn: () => Promise<unknown>, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
+
+/** Private sshd on 127.0.0.1 with temp keys; returns the argv prefix for `ssh ... true`. */
+async function startSshd(dir: string): Promise<{ argv: string[]; stop: () => void } | null> {
+  const sh = (argv: string[]) => Bun.spawnSync(argv, { stdout: "ignore", stderr: "ignore" }).exitCode;
+  if (sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host")]) !== 0) return null;
+  if (sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "user")]) !== 0) return null;
+  await Bun.write(join(dir, "authorized_keys"), await Bun.file(join(dir, "user.pub")).text());
+  const port = await freePort();
+  const cfg = join(dir, "sshd_config");
+  await writeFile(
+    cfg,
+    [
+      `Port ${port}`,
+      "ListenAddress 127.0.0.1",
+      `HostKey ${join(dir, "host")}`,
+      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+      `PidFile ${join(dir, "sshd.pid")}`,
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "UsePAM no",
+      "StrictModes no",
+      "PermitRootLogin yes",
+      "",
+    ].join("\n"),
+  );
+  const proc = Bun.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", cfg], { stdout: "ignore", stderr: "ignore" });
+  const argv = [
+    "ssh",
+    "-p",
+    String(port),
+    "-i",
+    join(dir, "user"),
+    "-o",
+    `UserKnownHostsFile=${join(dir, "known_hosts")}`,
+    "-o",
+    "StrictHostKeyChecking=accept-new",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "LogLevel=ERROR",
+    "root@127.0.0.1",
+  ];
+  for (let i = 0; i < 100; i++) {
+    if (Bun.spawnSync([...argv, "true"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0)
+      return { argv, stop: () => proc.kill() };
+    await Bun.sleep(50);
+  }
+  proc.kill();
+  return null;
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const dir = await mkdtemp(join(tmpdir(), "kosmos-bench-exec-"));
+  const agent = await startTestAgent({ limits: { maxSessions: 256 } });
+  const results: BenchResult[] = [];
+  let sshd: Awaited<ReturnType<typeof startSshd>> = null;
+  try {
+    const client = new AgentClient(agent.target());
+    const N = 200;
+    await time(() => client.exec(["true"]), 20); // warm-up (TLS pin, JIT)
+    const local = percentile(
+      await time(async () => {
+        await Bun.spawn(["true"], { stdout: "ignore", stderr: "ignore" }).exited;
+      }, N),
+      50,
+    );
+    const api = percentile(await time(() => client.exec(["true"]), N), 50);
+    results.push({
+      name: "exec `true` overhead over local spawn (p50)",
+      value: api - local,
+      unit: "ms",
+      baseline: { name: "local spawn p50 ms", value: local },
+      target: "<= 3 ms",
+      ok: api - local <= 3,
+    });
+    sshd = await startSshd(dir);
+    if (sshd) {
+      const argv = sshd.argv;
+      const ssh = percentile(
+        await time(async () => {
+          await Bun.spawn([...argv, "true"], { stdout: "ignore", stderr: "ignore" }).exited;
+        }, 30),
+        50,
+      );
+      results.push({
+        name: "exec `true` speed-up vs ssh localhost true (p50)",
+        value: ssh / api,
+        unit: "x",
+        baseline: { name: "ssh p50 ms", value: ssh },
+        target: ">= 10x",
+        ok: ssh / api >= 10,
+      });
+    } else {
+      results.push({
+        name: "ssh baseline unavailable (sshd failed to start)",
+        value: Number.NaN,
+        unit: "",
+        ok: false,
+      });
+    }
+
+    // 100 concurrent sessions
+    const rs = await Promise.allSettled(
+      Array.from({ length: 100 }, (_, i) => client.exec(["sh", "-c", `sleep 0.5; echo ${i}`])),
+    );
+    const errors = rs.filter((r) => r.status === "rejected" || r.value.exitCode !== 0).length;
+    const rss = process.memoryUsage().rss / 1024 / 1024;
+    results.push({
+      name: "100 concurrent sessions: errors",
+      value: errors,
+      unit: "",
+      target: "0",
+      ok: errors === 0,
+    });
+    results.push({
+      name: "RSS after 100 concurrent sessions (agent+client process)",
+      value: rss,
+      unit: "MB",
+      target: "<= 100 MB",
+      ok: rss <= 100,
+    });
+
+    // upload throughput vs cp
+    const src = join(dir, "blob.bin");
+    const size = 256 * 1024 * 1024;
+    Bun.spawnSync(["head", "-c", String(size), "/dev/urandom"], { stdout: Bun.file(src) });
+    const cpTimes = await time(async () => {
+      await Bun.spawn(["cp", src, join(dir, "copy.bin")]).exited;
+      Bun.spawnSync(["sync", "-f", join(dir, "copy.bin")]);
+    }, 3);
+    const upTimes = await time(() => client.upload(src, join(agent.root, "blob.bin")), 3);
+    const cpMBs = size / 1e6 / (Math.min(...cpTimes) / 1000);
+    const upMBs = size / 1e6 / (Math.min(...upTimes) / 1000);
+    results.push({
+      name: "upload throughput (256 MiB, sha256-verified, fsync) vs local cp+sync",
+      value: upMBs,
+      unit: "MB/s",
+      baseline: { name: "cp MB/s", value: cpMBs },
+      target: ">= 70% of cp",
+      ok: upMBs >= 0.7 * cpMBs,
+    });
+  } finally {
+    sshd?.stop();
+    await agent.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  return results;
+}
+
+if (import.meta.main) printResults(await run());

@@ -44,7 +44,7 @@ describe("manifests", () => {
 
   test("an invalid DaemonSet is rejected (the validator is real)", () => {
     const ds = all.find((o) => o.kind === "DaemonSet")!;
-    const bad = structuredClone(ds) as { spec: { template: { spec: { containers: unknown } } } };
+    const bad = structuredClone(ds) as unknown as { spec: { template: { spec: { containers: unknown } } } };
     bad.spec.template.spec.containers = "nope";
     expect(() => new DaemonSet(bad as never).validate()).toThrow();
   });

@@ -102,9 +102,11 @@ describe("upstream-compatible endpoints", () => {
     });
     ws.send("partial new data");
     ws.close();
-    // wait for the server to clean up its temp file
-    for (let i = 0; i < 200 && (await readdir(agent.root)).some((f) => f.endsWith(".tmp")); i++)
-      await Bun.sleep(10);
+    // wait until the server recorded the aborted upload and removed its temp file
+    const settled = async () =>
+      agent.audit.list().some((a) => a.error === "client disconnected before EOF") &&
+      !(await readdir(agent.root)).some((f) => f.endsWith(".tmp"));
+    for (let i = 0; i < 500 && !(await settled()); i++) await Bun.sleep(10);
     expect(await readFile(target, "utf8")).toBe("old");
     expect((await readdir(agent.root)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });

@@ -10,6 +10,7 @@ import {
   type Cidr,
   type Cluster,
   familiesOf,
+  formatIPv4Number,
   formatIPv6BigInt,
   type Node,
   type OverlayMapper,
@@ -75,6 +76,8 @@ interface ClusterCtx {
   fams: AddressFamily[];
   nodes: Node[];
   globals: GlobalMap[];
+  /** IPv4 global maps as plain numbers (hot path). */
+  g4: Array<{ kLo: number; kHi: number; vLo: number; len: number }>;
   bridge: Partial<Record<AddressFamily, OverlayMapper>>;
   local: Partial<Record<AddressFamily, OverlayMapper>>;
 }
@@ -122,6 +125,45 @@ function formatBase(f: AddressFamily, v: bigint): string {
   return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
+/** A route destination: IPv4 as plain numbers (hot path), IPv6 as a parsed Cidr. */
+interface Dst {
+  family: AddressFamily;
+  text: string;
+  len: number;
+  /** IPv4 first/last address. */
+  lo: number;
+  hi: number;
+  c?: Cidr;
+}
+
+/** Parse a (validated) CIDR of cluster `ctx` and replace it by its global CIDR where mapped. */
+function dstOf(s: string, ctx: ClusterCtx, where: string): Dst {
+  if (!s.includes(":")) {
+    const slash = s.indexOf("/");
+    const v = slash > 0 ? parseIPv4Number(s.slice(0, slash)) : undefined;
+    const len = slash > 0 ? Number(s.slice(slash + 1)) : Number.NaN;
+    if (v === undefined || !Number.isInteger(len) || len < 0 || len > 32)
+      return fromCidr(mustCidr(s, where), ctx);
+    const size = 2 ** (32 - len);
+    let lo = v - (v % size);
+    for (const g of ctx.g4) {
+      if (len >= g.len && lo >= g.kLo && lo + size - 1 <= g.kHi) {
+        lo = g.vLo + (lo - g.kLo);
+        break;
+      }
+    }
+    return { family: 4, text: `${formatIPv4Number(lo)}/${len}`, len, lo, hi: lo + size - 1 };
+  }
+  return fromCidr(mustCidr(s, where), ctx);
+}
+
+function fromCidr(c0: Cidr, ctx: ClusterCtx): Dst {
+  const c = toGlobal(c0, ctx.globals);
+  return c.family === 4
+    ? { family: 4, text: c.text, len: c.len, lo: Number(c.base), hi: Number(c.last) }
+    : { family: 6, text: c.text, len: c.len, lo: 0, hi: 0, c };
+}
+
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 export function plan(input: PlanInput): HostState {
@@ -162,7 +204,15 @@ export function plan(input: PlanInput): HostState {
       bridge[f] = overlayMapper(f === 4 ? c.bridgeCIDRs.ip : c.bridgeCIDRs.ip6);
       local[f] = overlayMapper(f === 4 ? c.localCIDRs.ip : c.localCIDRs.ip6);
     }
-    ctxs.set(c.name, { cluster: c, fams, nodes: byCluster.get(c.name) ?? [], globals, bridge, local });
+    const g4 = globals
+      .filter((g) => g.key.family === 4)
+      .map((g) => ({
+        kLo: Number(g.key.base),
+        kHi: Number(g.key.last),
+        vLo: Number(g.value.base),
+        len: g.key.len,
+      }));
+    ctxs.set(c.name, { cluster: c, fams, nodes: byCluster.get(c.name) ?? [], globals, g4, bridge, local });
   }
   const selfCtx = ctxs.get(selfNode.cluster);
   if (!selfCtx) {
@@ -291,6 +341,14 @@ export function plan(input: PlanInput): HostState {
     for (const l of localRanges) if (l.family === c.family && l.base <= c.last && c.base <= l.last) return l;
     return undefined;
   };
+  const local4 = localRanges
+    .filter((l) => l.family === 4)
+    .map((l) => ({ lo: Number(l.base), hi: Number(l.last), text: l.text }));
+  const dstOverlapsLocal = (d: Dst): string | undefined => {
+    if (d.c) return overlapsLocal(d.c)?.text;
+    for (const l of local4) if (l.lo <= d.hi && d.lo <= l.hi) return l.text;
+    return undefined;
+  };
   const routes: Array<{ k: number; r: Route }> = [];
   const routed = new Set<string>();
   const skipped = new Map<string, string[]>();
@@ -303,13 +361,13 @@ export function plan(input: PlanInput): HostState {
       if (ip !== undefined) gatewayLocalIp[f] = ip;
     }
   }
-  const addRoute = (dst: Cidr, target: Node, ctx: ClusterCtx) => {
+  const addRoute = (dst: Dst, target: Node, ctx: ClusterCtx) => {
     const f = dst.family;
     if (!selfHas(f)) return;
-    const clash = overlapsLocal(dst);
+    const clash = dstOverlapsLocal(dst);
     if (clash) {
       const list = skipped.get(ctx.cluster.name) ?? [];
-      list.push(`${dst.text} (overlaps ${clash.text})`);
+      list.push(`${dst.text} (overlaps ${clash})`);
       skipped.set(ctx.cluster.name, list);
       return;
     }
@@ -347,7 +405,7 @@ export function plan(input: PlanInput): HostState {
     }
     routed.add(dst.text);
     routes.push({
-      k: f === 4 ? Number(dst.base) * 64 + dst.len : 0,
+      k: f === 4 ? dst.lo * 64 + dst.len : 0,
       r: {
         dst: dst.text,
         via,
@@ -367,21 +425,19 @@ export function plan(input: PlanInput): HostState {
         if (ctx.nodes.length > 0) warnings.push(`cluster ${c.name} has no alive gateway: unreachable`);
         continue;
       }
-      for (const s of c.podCIDRs)
-        addRoute(toGlobal(mustCidr(s, `clusters[${c.name}].podCIDRs`), ctx.globals), gw, ctx);
+      for (const s of c.podCIDRs) addRoute(dstOf(s, ctx, `clusters[${c.name}].podCIDRs`), gw, ctx);
       for (const s of c.serviceCIDRs) {
-        addRoute(toGlobal(mustCidr(s, `clusters[${c.name}].serviceCIDRs`), ctx.globals), gw, ctx);
+        addRoute(dstOf(s, ctx, `clusters[${c.name}].serviceCIDRs`), gw, ctx);
       }
     } else {
       for (const n of ctx.nodes) {
         if (!isAlive(members, n.name)) continue;
-        for (const s of n.podCIDRs)
-          addRoute(toGlobal(mustCidr(s, `nodes[${n.name}].podCIDRs`), ctx.globals), n, ctx);
+        for (const s of n.podCIDRs) addRoute(dstOf(s, ctx, `nodes[${n.name}].podCIDRs`), n, ctx);
       }
       const sn = nodeByName(ctx, serviceNodes[c.name]);
       if (sn) {
         for (const s of c.serviceCIDRs) {
-          addRoute(toGlobal(mustCidr(s, `clusters[${c.name}].serviceCIDRs`), ctx.globals), sn, ctx);
+          addRoute(dstOf(s, ctx, `clusters[${c.name}].serviceCIDRs`), sn, ctx);
         }
       }
     }

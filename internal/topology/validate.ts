@@ -81,14 +81,21 @@ export function validateTopology(input: unknown): Topology {
   const podOf: Cidr[][] = [];
   const reserved: Array<{ cidr: Cidr; path: string }> = [];
 
-  const parseCidrAt = (s: string, path: string, fams: AddressFamily[] | undefined, what: string) => {
+  /** `path` may be lazy: hot loops over 100k nodes should not build strings for valid fields. */
+  const parseCidrAt = (
+    s: string,
+    pathOrFn: string | (() => string),
+    fams: AddressFamily[] | undefined,
+    what: string,
+  ) => {
     const c = tryParseCidr(s);
+    const path = () => (typeof pathOrFn === "string" ? pathOrFn : pathOrFn());
     if (!c) {
-      add(path, `${JSON.stringify(s)} is not a valid CIDR (expected e.g. 10.244.0.0/16 or fd10:1::/48)`);
+      add(path(), `${JSON.stringify(s)} is not a valid CIDR (expected e.g. 10.244.0.0/16 or fd10:1::/48)`);
       return undefined;
     }
     if (fams && !fams.includes(c.family)) {
-      add(path, `${what} ${c.text} is ${famName(c.family)} but the cluster's ipFamily does not include it`);
+      add(path(), `${what} ${c.text} is ${famName(c.family)} but the cluster's ipFamily does not include it`);
       return undefined;
     }
     return c;
@@ -263,8 +270,9 @@ export function validateTopology(input: unknown): Topology {
   const underlay: Array<Partial<Record<AddressFamily, bigint>>> = [];
   const candidates = new Map<number, number>();
   const nodeCounts = new Map<number, number>();
-  const allUnderlay: Array<{ value: bigint; family: AddressFamily; path: string }> = [];
-  const nodePods = new Map<string, Array<{ c: Cidr; path: string }>>();
+  const allUnderlay: Array<{ value: bigint; family: AddressFamily; ni: number }> = [];
+  const nodePods = new Map<string, Array<{ c: Cidr; ni: number; j: number }>>();
+  const podPath = (x: { ni: number; j: number }) => `nodes[${x.ni}].podCIDRs[${x.j}]`;
   topo.nodes.forEach((n, ni) => {
     const p = `nodes[${ni}]`;
     const addrs: Partial<Record<AddressFamily, bigint>> = {};
@@ -296,17 +304,17 @@ export function validateTopology(input: unknown): Topology {
       else if (ip.family !== fam) add(`${p}.${key}`, `${s} is not an ${famName(fam)} address`);
       else {
         addrs[fam] = ip.value;
-        allUnderlay.push({ value: ip.value, family: fam, path: `${p}.${key}` });
+        allUnderlay.push({ value: ip.value, family: fam, ni });
       }
     }
     n.podCIDRs.forEach((s, j) => {
-      const path = `${p}.podCIDRs[${j}]`;
+      const path = () => `${p}.podCIDRs[${j}]`;
       const x = parseCidrAt(s, path, fams, "node pod CIDR");
       if (!x) return;
       const pods = podOf[ci] ?? [];
       if (!pods.some((pc) => pc.family === x.family && pc.base <= x.base && x.last <= pc.last)) {
         add(
-          path,
+          path(),
           `${x.text} is not inside any podCIDRs of cluster "${cluster.name}" (${pods.map((q) => q.text).join(", ") || "none"})`,
         );
         return;
@@ -317,7 +325,7 @@ export function validateTopology(input: unknown): Topology {
         list = [];
         nodePods.set(key, list);
       }
-      list.push({ c: x, path });
+      list.push({ c: x, ni, j });
     });
     if (n.elasticIP !== undefined) {
       const ip = tryParseIp(n.elasticIP);
@@ -335,9 +343,10 @@ export function validateTopology(input: unknown): Topology {
   for (const list of nodePods.values()) {
     list.sort((a, b) => (a.c.base < b.c.base ? -1 : a.c.base > b.c.base ? 1 : 0));
     let maxEnd = -1n;
-    let maxAt: { c: Cidr; path: string } | undefined;
+    let maxAt: { c: Cidr; ni: number; j: number } | undefined;
     for (const x of list) {
-      if (maxAt && x.c.base <= maxEnd) add(x.path, `${x.c.text} overlaps ${maxAt.path} ${maxAt.c.text}`);
+      if (maxAt && x.c.base <= maxEnd)
+        add(podPath(x), `${x.c.text} overlaps ${podPath(maxAt)} ${maxAt.c.text}`);
       if (x.c.last > maxEnd) {
         maxEnd = x.c.last;
         maxAt = x;
@@ -352,7 +361,7 @@ export function validateTopology(input: unknown): Topology {
         if (g.value.family === u.family && g.value.base <= u.value && u.value <= g.value.last) {
           add(
             g.path,
-            `global ${g.value.text} contains the underlay address ${u.path} ${formatIp(u.family, u.value)}`,
+            `global ${g.value.text} contains the underlay address nodes[${u.ni}].${u.family === 4 ? "ipv4" : "ipv6"} ${formatIp(u.family, u.value)}`,
           );
         }
       }

@@ -1,6 +1,6 @@
 /**
- * Portable 64-bit FNV-1a over UTF-8, as 16 hex digits. Used for row and owner digests until
- * `internal/store/digest.ts` lands; swap the implementation of `rowHash` then (one place).
+ * Portable 64-bit FNV-1a over UTF-8, as 16 hex digits: cheap hashing of owner digests into
+ * anti-entropy buckets and of the membership view. Row hashes come from internal/store/digest.ts.
  */
 const enc = new TextEncoder();
 
@@ -40,10 +40,11 @@ export function hash64Hex(s: string): string {
   return hex8(hi) + hex8(lo);
 }
 
-/** The per-row hash of the OwnerDigest contract: `${table}\0${key}\0${version}\0${deleted}`. */
-export function rowHash(row: { table: string; key: string; version: number; deleted: boolean }): string {
-  return hash64Hex(`${row.table}\0${row.key}\0${row.version}\0${row.deleted}`);
-}
+/**
+ * The per-row hash of the OwnerDigest contract, shared with the SQLite store so digests of the
+ * in-memory and SQLite replicas are comparable.
+ */
+export { rowHash } from "../store/digest.ts";
 
 /** XOR of two 16-hex-digit hashes. */
 export function xorHex(a: string, b: string): string {

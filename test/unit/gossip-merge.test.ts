@@ -120,3 +120,12 @@ describe("LWW merge and digests", () => {
     expect(sim.node("a").stats.rangeRequests + sim.node("b").stats.rangeRequests).toBeGreaterThan(0);
   });
 });
+
+test("in-memory digests equal the store's computeDigests over the same rows", async () => {
+  const { computeDigests } = await import("../../internal/store/digest.ts");
+  const r = seededRandom(77);
+  const rows = randomRows(r, 300).map((x, i) => ({ ...x, version: x.version * 1000 + i }));
+  const rep = new MemoryReplica();
+  rep.merge(rows);
+  expect(rep.digest()).toEqual(computeDigests(rep.all()));
+});

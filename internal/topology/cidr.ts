@@ -119,7 +119,7 @@ export function parseIPv6BigInt(s: string): bigint | undefined {
   let groups: number[];
   if (dc === -1) {
     const g = parseGroups(s, true);
-    if (!g || g.length !== 8) return undefined;
+    if (g?.length !== 8) return undefined;
     groups = g;
   } else {
     if (s.indexOf("::", dc + 1) !== -1) return undefined;

@@ -416,7 +416,7 @@ export function validateTopology(input: unknown): Topology {
       if (ci === undefined) return;
       const c = topo.clusters[ci];
       const local = localOf[ci]?.[fam];
-      if (!c || c.networkType !== "gateway" || !local || !familiesOf(c.ipFamily).includes(fam)) return;
+      if (c?.networkType !== "gateway" || !local || !familiesOf(c.ipFamily).includes(fam)) return;
       let seen = perCluster.get(ci);
       if (!seen) {
         seen = new Map();

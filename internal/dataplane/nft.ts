@@ -103,7 +103,12 @@ function renderBody(intent: NftIntent): string {
   if (s6.length > 0) out += "\t\toifname @bridge_ifs snat ip6 prefix to ip6 saddr map @gsnat6\n";
   masq.forEach((m, i) => {
     const fam = m.family === 4 ? "ip" : "ip6";
-    if (m.srcCIDRs.length > 0) out += `\t\toifname ${q(m.oif)} ${fam} saddr @masq_src_${i} masquerade\n`;
+    if (m.srcCIDRs.length === 0) return;
+    // oif "*" = any device, minus `exceptOif` (e.g. "replies leaving the overlay toward the LAN").
+    const except = uniqSorted(m.exceptOif ?? []);
+    const oifMatch =
+      m.oif !== "*" ? `oifname ${q(m.oif)} ` : except.length > 0 ? `oifname != { ${except.map(q).join(", ")} } ` : "";
+    out += `\t\t${oifMatch}${fam} saddr @masq_src_${i} masquerade\n`;
   });
   if (intent.noMasqueradeDst.v4.length > 0) out += "\t\tip daddr @nomasq4 snat ip to ip saddr\n";
   if (intent.noMasqueradeDst.v6.length > 0) out += "\t\tip6 daddr @nomasq6 snat ip6 to ip6 saddr\n";

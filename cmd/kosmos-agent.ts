@@ -1,0 +1,94 @@
+#!/usr/bin/env bun
+/** kosmos-agent: the per-node daemon. Flags and environment -> AgentConfig -> Agent. No logic here. */
+import { Command, Option } from "commander";
+import { Agent } from "../internal/agent/agent.ts";
+import { AGENT_VERSION } from "../internal/agent/agent.ts";
+import { wireGossip } from "../internal/agent/gossip.ts";
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+const program = new Command("kosmos-agent")
+  .description("Kosmos node agent: keeps a SQLite replica of the topology, gossips it, programs this node's kernel")
+  .version(AGENT_VERSION)
+  .addOption(new Option("--node <name>", "this node's name").env("KOSMOS_NODE_NAME").makeOptionMandatory())
+  .addOption(new Option("--data-dir <dir>", "state directory (replica, TLS, socket)").env("KOSMOS_DATA_DIR").default("/var/lib/kosmos"))
+  .addOption(new Option("--db <file>", "SQLite replica file (default <data-dir>/kosmos.db)"))
+  .addOption(new Option("--listen <host:port>", "TLS API listener ('' to disable TCP)").env("KOSMOS_LISTEN").default("0.0.0.0:5678"))
+  .addOption(new Option("--advertise <url>", "URL peers reach this agent at").env("KOSMOS_ADVERTISE_URL"))
+  .addOption(new Option("--admin-socket <path>", "plain-HTTP admin unix socket (default <data-dir>/agent.sock)"))
+  .addOption(new Option("--token <token>", "bearer token accepted by the API").env("KOSMOS_TOKEN"))
+  .addOption(new Option("--auth-file <file>", "credentials file ({tokens: [...], basic: [{user, password}]})"))
+  .addOption(new Option("--secret-file <file>", "installation secret (gossip HMAC, IPsec keys)").env("KOSMOS_SECRET_FILE"))
+  .addOption(new Option("--seed <url>", "gossip seed agent URL (repeatable)").argParser(collect).default([]))
+  .addOption(new Option("--upload-root <dir>", "directory uploads may write into (repeatable)").argParser(collect).default([]))
+  .addOption(new Option("--resync <ms>", "periodic resync interval").argParser(Number).default(10_000))
+  .addOption(new Option("--log-level <level>", "pino level").env("KOSMOS_LOG_LEVEL").default("info"))
+  .option("--uninstall-on-exit", "remove everything the agent owns from the kernel when stopping", false)
+  .option("--uninstall", "remove everything the agent owns from the kernel, then exit", false);
+
+program.parse();
+const o = program.opts<{
+  node: string;
+  dataDir: string;
+  db?: string;
+  listen: string;
+  advertise?: string;
+  adminSocket?: string;
+  token?: string;
+  authFile?: string;
+  secretFile?: string;
+  seed: string[];
+  uploadRoot: string[];
+  resync: number;
+  logLevel: string;
+  uninstallOnExit: boolean;
+  uninstall: boolean;
+}>();
+
+const idx = o.listen.lastIndexOf(":");
+const listenHost = o.listen ? o.listen.slice(0, idx).replace(/^\[|\]$/g, "") : "";
+const listenPort = o.listen ? Number(o.listen.slice(idx + 1)) : 0;
+
+const agent = new Agent({
+  node: o.node,
+  stateDir: o.dataDir,
+  db: o.db,
+  listenHost,
+  listenPort,
+  advertiseUrl: o.advertise,
+  adminSocket: o.adminSocket,
+  token: o.token,
+  authFile: o.authFile,
+  secretFile: o.secretFile,
+  seeds: o.seed,
+  uploadRoots: o.uploadRoot,
+  resyncMs: o.resync,
+  logLevel: o.logLevel,
+  uninstallOnExit: o.uninstallOnExit,
+});
+
+if (o.uninstall) {
+  const report = await agent.uninstallOnly();
+  console.log(JSON.stringify({ removed: report.applied, errors: report.errors }));
+  process.exit(report.errors.length ? 1 : 0);
+}
+
+try {
+  await agent.start();
+  await wireGossip(agent);
+} catch (e) {
+  agent.logger.fatal({ err: e }, "agent failed to start");
+  process.exit(1);
+}
+await Bun.write(`${o.dataDir}/agent.pid`, `${process.pid}\n`);
+
+let stopping = false;
+for (const sig of ["SIGTERM", "SIGINT"] as const) {
+  process.on(sig, async () => {
+    if (stopping) return;
+    stopping = true;
+    agent.logger.info({ signal: sig }, "stopping");
+    await agent.stop();
+    process.exit(0);
+  });
+}

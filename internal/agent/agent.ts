@@ -1,0 +1,271 @@
+/**
+ * kosmos-agent: one per node. Wires the replica (SQLite), the control loop (plan -> reconcile),
+ * the HTTP API (TLS port + admin unix socket) with the kubenest exec routes, and gossip.
+ */
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Hono } from "hono";
+import { createBunWebSocket } from "hono/bun";
+import { type AuthConfig, authMiddleware, loadAuthConfig } from "../api/auth.ts";
+import { type RunningServer, startServer } from "../api/server.ts";
+import { loadOrCreateTls, type TlsMaterial } from "../api/tls.ts";
+import {
+  type ApplyReport,
+  type Capabilities,
+  detectCapabilities,
+  execaRunner,
+  Reconciler,
+  type Runner,
+} from "../dataplane/index.ts";
+import { createExecRoutes, recoverWorkflows, SqliteAudit, SqliteJournal } from "../exec/index.ts";
+import { Counter, createLogger, createRegistry, type Logger, type Registry } from "../observability/index.ts";
+import { openStore, type Store } from "../store/index.ts";
+import type { MemberState, Topology } from "../topology/index.ts";
+import { type AgentEnv, createAgentRoutes } from "./app.ts";
+import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
+import { ControlLoop } from "./loop.ts";
+
+export const AGENT_VERSION = "0.1.0";
+
+export interface AgentState {
+  node: string;
+  cluster?: string;
+  version: string;
+  ready: boolean;
+  waiting?: string;
+  lastError?: string;
+  planHash?: string;
+  lastRunAt?: number;
+  runs: number;
+  capabilities: Capabilities;
+  ipsec?: ApplyReport["ipsec"];
+  gateways: Record<string, string>;
+  members: Record<string, MemberState>;
+  counts: { clusters: number; nodes: number; routes: number; fdb: number };
+  endpoint?: string;
+  adminSocket: string;
+  certFingerprint: string;
+  storeRecovered: boolean;
+  warnings: string[];
+}
+
+export interface AgentDeps {
+  runner?: Runner;
+  logger?: Logger;
+  /** Membership view provider (gossip); default: every node alive. */
+  members?: () => Record<string, MemberState>;
+}
+
+export class Agent {
+  readonly cfg: AgentConfig;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  store!: Store;
+  loop!: ControlLoop;
+  capabilities!: Capabilities;
+  tls!: TlsMaterial;
+  private reconciler!: Reconciler;
+  private server?: RunningServer;
+  private readonly runner: Runner;
+  private unsubscribe?: () => void;
+  private rejectedTopology!: Counter;
+  private memberView: () => Record<string, MemberState>;
+  private secret?: Uint8Array;
+
+  constructor(cfg: AgentConfigInput, deps: AgentDeps = {}) {
+    this.cfg = AgentConfigSchema.parse(cfg);
+    this.logger = deps.logger ?? createLogger({ component: "agent", node: this.cfg.node, level: this.cfg.logLevel });
+    this.registry = createRegistry();
+    this.runner = deps.runner ?? execaRunner();
+    this.memberView = deps.members ?? (() => ({}));
+  }
+
+  get adminSocket(): string {
+    return this.cfg.adminSocket ?? join(this.cfg.stateDir, "agent.sock");
+  }
+
+  /** Replace the membership provider (gossip wires itself in after start). */
+  setMembers(view: () => Record<string, MemberState>): void {
+    this.memberView = view;
+    this.loop?.trigger("membership");
+  }
+
+  async start(): Promise<void> {
+    const { cfg, logger } = this;
+    await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+    this.store = await openStore(cfg.db ?? join(cfg.stateDir, "kosmos.db"), { node: cfg.node, logger });
+    if (this.store.recovered) {
+      logger.warn({ recovered: this.store.recovered }, "replica was unreadable: moved aside, rebuilding from peers");
+    }
+    if (cfg.secretFile) this.secret = new Uint8Array(await readFile(cfg.secretFile));
+    this.capabilities = await detectCapabilities(this.runner);
+    for (const [name, cap] of Object.entries(this.capabilities)) {
+      const level = cap.ok ? "info" : name === "xfrmEsp" ? "warn" : "error";
+      logger[level]({ capability: name, ok: cap.ok, message: cap.message }, `capability ${name}: ${cap.ok ? "ok" : "missing"}`);
+    }
+    this.rejectedTopology = new Counter({
+      name: "kosmos_topology_rejected_total",
+      help: "Topology pushes refused by validation",
+      registers: [this.registry],
+    });
+    this.reconciler = new Reconciler({ runner: this.runner, logger: logger.child({ component: "dataplane" }) });
+    this.loop = new ControlLoop({
+      node: cfg.node,
+      store: this.store,
+      reconciler: this.reconciler,
+      capabilities: this.capabilities,
+      logger: logger.child({ component: "loop" }),
+      registry: this.registry,
+      members: () => this.memberView(),
+      ipsecSecret: this.secret,
+      debounceMs: cfg.debounceMs,
+      resyncMs: cfg.resyncMs,
+    });
+    this.unsubscribe = this.store.onChange(() => this.loop.trigger("replica"));
+
+    this.tls = await loadOrCreateTls({
+      certFile: cfg.tlsCert,
+      keyFile: cfg.tlsKey,
+      stateDir: cfg.stateDir,
+      commonName: cfg.node,
+      hosts: cfg.listenHost && cfg.listenHost !== "0.0.0.0" ? [cfg.listenHost] : [],
+    });
+    await this.serve();
+    this.publishStatus();
+    this.loop.start();
+    const journal = new SqliteJournal(this.store.db);
+    void recoverWorkflows({
+      journal,
+      roots: cfg.uploadRoots,
+      onEvent: (ev) => logger.info({ ev }, "workflow recovery"),
+    }).catch((e) => logger.error({ err: e }, "workflow recovery failed"));
+    logger.info(
+      { endpoint: this.server?.url, adminSocket: this.adminSocket, fingerprint: this.tls.fingerprint },
+      "agent started",
+    );
+  }
+
+  private async authConfig(): Promise<AuthConfig> {
+    const cfg: AuthConfig = this.cfg.authFile ? await loadAuthConfig(this.cfg.authFile) : {};
+    if (this.cfg.token) cfg.tokens = [...(cfg.tokens ?? []), this.cfg.token];
+    return cfg;
+  }
+
+  private async serve(): Promise<void> {
+    const { cfg, logger } = this;
+    const { websocket } = createBunWebSocket();
+    const app = new Hono<AgentEnv>();
+    const api = createAgentRoutes(this, this.registry);
+    app.use("*", authMiddleware(await this.authConfig()));
+    app.route("/", api);
+    const exec = createExecRoutes({
+      audit: new SqliteAudit(this.store.db),
+      journal: new SqliteJournal(this.store.db),
+      roots: cfg.uploadRoots,
+      logger: logger.child({ component: "exec" }),
+      registry: this.registry,
+    });
+    app.route("/", exec);
+    this.extendApp?.(app);
+    app.onError((err, c) => {
+      logger.error({ err, path: c.req.path }, "request failed");
+      return c.json({ code: "INTERNAL", message: err.message }, 500);
+    });
+    this.server = await startServer({
+      app,
+      websocket,
+      tcp: cfg.listenHost
+        ? { hostname: cfg.listenHost, port: cfg.listenPort, tls: { cert: this.tls.cert, key: this.tls.key } }
+        : undefined,
+      unixSocket: this.adminSocket,
+      logger: logger.child({ component: "api" }),
+    });
+  }
+
+  /** Hook for additional routes (gossip) before the server starts. */
+  extendApp?: (app: Hono<AgentEnv>) => void;
+
+  get endpoint(): string | undefined {
+    return this.cfg.advertiseUrl ?? this.server?.url;
+  }
+
+  private publishStatus(): void {
+    try {
+      this.store.writeLocal("node_status", this.cfg.node, {
+        name: this.cfg.node,
+        endpoint: this.endpoint,
+        certFingerprint: this.tls.fingerprint,
+        agentVersion: AGENT_VERSION,
+        startedAt: Date.now(),
+      });
+    } catch (e) {
+      this.logger.warn({ err: e }, "could not publish node status");
+    }
+  }
+
+  /** Seed (controller-owned) topology: replaces the controller's rows; returns how many changed. */
+  seed(topology: Topology): number {
+    const rows = this.store.seed(topology);
+    this.onSeeded?.(rows.length);
+    return rows.length;
+  }
+
+  onSeeded?: (changed: number) => void;
+
+  countRejectedTopology(): void {
+    this.rejectedTopology.inc();
+  }
+
+  async uninstall(): Promise<ApplyReport> {
+    await this.loop.stop();
+    const report = await this.reconciler.uninstall();
+    this.logger.info({ removed: report.applied, errors: report.errors.length }, "uninstalled kernel state");
+    return report;
+  }
+
+  /** `kosmos-agent --uninstall`: remove everything Kosmos owns from this node's kernel, no server. */
+  async uninstallOnly(): Promise<ApplyReport> {
+    const reconciler = new Reconciler({ runner: this.runner, logger: this.logger.child({ component: "dataplane" }) });
+    return reconciler.uninstall();
+  }
+
+  state(): AgentState {
+    const s = this.loop.status;
+    const topo = this.store.snapshot();
+    return {
+      node: this.cfg.node,
+      cluster: topo.nodes.find((n) => n.name === this.cfg.node)?.cluster,
+      version: AGENT_VERSION,
+      ready: s.applied,
+      waiting: s.waiting,
+      lastError: s.lastError,
+      planHash: s.planHash,
+      lastRunAt: s.lastRunAt,
+      runs: s.runs,
+      capabilities: this.capabilities,
+      ipsec: s.lastReport?.ipsec,
+      gateways: s.plan?.gateways ?? {},
+      members: this.memberView(),
+      counts: {
+        clusters: topo.clusters.length,
+        nodes: topo.nodes.length,
+        routes: s.plan?.routes.length ?? 0,
+        fdb: s.plan?.fdb.length ?? 0,
+      },
+      endpoint: this.endpoint,
+      adminSocket: this.adminSocket,
+      certFingerprint: this.tls.fingerprint,
+      storeRecovered: this.store.recovered !== null,
+      warnings: s.plan?.warnings ?? [],
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    await this.loop?.stop();
+    if (this.cfg.uninstallOnExit && this.reconciler) await this.reconciler.uninstall();
+    await this.server?.stop();
+    this.store?.close();
+    this.logger.info("agent stopped");
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The agent's HTTP API (one Hono app served on the TLS port and the admin unix socket):
+ * health, metrics, state/plan inspection, topology seeding, forced reconcile, uninstall,
+ * plus the kubenest exec routes and the gossip websocket, mounted by the Agent.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { ServerBindings } from "../api/server.ts";
+import type { Registry } from "../observability/index.ts";
+import { TopologyError, validateTopology } from "../topology/index.ts";
+import type { Agent } from "./agent.ts";
+
+export type AgentEnv = { Bindings: ServerBindings; Variables: { principal: string } };
+
+export const MAX_TOPOLOGY_BYTES = 32 * 1024 * 1024;
+
+export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentEnv> {
+  const app = new Hono<AgentEnv>();
+
+  app.get("/healthz", (c) => c.text("ok"));
+  app.get("/readyz", (c) => {
+    const s = agent.loop.status;
+    if (s.applied) return c.text("ready");
+    return c.text(`not ready: ${s.waiting ?? s.lastError ?? "first reconcile pending"}`, 503);
+  });
+  app.get("/metrics", async (c) => {
+    return c.body(await registry.metrics(), 200, { "Content-Type": registry.contentType });
+  });
+
+  app.get("/v1/state", (c) => c.json(agent.state()));
+  app.get("/v1/plan", (c) => {
+    const p = agent.loop.status.plan;
+    return p ? c.json(p) : c.json({ code: "NO_PLAN", message: agent.loop.status.waiting ?? "no plan yet" }, 404);
+  });
+  app.get("/v1/topology", (c) => c.json(agent.store.snapshot()));
+
+  app.post(
+    "/v1/topology",
+    bodyLimit({
+      maxSize: MAX_TOPOLOGY_BYTES,
+      onError: (c) =>
+        c.json(
+          {
+            code: "TOPOLOGY_TOO_LARGE",
+            message: `topology body exceeds ${MAX_TOPOLOGY_BYTES} bytes`,
+            hint: "split the seed or raise the limit",
+          },
+          413,
+        ),
+    }),
+    async (c) => {
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch (e) {
+        return c.json(
+          { code: "BAD_JSON", message: `body is not valid JSON: ${(e as Error).message}`, hint: "send a Topology" },
+          400,
+        );
+      }
+      try {
+        const topology = validateTopology(body);
+        const changed = agent.seed(topology);
+        return c.json({ accepted: true, changed, clusters: topology.clusters.length, nodes: topology.nodes.length });
+      } catch (e) {
+        if (e instanceof TopologyError) {
+          agent.countRejectedTopology();
+          return c.json({ code: e.code, message: e.message, hint: e.hint, issues: e.issues }, 422);
+        }
+        throw e;
+      }
+    },
+  );
+
+  app.post("/v1/reconcile", async (c) => {
+    const s = await agent.loop.runNow("api");
+    return c.json({
+      applied: s.applied,
+      planHash: s.planHash,
+      waiting: s.waiting,
+      changes: s.lastReport?.changes ?? 0,
+      residual: s.lastReport?.residual ?? 0,
+      errors: s.lastReport?.errors ?? [],
+      ipsec: s.lastReport?.ipsec,
+    });
+  });
+
+  app.post("/v1/uninstall", async (c) => {
+    const report = await agent.uninstall();
+    return c.json({ removed: report.applied, errors: report.errors });
+  });
+
+  return app;
+}

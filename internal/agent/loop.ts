@@ -1,0 +1,203 @@
+/**
+ * The agent's control loop: replica snapshot -> plan (pure) -> reconcile (kernel).
+ * Triggered by replica changes (debounced), membership changes and a periodic resync; runs are
+ * serialized, and a trigger during a run schedules exactly one more run.
+ */
+import { createHash } from "node:crypto";
+import type { Capabilities, ReconcileReport, Reconciler } from "../dataplane/index.ts";
+import { Counter, Gauge, Histogram, type Logger, type Registry } from "../observability/index.ts";
+import { type HostState, PlanError, plan } from "../planner/index.ts";
+import type { Store } from "../store/index.ts";
+import type { MemberState } from "../topology/index.ts";
+
+export interface LoopStatus {
+  /** A plan was reconciled with no residual changes at least once since start. */
+  applied: boolean;
+  lastRunAt?: number;
+  lastError?: string;
+  lastReport?: ReconcileReport;
+  plan?: HostState;
+  planHash?: string;
+  /** Why there is nothing to apply (e.g. this node is not in the topology yet). */
+  waiting?: string;
+  runs: number;
+}
+
+export interface LoopDeps {
+  node: string;
+  store: Store;
+  reconciler: Reconciler;
+  capabilities: Capabilities;
+  logger: Logger;
+  registry: Registry;
+  members: () => Record<string, MemberState>;
+  ipsecSecret?: Uint8Array;
+  debounceMs: number;
+  resyncMs: number;
+  now?: () => number;
+}
+
+export function hashPlan(p: HostState): string {
+  return createHash("sha256").update(JSON.stringify(p)).digest("hex").slice(0, 16);
+}
+
+/** The applied plan as stored on disk: IPsec keys are re-derived at start, never written. */
+function redact(p: HostState): HostState {
+  return {
+    ...p,
+    xfrm: { ...p.xfrm, states: p.xfrm.states.map((s) => ({ ...s, aeadKeyHex: "<derived>" })) },
+  };
+}
+
+export class ControlLoop {
+  readonly status: LoopStatus = { applied: false, runs: 0 };
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private resync: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private gateways: Record<string, string> = {};
+  private readonly m;
+
+  constructor(private readonly deps: LoopDeps) {
+    const r = deps.registry;
+    this.m = {
+      runs: new Counter({ name: "kosmos_reconcile_total", help: "Reconcile runs by result", labelNames: ["result"], registers: [r] }),
+      duration: new Histogram({
+        name: "kosmos_reconcile_duration_seconds",
+        help: "Plan + reconcile duration",
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+        registers: [r],
+      }),
+      changes: new Counter({ name: "kosmos_reconcile_changes_total", help: "Kernel changes applied", registers: [r] }),
+      errors: new Counter({ name: "kosmos_reconcile_errors_total", help: "Failed kernel commands", registers: [r] }),
+      routes: new Gauge({ name: "kosmos_plan_routes", help: "Routes in the current plan", registers: [r] }),
+      peers: new Gauge({ name: "kosmos_plan_fdb_entries", help: "FDB entries in the current plan", registers: [r] }),
+      applied: new Gauge({ name: "kosmos_topology_applied", help: "1 when the current plan is applied", registers: [r] }),
+      ipsec: new Gauge({
+        name: "kosmos_ipsec_degraded",
+        help: "1 when IPsec states could not be installed (policies are, traffic is blocked: fail closed)",
+        registers: [r],
+      }),
+    };
+  }
+
+  start(): void {
+    const last = this.deps.store.loadApplied();
+    const g = (last?.plan as HostState | undefined)?.gateways;
+    if (g) this.gateways = { ...g };
+    this.trigger("start", 0);
+    this.resync = setInterval(() => this.trigger("resync", 0), this.deps.resyncMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.resync) clearInterval(this.resync);
+    await this.running;
+  }
+
+  /** Schedule a run (debounced). */
+  trigger(reason: string, delayMs = this.deps.debounceMs): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runNow(reason);
+    }, delayMs);
+  }
+
+  /** Run one plan+reconcile pass now (serialized with any other). */
+  async runNow(reason: string): Promise<LoopStatus> {
+    while (this.running) await this.running;
+    this.running = this.pass(reason).finally(() => {
+      this.running = undefined;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        this.trigger("coalesced");
+      }
+    });
+    await this.running;
+    return this.status;
+  }
+
+  private async pass(reason: string): Promise<void> {
+    const { deps } = this;
+    const now = deps.now ?? Date.now;
+    const t0 = performance.now();
+    this.status.runs++;
+    this.status.lastRunAt = now();
+    const topology = deps.store.snapshot();
+    let desired: HostState;
+    try {
+      desired = plan({
+        topology,
+        self: deps.node,
+        members: deps.members(),
+        gateways: this.gateways,
+        ipsecSecret: deps.ipsecSecret,
+      });
+    } catch (e) {
+      if (e instanceof PlanError && e.code === "PLAN_SELF_UNKNOWN") {
+        this.status.waiting = `node ${deps.node} is not in the topology yet (waiting for the controller or a peer)`;
+        this.m.runs.inc({ result: "waiting" });
+        return;
+      }
+      this.status.lastError = (e as Error).message;
+      this.m.runs.inc({ result: "plan_error" });
+      deps.logger.error({ err: e, reason }, "planning failed; keeping the current kernel state");
+      return;
+    }
+    this.status.waiting = undefined;
+    const hash = hashPlan(desired);
+    try {
+      const report = await deps.reconciler.reconcile(desired);
+      this.gateways = { ...desired.gateways };
+      this.status.plan = desired;
+      this.status.planHash = hash;
+      this.status.lastReport = report;
+      // IPsec states cannot be installed on kernels without ESP: that is reported (degraded, fail
+      // closed), not counted as "not applied".
+      const hard = report.errors.filter((e) => !e.change?.startsWith("xfrm"));
+      this.status.applied = hard.length === 0 && (report.residual === 0 || report.ipsec.status === "degraded");
+      this.status.lastError = report.errors.length ? report.errors.map((e) => e.message).join("; ") : undefined;
+      this.m.changes.inc(report.changes);
+      this.m.errors.inc(report.errors.length);
+      this.m.routes.set(desired.routes.length);
+      this.m.peers.set(desired.fdb.length);
+      this.m.applied.set(this.status.applied ? 1 : 0);
+      this.m.ipsec.set(report.ipsec.status === "degraded" ? 1 : 0);
+      this.m.runs.inc({ result: report.errors.length ? "partial" : "ok" });
+      if (report.changes > 0 || report.errors.length > 0) {
+        deps.logger.info(
+          {
+            reason,
+            changes: report.changes,
+            residual: report.residual,
+            errors: report.errors.length,
+            ipsec: report.ipsec.status,
+            ms: Math.round(performance.now() - t0),
+          },
+          "reconciled",
+        );
+        deps.store.saveApplied({
+          plan: redact(desired),
+          planHash: hash,
+          appliedAt: now(),
+          report: { changes: report.changes, residual: report.residual, errors: report.errors, ipsec: report.ipsec },
+          capabilities: deps.capabilities,
+        });
+      }
+    } catch (e) {
+      this.status.lastError = (e as Error).message;
+      this.m.runs.inc({ result: "error" });
+      deps.logger.error({ err: e, reason }, "reconcile failed");
+    } finally {
+      this.m.duration.observe((performance.now() - t0) / 1000);
+    }
+  }
+}

@@ -1,0 +1,110 @@
+/** `kosmosctl inspect`: members, replica versions and this node's plan, from a SQLite file or a live agent. */
+import { Command, Option } from "commander";
+import { plan as planNode } from "../planner/index.ts";
+import { openStore } from "../store/index.ts";
+import { type OutputFormat, parseOutput, printData, renderTable } from "./output.ts";
+
+interface InspectData {
+  node: string;
+  members: Array<{ name: string; state: string; incarnation: number; address?: string; updatedAt?: number }>;
+  owners: Array<{ owner: string; rows: number; maxVersion: number; hash: string }>;
+  clusters: Array<{ name: string; networkType: string; ipFamily: string; podCIDRs: string[] }>;
+  nodes: number;
+  plan?: { routes: Array<{ dst: string; via: string; dev: string }>; devices: string[]; warnings: string[] };
+  applied?: { planHash: string; appliedAt: string };
+}
+
+async function fromDb(file: string, nodeOverride?: string): Promise<InspectData> {
+  const store = await openStore(file, { node: nodeOverride ?? "kosmosctl-inspect" });
+  try {
+    const node = nodeOverride ?? store.getMeta("node") ?? "";
+    const topo = store.snapshot();
+    let p: InspectData["plan"];
+    try {
+      const members = Object.fromEntries(store.listMembers().map((m) => [m.name, m.state]));
+      const hs = planNode({ topology: topo, self: node, members });
+      p = {
+        routes: hs.routes.map((r) => ({ dst: r.dst, via: r.via, dev: r.dev })),
+        devices: hs.devices.map((d) => `${d.name} ${d.address}`),
+        warnings: hs.warnings,
+      };
+    } catch {
+      p = undefined;
+    }
+    const applied = store.loadApplied();
+    return {
+      node,
+      members: store.listMembers(),
+      owners: store.digest().map((d) => ({ owner: d.owner, rows: d.count, maxVersion: d.maxVersion, hash: d.hash })),
+      clusters: topo.clusters.map((c) => ({ name: c.name, networkType: c.networkType, ipFamily: c.ipFamily, podCIDRs: c.podCIDRs })),
+      nodes: topo.nodes.length,
+      plan: p,
+      applied: applied ? { planHash: applied.planHash, appliedAt: new Date(applied.appliedAt).toISOString() } : undefined,
+    };
+  } finally {
+    store.close();
+  }
+}
+
+async function fromAgent(url: string, token?: string): Promise<InspectData> {
+  const unix = url.startsWith("unix:") ? url.slice(5) : undefined;
+  const base = unix ? "http://localhost" : url.replace(/\/$/, "");
+  const get = async (path: string) => {
+    const r = await fetch(`${base}${path}`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      ...(unix ? { unix } : { tls: { rejectUnauthorized: false } }),
+    } as RequestInit);
+    if (!r.ok) throw new Error(`${path}: HTTP ${r.status} ${await r.text()}`);
+    return r.json();
+  };
+  const state = (await get("/v1/state")) as { node: string; members: Record<string, string> };
+  const topo = (await get("/v1/topology")) as { clusters: InspectData["clusters"]; nodes: unknown[] };
+  let p: InspectData["plan"];
+  try {
+    const hs = (await get("/v1/plan")) as {
+      routes: Array<{ dst: string; via: string; dev: string }>;
+      devices: Array<{ name: string; address: string }>;
+      warnings: string[];
+    };
+    p = { routes: hs.routes, devices: hs.devices.map((d) => `${d.name} ${d.address}`), warnings: hs.warnings };
+  } catch {
+    p = undefined;
+  }
+  return {
+    node: state.node,
+    members: Object.entries(state.members ?? {}).map(([name, s]) => ({ name, state: s, incarnation: 0 })),
+    owners: [],
+    clusters: topo.clusters,
+    nodes: topo.nodes.length,
+    plan: p,
+  };
+}
+
+export function inspectCommand(): Command {
+  return new Command("inspect")
+    .description("show an agent's replica: members, per-owner versions, clusters, and the plan for its node")
+    .option("--db <file>", "the agent's SQLite replica (read directly)")
+    .option("--agent <url>", "a live agent: https://host:port or unix:/path.sock")
+    .option("--node <name>", "plan for this node instead of the replica's own")
+    .addOption(new Option("--token <token>", "bearer token").env("KOSMOS_TOKEN"))
+    .addOption(new Option("-o, --output <format>", "table | json | yaml").default("table").argParser(parseOutput))
+    .action(async (o: { db?: string; agent?: string; node?: string; token?: string; output: OutputFormat }) => {
+      if (!o.db && !o.agent) throw Object.assign(new Error("give --db FILE or --agent URL"), { hint: "kosmosctl inspect --db /var/lib/kosmos/kosmos.db" });
+      const data = o.db ? await fromDb(o.db, o.node) : await fromAgent(o.agent as string, o.token);
+      printData(o.output, data, () => {
+        const parts: string[] = [`node: ${data.node}   clusters: ${data.clusters.length}   nodes: ${data.nodes}`];
+        if (data.applied) parts.push(`last applied plan ${data.applied.planHash} at ${data.applied.appliedAt}`);
+        parts.push(
+          renderTable(["MEMBER", "STATE", "INCARNATION", "ADDRESS"], data.members.map((m) => [m.name, m.state, m.incarnation, m.address ?? ""])),
+        );
+        if (data.owners.length)
+          parts.push(renderTable(["OWNER", "ROWS", "MAX VERSION", "DIGEST"], data.owners.map((d) => [d.owner, d.rows, d.maxVersion, d.hash])));
+        if (data.plan) {
+          parts.push(`devices: ${data.plan.devices.join(", ") || "(none)"}`);
+          parts.push(renderTable(["ROUTE", "VIA", "DEV"], data.plan.routes.map((r) => [r.dst, r.via, r.dev])));
+          for (const w of data.plan.warnings) parts.push(`warning: ${w}`);
+        }
+        return parts.join("\n");
+      });
+    });
+}

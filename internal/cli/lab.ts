@@ -1,0 +1,255 @@
+/** `kosmosctl lab up|down|status|exec|check|demo`: the local multi-cluster lab. */
+import { readFile } from "node:fs/promises";
+import { Command, Option } from "commander";
+import { DEFAULT_LAB, type LabConfig, parseLabConfig } from "../lab/config.ts";
+import {
+  agentSocket,
+  labDown,
+  labStatus,
+  labUp,
+  loadLab,
+  resolveTarget,
+} from "../lab/lab.ts";
+import type { LabPlan } from "../lab/plan.ts";
+import { connectivityMatrix, type ProbeResult } from "../lab/probe.ts";
+import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
+
+const DEFAULT_NAME = process.env.KOSMOS_LAB ?? "kosmos";
+
+async function loadConfig(file?: string): Promise<LabConfig> {
+  if (!file) return parseLabConfig(DEFAULT_LAB);
+  return parseLabConfig(await readFile(file, "utf8"));
+}
+
+function nameOption() {
+  return new Option("--name <name>", "lab name (prefixes every namespace: kl-<name>-)").default(DEFAULT_NAME);
+}
+
+function outputOption() {
+  return new Option("-o, --output <format>", "table | json | yaml").default("table").argParser(parseOutput);
+}
+
+export function describeLab(plan: LabPlan): string {
+  const rows: Array<Array<string | number>> = [];
+  for (const n of plan.nodes) {
+    const c = plan.clusters.find((x) => x.name === n.cluster);
+    rows.push([
+      n.cluster,
+      c ? `${c.networkType}/${c.ipFamily}` : "",
+      n.name + (n.gatewayCandidate ? " (gw)" : ""),
+      n.ipv4,
+      n.podCIDRs.join(" "),
+      n.pods.map((p) => [p.ipv4, p.globalIPv4 ? `→${p.globalIPv4}` : "", p.ipv6].filter(Boolean).join(" ")).join(", "),
+    ]);
+  }
+  return renderTable(["CLUSTER", "MODE", "NODE", "UNDERLAY", "POD CIDRS", "POD IPS (global)"], rows);
+}
+
+export function matrixTable(results: ProbeResult[]): string {
+  // Rows: source pod; columns: destination (pod or service) per family; cell: icmp/tcp marks.
+  const dsts = [...new Set(results.map((r) => `${r.dst} v${r.family}`))];
+  const srcs = [...new Set(results.map((r) => r.src))];
+  const cell = (src: string, dst: string) => {
+    const rs = results.filter((r) => r.src === src && `${r.dst} v${r.family}` === dst);
+    if (rs.length === 0) return "";
+    return rs.map((r) => `${r.ok ? OK : FAIL}${r.proto === "icmp" ? "ping" : "tcp"}`).join(" ");
+  };
+  const short = (s: string) => s.replace(/-node-/, "-n").replace(/-pod-/, "-p");
+  return renderTable(
+    ["FROM \\ TO", ...dsts.map(short)],
+    srcs.map((s) => [short(s), ...dsts.map((d) => cell(s, d))]),
+  );
+}
+
+export function failuresTable(results: ProbeResult[]): string {
+  const failed = results.filter((r) => !r.ok);
+  return renderTable(
+    ["#", "SOURCE", "DESTINATION", "TARGET IP", "PROTO", "RESULT"],
+    failed.map((r, i) => [i + 1, r.src, r.dst, r.ip, r.proto, r.detail]),
+  );
+}
+
+async function runMatrix(plan: LabPlan, quiet = false): Promise<ProbeResult[]> {
+  let bar: ReturnType<typeof progressBar> | undefined;
+  const results = await connectivityMatrix(plan, {
+    onResult: (r, done, total) => {
+      if (quiet) return;
+      bar ??= progressBar(total, "probing");
+      bar.update(done, `${r.src} → ${r.dst} ${r.proto}`);
+    },
+  });
+  bar?.stop();
+  return results;
+}
+
+export function labCommand(): Command {
+  const lab = new Command("lab").description(
+    "local multi-cluster lab: clusters of network namespaces, one real kosmos-agent per node",
+  );
+
+  lab
+    .command("up")
+    .description("create the lab (default: 3 clusters — P2P dual-stack, gateway dual-stack, P2P with global IPs)")
+    .option("-f, --config <file>", "lab YAML (see docs/lab.md)")
+    .addOption(nameOption())
+    .option("--no-wait", "return once agents are started, without waiting for them to be ready")
+    .action(async (o: { config?: string; name: string; wait: boolean }) => {
+      const config = await loadConfig(o.config);
+      const t0 = performance.now();
+      const bar = progressBar(1, "lab up");
+      const handle = await labUp(o.name, config, {
+        noWait: !o.wait,
+        progress: (step, done, total) => {
+          (bar as { total?: number }).total = total;
+          bar.update(done, step);
+        },
+      }).finally(() => bar.stop());
+      process.stdout.write(`${describeLab(handle.plan)}\n`);
+      process.stdout.write(
+        `lab "${o.name}" is up in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${handle.plan.nodes.length} agents. ` +
+          `Try: kosmosctl lab exec ${handle.plan.nodes[0]?.cluster}/${handle.plan.nodes[0]?.short}/pod-1 -- ping -c1 <ip>\n`,
+      );
+    });
+
+  lab
+    .command("down")
+    .description("remove everything the lab made (namespaces, processes, state), also after a crash")
+    .addOption(nameOption())
+    .action(async (o: { name: string }) => {
+      const r = await labDown(o.name);
+      process.stdout.write(`lab "${o.name}" removed: ${r.namespaces} namespaces, ${r.processes} processes\n`);
+    });
+
+  lab
+    .command("status")
+    .description("clusters, nodes, pods, IPs, agent PIDs, readiness and API endpoints")
+    .addOption(nameOption())
+    .addOption(outputOption())
+    .action(async (o: { name: string; output: OutputFormat }) => {
+      const { plan, nodes } = await labStatus(o.name);
+      const data = {
+        name: plan.name,
+        clusters: plan.clusters.map((c) => ({
+          name: c.name,
+          networkType: c.networkType,
+          ipFamily: c.ipFamily,
+          podCIDRs: c.podCIDRs,
+          serviceCIDRs: c.serviceCIDRs,
+          globalCIDRs: c.globalCIDRs,
+          service: plan.services.find((s) => s.cluster === c.name),
+        })),
+        nodes: nodes.map((n) => {
+          const p = plan.nodes.find((x) => x.name === n.node);
+          return {
+            name: n.node,
+            cluster: n.cluster,
+            namespace: n.namespace,
+            underlay: n.underlay,
+            gatewayCandidate: n.gatewayCandidate,
+            agentPid: n.pid,
+            ready: n.ready,
+            detail: n.detail,
+            api: { endpoint: n.endpoint, adminSocket: n.socket },
+            gateways: n.agent?.gateways,
+            pods: p?.pods.map((x) => ({ name: x.id, namespace: x.ns, ipv4: x.ipv4, ipv6: x.ipv6, globalIPv4: x.globalIPv4 })),
+          };
+        }),
+      };
+      printData(o.output, data, () =>
+        renderTable(
+          ["NODE", "CLUSTER", "UNDERLAY", "GW", "AGENT PID", "READY", "DETAIL", "PODS"],
+          nodes.map((n) => [
+            n.node,
+            n.cluster,
+            n.underlay[0] ?? "",
+            n.gatewayCandidate ? "candidate" : "",
+            n.pid ?? "",
+            n.ready ? OK : FAIL,
+            n.detail,
+            plan.nodes.find((x) => x.name === n.node)?.pods.map((p) => p.ipv4 ?? p.ipv6).join(" ") ?? "",
+          ]),
+        ),
+      );
+    });
+
+  lab
+    .command("exec")
+    .description("run a command in a node or pod namespace: lab exec c1/node-1[/pod-1] -- CMD...")
+    .addOption(nameOption())
+    .argument("<target>", "c1/node-1, c1/node-1/pod-1, c1-node-1, or fabric")
+    .argument("<cmd...>", "command and arguments")
+    .action(async (target: string, cmd: string[], o: { name: string }) => {
+      const { plan } = await loadLab(o.name);
+      const t = resolveTarget(plan, target);
+      const proc = Bun.spawn(["ip", "netns", "exec", t.ns, ...cmd], { stdio: ["inherit", "inherit", "inherit"] });
+      process.exit(await proc.exited);
+    });
+
+  lab
+    .command("check")
+    .description("probe pod→pod and pod→service across clusters (ping + TCP), print the matrix")
+    .addOption(nameOption())
+    .addOption(outputOption())
+    .action(async (o: { name: string; output: OutputFormat }) => {
+      const { plan } = await loadLab(o.name);
+      const results = await runMatrix(plan, o.output !== "table");
+      const failed = results.filter((r) => !r.ok);
+      printData(o.output, { total: results.length, failed: failed.length, results }, () => {
+        let s = matrixTable(results);
+        s += `\n${results.length - failed.length}/${results.length} probes succeeded`;
+        if (failed.length) s += `\n${failuresTable(results)}`;
+        return s;
+      });
+      process.exitCode = failed.length ? 1 : 0;
+    });
+
+  lab
+    .command("demo")
+    .description("bring up the default lab (if not up) and show cross-cluster connectivity")
+    .addOption(nameOption())
+    .option("-f, --config <file>", "lab YAML")
+    .option("--down", "remove the lab afterwards", false)
+    .action(async (o: { name: string; config?: string; down: boolean }) => {
+      let plan: LabPlan;
+      try {
+        plan = (await loadLab(o.name)).plan;
+        process.stdout.write(`using the running lab "${o.name}"\n`);
+      } catch {
+        const bar = progressBar(1, "lab up");
+        const t0 = performance.now();
+        const handle = await labUp(o.name, await loadConfig(o.config), {
+          progress: (step, done, total) => {
+            (bar as { total?: number }).total = total;
+            bar.update(done, step);
+          },
+        }).finally(() => bar.stop());
+        plan = handle.plan;
+        process.stdout.write(`lab "${o.name}" up in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      }
+      process.stdout.write(`${describeLab(plan)}\n`);
+      const results = await runMatrix(plan);
+      const failed = results.filter((r) => !r.ok);
+      process.stdout.write(`${matrixTable(results)}\n`);
+      process.stdout.write(`${results.length - failed.length}/${results.length} cross-cluster probes succeeded\n`);
+      if (failed.length) process.stdout.write(`${failuresTable(results)}\n`);
+      if (o.down) {
+        await labDown(o.name);
+        process.stdout.write(`lab "${o.name}" removed\n`);
+      } else {
+        process.stdout.write(
+          `\nThe lab stays up: kosmosctl lab status | lab exec c1/node-1/pod-1 -- ping <ip> | lab down\n`,
+        );
+      }
+      process.exitCode = failed.length ? 1 : 0;
+    });
+
+  return lab;
+}
+
+/** For `kosmosctl exec/cp NODE`: resolve a lab node name to its agent's admin socket. */
+export async function resolveLabNode(name: string): Promise<{ url: string; token?: string }> {
+  const { plan, token } = await loadLab(DEFAULT_NAME);
+  const t = resolveTarget(plan, name);
+  if (t.kind !== "node") throw new Error(`${name} is not a node`);
+  return { url: `unix:${agentSocket(plan.name, t.id)}`, token };
+}

@@ -3,7 +3,6 @@
 import { Command, Option } from "commander";
 import { Agent } from "../internal/agent/agent.ts";
 import { AGENT_VERSION } from "../internal/agent/agent.ts";
-import { wireGossip } from "../internal/agent/gossip.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -75,7 +74,6 @@ if (o.uninstall) {
 
 try {
   await agent.start();
-  await wireGossip(agent);
 } catch (e) {
   agent.logger.fatal({ err: e }, "agent failed to start");
   process.exit(1);

@@ -6,7 +6,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
-import { type AuthConfig, authMiddleware, loadAuthConfig } from "../api/auth.ts";
+import { type AuthConfig, authMiddleware, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { loadOrCreateTls, type TlsMaterial } from "../api/tls.ts";
 import {
@@ -23,6 +23,7 @@ import { openStore, type Store } from "../store/index.ts";
 import type { MemberState, Topology } from "../topology/index.ts";
 import { type AgentEnv, createAgentRoutes } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
+import { type AgentGossip, GOSSIP_PATH, prepareGossip } from "./gossip.ts";
 import { ControlLoop } from "./loop.ts";
 
 export const AGENT_VERSION = "0.1.0";
@@ -70,7 +71,9 @@ export class Agent {
   private unsubscribe?: () => void;
   private rejectedTopology!: Counter;
   private memberView: () => Record<string, MemberState>;
-  private secret?: Uint8Array;
+  /** Installation secret (gossip HMAC key material, IPsec key derivation). Never logged or gossiped. */
+  secret?: Uint8Array;
+  gossip?: AgentGossip;
 
   constructor(cfg: AgentConfigInput, deps: AgentDeps = {}) {
     this.cfg = AgentConfigSchema.parse(cfg);
@@ -130,7 +133,14 @@ export class Agent {
       commonName: cfg.node,
       hosts: cfg.listenHost && cfg.listenHost !== "0.0.0.0" ? [cfg.listenHost] : [],
     });
+    const gossip = prepareGossip(this);
+    gossip.mount();
     await this.serve();
+    this.gossip = gossip.start();
+    if (this.gossip) {
+      const g = this.gossip;
+      this.memberView = () => g.members();
+    }
     this.publishStatus();
     this.loop.start();
     const journal = new SqliteJournal(this.store.db);
@@ -156,7 +166,8 @@ export class Agent {
     const { websocket } = createBunWebSocket();
     const app = new Hono<AgentEnv>();
     const api = createAgentRoutes(this, this.registry);
-    app.use("*", authMiddleware(await this.authConfig()));
+    // Gossip frames carry their own HMAC (cluster secret) and replay protection: no bearer token.
+    app.use("*", authMiddleware(await this.authConfig(), { exempt: [...DEFAULT_EXEMPT, GOSSIP_PATH] }));
     app.route("/", api);
     const exec = createExecRoutes({
       audit: new SqliteAudit(this.store.db),
@@ -191,13 +202,14 @@ export class Agent {
 
   private publishStatus(): void {
     try {
-      this.store.writeLocal("node_status", this.cfg.node, {
+      const row = this.store.writeLocal("node_status", this.cfg.node, {
         name: this.cfg.node,
         endpoint: this.endpoint,
         certFingerprint: this.tls.fingerprint,
         agentVersion: AGENT_VERSION,
         startedAt: Date.now(),
       });
+      if (row) this.gossip?.publish([row]);
     } catch (e) {
       this.logger.warn({ err: e }, "could not publish node status");
     }
@@ -206,17 +218,17 @@ export class Agent {
   /** Seed (controller-owned) topology: replaces the controller's rows; returns how many changed. */
   seed(topology: Topology): number {
     const rows = this.store.seed(topology);
-    this.onSeeded?.(rows.length);
+    this.gossip?.publish(rows);
     return rows.length;
   }
-
-  onSeeded?: (changed: number) => void;
 
   countRejectedTopology(): void {
     this.rejectedTopology.inc();
   }
 
+  /** Graceful leave: tell peers (gossip "left"), then remove everything this agent owns. */
   async uninstall(): Promise<ApplyReport> {
+    await this.gossip?.leave();
     await this.loop.stop();
     const report = await this.reconciler.uninstall();
     this.logger.info({ removed: report.applied, errors: report.errors.length }, "uninstalled kernel state");
@@ -262,6 +274,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
+    this.gossip?.stop();
     await this.loop?.stop();
     if (this.cfg.uninstallOnExit && this.reconciler) await this.reconciler.uninstall();
     await this.server?.stop();

@@ -198,7 +198,7 @@ export async function labUp(name: string, config: LabConfig, opts: UpOptions = {
       await waitAgentHealthy(name, node.name);
       step(`agent ${node.name} up`);
     }
-    const seedTargets = plan.nodes.slice(0, opts.seedCount ?? plan.nodes.length);
+    const seedTargets = plan.nodes.slice(0, opts.seedCount ?? 1);
     for (const node of seedTargets) await seedAgent(name, node.name, plan, token);
     for (const node of plan.nodes) {
       if (!opts.noWait) await waitAgentReady(name, node.name, 60_000);

@@ -61,6 +61,37 @@ export function matrixTable(results: ProbeResult[]): string {
   );
 }
 
+/** One row per (source cluster → destination cluster, family): passed/total per probe kind. */
+export function summaryTable(results: ProbeResult[], plan: LabPlan): string {
+  const mode = (c: string) => plan.clusters.find((x) => x.name === c)?.networkType ?? "";
+  const groups = new Map<string, ProbeResult[]>();
+  for (const r of results) {
+    const k = `${r.srcCluster}\0${r.dstCluster}\0${r.family}`;
+    const g = groups.get(k) ?? [];
+    g.push(r);
+    groups.set(k, g);
+  }
+  const cell = (rs: ProbeResult[], kind: "pod" | "svc", proto: "icmp" | "tcp") => {
+    const sel = rs.filter((r) => (kind === "svc") === r.dst.startsWith("svc/") && r.proto === proto);
+    if (sel.length === 0) return "-";
+    const ok = sel.filter((r) => r.ok).length;
+    return `${ok === sel.length ? OK : FAIL} ${ok}/${sel.length}`;
+  };
+  const rows = [...groups.entries()].map(([k, rs]) => {
+    const [src = "", dst = "", fam = ""] = k.split("\0");
+    return [
+      `${src} (${mode(src)})`,
+      `${dst} (${mode(dst)})`,
+      `IPv${fam}`,
+      cell(rs, "pod", "icmp"),
+      cell(rs, "pod", "tcp"),
+      cell(rs, "svc", "icmp"),
+      cell(rs, "svc", "tcp"),
+    ];
+  });
+  return renderTable(["FROM", "TO", "FAMILY", "POD PING", "POD TCP", "SERVICE PING", "SERVICE TCP"], rows);
+}
+
 export function failuresTable(results: ProbeResult[]): string {
   const failed = results.filter((r) => !r.ok);
   return renderTable(
@@ -186,16 +217,17 @@ export function labCommand(): Command {
     });
 
   lab
-    .command("check")
-    .description("probe pod→pod and pod→service across clusters (ping + TCP), print the matrix")
+    .command("probe")
+    .description("probe pod→pod and pod→service across clusters (ping + TCP) and summarize (see also `kosmosctl check --lab`)")
     .addOption(nameOption())
     .addOption(outputOption())
-    .action(async (o: { name: string; output: OutputFormat }) => {
+    .option("--matrix", "print the full source × destination matrix", false)
+    .action(async (o: { name: string; output: OutputFormat; matrix: boolean }) => {
       const { plan } = await loadLab(o.name);
       const results = await runMatrix(plan, o.output !== "table");
       const failed = results.filter((r) => !r.ok);
       printData(o.output, { total: results.length, failed: failed.length, results }, () => {
-        let s = matrixTable(results);
+        let s = o.matrix ? matrixTable(results) : summaryTable(results, plan);
         s += `\n${results.length - failed.length}/${results.length} probes succeeded`;
         if (failed.length) s += `\n${failuresTable(results)}`;
         return s;
@@ -229,7 +261,7 @@ export function labCommand(): Command {
       process.stdout.write(`${describeLab(plan)}\n`);
       const results = await runMatrix(plan);
       const failed = results.filter((r) => !r.ok);
-      process.stdout.write(`${matrixTable(results)}\n`);
+      process.stdout.write(`${summaryTable(results, plan)}\n`);
       process.stdout.write(`${results.length - failed.length}/${results.length} cross-cluster probes succeeded\n`);
       if (failed.length) process.stdout.write(`${failuresTable(results)}\n`);
       if (o.down) {

@@ -60,6 +60,7 @@ export interface AgentDeps {
 export class Agent {
   readonly cfg: AgentConfig;
   readonly logger: Logger;
+  private readonly rootLogger: Logger;
   readonly registry: Registry;
   store!: Store;
   loop!: ControlLoop;
@@ -77,7 +78,9 @@ export class Agent {
 
   constructor(cfg: AgentConfigInput, deps: AgentDeps = {}) {
     this.cfg = AgentConfigSchema.parse(cfg);
-    this.logger = deps.logger ?? createLogger({ component: "agent", node: this.cfg.node, level: this.cfg.logLevel });
+    // One root without a component; every logger used is a child naming its component exactly once.
+    this.rootLogger = deps.logger ?? createLogger({ node: this.cfg.node, level: this.cfg.logLevel });
+    this.logger = this.rootLogger.child({ component: "agent" });
     this.registry = createRegistry();
     this.runner = deps.runner ?? execaRunner();
     this.memberView = deps.members ?? (() => ({}));
@@ -111,13 +114,13 @@ export class Agent {
       help: "Topology pushes refused by validation",
       registers: [this.registry],
     });
-    this.reconciler = new Reconciler({ runner: this.runner, logger: logger.child({ component: "dataplane" }) });
+    this.reconciler = new Reconciler({ runner: this.runner, logger: this.rootLogger.child({ component: "dataplane" }) });
     this.loop = new ControlLoop({
       node: cfg.node,
       store: this.store,
       reconciler: this.reconciler,
       capabilities: this.capabilities,
-      logger: logger.child({ component: "loop" }),
+      logger: this.rootLogger.child({ component: "loop" }),
       registry: this.registry,
       members: () => this.memberView(),
       ipsecSecret: this.secret,
@@ -173,7 +176,7 @@ export class Agent {
       audit: new SqliteAudit(this.store.db),
       journal: new SqliteJournal(this.store.db),
       roots: cfg.uploadRoots,
-      logger: logger.child({ component: "exec" }),
+      logger: this.rootLogger.child({ component: "exec" }),
       registry: this.registry,
     });
     app.route("/", exec);
@@ -189,7 +192,7 @@ export class Agent {
         ? { hostname: cfg.listenHost, port: cfg.listenPort, tls: { cert: this.tls.cert, key: this.tls.key } }
         : undefined,
       unixSocket: this.adminSocket,
-      logger: logger.child({ component: "api" }),
+      logger: this.rootLogger.child({ component: "api" }),
     });
   }
 
@@ -237,7 +240,7 @@ export class Agent {
 
   /** `kosmos-agent --uninstall`: remove everything Kosmos owns from this node's kernel, no server. */
   async uninstallOnly(): Promise<ApplyReport> {
-    const reconciler = new Reconciler({ runner: this.runner, logger: this.logger.child({ component: "dataplane" }) });
+    const reconciler = new Reconciler({ runner: this.runner, logger: this.rootLogger.child({ component: "dataplane" }) });
     return reconciler.uninstall();
   }
 

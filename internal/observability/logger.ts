@@ -3,7 +3,8 @@ import pino from "pino";
 export type Logger = pino.Logger;
 
 export interface LoggerOptions {
-  component: string;
+  /** Omit for a root logger whose children each bind their own component. */
+  component?: string;
   node?: string;
   cluster?: string;
   level?: string;
@@ -14,7 +15,8 @@ export interface LoggerOptions {
 /** Structured JSON logger (pino) with the house fields: component, node, cluster. */
 export function createLogger(opts: LoggerOptions): Logger {
   const level = opts.level ?? process.env.KOSMOS_LOG_LEVEL ?? "info";
-  const base: Record<string, string> = { component: opts.component };
+  const base: Record<string, string> = {};
+  if (opts.component) base.component = opts.component;
   if (opts.node) base.node = opts.node;
   if (opts.cluster) base.cluster = opts.cluster;
   return pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: opts.fd ?? 2, sync: true }));

@@ -103,6 +103,7 @@ export class Agent {
     if (this.store.recovered) {
       logger.warn({ recovered: this.store.recovered }, "replica was unreadable: moved aside, rebuilding from peers");
     }
+    this.store.setMeta("node", cfg.node);
     if (cfg.secretFile) this.secret = new Uint8Array(await readFile(cfg.secretFile));
     this.capabilities = await detectCapabilities(this.runner);
     for (const [name, cap] of Object.entries(this.capabilities)) {

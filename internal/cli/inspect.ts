@@ -1,4 +1,8 @@
 /** `kosmosctl inspect`: members, replica versions and this node's plan, from a SQLite file or a live agent. */
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Command, Option } from "commander";
 import { plan as planNode } from "../planner/index.ts";
 import { openStore } from "../store/index.ts";
@@ -14,8 +18,29 @@ interface InspectData {
   applied?: { planHash: string; appliedAt: string };
 }
 
+/**
+ * Read a consistent snapshot of a live agent's replica without writing to it: `VACUUM INTO` a temp
+ * copy through a read-only connection, then open the copy (openStore may migrate or repair files).
+ */
+async function snapshotDb(file: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  if (!existsSync(file)) throw Object.assign(new Error(`no such file: ${file}`), { hint: "the agent's replica is <data-dir>/kosmos.db" });
+  const dir = await mkdtemp(join(tmpdir(), "kosmos-inspect-"));
+  const copy = join(dir, "snapshot.db");
+  const { Database } = await import("bun:sqlite");
+  const src = new Database(file, { readonly: true });
+  try {
+    src.run(`VACUUM INTO '${copy.replace(/'/g, "''")}'`);
+  } catch (e) {
+    throw Object.assign(new Error(`cannot read ${file}: ${(e as Error).message}`), { hint: "is it a Kosmos replica?" });
+  } finally {
+    src.close();
+  }
+  return { path: copy, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
 async function fromDb(file: string, nodeOverride?: string): Promise<InspectData> {
-  const store = await openStore(file, { node: nodeOverride ?? "kosmosctl-inspect" });
+  const snap = await snapshotDb(file);
+  const store = await openStore(snap.path, { node: nodeOverride ?? "kosmosctl-inspect" });
   try {
     const node = nodeOverride ?? store.getMeta("node") ?? "";
     const topo = store.snapshot();
@@ -43,6 +68,7 @@ async function fromDb(file: string, nodeOverride?: string): Promise<InspectData>
     };
   } finally {
     store.close();
+    await snap.cleanup();
   }
 }
 

@@ -13,7 +13,7 @@ import {
   type ApplyReport,
   type Capabilities,
   detectCapabilities,
-  execaRunner,
+  defaultRunner,
   Reconciler,
   type Runner,
 } from "../dataplane/index.ts";
@@ -82,7 +82,7 @@ export class Agent {
     this.rootLogger = deps.logger ?? createLogger({ node: this.cfg.node, level: this.cfg.logLevel });
     this.logger = this.rootLogger.child({ component: "agent" });
     this.registry = createRegistry();
-    this.runner = deps.runner ?? execaRunner();
+    this.runner = deps.runner ?? defaultRunner();
     this.memberView = deps.members ?? (() => ({}));
   }
 

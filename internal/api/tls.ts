@@ -6,7 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
+import { defaultRunner } from "../dataplane/runner.ts";
 
 export class TlsError extends Error {
   constructor(
@@ -99,7 +99,8 @@ export async function loadOrCreateTls(opts: LoadTlsOptions): Promise<TlsMaterial
     const names = new Set(["localhost", "127.0.0.1", "::1", ...(opts.hosts ?? [])]);
     const san = [...names].map((h) => (IPV4.test(h) || h.includes(":") ? `IP:${h}` : `DNS:${h}`)).join(",");
     try {
-      await execa("openssl", [
+      const r = await defaultRunner().run([
+        "openssl",
         "req",
         "-x509",
         "-newkey",
@@ -118,6 +119,7 @@ export async function loadOrCreateTls(opts: LoadTlsOptions): Promise<TlsMaterial
         "-addext",
         `subjectAltName=${san}`,
       ]);
+      if (r.code !== 0) throw new Error(r.stderr.trim() || `exit ${r.code}`);
     } catch (err) {
       throw new TlsError(
         "TLS_GENERATE_FAILED",

@@ -8,9 +8,11 @@ export * as parse from "./parse.ts";
 export { KOSMOS_REQID_MAX, KOSMOS_REQID_MIN, readActual, readOptionsFor, type ReadOptions } from "./read.ts";
 export { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
 export {
+  defaultRunner,
   execaRunner,
   netnsRunner,
   recordingRunner,
+  spawnRunner,
   type Runner,
   type RunOptions,
   type RunResult,

@@ -95,7 +95,7 @@ async function buildFabric(plan: LabPlan): Promise<void> {
   await inNs(plan.fabricNs, ["nft", "-f", "-"], { input: renderFabricFilter(plan) });
 }
 
-async function buildNode(plan: LabPlan, node: LabNodePlan): Promise<void> {
+export async function buildNode(plan: LabPlan, node: LabNodePlan): Promise<void> {
   const cluster = plan.clusters.find((c) => c.name === node.cluster);
   if (!cluster) throw new Error(`node ${node.name}: unknown cluster`);
   await addNs(node.ns);
@@ -139,7 +139,7 @@ export function cniGateway(nodePodCIDR: string): string {
   return ip.endsWith("::") ? `${ip}1` : `${ip}::1`;
 }
 
-async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void> {
+export async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void> {
   await addNs(pod.ns);
   await sh(["ip", "link", "add", "eth0", "netns", pod.ns, "type", "veth", "peer", "name", pod.hostIf, "netns", node.ns]);
   await ipBatch(node.ns, [`link set ${pod.hostIf} master cni0 up`, `link set dev ${pod.hostIf} type bridge_slave hairpin on`]);

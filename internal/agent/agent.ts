@@ -72,6 +72,8 @@ export class Agent {
   private unsubscribe?: () => void;
   private rejectedTopology!: Counter;
   private memberView: () => Record<string, MemberState>;
+  /** What the planner acts on (gossip: membership with the isolation guard); default memberView. */
+  private planView?: () => Record<string, MemberState>;
   /** Installation secret (gossip HMAC key material, IPsec key derivation). Never logged or gossiped. */
   secret?: Uint8Array;
   gossip?: AgentGossip;
@@ -123,7 +125,7 @@ export class Agent {
       capabilities: this.capabilities,
       logger: this.rootLogger.child({ component: "loop" }),
       registry: this.registry,
-      members: () => this.memberView(),
+      members: () => (this.planView ?? this.memberView)(),
       ipsecSecret: this.secret,
       debounceMs: cfg.debounceMs,
       resyncMs: cfg.resyncMs,
@@ -144,6 +146,7 @@ export class Agent {
     if (this.gossip) {
       const g = this.gossip;
       this.memberView = () => g.members();
+      this.planView = () => g.planMembers();
     }
     this.publishStatus();
     this.loop.start();

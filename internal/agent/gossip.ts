@@ -34,12 +34,28 @@ function formatHost(ip: string): string {
   return ip.includes(":") ? `[${ip}]` : ip;
 }
 
+/**
+ * The membership the planner acts on. An agent that hears from no peer at all cannot tell "every
+ * other node died" from "I am cut off" or "every agent process stopped while the kernels keep
+ * forwarding": withdrawing every route then would break a dataplane that may still work. So while
+ * no peer is alive, dead peers are planned as suspect (kept); `left` is always honoured.
+ */
+export function planningMembers(members: Record<string, MemberState>): Record<string, MemberState> {
+  const states = Object.values(members);
+  if (states.length === 0 || states.includes("alive")) return members;
+  const out: Record<string, MemberState> = {};
+  for (const [name, state] of Object.entries(members)) out[name] = state === "dead" ? "suspect" : state;
+  return out;
+}
+
 export interface AgentGossip {
   node: GossipNodeT;
   transport: WsTransport;
   /** Publish rows this agent wrote (seed, own status) to peers. */
   publish(rows: ReplicatedRow[]): void;
   members(): Record<string, MemberState>;
+  /** `members()` with the isolation guard (see planningMembers). */
+  planMembers(): Record<string, MemberState>;
   leave(): Promise<void>;
   stop(): void;
 }
@@ -136,6 +152,7 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
         for (const m of node.memberList()) out[m.name] = m.state;
         return out;
       },
+      planMembers: () => planningMembers(g?.members() ?? {}),
       leave: () => node.leave(),
       stop: () => {
         node.stop();

@@ -1,0 +1,336 @@
+/**
+ * Gossip with real agent processes in labs (root): propagation of one topology change to every
+ * agent (vs. a plain HTTP push to every agent), failure detection + gateway failover until pod
+ * traffic flows again, and agent RSS at idle with a replica of 1,000 extra peers (vs. an idle Bun).
+ *
+ *   bun test/bench/gossip-lab.ts          (KOSMOS_BENCH_LAB_SIZES=7,15,30 to choose lab sizes)
+ */
+import { readFile } from "node:fs/promises";
+import { DEFAULT_LAB, type LabConfigInput, parseLabConfig } from "../../internal/lab/config.ts";
+import { agentFetch, agentSocket, labDown, labUp } from "../../internal/lab/lab.ts";
+import { labAgentPid, labKillAgent, labRestartAgent } from "../../internal/lab/ops.ts";
+import type { LabPlan } from "../../internal/lab/plan.ts";
+import { sh } from "../../internal/lab/sh.ts";
+import type { Node, Topology } from "../../internal/topology/index.ts";
+import { type BenchResult, percentile, printResults } from "./lib.ts";
+
+const tag = process.pid.toString(36).slice(-5);
+const REPS = 10;
+const FAILOVER_REPS = 5;
+
+function p2pLab(total: number): LabConfigInput {
+  const per = Math.ceil(total / 3);
+  const counts = [per, per, total - 2 * per];
+  return {
+    clusters: counts.map((n, i) => ({
+      name: `c${i + 1}`,
+      networkType: "p2p",
+      ipFamily: "ipv4",
+      nodes: n,
+      podsPerNode: 0,
+    })),
+  };
+}
+
+async function json<T>(lab: string, node: string, path: string): Promise<T> {
+  const r = await agentFetch(agentSocket(lab, node), path, { timeoutMs: 5000 });
+  return (await r.json()) as T;
+}
+
+const hasNode = async (lab: string, node: string, name: string) =>
+  (await json<Topology>(lab, node, "/v1/topology")).nodes.some((n) => n.name === name);
+
+/** A node without an agent (no process, nothing answers at its address) in cluster c1. */
+function phantom(plan: LabPlan, name: string, i: number): Node {
+  const c1 = plan.topology.clusters[0];
+  const base = (c1?.podCIDRs[0] ?? "10.101.0.0/16").split(".");
+  return {
+    name,
+    cluster: c1?.name ?? "c1",
+    ipv4: `192.168.1.${100 + i}`,
+    podCIDRs: [`${base[0]}.${base[1]}.${100 + i}.0/24`],
+    gatewayCandidate: false,
+    interfaceName: "eth0",
+    underlayMTU: 1500,
+  };
+}
+
+/** Wait until every agent has `name`; returns the ms since t0 when the last one had it. */
+async function waitAll(
+  lab: string,
+  nodes: string[],
+  name: string,
+  t0: number,
+  timeoutMs = 30_000,
+): Promise<number> {
+  const at = await Promise.all(
+    nodes.map(async (n) => {
+      const deadline = t0 + timeoutMs;
+      while (performance.now() < deadline) {
+        if (await hasNode(lab, n, name).catch(() => false)) return performance.now() - t0;
+        await Bun.sleep(15);
+      }
+      throw new Error(`${n} never got ${name}`);
+    }),
+  );
+  return Math.max(...at);
+}
+
+async function propagation(size: number): Promise<BenchResult[]> {
+  const lab = `bgp${size}${tag}`.slice(0, 12);
+  await labDown(lab);
+  try {
+    const { plan, token } = await labUp(lab, parseLabConfig(p2pLab(size)));
+    const nodes = plan.nodes.map((n) => n.name);
+    const seeded = nodes[0] as string;
+    const gossip: number[] = [];
+    const push: number[] = [];
+    let topo: Topology = plan.topology;
+    for (let i = 0; i < REPS; i++) {
+      // Gossip: the change goes into ONE agent.
+      const g = `bench-g${i}`;
+      topo = { ...topo, nodes: [...topo.nodes, phantom(plan, g, 2 * i)] };
+      let t0 = performance.now();
+      await agentFetch(agentSocket(lab, seeded), "/v1/topology", {
+        method: "POST",
+        body: topo,
+        token,
+        timeoutMs: 10_000,
+      });
+      gossip.push(await waitAll(lab, nodes, g, t0));
+      // Baseline: the test pushes the change to every agent over HTTP.
+      const b = `bench-b${i}`;
+      topo = { ...topo, nodes: [...topo.nodes, phantom(plan, b, 2 * i + 1)] };
+      t0 = performance.now();
+      await Promise.all(
+        nodes.map((n) =>
+          agentFetch(agentSocket(lab, n), "/v1/topology", {
+            method: "POST",
+            body: topo,
+            token,
+            timeoutMs: 10_000,
+          }),
+        ),
+      );
+      push.push(performance.now() - t0);
+      await Bun.sleep(300);
+    }
+    return [
+      {
+        name: `lab ${size} agents: propagation p50`,
+        value: percentile(gossip, 50),
+        unit: "ms",
+        baseline: { name: "HTTP push to all", value: percentile(push, 50) },
+      },
+      {
+        name: `lab ${size} agents: propagation p99`,
+        value: percentile(gossip, 99),
+        unit: "ms",
+        baseline: { name: "HTTP push to all", value: percentile(push, 99) },
+      },
+    ];
+  } finally {
+    await labDown(lab);
+  }
+}
+
+async function pingOnce(ns: string, ip: string): Promise<boolean> {
+  const r = await sh(["ip", "netns", "exec", ns, "ping", "-c1", "-W", "0.3", "-q", ip], { allowFail: true });
+  return r.code === 0;
+}
+
+async function failover(): Promise<BenchResult[]> {
+  const lab = `bgf${tag}`.slice(0, 12);
+  await labDown(lab);
+  const detect: number[] = [];
+  const flow: number[] = [];
+  try {
+    const { plan } = await labUp(lab, parseLabConfig(DEFAULT_LAB));
+    const src = plan.nodes.find((n) => n.name === "c1-node-1")?.pods[0];
+    const dst = plan.nodes.find((n) => n.name === "c2-node-3")?.pods[0];
+    if (!src?.ipv4 || !dst?.ipv4) throw new Error("default lab changed: no c1-node-1 / c2-node-3 pod");
+    const observers = plan.nodes.map((n) => n.name);
+    for (let i = 0; i < FAILOVER_REPS; i++) {
+      const gw = (await json<{ gateways: Record<string, string> }>(lab, "c1-node-1", "/v1/state")).gateways
+        .c2 as string;
+      if (!(await pingOnce(src.ns, dst.ipv4))) throw new Error("no traffic before the kill");
+      const t0 = performance.now();
+      await labKillAgent(lab, gw, { links: true });
+      const others = observers.filter((n) => n !== gw);
+      const detected = Promise.all(
+        others.map(async (n) => {
+          while (performance.now() - t0 < 30_000) {
+            const m = (await json<{ members: Record<string, string> }>(lab, n, "/v1/state")).members;
+            if (m[gw] === "dead") return performance.now() - t0;
+            await Bun.sleep(25);
+          }
+          return Number.NaN;
+        }),
+      );
+      let flowing = Number.NaN;
+      while (performance.now() - t0 < 30_000) {
+        if (await pingOnce(src.ns, dst.ipv4)) {
+          flowing = performance.now() - t0;
+          break;
+        }
+      }
+      detect.push(Math.max(...(await detected)));
+      flow.push(flowing);
+      await labRestartAgent(lab, gw);
+      for (const n of others) {
+        while ((await json<{ members: Record<string, string> }>(lab, n, "/v1/state")).members[gw] !== "alive")
+          await Bun.sleep(100);
+      }
+    }
+  } finally {
+    await labDown(lab);
+  }
+  const worst = Math.max(...flow);
+  return [
+    { name: "lab failure detection (dead on all agents) p50", value: percentile(detect, 50), unit: "ms" },
+    { name: "lab failure detection (dead on all agents) max", value: Math.max(...detect), unit: "ms" },
+    {
+      name: "lab gateway failover until traffic flows p50",
+      value: percentile(flow, 50),
+      unit: "ms",
+      target: "<= 3000",
+    },
+    {
+      name: "lab gateway failover until traffic flows max",
+      value: worst,
+      unit: "ms",
+      target: "<= 3000",
+      ok: worst <= 3000,
+    },
+  ];
+}
+
+async function rssKb(pid: number | undefined): Promise<number> {
+  if (!pid) return Number.NaN;
+  const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? Number.NaN);
+}
+
+async function agentsRssMb(lab: string, nodes: string[]): Promise<number[]> {
+  return Promise.all(nodes.map(async (n) => (await rssKb(await labAgentPid(lab, n))) / 1024));
+}
+
+/** 1,000 nodes in a cluster of their own whose addresses lead nowhere (RFC 2544 range, dropped in the fabric). */
+function thousandPeers(topo: Topology): Topology {
+  const nodes: Node[] = Array.from({ length: 1000 }, (_, i) => ({
+    name: `px-${i}`,
+    cluster: "px",
+    ipv4: `198.18.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+    podCIDRs: [`100.${64 + Math.floor(i / 256)}.${i % 256}.0/24`],
+    gatewayCandidate: false,
+    interfaceName: "eth0",
+    underlayMTU: 1500,
+  }));
+  return {
+    clusters: [
+      ...topo.clusters,
+      {
+        name: "px",
+        networkType: "p2p",
+        ipFamily: "ipv4",
+        podCIDRs: ["100.64.0.0/10"],
+        serviceCIDRs: ["10.199.0.0/16"],
+        globalCIDRs: {},
+        bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
+        localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
+      },
+    ],
+    nodes: [...topo.nodes, ...nodes],
+  };
+}
+
+async function memory(): Promise<BenchResult[]> {
+  const idle = Bun.spawn([process.execPath, "-e", "setInterval(() => {}, 1000)"], {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  const lab = `bgm${tag}`.slice(0, 12);
+  await labDown(lab);
+  try {
+    await Bun.sleep(2000);
+    const bunIdle = (await rssKb(idle.pid)) / 1024;
+    const { plan, token } = await labUp(lab, parseLabConfig(p2pLab(7)));
+    const nodes = plan.nodes.map((n) => n.name);
+    await Bun.sleep(5000);
+    const small = await agentsRssMb(lab, nodes);
+    const big = thousandPeers(plan.topology);
+    await agentFetch(agentSocket(lab, nodes[0] as string), "/v1/topology", {
+      method: "POST",
+      body: big,
+      token,
+      timeoutMs: 30_000,
+    });
+    for (const n of nodes) {
+      const deadline = Date.now() + 120_000;
+      while (Date.now() < deadline) {
+        const s = await json<{ counts: { nodes: number }; ready: boolean }>(lab, n, "/v1/state").catch(
+          () => undefined,
+        );
+        if (s?.counts.nodes === big.nodes.length && s.ready) break;
+        await Bun.sleep(500);
+      }
+    }
+    await Bun.sleep(10_000);
+    const withPeers = await agentsRssMb(lab, nodes);
+    // A restarted agent takes every replica node as a gossip member: it probes 1,000 unreachable ones.
+    const restarted = nodes[1] as string;
+    await labRestartAgent(lab, restarted);
+    await Bun.sleep(20_000);
+    const probing = (await agentsRssMb(lab, [restarted]))[0] as number;
+    const after = await agentsRssMb(lab, nodes);
+    const members = await json<{ members: Record<string, string> }>(lab, nodes[0] as string, "/v1/state");
+    const memberCount = Object.keys(members.members).length;
+    const max = Math.max(...withPeers);
+    return [
+      {
+        name: "lab agent RSS idle, 7-node topology (max of 7)",
+        value: Math.max(...small),
+        unit: "MB",
+        baseline: { name: "idle bun", value: bunIdle },
+      },
+      {
+        name: "lab agent RSS idle, replica +1,000 peers (not gossip members) (max of 7)",
+        value: max,
+        unit: "MB",
+        baseline: { name: "idle bun", value: bunIdle },
+        target: "<= 80",
+        ok: max <= 80,
+      },
+      {
+        name: "lab agent RSS, restarted: 1,000 unreachable gossip members probed (20 s)",
+        value: probing,
+        unit: "MB",
+        target: "<= 80",
+        ok: probing <= 80,
+      },
+      { name: "lab agent RSS after that restart, max of 7", value: Math.max(...after), unit: "MB" },
+      {
+        name: "gossip members known by an agent that was not restarted",
+        value: memberCount,
+        unit: "members",
+      },
+    ];
+  } finally {
+    idle.kill();
+    await labDown(lab);
+  }
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const sizes = (process.env.KOSMOS_BENCH_LAB_SIZES ?? "7,15,30")
+    .split(",")
+    .map(Number)
+    .filter((n) => n >= 3);
+  const out: BenchResult[] = [];
+  for (const s of sizes) out.push(...(await propagation(s)));
+  out.push(...(await failover()));
+  out.push(...(await memory()));
+  return out;
+}
+
+if (import.meta.main) printResults(await run());

@@ -8,7 +8,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   type Informer,
-  KubeConfig,
+  type KubeConfig,
   type KubernetesObject,
   makeInformer,
   type ObjectCache,
@@ -18,9 +18,9 @@ import {
 } from "@kubernetes/client-node";
 import { errorCode, kubeConfigFromYaml } from "../kube/index.ts";
 import { type Logger, silentLogger } from "../observability/index.ts";
-import type { Topology } from "../topology/index.ts";
+import { type Topology, validateTopology } from "../topology/index.ts";
 import { detectPodCIDRs, detectServiceCIDRs, type IpPoolLike, type PodLike } from "./cidr.ts";
-import { startLeaderElection, type LeaderElector } from "./leader.ts";
+import { type LeaderElector, startLeaderElection } from "./leader.ts";
 import { desiredClusterNodes, toTopology } from "./mapping.ts";
 import type { AgentEndpoint, Pusher } from "./push.ts";
 import { Seeder } from "./seeder.ts";
@@ -131,8 +131,22 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
 
   const topology = (): Topology =>
     toTopology(clusters.list() as ClusterObject[], clusterNodes.list() as ClusterNodeObject[]);
+  // Never push a topology the agents would refuse (e.g. a globalCIDRsMap key before the cluster's pod
+  // CIDRs are detected): keep the last valid one and say why once.
+  let lastInvalid: string | undefined;
   const seed = (): void => {
-    if (leader && !stopped) seeder.update(topology());
+    if (!leader || stopped) return;
+    const t = topology();
+    try {
+      validateTopology(t);
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (msg !== lastInvalid) log.warn({ err: msg }, "derived topology is not valid yet; not seeding it");
+      lastInvalid = msg;
+      return;
+    }
+    lastInvalid = undefined;
+    seeder.update(t);
   };
 
   // ---- work queue: one reconcile per cluster name at a time, deduplicated, retried with backoff ----

@@ -161,12 +161,12 @@ describe("kosmos-controller against fake apiservers", () => {
       method: "PATCH",
       headers: { "content-type": "application/merge-patch+json" },
       body: JSON.stringify({
-        spec: { clusterLinkOptions: { globalCIDRsMap: { "10.244.0.0/16": "20.0.0.0/16" } } },
+        spec: { clusterLinkOptions: { globalCIDRsMap: { "10.244.0.0/24": "20.0.0.0/24" } } },
       }),
     });
     expect(res.status).toBe(200);
     await until(
-      () => last()?.clusters[0]?.globalCIDRs["10.244.0.0/16"] === "20.0.0.0/16",
+      () => last()?.clusters[0]?.globalCIDRs["10.244.0.0/24"] === "20.0.0.0/24",
       "push after restart",
     );
   });

@@ -15,10 +15,14 @@ function u32(label: string): number {
   return d.readUInt32BE(0);
 }
 
-/** reqid shared by the policies and states between two nodes (independent of the order). */
+/**
+ * reqid shared by the policies and states between two nodes (independent of the order). It lies in
+ * the range the dataplane treats as Kosmos-owned (0x4b000000-0x4bffffff, KOSMOS_REQID_MIN/MAX in
+ * dataplane/read.ts): uninstall and the removal of a departed peer find them without a plan.
+ */
 export function ipsecReqid(a: string, b: string): number {
   const [x, y] = a < b ? [a, b] : [b, a];
-  return u32(`reqid|${x}|${y}`) & 0x7fffffff || 1;
+  return (0x4b000000 | (u32(`reqid|${x}|${y}`) & 0x00ffffff)) >>> 0;
 }
 
 /** SPI of the state carrying traffic from `src` to `dst` (never below 256: reserved range). */

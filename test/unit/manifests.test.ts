@@ -4,6 +4,8 @@
  * compiles their openAPIV3Schema; sample Cluster objects are then validated by it.
  */
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { CustomResourceDefinition } from "kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition";
 import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
@@ -14,8 +16,6 @@ import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
 import { parse } from "yaml";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { FakeStore, loadKosmosCrds, loadManifestDir, MANIFESTS_DIR } from "../../internal/kube/index.ts";
 
 type Validator = new (o: never) => { validate(): void };
@@ -95,5 +95,59 @@ describe("manifests", () => {
         spec: { clusterLinkOptions: { bridgeCIDRs: { ip: "x", ip6: "y" } } },
       }),
     ).toThrow(/invalid/);
+  });
+
+  test("agent DaemonSet: every flag/env it sets exists in `kosmos-agent --help`; probes are HTTPS on the listen port", () => {
+    const help = Bun.spawnSync([
+      process.execPath,
+      resolve(import.meta.dir, "../../cmd/kosmos-agent.ts"),
+      "--help",
+    ]);
+    expect(help.exitCode).toBe(0);
+    const text = help.stdout.toString();
+    const flags = new Set([...text.matchAll(/(--[a-z][a-z0-9-]*)/g)].map((m) => m[1]!));
+    const envs = new Set([...text.matchAll(/env:\s+([A-Z0-9_]+)/g)].map((m) => m[1]!));
+    expect(envs.has("KOSMOS_NODE_NAME")).toBe(true); // the parser is real
+    const ds = all.find((o) => o.kind === "DaemonSet") as unknown as {
+      spec: {
+        template: {
+          spec: {
+            containers: {
+              command: string[];
+              args?: string[];
+              env: { name: string; value?: string }[];
+              ports: { containerPort: number }[];
+              readinessProbe: { httpGet: { scheme: string; port: number; path: string } };
+              livenessProbe: { httpGet: { scheme: string; port: number; path: string } };
+            }[];
+          };
+        };
+      };
+    };
+    const c = ds.spec.template.spec.containers[0]!;
+    for (const a of [...c.command.slice(1), ...(c.args ?? [])].filter((x) => x.startsWith("--"))) {
+      expect(flags.has(a.split("=")[0]!), `flag ${a}`).toBe(true);
+    }
+    const kosmosEnv = c.env.filter((e) => e.name.startsWith("KOSMOS_") && e.name !== "KOSMOS_CLUSTER_NAME");
+    for (const e of kosmosEnv)
+      expect(envs.has(e.name), `env ${e.name} is not read by kosmos-agent`).toBe(true);
+    for (const required of [
+      "KOSMOS_NODE_NAME",
+      "KOSMOS_DATA_DIR",
+      "KOSMOS_LISTEN",
+      "KOSMOS_ADVERTISE_URL",
+      "KOSMOS_TOKEN",
+      "KOSMOS_SECRET_FILE",
+    ]) {
+      expect(kosmosEnv.map((e) => e.name)).toContain(required);
+    }
+    const env = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+    const port = Number(env.KOSMOS_LISTEN!.split(":").pop());
+    expect(c.ports[0]!.containerPort).toBe(port);
+    expect(c.readinessProbe.httpGet).toEqual({ scheme: "HTTPS", path: "/readyz", port });
+    expect(c.livenessProbe.httpGet).toEqual({ scheme: "HTTPS", path: "/healthz", port });
+    expect(env.KOSMOS_ADVERTISE_URL).toBe(`https://$(K8S_NODE_IP):${port}`);
+    // Node name = the ClusterNode name the controller derives (<cluster>-<node>).
+    expect(env.KOSMOS_NODE_NAME).toBe("$(KOSMOS_CLUSTER_NAME)-$(K8S_NODE_NAME)");
   });
 });

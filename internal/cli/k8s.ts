@@ -1,5 +1,13 @@
 /** kosmosctl commands that talk to Kubernetes: install, uninstall, join, unjoin, get. */
-import { KubeConfig, type KubernetesObject, KubernetesObjectApi } from "@kubernetes/client-node";
+import { randomBytes } from "node:crypto";
+import {
+  AppsV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  KubernetesObjectApi,
+  type V1DaemonSet,
+  type V1Deployment,
+} from "@kubernetes/client-node";
 import { SingleBar } from "cli-progress";
 import Table from "cli-table3";
 import { Command } from "commander";
@@ -95,18 +103,51 @@ const withProgress = async (
 
 export function k8sCommands(): Command[] {
   const install = new Command("install")
-    .description("install Kosmos (CRDs, RBAC, controller, agents) into the current cluster")
+    .description(
+      "install Kosmos (CRDs, RBAC, controller, agents, token + installation secret) and wait for the rollout",
+    )
     .option("--kubeconfig <file>")
-    .action(async (o: { kubeconfig?: string }) => {
-      const objs = installObjects();
-      await withProgress(objs.length, (tick) => applyManifests(loadKc(o.kubeconfig), objs, tick));
-      console.log("Kosmos installed.");
-    });
+    .option(
+      "--cluster-name <name>",
+      "this cluster's name in Kosmos (agents' node names are <name>-<node>)",
+      "kosmos-control-cluster",
+    )
+    .option("--timeout <seconds>", "how long to wait for the rollout", (v) => Number(v), 300)
+    .option(
+      "--wait-agents",
+      "also wait for every agent to be ready (needs the cluster joined: topology applied)",
+      false,
+    )
+    .option("--no-wait", "do not wait for the rollout")
+    .action(
+      async (o: {
+        kubeconfig?: string;
+        clusterName: string;
+        timeout: number;
+        waitAgents: boolean;
+        wait: boolean;
+      }) => {
+        const kc = loadKc(o.kubeconfig);
+        const objs = withClusterName(installObjects(), o.clusterName);
+        await withProgress(objs.length, (tick) => applyManifests(kc, objs, tick));
+        const created = await ensureInstallSecrets(kc);
+        console.log(
+          `Kosmos objects applied; secrets: ${created.length > 0 ? `created ${created.join(", ")}` : "kept existing kosmos-token, kosmos-secret"}.`,
+        );
+        if (o.wait) {
+          await waitWithBar(kc, {
+            timeoutMs: o.timeout * 1000,
+            agents: o.waitAgents ? "ready" : "scheduled",
+          });
+        }
+        console.log("Kosmos installed.");
+      },
+    );
   const uninstall = new Command("uninstall")
-    .description("remove everything `install` created")
+    .description("remove everything `install` created (secrets included)")
     .option("--kubeconfig <file>")
     .action(async (o: { kubeconfig?: string }) => {
-      const objs = installObjects();
+      const objs = [...installObjects(), ...installSecrets()];
       await withProgress(objs.length, (tick) => deleteManifests(loadKc(o.kubeconfig), objs, tick));
       console.log("Kosmos uninstalled.");
     });
@@ -220,4 +261,196 @@ export function joinObjects(
       },
     },
   ];
+}
+
+export const KOSMOS_NS = "kosmos-system";
+
+/** The agent bearer token Secret and the installation secret (gossip HMAC, IPsec keys), random. */
+export function installSecrets(
+  token = randomBytes(32).toString("hex"),
+  secret: Uint8Array = randomBytes(32),
+): ManifestObject[] {
+  const meta = (name: string) => ({
+    name,
+    namespace: KOSMOS_NS,
+    labels: { "app.kubernetes.io/part-of": "kosmos" },
+  });
+  return [
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: meta("kosmos-token"),
+      type: "Opaque",
+      data: { token: Buffer.from(token).toString("base64") },
+    },
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: meta("kosmos-secret"),
+      type: "Opaque",
+      data: { secret: Buffer.from(secret).toString("base64") },
+    },
+  ];
+}
+
+/** Create the two secrets when absent; existing ones are kept (re-installing never rotates them). */
+export async function ensureInstallSecrets(kc: KubeConfig): Promise<string[]> {
+  const api = KubernetesObjectApi.makeApiClient(kc);
+  const created: string[] = [];
+  for (const s of installSecrets()) {
+    try {
+      await api.create(s as KubernetesObject);
+      created.push(s.metadata.name);
+    } catch (e) {
+      if (errorCode(e) !== 409) throw e;
+    }
+  }
+  return created;
+}
+
+/** Set KOSMOS_CLUSTER_NAME in the agent DaemonSet (its node names are <cluster>-<node>). */
+export function withClusterName(objs: ManifestObject[], cluster: string): ManifestObject[] {
+  return objs.map((o) => {
+    if (o.kind !== "DaemonSet") return o;
+    const c = structuredClone(o) as unknown as V1DaemonSet;
+    for (const ct of c.spec?.template.spec?.containers ?? []) {
+      for (const e of ct.env ?? []) if (e.name === "KOSMOS_CLUSTER_NAME") e.value = cluster;
+    }
+    return c as unknown as ManifestObject;
+  });
+}
+
+export interface Rollout {
+  what: string;
+  desired: number;
+  /** Pods counted as done (available controllers; scheduled-and-updated or ready agents). */
+  done: number;
+  complete: boolean;
+  /** Why it cannot complete (e.g. ProgressDeadlineExceeded); set = give up. */
+  failed?: string;
+}
+
+/** kubectl rollout status semantics for a Deployment (pure). */
+export function deploymentRollout(d: V1Deployment | undefined): Rollout {
+  const what = `deployment/${d?.metadata?.name ?? "?"}`;
+  if (!d) return { what, desired: 1, done: 0, complete: false };
+  const desired = d.spec?.replicas ?? 1;
+  const st = d.status ?? {};
+  const observed = (st.observedGeneration ?? 0) >= (d.metadata?.generation ?? 1);
+  const updated = st.updatedReplicas ?? 0;
+  const available = Math.min(st.availableReplicas ?? 0, updated);
+  const stuck = (st.conditions ?? []).find(
+    (c) => c.type === "Progressing" && c.reason === "ProgressDeadlineExceeded",
+  );
+  return {
+    what,
+    desired,
+    done: observed ? available : 0,
+    complete: observed && updated >= desired && (st.replicas ?? 0) <= updated && available >= updated,
+    ...(stuck ? { failed: `${what}: ${stuck.message ?? "progress deadline exceeded"}` } : {}),
+  };
+}
+
+/** DaemonSet rollout (pure): pods of the current template on every node; with `ready`, also available. */
+export function daemonSetRollout(ds: V1DaemonSet | undefined, wait: "scheduled" | "ready"): Rollout {
+  const what = `daemonset/${ds?.metadata?.name ?? "?"}`;
+  if (!ds?.status) return { what, desired: 0, done: 0, complete: false };
+  const st = ds.status;
+  const observed = (st.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 1);
+  const desired = st.desiredNumberScheduled ?? 0;
+  const updated = st.updatedNumberScheduled ?? 0;
+  const done = wait === "ready" ? Math.min(updated, st.numberAvailable ?? 0) : updated;
+  return { what, desired, done: observed ? done : 0, complete: observed && done >= desired };
+}
+
+export class RolloutTimeoutError extends Error {
+  readonly code = "KOSMOS_ROLLOUT_TIMEOUT";
+  constructor(
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Wait for the controller Deployment and the agent DaemonSet; `onProgress` after every look. */
+export async function waitRollout(
+  kc: KubeConfig,
+  o: {
+    timeoutMs: number;
+    agents: "scheduled" | "ready";
+    intervalMs?: number;
+    onProgress?: (r: Rollout[]) => void;
+  },
+): Promise<Rollout[]> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const deadline = Date.now() + o.timeoutMs;
+  const read = async <T>(f: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await f();
+    } catch (e) {
+      if (errorCode(e) === 404) return undefined;
+      throw e;
+    }
+  };
+  for (;;) {
+    const d = await read(() =>
+      apps.readNamespacedDeployment({ name: "kosmos-controller", namespace: KOSMOS_NS }),
+    );
+    const ds = await read(() => apps.readNamespacedDaemonSet({ name: "kosmos-agent", namespace: KOSMOS_NS }));
+    const rs = [deploymentRollout(d), daemonSetRollout(ds, o.agents)];
+    rs[0]!.what = "deployment/kosmos-controller";
+    rs[1]!.what = "daemonset/kosmos-agent";
+    o.onProgress?.(rs);
+    const failed = rs.find((r) => r.failed);
+    if (failed)
+      throw new RolloutTimeoutError(
+        `rollout failed: ${failed.failed}`,
+        "kubectl -n kosmos-system describe deployment kosmos-controller",
+      );
+    if (rs.every((r) => r.complete)) return rs;
+    if (Date.now() >= deadline) {
+      const what = rs.map((r) => `${r.what} ${r.done}/${r.desired}${r.complete ? " done" : ""}`).join(", ");
+      throw new RolloutTimeoutError(
+        `timed out after ${Math.round(o.timeoutMs / 1000)}s waiting for the rollout: ${what}`,
+        "kubectl -n kosmos-system get pods -o wide; kubectl -n kosmos-system describe pods (image pull? node selector? agent logs?)",
+      );
+    }
+    await Bun.sleep(Math.min(o.intervalMs ?? 1000, Math.max(0, deadline - Date.now())));
+  }
+}
+
+async function waitWithBar(
+  kc: KubeConfig,
+  o: { timeoutMs: number; agents: "scheduled" | "ready" },
+): Promise<void> {
+  const bar = new SingleBar(
+    {
+      format: "rollout {bar} {value}/{total} pods | {detail}",
+      hideCursor: true,
+      noTTYOutput: true,
+      notTTYSchedule: 2000,
+    },
+    undefined,
+  );
+  bar.start(1, 0, { detail: "" });
+  try {
+    await waitRollout(kc, {
+      ...o,
+      onProgress: (rs) => {
+        bar.setTotal(
+          Math.max(
+            1,
+            rs.reduce((a, r) => a + r.desired, 0),
+          ),
+        );
+        bar.update(
+          rs.reduce((a, r) => a + Math.min(r.done, r.desired), 0),
+          { detail: rs.map((r) => `${r.what.split("/")[1]} ${r.done}/${r.desired}`).join(", ") },
+        );
+      },
+    });
+  } finally {
+    bar.stop();
+  }
 }

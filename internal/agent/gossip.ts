@@ -17,11 +17,17 @@ import type { Agent } from "./agent.ts";
 export const GOSSIP_PATH = "/v1/gossip";
 
 /**
- * Agent gossip timing: a dead node is detected in about 1.5 s in small fleets (probe 400 ms,
- * suspicion 3·max(1, log10 n)·400 ms), so a gateway fails over in under 3 s; at 100 nodes
- * suspicion grows to 2.4 s. Faster than memberlist's LAN profile, on purpose (see docs/gossip.md).
+ * Agent gossip timing. Suspicion lasts 2.5·max(1, log10 n)·400 ms = 1.0 s in small fleets, up to
+ * 1.5 s when no other member confirms it (memberlist: 4·log10(n)·1 s, max 6x). Detection worst case
+ * ≈ probe interval + probe/indirect timeouts + 1.5 s ≈ 2.5 s, so a gateway fails over in under 3 s;
+ * at 100 nodes suspicion is 2–3 s. Faster than memberlist's LAN profile on purpose (docs/gossip.md).
  */
-export const AGENT_GOSSIP_CONFIG = { probeIntervalMs: 400, probeTimeoutMs: 200, suspicionMult: 3 } as const;
+export const AGENT_GOSSIP_CONFIG = {
+  probeIntervalMs: 400,
+  probeTimeoutMs: 200,
+  suspicionMult: 2.5,
+  suspicionMaxMult: 1.5,
+} as const;
 
 /** https://host:port (an agent URL) -> wss://host:port/v1/gossip. */
 export function gossipAddr(agentUrl: string): string {

@@ -11,6 +11,21 @@ const program = new Command("kosmos-controller")
   .option("--namespace <ns>", "namespace of the Lease and kubeconfig Secrets", "kosmos-system")
   .option("--agent <url...>", "seed agent URL (http(s)://host:port or unix:/path.sock); also $KOSMOS_AGENTS")
   .option("--token <token>", "bearer token for agents (default $KOSMOS_TOKEN)")
+  .option(
+    "--agent-port <port>",
+    "without --agent: discover agents from ClusterNodes at https://<node IP>:<port> (also $KOSMOS_AGENT_PORT)",
+    process.env.KOSMOS_AGENT_PORT ?? "5678",
+  )
+  .option(
+    "--agent-scheme <scheme>",
+    "https (agents' self-signed TLS: pinned with the kosmos.io/agent-fingerprint annotation, else not verified) or http; also $KOSMOS_AGENT_SCHEME",
+    process.env.KOSMOS_AGENT_SCHEME ?? "https",
+  )
+  .option(
+    "--agents-per-cluster <n>",
+    "discovered agents seeded per cluster (also $KOSMOS_AGENTS_PER_CLUSTER)",
+    process.env.KOSMOS_AGENTS_PER_CLUSTER ?? "3",
+  )
   .option("--listen <addr>", "health/metrics address", "0.0.0.0:9090")
   .option("--no-leader-elect", "run without a Lease (single replica)")
   .parse();
@@ -20,6 +35,9 @@ const o = program.opts<{
   namespace: string;
   agent?: string[];
   token?: string;
+  agentPort: string;
+  agentScheme: string;
+  agentsPerCluster: string;
   listen: string;
   leaderElect: boolean;
 }>();
@@ -33,6 +51,14 @@ const agents: AgentEndpoint[] = urls.map((u) => ({
   token,
 }));
 
+const agentPort = Number(o.agentPort);
+const perCluster = Number(o.agentsPerCluster);
+if (!Number.isInteger(agentPort) || agentPort < 1 || agentPort > 65535)
+  throw new Error(`--agent-port: bad port ${o.agentPort}`);
+if (!Number.isInteger(perCluster) || perCluster < 1)
+  throw new Error(`--agents-per-cluster: bad ${o.agentsPerCluster}`);
+if (o.agentScheme !== "https" && o.agentScheme !== "http") throw new Error("--agent-scheme: https or http");
+
 const kc = new KubeConfig();
 if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
 else kc.loadFromDefault();
@@ -40,6 +66,7 @@ else kc.loadFromDefault();
 const ctl = await startController({
   kubeconfig: kc,
   agents,
+  discovery: { token, port: agentPort, scheme: o.agentScheme, perCluster },
   namespace: o.namespace,
   leaderElection: o.leaderElect,
   logger: log,
@@ -61,7 +88,12 @@ const server = Bun.serve({
     return new Response("not found", { status: 404 });
   },
 });
-log.info({ agents: urls, listen: o.listen }, "kosmos-controller started");
+log.info(
+  urls.length > 0
+    ? { agents: urls, listen: o.listen }
+    : { discovery: { port: agentPort, scheme: o.agentScheme, perCluster }, listen: o.listen },
+  "kosmos-controller started",
+);
 const shutdown = async (): Promise<void> => {
   await ctl.stop();
   server.stop(true);

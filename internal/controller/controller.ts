@@ -20,6 +20,7 @@ import { errorCode, kubeConfigFromYaml } from "../kube/index.ts";
 import { type Logger, silentLogger } from "../observability/index.ts";
 import { type Topology, validateTopology } from "../topology/index.ts";
 import { detectPodCIDRs, detectServiceCIDRs, type IpPoolLike, type PodLike } from "./cidr.ts";
+import { type DiscoveryOptions, discoverAgents } from "./discovery.ts";
 import { type LeaderElector, startLeaderElection } from "./leader.ts";
 import { desiredClusterNodes, toTopology } from "./mapping.ts";
 import type { AgentEndpoint, Pusher } from "./push.ts";
@@ -29,7 +30,13 @@ import { CLUSTER_LABEL, type ClusterNodeObject, type ClusterObject, GROUP, VERSI
 export interface ControllerOptions {
   /** Host cluster: kubeconfig YAML or a loaded KubeConfig. */
   kubeconfig: string | KubeConfig;
+  /** Explicit seed agents (e.g. `unix:` sockets in the lab). Empty: discover them (see `discovery`). */
   agents: AgentEndpoint[];
+  /**
+   * Discover agents from the ClusterNodes when `agents` is empty: `<scheme>://<node IP>:<port>`, up to
+   * `perCluster` (default 3) per cluster, gateway candidates first, rotating on failed pushes.
+   */
+  discovery?: DiscoveryOptions & { perCluster?: number };
   /** Namespace of the Lease and default namespace of kubeconfig Secrets (default kosmos-system). */
   namespace?: string;
   identity?: string;
@@ -76,7 +83,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     logger: log,
     minBackoffMs: minB,
     maxBackoffMs: maxB,
+    perGroup: opts.discovery?.perCluster,
   });
+  const discovering = opts.agents.length === 0 && opts.discovery !== undefined;
   let stopped = false;
   let leader = opts.leaderElection === false;
   const timers = new Set<ReturnType<typeof setTimeout>>();
@@ -134,8 +143,23 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   // Never push a topology the agents would refuse (e.g. a globalCIDRsMap key before the cluster's pod
   // CIDRs are detected): keep the last valid one and say why once.
   let lastInvalid: string | undefined;
+  let lastCandidates = "";
   const seed = (): void => {
     if (!leader || stopped) return;
+    if (discovering) {
+      const groups = discoverAgents(clusterNodes.list() as ClusterNodeObject[], opts.discovery!);
+      const key = JSON.stringify(groups);
+      if (key !== lastCandidates) {
+        lastCandidates = key;
+        log.info(
+          {
+            agents: Object.fromEntries(Object.entries(groups).map(([c, eps]) => [c, eps.map((e) => e.url)])),
+          },
+          "discovered agents",
+        );
+        seeder.setGroups(groups, opts.discovery!.perCluster ?? 3);
+      }
+    }
     const t = topology();
     try {
       validateTopology(t);
@@ -302,10 +326,16 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     const want = new Set(desired.map((d) => d.metadata.name));
     for (const d of desired) {
       const cur = clusterNodes.get(d.metadata.name) as ClusterNodeObject | undefined;
+      // Annotations: the ones set by others are kept; the fingerprint follows the member Node's.
+      const annotations = { ...(cur?.metadata.annotations ?? {}), ...(d.metadata.annotations ?? {}) };
       const body = {
         apiVersion: `${GROUP}/${VERSION}`,
         kind: "ClusterNode",
-        metadata: { name: d.metadata.name, labels: { [CLUSTER_LABEL]: name } },
+        metadata: {
+          name: d.metadata.name,
+          labels: { [CLUSTER_LABEL]: name },
+          ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+        },
         spec: d.spec,
       };
       if (!cur) {
@@ -322,7 +352,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         }
       } else if (
         JSON.stringify(sortKeys(cur.spec)) !== JSON.stringify(sortKeys(d.spec)) ||
-        cur.metadata.labels?.[CLUSTER_LABEL] !== name
+        cur.metadata.labels?.[CLUSTER_LABEL] !== name ||
+        JSON.stringify(sortKeys(cur.metadata.annotations ?? {})) !== JSON.stringify(sortKeys(annotations))
       ) {
         await custom.replaceClusterCustomObject({
           group: GROUP,

@@ -1,11 +1,12 @@
 export { detectPodCIDRs, detectServiceCIDRs, flagValue, serviceCidrFromError } from "./cidr.ts";
 export { type ControllerOptions, type RunningController, startController } from "./controller.ts";
+export { type DiscoveryOptions, discoverAgents, FINGERPRINT_ANNOTATION } from "./discovery.ts";
 export { type LeaderElector, startLeaderElection, tryAcquireOrRenew } from "./leader.ts";
 export {
   clusterNodeName,
   desiredClusterNodes,
-  mapIpFamily,
   type MemberNode,
+  mapIpFamily,
   topologyHash,
   toTopology,
 } from "./mapping.ts";

@@ -1,6 +1,7 @@
 /** Pure mapping: Kosmos custom resources → the Topology the agents consume. */
 import { createHash } from "node:crypto";
 import { type IpFamily, type Topology, TopologySchema } from "../topology/index.ts";
+import { FINGERPRINT_ANNOTATION } from "./discovery.ts";
 import type { ClusterNodeObject, ClusterNodeSpec, ClusterObject } from "./types.ts";
 import { GATEWAY_LABEL } from "./types.ts";
 
@@ -87,7 +88,7 @@ export function clusterNodeName(cluster: string, node: string): string {
 
 /** The subset of a core/v1 Node the controller reads. */
 export interface MemberNode {
-  metadata?: { name?: string; labels?: Record<string, string> };
+  metadata?: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec?: { podCIDR?: string; podCIDRs?: string[] };
   status?: { addresses?: { type: string; address: string }[] };
 }
@@ -121,7 +122,14 @@ export function desiredClusterNodes(cluster: ClusterObject, nodes: MemberNode[])
       if (nic) spec.interfaceName = nic;
       const eip = o.nodeElasticIPMap?.[nodeName];
       if (eip) spec.elasticip = eip;
-      return { metadata: { name: clusterNodeName(cluster.metadata.name, nodeName) }, spec };
+      const fp = n.metadata?.annotations?.[FINGERPRINT_ANNOTATION];
+      return {
+        metadata: {
+          name: clusterNodeName(cluster.metadata.name, nodeName),
+          ...(fp ? { annotations: { [FINGERPRINT_ANNOTATION]: fp } } : {}),
+        },
+        spec,
+      };
     })
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 }

@@ -1,6 +1,11 @@
 /**
  * The Seeder pushes the latest Topology to a few agents, only when it changed (content hash), with
  * exponential backoff per agent. Agents gossip it on; the controller never talks to every node.
+ *
+ * Agents come in groups (one per cluster when discovered from ClusterNodes, one group for an explicit
+ * list). Per group only the first `perGroup` candidates are active, ordered by failure count, then by the
+ * group's preference order: when a push fails, the next candidate takes over (rotation); a failed agent
+ * is retried with backoff while it remains among the active ones.
  */
 import type { Logger } from "../observability/index.ts";
 import { silentLogger } from "../observability/index.ts";
@@ -9,7 +14,10 @@ import { topologyHash } from "./mapping.ts";
 import { type AgentEndpoint, fetchPusher, type Pusher } from "./push.ts";
 
 export interface SeederOptions {
-  agents: AgentEndpoint[];
+  /** An explicit list: one group, every agent active. */
+  agents?: AgentEndpoint[];
+  /** Active agents per group for groups set with setGroups (default 3). */
+  perGroup?: number;
   pusher?: Pusher;
   logger?: Logger;
   /** Backoff bounds in ms (default 200 .. 30000). */
@@ -21,6 +29,10 @@ export interface SeederOptions {
 }
 
 interface AgentState {
+  endpoint: AgentEndpoint;
+  /** Position in its group's preference order. */
+  order: number;
+  group: string;
   pushedHash?: string;
   inFlight: boolean;
   failures: number;
@@ -30,7 +42,14 @@ interface AgentState {
 
 export interface SeederStatus {
   hash: string | undefined;
-  agents: { url: string; pushedHash: string | undefined; failures: number; lastError: string | undefined }[];
+  agents: {
+    url: string;
+    group: string;
+    active: boolean;
+    pushedHash: string | undefined;
+    failures: number;
+    lastError: string | undefined;
+  }[];
 }
 
 export class Seeder {
@@ -42,24 +61,71 @@ export class Seeder {
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
 
+  private groups: Record<string, AgentEndpoint[]> = {};
+  private limit = Number.POSITIVE_INFINITY;
+
   constructor(private readonly opts: SeederOptions) {
     this.pusher = opts.pusher ?? fetchPusher;
     this.log = opts.logger ?? silentLogger();
-    for (const a of opts.agents) this.state.set(a.url, { inFlight: false, failures: 0 });
+    if (opts.agents && opts.agents.length > 0) this.setGroups({ "": opts.agents }, Number.POSITIVE_INFINITY);
   }
 
-  /** Offer a new topology; pushes to every agent that does not have this exact content yet. */
+  /**
+   * Replace the candidate agents (per group, in preference order). Known agents keep their state
+   * (pushed hash, failures); vanished ones are forgotten. Newly active agents are pushed at once.
+   */
+  setGroups(groups: Record<string, AgentEndpoint[]>, perGroup = this.opts.perGroup ?? 3): void {
+    this.groups = groups;
+    this.limit = perGroup;
+    const keep = new Set<string>();
+    for (const [group, eps] of Object.entries(groups)) {
+      eps.forEach((ep, order) => {
+        keep.add(ep.url);
+        const cur = this.state.get(ep.url);
+        if (cur) Object.assign(cur, { endpoint: ep, order, group });
+        else this.state.set(ep.url, { endpoint: ep, order, group, inFlight: false, failures: 0 });
+      });
+    }
+    const clear = this.opts.clearTimer ?? ((h) => clearTimeout(h as ReturnType<typeof setTimeout>));
+    for (const [url, st] of this.state) {
+      if (keep.has(url)) continue;
+      if (st.timer !== undefined) clear(st.timer);
+      this.state.delete(url);
+    }
+    this.kickActive();
+    this.notify();
+  }
+
+  /** The active agents: per group the `limit` best (fewest failures, then preference order). */
+  private active(): AgentState[] {
+    const out: AgentState[] = [];
+    for (const group of Object.keys(this.groups)) {
+      const members = [...this.state.values()]
+        .filter((s) => s.group === group)
+        .sort((a, b) => a.failures - b.failures || a.order - b.order);
+      out.push(...members.slice(0, this.limit));
+    }
+    return out;
+  }
+
+  private kickActive(): void {
+    if (this.latestHash === undefined) return;
+    for (const st of this.active()) this.kick(st);
+  }
+
+  /** Offer a new topology; pushes to every active agent that does not have this exact content yet. */
   update(topology: Topology): void {
     const hash = topologyHash(topology);
     if (hash === this.latestHash) return;
     this.latest = topology;
     this.latestHash = hash;
-    for (const a of this.opts.agents) this.kick(a);
+    this.kickActive();
   }
 
-  private kick(agent: AgentEndpoint): void {
-    const st = this.state.get(agent.url)!;
+  private kick(st: AgentState): void {
     if (this.stopped || st.inFlight || st.timer !== undefined || st.pushedHash === this.latestHash) return;
+    if (this.state.get(st.endpoint.url) !== st) return; // forgotten
+    const agent = st.endpoint;
     const topology = this.latest!;
     const hash = this.latestHash!;
     st.inFlight = true;
@@ -70,7 +136,7 @@ export class Seeder {
         st.pushedHash = hash;
         st.lastError = undefined;
         this.log.info({ agent: agent.url, hash: hash.slice(0, 12) }, "topology pushed");
-        this.kick(agent); // a newer topology may have arrived meanwhile
+        this.kick(st); // a newer topology may have arrived meanwhile
         this.notify();
       },
       (e: unknown) => {
@@ -83,8 +149,9 @@ export class Seeder {
         const set = this.opts.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
         st.timer = set(() => {
           st.timer = undefined;
-          this.kick(agent);
+          if (this.active().includes(st)) this.kick(st);
         }, delay);
+        this.kickActive(); // rotation: the next candidate of the group may be active now
         this.notify();
       },
     );
@@ -94,23 +161,29 @@ export class Seeder {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  /** Resolve when every agent holds the latest topology (or, with `any`, at least one does). */
+  /** Resolve when every active agent holds the latest topology (or, with `any`, at least one does). */
   async settled(opts: { any?: boolean } = {}): Promise<void> {
     for (;;) {
-      const pushed = [...this.state.values()].filter((s) => s.pushedHash === this.latestHash);
-      if (this.latestHash !== undefined && (opts.any ? pushed.length > 0 : pushed.length === this.state.size))
+      const active = this.active();
+      const pushed = active.filter((s) => s.pushedHash === this.latestHash);
+      if (this.latestHash !== undefined && (opts.any ? pushed.length > 0 : pushed.length === active.length))
         return;
       await new Promise<void>((r) => this.waiters.push(r));
     }
   }
 
   status(): SeederStatus {
+    const active = new Set(this.active());
     return {
       hash: this.latestHash,
-      agents: this.opts.agents.map((a) => {
-        const s = this.state.get(a.url)!;
-        return { url: a.url, pushedHash: s.pushedHash, failures: s.failures, lastError: s.lastError };
-      }),
+      agents: [...this.state.values()].map((s) => ({
+        url: s.endpoint.url,
+        group: s.group,
+        active: active.has(s),
+        pushedHash: s.pushedHash,
+        failures: s.failures,
+        lastError: s.lastError,
+      })),
     };
   }
 

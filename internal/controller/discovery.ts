@@ -1,0 +1,48 @@
+/**
+ * Agent discovery (pure): the ClusterNodes the controller maintains → the agent endpoints it may seed.
+ * Every node runs an agent on `<underlay IP>:<port>` (the DaemonSet's hostNetwork listener). Per cluster the
+ * candidates are ordered gateway candidates first, then by name; the Seeder pushes to a few of them and
+ * rotates to the next ones when a push fails (the agents gossip the topology to everyone else).
+ */
+import type { AgentEndpoint } from "./push.ts";
+import type { ClusterNodeObject } from "./types.ts";
+
+/** ClusterNode (and member Node) annotation carrying the agent's TLS certificate SHA-256 fingerprint. */
+export const FINGERPRINT_ANNOTATION = "kosmos.io/agent-fingerprint";
+
+export interface DiscoveryOptions {
+  token: string;
+  /** Agent API port (default 5678, `KOSMOS_AGENT_PORT`). */
+  port?: number;
+  /** Default https (the agents' listener); http for tests and plain-HTTP agents. */
+  scheme?: "http" | "https";
+}
+
+/** Candidate agents per cluster, in preference order (gateway candidates first, then by node name). */
+export function discoverAgents(
+  clusterNodes: ClusterNodeObject[],
+  o: DiscoveryOptions,
+): Record<string, AgentEndpoint[]> {
+  const port = o.port ?? 5678;
+  const scheme = o.scheme ?? "https";
+  const out: Record<string, AgentEndpoint[]> = {};
+  const sorted = [...clusterNodes]
+    .filter((n) => n.spec?.clusterName && (n.spec.ip || n.spec.ip6))
+    .sort((a, b) => {
+      const ga = (a.spec.roles ?? []).includes("gateway") ? 0 : 1;
+      const gb = (b.spec.roles ?? []).includes("gateway") ? 0 : 1;
+      return ga - gb || a.metadata.name.localeCompare(b.metadata.name);
+    });
+  for (const n of sorted) {
+    const host = n.spec.ip ? n.spec.ip : `[${n.spec.ip6}]`;
+    const fp = n.metadata.annotations?.[FINGERPRINT_ANNOTATION];
+    const ep: AgentEndpoint = { url: `${scheme}://${host}:${port}`, token: o.token };
+    // Self-signed agent certificates: pin the published fingerprint, else skip verification (the bearer
+    // token authenticates us to the agent; the topology itself is not secret).
+    if (scheme === "https") ep.tls = fp ? { fingerprint256: fp } : { insecureSkipVerify: true };
+    const list = out[n.spec.clusterName] ?? [];
+    list.push(ep);
+    out[n.spec.clusterName] = list;
+  }
+  return out;
+}

@@ -108,10 +108,12 @@ export function normalizeNft(ruleset: string, skipTables: string[] = []): string
  * The node namespace's kernel state as sorted lines per listing, without what moves on its own:
  * dynamic neighbour entries (ARP/NDP cache), learned FDB entries, nft counters.
  */
-export async function kernelListings(
-  ns: string,
-  opts: { skipNftTables?: string[] } = {},
-): Promise<Record<string, string[]>> {
+export type Listings = Record<
+  "link" | "addr" | "route4" | "route6" | "rule4" | "rule6" | "fdb" | "neigh" | "nft" | "xfrm",
+  string[]
+>;
+
+export async function kernelListings(ns: string, opts: { skipNftTables?: string[] } = {}): Promise<Listings> {
   const [links, addrs, r4, r6, ru4, ru6, fdb, neigh, nft, xfrm] = await Promise.all([
     jsonList(ns, ["ip", "-d", "-j", "link", "show"]),
     jsonList(ns, ["ip", "-j", "addr", "show"]),
@@ -170,7 +172,7 @@ export function formatFailure(f: ProbeResult): string {
 export async function probeUntilPass(
   plan: LabPlan,
   opts: MatrixOptions & { filter?: (p: ReturnType<typeof expectedProbes>[number]) => boolean } = {},
-  timeoutMs = 15_000,
+  timeoutMs = 30_000,
 ): Promise<{ total: number; results: ProbeResult[]; failed: string[] }> {
   const probes = expectedProbes(plan, opts).filter((p) => opts.filter?.(p) ?? true);
   expect(probes.length).toBeGreaterThan(0);
@@ -185,6 +187,8 @@ export async function probeUntilPass(
     res.forEach((r, j) => {
       results[pending[j]!] = r;
     });
+    if (process.env.KOSMOS_E2E_DEBUG)
+      console.error("probe round", res.filter((r) => !r.ok).map(formatFailure));
     pending = pending.filter((_, j) => !res[j]?.ok);
     if (pending.length === 0 || Date.now() > deadline) break;
     await Bun.sleep(300);
@@ -195,3 +199,50 @@ export async function probeUntilPass(
 /** Probes whose source or destination is a pod of `node`. */
 export const touchesNode = (node: string) => (p: ReturnType<typeof expectedProbes>[number]) =>
   p.src.node === node || p.dst.id.startsWith(`${node}-pod-`);
+
+// ---------------------------------------------------------------------------------------------
+// Listings taken at a settled moment.
+
+export interface AgentView {
+  ready: boolean;
+  planHash?: string;
+  runs: number;
+  members: Record<string, string>;
+  ipsec?: { status: string; message?: string };
+  lastError?: string;
+}
+
+export async function agentState(lab: string, node: string): Promise<AgentView> {
+  const r = await agentJson<AgentView>(lab, node, "/v1/state", { timeoutMs: 5000 });
+  if (r.status !== 200) throw new Error(`${node} /v1/state: HTTP ${r.status}`);
+  return r.body;
+}
+
+const allAlive = (s: AgentView) => Object.values(s.members).every((m) => m === "alive");
+
+/**
+ * Kernel listings of `ns` taken while the agent of `node` is ready, sees every member alive (when
+ * `requireAlive`, the default) and its plan hash did not move while listing. Gossip may declare a
+ * live peer dead on a loaded machine, and the agent then withdraws its routes until it is alive
+ * again; a listing taken in that window says nothing about the property under test.
+ */
+export async function settledListings(
+  lab: string,
+  node: string,
+  ns: string,
+  opts: { requireAlive?: boolean; skipNftTables?: string[]; timeoutMs?: number } = {},
+): Promise<{ hash: string; listings: Listings }> {
+  return until(
+    `${node} to settle (ready, peers alive, stable plan)`,
+    opts.timeoutMs ?? 30_000,
+    async () => {
+      const s1 = await agentState(lab, node);
+      if (!s1.ready || !s1.planHash || ((opts.requireAlive ?? true) && !allAlive(s1))) return undefined;
+      const listings = await kernelListings(ns, { skipNftTables: opts.skipNftTables });
+      const s2 = await agentState(lab, node);
+      if (s2.planHash !== s1.planHash || ((opts.requireAlive ?? true) && !allAlive(s2))) return undefined;
+      return { hash: s1.planHash, listings };
+    },
+    200,
+  );
+}

@@ -1,0 +1,213 @@
+/**
+ * Agent discovery end to end: fake host + member API servers; the member Nodes' InternalIPs are loopback
+ * addresses 127.0.0.1x where fake agents (HTTP servers recording pushes) listen on one common port. The
+ * controller gets no agent list: it finds the agents through the ClusterNodes it maintains, seeds up to
+ * `perCluster` of them (gateway candidates first) and rotates to another one when an agent is down.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { startController } from "../../internal/controller/index.ts";
+import {
+  type FakeApiServer,
+  kubeConfigFromYaml,
+  loadKosmosCrds,
+  startFakeApiServer,
+} from "../../internal/kube/index.ts";
+import type { Topology } from "../../internal/topology/index.ts";
+
+const REPO = resolve(import.meta.dir, "../..");
+const TOKEN = "disc-token";
+const IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"];
+
+interface FakeAgent {
+  ip: string;
+  got: Topology[];
+  server?: ReturnType<typeof Bun.serve>;
+}
+
+let host: FakeApiServer;
+let member: FakeApiServer;
+let port = 0;
+const agents: FakeAgent[] = IPS.map((ip) => ({ ip, got: [] }));
+
+function serve(a: FakeAgent): void {
+  a.server = Bun.serve({
+    hostname: a.ip,
+    port,
+    fetch: async (req) => {
+      if (req.headers.get("authorization") !== `Bearer ${TOKEN}`) return new Response("no", { status: 401 });
+      if (new URL(req.url).pathname !== "/v1/topology") return new Response("nf", { status: 404 });
+      a.got.push((await req.json()) as Topology);
+      return new Response(null, { status: 204 });
+    },
+  });
+}
+
+async function until<T>(f: () => T | undefined | false | Promise<T | undefined | false>, what: string) {
+  for (let i = 0; i < 1500; i++) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v;
+    await Bun.sleep(10);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+beforeAll(async () => {
+  // One port free on every address: take an ephemeral one on the first, retry on conflicts.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      port = 0;
+      agents[0]!.server = undefined;
+      const first = Bun.serve({ hostname: IPS[0], port: 0, fetch: () => new Response("") });
+      port = first.port ?? 0;
+      first.stop(true);
+      for (const a of agents) serve(a);
+      break;
+    } catch (e) {
+      for (const a of agents) a.server?.stop(true);
+      if (attempt > 5) throw e;
+    }
+  }
+  host = await startFakeApiServer({ crds: loadKosmosCrds() });
+  member = await startFakeApiServer({ serviceCIDR: "10.96.0.0/12" });
+  const hkc = kubeConfigFromYaml(host.kubeconfig());
+  const core = hkc.makeApiClient(CoreV1Api);
+  await core.createNamespace({ body: { metadata: { name: "kosmos-system" } } });
+  await core.createNamespacedSecret({
+    namespace: "kosmos-system",
+    body: {
+      metadata: { name: "kosmos-member-m" },
+      data: { kubeconfig: Buffer.from(member.kubeconfig()).toString("base64") },
+    },
+  });
+  const mcore = kubeConfigFromYaml(member.kubeconfig()).makeApiClient(CoreV1Api);
+  for (const [i, ip] of IPS.entries()) {
+    await mcore.createNode({
+      body: {
+        // n4 is the only gateway candidate: it must be preferred although it sorts last.
+        metadata: { name: `n${i + 1}`, labels: i === 3 ? { "kosmos.io/gateway": "true" } : {} },
+        spec: { podCIDRs: [`10.244.${i}.0/24`] },
+        status: { addresses: [{ type: "InternalIP", address: ip }] },
+      },
+    });
+  }
+  await hkc.makeApiClient(CustomObjectsApi).createClusterCustomObject({
+    group: "kosmos.io",
+    version: "v1alpha1",
+    plural: "clusters",
+    body: {
+      apiVersion: "kosmos.io/v1alpha1",
+      kind: "Cluster",
+      metadata: { name: "m" },
+      spec: {
+        kubeconfigSecretRef: { name: "kosmos-member-m" },
+        clusterLinkOptions: { networkType: "gateway", cni: "flannel" },
+      },
+    },
+  });
+});
+
+afterAll(async () => {
+  for (const a of agents) a.server?.stop(true);
+  await member?.stop();
+  await host?.stop();
+});
+
+const full = (t: Topology | undefined): boolean =>
+  t !== undefined && t.nodes.length === 4 && (t.clusters[0]?.serviceCIDRs.length ?? 0) > 0;
+
+describe("controller agent discovery through ClusterNodes", () => {
+  test("seeds 2 of 4 agents (gateway first), rotates to the next candidate when one is down", async () => {
+    const ctl = await startController({
+      kubeconfig: host.kubeconfig(),
+      agents: [],
+      discovery: { token: TOKEN, port, scheme: "http", perCluster: 2 },
+      leaderElection: false,
+      minBackoffMs: 20,
+      maxBackoffMs: 200,
+    });
+    let stopped = false;
+    try {
+      await until(() => full(agents[3]!.got.at(-1)) && full(agents[0]!.got.at(-1)), "n4 and n1 seeded");
+      await ctl.seeder.settled();
+      const st = ctl.seeder.status();
+      expect(
+        st.agents
+          .filter((a) => a.active)
+          .map((a) => a.url)
+          .sort(),
+      ).toEqual([`http://127.0.0.11:${port}`, `http://127.0.0.14:${port}`]);
+      expect(st.agents.map((a) => a.url).sort()).toEqual(IPS.map((ip) => `http://${ip}:${port}`));
+      expect(st.agents.every((a) => a.group === "m")).toBe(true);
+
+      // From now on: n1's agent is down. A topology change (n2's pod CIDR) must still reach two agents:
+      // the push to n1 fails and n2, the next candidate, takes over; n3 is never contacted.
+      for (const a of agents) a.got.length = 0;
+      agents[0]!.server!.stop(true);
+      stopped = true;
+      const mcore = kubeConfigFromYaml(member.kubeconfig()).makeApiClient(CoreV1Api);
+      const n2 = await mcore.readNode({ name: "n2" });
+      await mcore.replaceNode({
+        name: "n2",
+        body: { ...n2, spec: { ...n2.spec, podCIDRs: ["10.244.9.0/24"] } },
+      });
+      const changed = (t: Topology | undefined) =>
+        t?.nodes.find((n) => n.name === "m-n2")?.podCIDRs[0] === "10.244.9.0/24";
+      await until(() => changed(agents[3]!.got.at(-1)), "n4 got the change");
+      await until(() => changed(agents[1]!.got.at(-1)), "rotation to n2");
+      await ctl.seeder.settled();
+      expect(agents[2]!.got.length).toBe(0);
+      const after = ctl.seeder.status().agents;
+      const down = after.find((a) => a.url.includes("127.0.0.11"));
+      expect(down).toMatchObject({ active: false });
+      expect(down?.failures).toBeGreaterThan(0);
+      expect(down?.lastError).toContain("cannot reach agent");
+      expect(after.find((a) => a.url.includes("127.0.0.12"))?.active).toBe(true);
+    } finally {
+      await ctl.stop();
+      if (stopped) serve(agents[0]!);
+    }
+  }, 30_000);
+
+  test("the real kosmos-controller binary with KOSMOS_AGENTS empty discovers and seeds the agents", async () => {
+    for (const a of agents) a.got.length = 0;
+    const kcFile = join(tmpdir(), `kosmos-disc-${process.pid}.kubeconfig`);
+    await writeFile(kcFile, host.kubeconfig());
+    const p = Bun.spawn(
+      [
+        process.execPath,
+        join(REPO, "cmd/kosmos-controller.ts"),
+        "--kubeconfig",
+        kcFile,
+        "--no-leader-elect",
+        "--listen",
+        "127.0.0.1:0",
+      ],
+      {
+        env: {
+          ...process.env,
+          KOSMOS_AGENTS: "",
+          KOSMOS_TOKEN: TOKEN,
+          KOSMOS_AGENT_PORT: String(port),
+          KOSMOS_AGENT_SCHEME: "http",
+        },
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    try {
+      // Default per cluster: 3, the gateway candidate n4 first, then n1, n2 (n2's pod CIDR changed above).
+      await until(
+        () => [0, 1, 3].every((i) => full(agents[i]!.got.at(-1))),
+        "n4, n1, n2 seeded with the whole topology",
+      );
+    } finally {
+      p.kill();
+      await p.exited;
+      await rm(kcFile, { force: true });
+    }
+  }, 30_000);
+});

@@ -167,7 +167,8 @@ export function formatFailure(f: ProbeResult): string {
 
 /**
  * Run the expected probes; re-run the failing ones until all pass or `timeoutMs` (the network may
- * still be converging). Returns the probe count and the last failures.
+ * still be converging, or gossip may have declared a live peer dead for a moment on a loaded
+ * machine). Returns the probe count and the last failures. KOSMOS_E2E_DEBUG=1 prints each round.
  */
 export async function probeUntilPass(
   plan: LabPlan,

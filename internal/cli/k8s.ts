@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import {
   AppsV1Api,
+  CoreV1Api,
   KubeConfig,
   type KubernetesObject,
   KubernetesObjectApi,
@@ -154,11 +155,18 @@ export function k8sCommands(): Command[] {
   const join = new Command("join").description("join a member cluster");
   join
     .command("cluster")
+    .description(
+      "create the member's kubeconfig Secret and Cluster on the host, install the agents into the member " +
+        "(namespace, service account, DaemonSet, kosmos-token + kosmos-secret copied from the host) and wait for them",
+    )
     .requiredOption("--name <name>")
     .requiredOption("--kubeconfig <file>", "kubeconfig of the member cluster")
     .option("--host-kubeconfig <file>", "kubeconfig of the host cluster")
     .option("--network-type <t>", "p2p|gateway", "p2p")
     .option("--ip-family <f>", "ipv4|ipv6|all", "ipv4")
+    .option("--timeout <seconds>", "how long to wait for the agents' rollout", (v) => Number(v), 300)
+    .option("--wait-agents", "wait for every agent to be ready (topology applied)", false)
+    .option("--no-wait", "do not wait for the agents' rollout")
     .action(
       async (o: {
         name: string;
@@ -166,22 +174,44 @@ export function k8sCommands(): Command[] {
         hostKubeconfig?: string;
         networkType: string;
         ipFamily: string;
+        timeout: number;
+        waitAgents: boolean;
+        wait: boolean;
       }) => {
         const member = await Bun.file(o.kubeconfig).text();
-        await applyManifests(
-          loadKc(o.hostKubeconfig),
-          joinObjects(o.name, member, o.networkType, o.ipFamily),
-        );
+        const hostKc = loadKc(o.hostKubeconfig);
+        const secrets = await readInstallSecrets(hostKc);
+        const memberKc = loadKc(o.kubeconfig);
+        await applyManifests(memberKc, memberAgentObjects(o.name, secrets.token, secrets.secret));
+        await applyManifests(hostKc, joinObjects(o.name, member, o.networkType, o.ipFamily));
+        console.log(`agents of ${o.name} applied (DaemonSet kosmos-agent, KOSMOS_CLUSTER_NAME=${o.name})`);
+        if (o.wait) {
+          await waitWithBar(memberKc, {
+            timeoutMs: o.timeout * 1000,
+            agents: o.waitAgents ? "ready" : "scheduled",
+            controller: false,
+          });
+        }
         console.log(`cluster ${o.name} joined`);
       },
     );
   const unjoin = new Command("unjoin").description("remove a member cluster");
   unjoin
     .command("cluster")
+    .description(
+      "remove the member's agents (DaemonSet, secrets, namespace), its Cluster and kubeconfig Secret",
+    )
     .requiredOption("--name <name>")
     .option("--host-kubeconfig <file>")
-    .action(async (o: { name: string; hostKubeconfig?: string }) => {
-      await deleteManifests(loadKc(o.hostKubeconfig), joinObjects(o.name, "", "p2p", "ipv4"));
+    .option("--kubeconfig <file>", "kubeconfig of the member cluster (default: the one stored at join)")
+    .action(async (o: { name: string; hostKubeconfig?: string; kubeconfig?: string }) => {
+      const hostKc = loadKc(o.hostKubeconfig);
+      const memberKc = o.kubeconfig ? loadKc(o.kubeconfig) : await storedMemberKubeConfig(hostKc, o.name);
+      if (!memberKc) console.error(`warning: no kubeconfig for ${o.name}: its agents are left in place`);
+      else if (await runsController(memberKc))
+        console.error(`note: ${o.name} runs the Kosmos controller (host cluster): its agents are kept`);
+      else await deleteManifests(memberKc, memberAgentObjects(o.name, "", new Uint8Array()));
+      await deleteManifests(hostKc, joinObjects(o.name, "", "p2p", "ipv4"));
       console.log(`cluster ${o.name} unjoined`);
     });
   const get = new Command("get")
@@ -264,6 +294,74 @@ export function joinObjects(
 }
 
 export const KOSMOS_NS = "kosmos-system";
+
+/**
+ * What `join cluster` installs into a member: the namespace, the agents' service account, the agent
+ * DaemonSet (KOSMOS_CLUSTER_NAME = the member's name) and the host's kosmos-token + kosmos-secret, so that
+ * every agent of the installation shares the bearer token and the gossip/IPsec secret.
+ */
+export function memberAgentObjects(name: string, token: string, secret: Uint8Array): ManifestObject[] {
+  const base = installObjects().filter(
+    (o) =>
+      o.kind === "Namespace" ||
+      o.kind === "DaemonSet" ||
+      (o.kind === "ServiceAccount" && o.metadata.name === "kosmos-agent"),
+  );
+  const [ns, ...rest] = withClusterName(base, name);
+  return [ns!, ...installSecrets(token, secret), ...rest];
+}
+
+/** The host's kosmos-token and kosmos-secret (created by `install`). */
+export async function readInstallSecrets(kc: KubeConfig): Promise<{ token: string; secret: Uint8Array }> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const read = async (name: string, key: string): Promise<Buffer> => {
+    try {
+      const data = (await core.readNamespacedSecret({ name, namespace: KOSMOS_NS })).data?.[key];
+      if (!data) throw new Error(`Secret ${KOSMOS_NS}/${name} has no key ${key}`);
+      return Buffer.from(data, "base64");
+    } catch (e) {
+      if (errorCode(e) === 404)
+        throw new Error(
+          `Secret ${KOSMOS_NS}/${name} not found on the host cluster: run \`kosmosctl install\` there first`,
+        );
+      throw e;
+    }
+  };
+  return {
+    token: (await read("kosmos-token", "token")).toString("utf8"),
+    secret: new Uint8Array(await read("kosmos-secret", "secret")),
+  };
+}
+
+/** The member kubeconfig `join` stored on the host (Secret kosmos-member-<name>), if any. */
+async function storedMemberKubeConfig(hostKc: KubeConfig, name: string): Promise<KubeConfig | undefined> {
+  try {
+    const s = await hostKc
+      .makeApiClient(CoreV1Api)
+      .readNamespacedSecret({ name: `kosmos-member-${name}`, namespace: KOSMOS_NS });
+    const data = s.data?.kubeconfig;
+    if (!data) return undefined;
+    const kc = new KubeConfig();
+    kc.loadFromString(Buffer.from(data, "base64").toString("utf8"));
+    return kc;
+  } catch (e) {
+    if (errorCode(e) === 404) return undefined;
+    throw e;
+  }
+}
+
+/** True when the cluster runs the Kosmos controller (it is the host: its agents belong to `install`). */
+async function runsController(kc: KubeConfig): Promise<boolean> {
+  try {
+    await kc
+      .makeApiClient(AppsV1Api)
+      .readNamespacedDeployment({ name: "kosmos-controller", namespace: KOSMOS_NS });
+    return true;
+  } catch (e) {
+    if (errorCode(e) === 404) return false;
+    throw e;
+  }
+}
 
 /** The agent bearer token Secret and the installation secret (gossip HMAC, IPsec keys), random. */
 export function installSecrets(
@@ -379,6 +477,8 @@ export async function waitRollout(
   o: {
     timeoutMs: number;
     agents: "scheduled" | "ready";
+    /** Also wait for the controller Deployment (default true; false on member clusters). */
+    controller?: boolean;
     intervalMs?: number;
     onProgress?: (r: Rollout[]) => void;
   },
@@ -394,13 +494,16 @@ export async function waitRollout(
     }
   };
   for (;;) {
-    const d = await read(() =>
-      apps.readNamespacedDeployment({ name: "kosmos-controller", namespace: KOSMOS_NS }),
-    );
+    const withController = o.controller !== false;
+    const d = withController
+      ? await read(() => apps.readNamespacedDeployment({ name: "kosmos-controller", namespace: KOSMOS_NS }))
+      : undefined;
     const ds = await read(() => apps.readNamespacedDaemonSet({ name: "kosmos-agent", namespace: KOSMOS_NS }));
-    const rs = [deploymentRollout(d), daemonSetRollout(ds, o.agents)];
-    rs[0]!.what = "deployment/kosmos-controller";
-    rs[1]!.what = "daemonset/kosmos-agent";
+    const agentRollout = daemonSetRollout(ds, o.agents);
+    agentRollout.what = "daemonset/kosmos-agent";
+    const rs = withController
+      ? [{ ...deploymentRollout(d), what: "deployment/kosmos-controller" }, agentRollout]
+      : [agentRollout];
     o.onProgress?.(rs);
     const failed = rs.find((r) => r.failed);
     if (failed)
@@ -422,7 +525,7 @@ export async function waitRollout(
 
 async function waitWithBar(
   kc: KubeConfig,
-  o: { timeoutMs: number; agents: "scheduled" | "ready" },
+  o: { timeoutMs: number; agents: "scheduled" | "ready"; controller?: boolean },
 ): Promise<void> {
   const bar = new SingleBar(
     {

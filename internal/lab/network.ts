@@ -153,6 +153,8 @@ export async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void
   await ipBatch(pod.ns, lines);
   // The pod's workload: an echo server answering its own id on TCP 8080 (v4 and v6).
   await spawnDetached(pod.ns, ["socat", `TCP6-LISTEN:${LAB_ECHO_PORT},fork,reuseaddr,ipv6only=0`, `SYSTEM:echo ${pod.id}`]);
+  // ... and on UDP 8080 (one answer datagram per datagram received; used by `kosmosctl check -p udp`).
+  await spawnDetached(pod.ns, ["socat", `UDP6-RECVFROM:${LAB_ECHO_PORT},fork,reuseaddr,ipv6only=0`, `SYSTEM:echo ${pod.id}`]);
 }
 
 export interface BuildProgress {

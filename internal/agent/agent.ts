@@ -74,6 +74,7 @@ export class Agent {
   private memberView: () => Record<string, MemberState>;
   /** What the planner acts on (gossip: membership with the isolation guard); default memberView. */
   private planView?: () => Record<string, MemberState>;
+  private electionView?: () => Record<string, MemberState>;
   /** Installation secret (gossip HMAC key material, IPsec key derivation). Never logged or gossiped. */
   secret?: Uint8Array;
   gossip?: AgentGossip;
@@ -126,6 +127,7 @@ export class Agent {
       logger: this.rootLogger.child({ component: "loop" }),
       registry: this.registry,
       members: () => (this.planView ?? this.memberView)(),
+      electionMembers: () => (this.electionView ?? this.planView ?? this.memberView)(),
       ipsecSecret: this.secret,
       debounceMs: cfg.debounceMs,
       resyncMs: cfg.resyncMs,
@@ -147,6 +149,7 @@ export class Agent {
       const g = this.gossip;
       this.memberView = () => g.members();
       this.planView = () => g.planMembers();
+      this.electionView = () => g.electionMembers();
     }
     this.publishStatus();
     this.loop.start();

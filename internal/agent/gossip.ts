@@ -54,14 +54,35 @@ export function planningMembers(members: Record<string, MemberState>): Record<st
   return out;
 }
 
+/** Default grace before a dead member's routes/FDB entries are withdrawn (elections react at once). */
+export const DEAD_GRACE_MS = 10_000;
+
+/**
+ * The membership used for routes and tunnel peers: a node counts as dead only after it has been
+ * dead for `graceMs`. SWIM sees agents, not kernels: a restarting agent (or one starved of CPU)
+ * looks dead for a few seconds while its node keeps forwarding, and for a P2P node there is no
+ * other path to withdraw to. Gateway election uses the raw states, so failover stays fast.
+ */
+export function reachabilityMembers(
+  members: Array<{ name: string; state: MemberState; since: number }>,
+  now: number,
+  graceMs: number,
+): Record<string, MemberState> {
+  const out: Record<string, MemberState> = {};
+  for (const m of members) out[m.name] = m.state === "dead" && now - m.since < graceMs ? "suspect" : m.state;
+  return out;
+}
+
 export interface AgentGossip {
   node: GossipNodeT;
   transport: WsTransport;
   /** Publish rows this agent wrote (seed, own status) to peers. */
   publish(rows: ReplicatedRow[]): void;
   members(): Record<string, MemberState>;
-  /** `members()` with the isolation guard (see planningMembers). */
+  /** Membership for routes/peers: dead only after DEAD_GRACE_MS, plus the isolation guard. */
   planMembers(): Record<string, MemberState>;
+  /** Membership for gateway election: raw SWIM states, plus the isolation guard. */
+  electionMembers(): Record<string, MemberState>;
   leave(): Promise<void>;
   stop(): void;
 }
@@ -123,6 +144,8 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       store.upsertMember({ name, state, incarnation: info.incarnation, address: info.addr, updatedAt: Date.now() });
       logger.info({ member: name, state, incarnation: info.incarnation }, `member ${name} is ${state}`);
       agent.loop.trigger(`member ${name} ${state}`, 0);
+      // Re-plan when the grace ends, so a node that stays dead has its routes withdrawn.
+      if (state === "dead") setTimeout(() => agent.loop.trigger(`member ${name} dead for ${DEAD_GRACE_MS} ms`, 0), DEAD_GRACE_MS + 50);
     });
     node.onRows(() => agent.loop.trigger("gossip"));
     const rejected = new Gauge({
@@ -158,7 +181,8 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
         for (const m of node.memberList()) out[m.name] = m.state;
         return out;
       },
-      planMembers: () => planningMembers(g?.members() ?? {}),
+      planMembers: () => planningMembers(reachabilityMembers(node.memberList(), Date.now(), DEAD_GRACE_MS)),
+      electionMembers: () => planningMembers(g?.members() ?? {}),
       leave: () => node.leave(),
       stop: () => {
         node.stop();

@@ -31,6 +31,8 @@ export interface LoopDeps {
   logger: Logger;
   registry: Registry;
   members: () => Record<string, MemberState>;
+  /** Liveness for elections (default: members). */
+  electionMembers?: () => Record<string, MemberState>;
   ipsecSecret?: Uint8Array;
   debounceMs: number;
   resyncMs: number;
@@ -138,6 +140,7 @@ export class ControlLoop {
         topology,
         self: deps.node,
         members: deps.members(),
+        electionMembers: deps.electionMembers?.(),
         gateways: this.gateways,
         ipsecSecret: deps.ipsecSecret,
       });

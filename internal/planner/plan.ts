@@ -224,8 +224,9 @@ export function plan(input: PlanInput): HostState {
   }
   const selfCluster = selfCtx.cluster;
 
-  const gateways = electGateways(topology, members, input.gateways);
-  const serviceNodes = electServiceNodes(topology, members, input.serviceNodes);
+  const electionView = input.electionMembers ?? members;
+  const gateways = electGateways(topology, electionView, input.gateways);
+  const serviceNodes = electServiceNodes(topology, electionView, input.serviceNodes);
   const nodeByName = (ctx: ClusterCtx, name: string | undefined) =>
     name === undefined ? undefined : ctx.nodes.find((n) => n.name === name);
 

@@ -101,6 +101,12 @@ export interface PlanInput {
   self: string;
   /** Liveness per node name; a node absent from the map counts as alive. */
   members?: Record<string, MemberState>;
+  /**
+   * Liveness used for gateway/service-node election only (default: `members`). The agent passes raw
+   * SWIM states here (fast failover) and, in `members`, states where a node counts as dead only once
+   * it has been dead for a grace period (so an agent restart does not withdraw a live node's routes).
+   */
+  electionMembers?: Record<string, MemberState>;
   /** Currently active gateway per gateway-mode cluster (for stickiness); recomputed if absent/dead. */
   gateways?: Record<string, string>;
   /**

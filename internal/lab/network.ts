@@ -143,7 +143,14 @@ export async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void
   await addNs(pod.ns);
   await sh(["ip", "link", "add", "eth0", "netns", pod.ns, "type", "veth", "peer", "name", pod.hostIf, "netns", node.ns]);
   await ipBatch(node.ns, [`link set ${pod.hostIf} master cni0 up`, `link set dev ${pod.hostIf} type bridge_slave hairpin on`]);
-  await sysctls(pod.ns, ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]);
+  // No ICMP error rate limit: UDP checks count "port unreachable" as reached, and many sources
+  // (masqueraded to one address) probing a pod at once must each get their answer.
+  await sysctls(pod.ns, [
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv6.conf.default.accept_dad=0",
+    "net.ipv4.icmp_ratelimit=0",
+    "net.ipv6.icmp.ratelimit=0",
+  ]);
   const lines = ["link set eth0 up"];
   const p4 = node.podCIDRs.find((c) => familyOf(c) === 4);
   const p6 = node.podCIDRs.find((c) => familyOf(c) === 6);
@@ -153,8 +160,6 @@ export async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void
   await ipBatch(pod.ns, lines);
   // The pod's workload: an echo server answering its own id on TCP 8080 (v4 and v6).
   await spawnDetached(pod.ns, ["socat", `TCP6-LISTEN:${LAB_ECHO_PORT},fork,reuseaddr,ipv6only=0`, `SYSTEM:echo ${pod.id}`]);
-  // ... and on UDP 8080 (one answer datagram per datagram received; used by `kosmosctl check -p udp`).
-  await spawnDetached(pod.ns, ["socat", `UDP6-RECVFROM:${LAB_ECHO_PORT},fork,reuseaddr,ipv6only=0`, `SYSTEM:echo ${pod.id}`]);
 }
 
 export interface BuildProgress {

@@ -1,0 +1,11 @@
+export { AgentExecutor, checkAgents, NetcheckError } from "./agents.ts";
+export { mergeResume, runCheck, type RunCheckOptions } from "./check.ts";
+export { diagnose, drift, mtuMismatches, planRouteFor } from "./diagnose.ts";
+export { dnsQuery, interpretDnsReply } from "./dns.ts";
+export { gatherFacts, parseKernelFacts } from "./facts.ts";
+export { labInventory, loadLabInventory } from "./lab.ts";
+export { addressFor, buildMatrix, notExpected, pairKey } from "./matrix.ts";
+export { DEFAULT_RESULTS, failedKeys, loadReport, saveReport } from "./results.ts";
+export { planJobs, type ProbeExecutor, runProbes, schedule } from "./runner.ts";
+export { PROBE_SCRIPT, parseScriptLine, probeLine } from "./script.ts";
+export * from "./types.ts";

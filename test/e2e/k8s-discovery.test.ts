@@ -5,11 +5,19 @@
  * `perCluster` of them (gateway candidates first) and rotates to another one when an agent is down.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
-import { startController } from "../../internal/controller/index.ts";
+import { loadOrCreateTls } from "../../internal/api/tls.ts";
+import {
+  type ClusterNodeObject,
+  discoverAgents,
+  FINGERPRINT_ANNOTATION,
+  fetchPusher,
+  PushError,
+  startController,
+} from "../../internal/controller/index.ts";
 import {
   type FakeApiServer,
   kubeConfigFromYaml,
@@ -210,4 +218,47 @@ describe("controller agent discovery through ClusterNodes", () => {
       await rm(kcFile, { force: true });
     }
   }, 30_000);
+
+  test("https with the agent's self-signed certificate: pinned fingerprint accepted, wrong pin refused, no pin → unverified", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kosmos-disc-tls-"));
+    try {
+      const tls = await loadOrCreateTls({ stateDir: dir, commonName: "m-n1", hosts: ["127.0.0.15"] });
+      const got: string[] = [];
+      const server = Bun.serve({
+        hostname: "127.0.0.15",
+        port: 0,
+        tls: { cert: tls.cert, key: tls.key },
+        fetch: async (req) => {
+          if (req.headers.get("authorization") !== `Bearer ${TOKEN}`)
+            return new Response("no", { status: 401 });
+          got.push(await req.text());
+          return new Response(null, { status: 204 });
+        },
+      });
+      try {
+        const node = (fp?: string): ClusterNodeObject => ({
+          metadata: { name: "m-n1", ...(fp ? { annotations: { [FINGERPRINT_ANNOTATION]: fp } } : {}) },
+          spec: { clusterName: "m", nodeName: "n1", ip: "127.0.0.15" },
+        });
+        const topo = { clusters: [], nodes: [] } as unknown as Topology;
+        const ep = (fp?: string) => discoverAgents([node(fp)], { token: TOKEN, port: server.port })["m"]![0]!;
+        await fetchPusher(ep(), topo); // self-signed, not verified
+        await fetchPusher(ep(tls.fingerprint), topo); // pinned
+        const err = await fetchPusher(ep("00".repeat(32)), topo).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(PushError);
+        expect((err as PushError).code).toBe("KOSMOS_PUSH_TLS_PIN");
+        expect(got.length).toBe(2); // nothing (no token) sent to an impostor
+        // Default TLS verification (no pin, no skip) refuses the self-signed certificate: skipping is needed.
+        const strict = await fetchPusher({ url: ep().url, token: TOKEN, tls: {} }, topo).catch(
+          (e: unknown) => e,
+        );
+        expect(strict).toBeInstanceOf(PushError);
+        expect(got.length).toBe(2);
+      } finally {
+        server.stop(true);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -171,14 +171,12 @@ describe("kosmosctl join/unjoin cluster (real CLI, fake API servers)", () => {
           .readNamespacedDeployment({ name: "kosmos-controller", namespace: NS }),
       ),
     ).toBe(true);
-    const cluster = (await kcOf(host)
-      .makeApiClient(CustomObjectsApi)
-      .getClusterCustomObject({
-        group: "kosmos.io",
-        version: "v1alpha1",
-        plural: "clusters",
-        name: "member1",
-      })) as {
+    const cluster = (await kcOf(host).makeApiClient(CustomObjectsApi).getClusterCustomObject({
+      group: "kosmos.io",
+      version: "v1alpha1",
+      plural: "clusters",
+      name: "member1",
+    })) as {
       spec: { clusterLinkOptions: { networkType: string } };
     };
     expect(cluster.spec.clusterLinkOptions.networkType).toBe("gateway");

@@ -11,6 +11,7 @@ import {
   resolveTarget,
 } from "../lab/lab.ts";
 import type { LabPlan } from "../lab/plan.ts";
+import { labAddNode, labHeal, labHealAll, labKillAgent, labPartition, labRestartAgent } from "../lab/ops.ts";
 import { connectivityMatrix, type ProbeResult } from "../lab/probe.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
@@ -273,6 +274,63 @@ export function labCommand(): Command {
         );
       }
       process.exitCode = failed.length ? 1 : 0;
+    });
+
+  lab
+    .command("add-node")
+    .description("add a node (with its pods and agent) to a running lab; agents learn it by gossip")
+    .addOption(nameOption())
+    .argument("<cluster>", "cluster to grow")
+    .option("--node <short>", "node name inside the cluster (default node-<n>)")
+    .option("--gateway", "make it a gateway candidate", false)
+    .action(async (cluster: string, o: { name: string; node?: string; gateway: boolean }) => {
+      const n = await labAddNode(o.name, cluster, { name: o.node, gateway: o.gateway });
+      process.stdout.write(`added ${n.name} (${n.ipv4}, pods ${n.pods.map((p) => p.ipv4 ?? p.ipv6).join(" ")})\n`);
+    });
+
+  lab
+    .command("partition")
+    .description("cut the underlay between two clusters (nftables in the fabric namespace)")
+    .addOption(nameOption())
+    .argument("<clusterA>")
+    .argument("<clusterB>")
+    .action(async (a: string, b: string, o: { name: string }) => {
+      const pairs = await labPartition(o.name, a, b);
+      process.stdout.write(`partitioned: ${pairs.map((p) => p.join("⟂")).join(", ")}\n`);
+    });
+
+  lab
+    .command("heal")
+    .description("undo `lab partition` (both clusters given: that pair; none: every pair)")
+    .addOption(nameOption())
+    .argument("[clusterA]")
+    .argument("[clusterB]")
+    .action(async (a: string | undefined, b: string | undefined, o: { name: string }) => {
+      if (a && b) await labHeal(o.name, a, b);
+      else await labHealAll(o.name);
+      process.stdout.write("healed\n");
+    });
+
+  lab
+    .command("kill-agent")
+    .description("kill -9 a node's agent (the kernel state stays); --links also takes the node's eth0 down")
+    .addOption(nameOption())
+    .argument("<node>", "e.g. c2-node-1")
+    .option("--links", "take the node's underlay link down too (a dead node)", false)
+    .action(async (node: string, o: { name: string; links: boolean }) => {
+      const pid = await labKillAgent(o.name, node, { links: o.links });
+      process.stdout.write(`killed agent of ${node}${pid ? ` (pid ${pid})` : ""}${o.links ? ", eth0 down" : ""}\n`);
+    });
+
+  lab
+    .command("restart-agent")
+    .description("restart a node's agent (restores its links); --corrupt-db replaces its replica with garbage first")
+    .addOption(nameOption())
+    .argument("<node>")
+    .option("--corrupt-db", "overwrite the replica file with garbage before starting", false)
+    .action(async (node: string, o: { name: string; corruptDb: boolean }) => {
+      const pid = await labRestartAgent(o.name, node, { corruptDb: o.corruptDb });
+      process.stdout.write(`restarted agent of ${node}${pid ? ` (pid ${pid})` : ""}\n`);
     });
 
   return lab;

@@ -2,6 +2,7 @@
 /** kosmosctl: one binary, many subcommands. Wiring only; each command lives in internal/cli. */
 import { Command } from "commander";
 import { AGENT_VERSION } from "../internal/agent/agent.ts";
+import { checkCommand } from "../internal/cli/check.ts";
 import { execCommands } from "../internal/cli/exec.ts";
 import { inspectCommand } from "../internal/cli/inspect.ts";
 import { k8sCommands } from "../internal/cli/k8s.ts";
@@ -15,6 +16,7 @@ const program = new Command("kosmosctl")
 
 program.addCommand(labCommand());
 program.addCommand(inspectCommand());
+program.addCommand(checkCommand());
 for (const c of execCommands({ resolveNode: resolveLabNode })) program.addCommand(c);
 for (const c of k8sCommands()) program.addCommand(c);
 

@@ -16,9 +16,9 @@ export function routeText(r: Pick<Route, "dst" | "via" | "dev" | "table">): stri
   return `${r.dst} via ${r.via} dev ${r.dev} table ${r.table}`;
 }
 
-function kernelRouteText(r: KernelRoute | undefined): string {
+function kernelRouteText(r: KernelRoute | undefined, withDst = true): string {
   if (!r) return "no route";
-  return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.dev ? ` dev ${r.dev}` : ""}${r.table ? ` table ${r.table}` : " (main table)"}`;
+  return `${withDst ? r.dst : ""}${r.gateway ? ` via ${r.gateway}` : ""}${r.dev ? ` dev ${r.dev}` : ""}${r.table ? ` table ${r.table}` : " (main table)"}`;
 }
 
 function normDst(dst: string, family: 4 | 6): string {
@@ -199,7 +199,7 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
             hop: "route",
             node: srcNode,
             route: routeText(r),
-            message: `${srcNode}: route ${routeText(r)} is in the agent's plan but missing from the kernel; the kernel routes ${ip} via ${kernelRouteText(live)}`,
+            message: `${srcNode}: route ${routeText(r)} is in the agent's plan but missing from the kernel; the kernel routes ${ip}${kernelRouteText(live, false)}`,
           });
         } else if (got !== "ok") {
           out.push({
@@ -252,7 +252,7 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
     out.push({
       hop: "cni",
       node: srcNode,
-      message: `same-cluster pair: carried by the cluster network (CNI), not Kosmos; ${srcNode} routes ${ip} via ${kernelRouteText(sf.kernel.routeGet[ip])}`,
+      message: `same-cluster pair: carried by the cluster network (CNI), not Kosmos; ${srcNode} routes ${ip}${kernelRouteText(sf.kernel.routeGet[ip], false)}`,
     });
   }
 
@@ -276,7 +276,7 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
   }
   if (out.length === 0) {
     out.push({
-      message: "no broken hop found in the agents' plans and the nodes' kernels: the loss is beyond the nodes (underlay, firewall) or transient",
+      message: "no broken hop found in the agents' plans and the nodes' kernels: the loss is beyond the nodes (underlay, firewall), transient, or repaired since the probe (agents resync): re-run with --resume",
       hop: "target",
     });
   }

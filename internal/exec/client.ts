@@ -3,9 +3,11 @@
  * Targets: https://host:port (TLS; pin the agent's SHA-256 fingerprint, or trust a CA) or
  * unix:/path.sock (admin socket, no credentials needed). Auth: bearer token or Basic.
  */
-import { X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
+import { open } from "node:fs/promises";
 import { connect as tlsConnect } from "node:tls";
 import { ExecError } from "./errors.ts";
+import { TRAILER, TRAILER_BYTES, type UploadResult } from "./upload.ts";
 import { type K8sStatus, exitCodeOf, frame, PROTOCOL_V4, PROTOCOL_V5, resizeFrame, STREAM } from "./k8s.ts";
 
 export interface AgentTarget {
@@ -40,6 +42,9 @@ export interface ExecResult {
   stdout: string;
   stderr: string;
 }
+
+/** Read size of uploads (node:crypto hashes large buffers at full SHA-NI speed). */
+const UPLOAD_CHUNK = 1024 * 1024;
 
 export interface UploadProgress {
   sent: number;
@@ -274,56 +279,95 @@ export class AgentClient {
     if (ws.readyState === WebSocket.OPEN) ws.send(new Uint8Array([STREAM.close, STREAM.stdin]));
   }
 
-  /** Upload a local file to remotePath (atomic on the agent; sha256 verified). */
+  /**
+   * Upload a local file to remotePath (atomic on the agent; sha256 verified before install). The
+   * file is read once: it is hashed while streaming and the hex sum follows the data as a trailer
+   * (`x-kosmos-sha256: trailer`). An agent without trailer support refuses that upload with
+   * CHECKSUM_MISMATCH (target untouched); the client then falls back to hash-first.
+   */
   async upload(
     localPath: string,
     remotePath: string,
     opts: { mode?: number; onProgress?: (p: UploadProgress) => void } = {},
-  ): Promise<{ path: string; bytes: number; sha256: string; backup: string | null }> {
-    const file = Bun.file(localPath);
-    const total = file.size;
-    let sent = 0;
-    const source = file.stream();
-    const reader = source.getReader();
-    const body = new ReadableStream<Uint8Array>({
-      async pull(ctl) {
-        const { done, value } = await reader.read();
-        if (done) {
-          ctl.close();
-          return;
-        }
-        sent += value.byteLength;
-        opts.onProgress?.({ sent, total });
-        ctl.enqueue(value);
-      },
-    });
-    // hash first so the agent can verify before installing the file
-    const sum = await sha256File(localPath);
-    const q = new URLSearchParams({ path: remotePath });
-    if (opts.mode !== undefined) q.set("mode", opts.mode.toString(8));
-    const res = await this.request(`/v1/files?${q}`, {
-      method: "PUT",
-      body,
-      headers: { "x-kosmos-sha256": sum, "content-length": String(total) },
-      duplex: "half",
-    } as RequestInit);
-    const json = (await res.json().catch(() => ({ message: `upload failed: HTTP ${res.status}` }))) as {
-      code?: string;
-      message?: string;
-      hint?: string;
-    } & {
-      path: string;
-      bytes: number;
-      sha256: string;
-      backup: string | null;
-    };
-    if (!res.ok)
-      throw new ExecError(
-        (json.code as ExecError["code"]) ?? "UPLOAD_FAILED",
-        json.message ?? `upload failed: HTTP ${res.status}`,
-        json.hint ?? "",
-      );
-    return json;
+  ): Promise<UploadResult> {
+    try {
+      return await this.putFile(localPath, remotePath, opts, true);
+    } catch (err) {
+      if (
+        err instanceof ExecError &&
+        err.code === "CHECKSUM_MISMATCH" &&
+        /expected trailer/.test(err.message)
+      )
+        return await this.putFile(localPath, remotePath, opts, false);
+      throw err;
+    }
+  }
+
+  private async putFile(
+    localPath: string,
+    remotePath: string,
+    opts: { mode?: number; onProgress?: (p: UploadProgress) => void },
+    trailer: boolean,
+  ): Promise<UploadResult> {
+    const fh = await open(localPath, "r");
+    try {
+      const total = (await fh.stat()).size;
+      // hash-first fallback: a separate pass before sending
+      const sum = trailer ? null : await sha256File(localPath);
+      const hash = createHash("sha256");
+      let sent = 0;
+      let finished = false;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(ctl) {
+          if (finished) return;
+          const buf = Buffer.allocUnsafe(UPLOAD_CHUNK);
+          const { bytesRead } = await fh.read(buf, 0, Math.min(UPLOAD_CHUNK, total - sent + 1), null);
+          if (bytesRead === 0 || sent + bytesRead > total) {
+            finished = true;
+            if (sent + bytesRead !== total) {
+              ctl.error(new ExecError("UPLOAD_FAILED", `${localPath} changed during the upload`, "retry"));
+              return;
+            }
+          }
+          if (bytesRead > 0) {
+            const chunk = buf.subarray(0, bytesRead);
+            if (trailer) hash.update(chunk);
+            sent += bytesRead;
+            opts.onProgress?.({ sent, total });
+            ctl.enqueue(chunk);
+          }
+          if (finished) {
+            if (trailer) ctl.enqueue(Buffer.from(hash.digest("hex"), "latin1"));
+            ctl.close();
+          }
+        },
+      });
+      const q = new URLSearchParams({ path: remotePath });
+      if (opts.mode !== undefined) q.set("mode", opts.mode.toString(8));
+      const res = await this.request(`/v1/files?${q}`, {
+        method: "PUT",
+        body,
+        headers: {
+          "x-kosmos-sha256": sum ?? TRAILER,
+          "content-length": String(total + (trailer ? TRAILER_BYTES : 0)),
+        },
+        duplex: "half",
+      } as RequestInit);
+      const json = (await res.json().catch(() => ({ message: `upload failed: HTTP ${res.status}` }))) as {
+        code?: string;
+        message?: string;
+        hint?: string;
+      } & UploadResult;
+      if (!res.ok)
+        throw new ExecError(
+          (json.code as ExecError["code"]) ?? "UPLOAD_FAILED",
+          json.message ?? `upload failed: HTTP ${res.status}`,
+          json.hint ?? "",
+        );
+      return json;
+    } finally {
+      await fh.close();
+    }
   }
 }
 
@@ -351,7 +395,17 @@ export async function runRemoteWorkflow(
 }
 
 export async function sha256File(path: string): Promise<string> {
-  const h = new Bun.CryptoHasher("sha256");
-  for await (const chunk of Bun.file(path).stream()) h.update(chunk);
+  const h = createHash("sha256");
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.allocUnsafe(UPLOAD_CHUNK);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.byteLength, null);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
   return h.digest("hex");
 }

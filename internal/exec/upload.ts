@@ -77,14 +77,35 @@ export interface UploadResult {
   backup: string | null;
 }
 
-/** Incremental atomic writer; call `write` per chunk, then `commit` or `abort`. */
+/** Hex SHA-256 length: the size of the checksum trailer (see `TRAILER`). */
+export const TRAILER_BYTES = 64;
+/**
+ * `x-kosmos-sha256: trailer` (passed to `commit`): the body ends with the 64 hex characters of
+ * the SHA-256 of the bytes before them, so a client can hash while streaming (one read of the
+ * file). An agent that predates it compares "trailer" with the real sum and refuses the upload
+ * with CHECKSUM_MISMATCH, so an old agent never installs a file with the trailer appended.
+ */
+export const TRAILER = "trailer";
+
+/** Bytes buffered by the file writer before one write(2) (instead of one awaited write per body chunk). */
+const WRITE_BUFFER = 4 * 1024 * 1024;
+
+type FileSink = ReturnType<ReturnType<typeof Bun.file>["writer"]>;
+
+/**
+ * Incremental atomic writer; call `write` per chunk, then `commit` or `abort`. Chunks are hashed as
+ * they arrive and go through Bun's buffered file writer (`WRITE_BUFFER` bytes per write(2)). The
+ * last `TRAILER_BYTES` are held back until `commit`, which either writes them or, in trailer mode,
+ * reads them as the expected checksum.
+ */
 export class AtomicUpload {
   private fh: FileHandle | null = null;
+  private sink: FileSink | null = null;
   private readonly hash = createHash("sha256");
   private bytes = 0;
   private readonly tmp: string;
-  private pending: Promise<unknown> = Promise.resolve();
   private failed: Error | null = null;
+  private tail: Uint8Array = new Uint8Array(0);
 
   private constructor(
     readonly target: string,
@@ -99,7 +120,10 @@ export class AtomicUpload {
     try {
       await mkdir(dirname(target), { recursive: true, mode: 0o755 });
       u.fh = await open(u.tmp, "wx", u.mode);
+      // the writer does not own the descriptor: `fh` closes it
+      u.sink = Bun.file(u.fh.fd).writer({ highWaterMark: WRITE_BUFFER });
     } catch (err) {
+      await u.abort();
       throw new ExecError(
         "UPLOAD_FAILED",
         `cannot create ${u.tmp}: ${(err as Error).message}`,
@@ -113,8 +137,8 @@ export class AtomicUpload {
     return this.bytes;
   }
 
-  /** Queue a chunk (ordered); errors surface in `commit`. Returns a promise for backpressure. */
-  write(chunk: Uint8Array): Promise<unknown> {
+  /** Queue a chunk (ordered); errors surface in `commit`. Await the result for backpressure. */
+  async write(chunk: Uint8Array): Promise<void> {
     this.bytes += chunk.byteLength;
     if (this.bytes > this.maxBytes && !this.failed) {
       this.failed = new ExecError(
@@ -123,35 +147,87 @@ export class AtomicUpload {
         "raise limits.maxUploadBytes on the agent",
       );
     }
-    if (this.failed) return this.pending;
-    this.hash.update(chunk);
-    const fh = this.fh;
-    this.pending = this.pending.then(async () => {
-      if (!fh || this.failed) return;
-      let off = 0;
-      while (off < chunk.byteLength) {
-        const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off);
-        off += bytesWritten;
-      }
-    });
-    this.pending.catch((err: Error) => {
-      this.failed ??= new ExecError("UPLOAD_FAILED", `write failed: ${err.message}`, "check free disk space");
-    });
-    return this.pending;
+    if (this.failed) return;
+    // hold back the last TRAILER_BYTES (maybe a checksum trailer); `put` is synchronous up to the
+    // sink, so the order of the data never depends on the caller awaiting
+    let waits: (Promise<void> | undefined)[];
+    if (chunk.byteLength >= TRAILER_BYTES) {
+      const held = this.tail;
+      this.tail = chunk.slice(chunk.byteLength - TRAILER_BYTES);
+      waits = [this.put(held), this.put(chunk.subarray(0, chunk.byteLength - TRAILER_BYTES))];
+    } else {
+      const joined = new Uint8Array(this.tail.byteLength + chunk.byteLength);
+      joined.set(this.tail);
+      joined.set(chunk, this.tail.byteLength);
+      const cut = Math.max(0, joined.byteLength - TRAILER_BYTES);
+      this.tail = joined.subarray(cut);
+      waits = [this.put(joined.subarray(0, cut))];
+    }
+    for (const w of waits) if (w) await w;
   }
 
+  /** Hash and hand to the sink; returns a promise only when the sink asks for backpressure. */
+  private put(data: Uint8Array): Promise<void> | undefined {
+    if (data.byteLength === 0 || this.failed || !this.sink) return undefined;
+    this.hash.update(data);
+    const fail = (err: unknown) => {
+      this.failed ??= new ExecError(
+        "UPLOAD_FAILED",
+        `write failed: ${(err as Error).message}`,
+        "check free disk space",
+      );
+    };
+    try {
+      const r = this.sink.write(data);
+      return r instanceof Promise ? r.then(() => undefined, fail) : undefined;
+    } catch (err) {
+      fail(err);
+      return undefined;
+    }
+  }
+
+  /**
+   * Finish: verify the checksum (`expectSha256` hex, or `TRAILER` to take it from the end of the
+   * body), fsync, keep a backup of an existing target, rename into place. On any failure the
+   * target is untouched and the temp file removed.
+   */
   async commit(expectSha256?: string, now: Date = new Date()): Promise<UploadResult> {
-    await this.pending.catch(() => {});
+    let expect = expectSha256;
+    if (!this.failed) {
+      if (expect === TRAILER) {
+        if (this.tail.byteLength < TRAILER_BYTES) {
+          await this.abort();
+          throw new ExecError(
+            "CHECKSUM_MISMATCH",
+            "body too short for a sha256 trailer",
+            "send the 64 hex sha256 after the data",
+          );
+        }
+        expect = new TextDecoder().decode(this.tail);
+        this.bytes -= TRAILER_BYTES;
+      } else await this.put(this.tail);
+      this.tail = new Uint8Array(0);
+      try {
+        await this.sink?.end();
+      } catch (err) {
+        this.failed ??= new ExecError(
+          "UPLOAD_FAILED",
+          `write failed: ${(err as Error).message}`,
+          "check free disk space",
+        );
+      }
+      this.sink = null;
+    }
     if (this.failed) {
       await this.abort();
       throw this.failed;
     }
     const sum = this.hash.digest("hex");
-    if (expectSha256 && expectSha256.toLowerCase() !== sum) {
+    if (expect && expect.toLowerCase() !== sum) {
       await this.abort();
       throw new ExecError(
         "CHECKSUM_MISMATCH",
-        `sha256 mismatch: got ${sum}, expected ${expectSha256}`,
+        `sha256 mismatch: got ${sum}, expected ${expect}`,
         "re-send the file",
       );
     }
@@ -179,6 +255,12 @@ export class AtomicUpload {
   }
 
   async abort(): Promise<void> {
+    try {
+      await this.sink?.end();
+    } catch {
+      // the temp file is removed anyway
+    }
+    this.sink = null;
     await this.fh?.close().catch(() => {});
     this.fh = null;
     await rm(this.tmp, { force: true });

@@ -35,7 +35,10 @@ function parseMode(v: string): CheckMode {
 }
 
 function parseProtocols(v: string): CheckProto[] {
-  const list = v.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const list = v
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
   if (list.length === 0) throw new InvalidArgumentError("give at least one protocol");
   for (const p of list) {
     if (!(CHECK_PROTOS as readonly string[]).includes(p)) {
@@ -55,13 +58,17 @@ function parseFamily(v: string): Family[] {
 function intIn(min: number, max: number, what: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}`);
+    if (!/^\d+$/.test(v) || n < min || n > max)
+      throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}`);
     return n;
   };
 }
 
 function parseList(v: string): string[] {
-  return v.split(",").map((s) => s.trim()).filter(Boolean);
+  return v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** A real cluster set: a YAML/JSON file with clusters, agents (url + token/fingerprint) and endpoints. */
@@ -70,17 +77,36 @@ async function loadInventoryFile(file: string): Promise<Inventory> {
   try {
     raw = parseYaml(await readFile(file, "utf8"));
   } catch (e) {
-    throw new NetcheckError("INVENTORY", `cannot read inventory ${file}: ${(e as Error).message}`, "see docs/check.md for its format");
+    throw new NetcheckError(
+      "INVENTORY",
+      `cannot read inventory ${file}: ${(e as Error).message}`,
+      "see docs/check.md for its format",
+    );
   }
   const inv = raw as Partial<Inventory>;
-  if (!inv || !Array.isArray(inv.clusters) || !Array.isArray(inv.endpoints) || typeof inv.agents !== "object" || !inv.agents) {
-    throw new NetcheckError("INVENTORY", `${file}: needs clusters, endpoints and agents`, "see docs/check.md for its format");
+  if (
+    !inv ||
+    !Array.isArray(inv.clusters) ||
+    !Array.isArray(inv.endpoints) ||
+    typeof inv.agents !== "object" ||
+    !inv.agents
+  ) {
+    throw new NetcheckError(
+      "INVENTORY",
+      `${file}: needs clusters, endpoints and agents`,
+      "see docs/check.md for its format",
+    );
   }
   for (const e of inv.endpoints) {
     if (!e.id || !e.cluster || !e.node || (e.kind !== "node" && e.kind !== "pod")) {
-      throw new NetcheckError("INVENTORY", `${file}: endpoint ${JSON.stringify(e)} needs id, kind (node|pod), cluster, node`, "see docs/check.md");
+      throw new NetcheckError(
+        "INVENTORY",
+        `${file}: endpoint ${JSON.stringify(e)} needs id, kind (node|pod), cluster, node`,
+        "see docs/check.md",
+      );
     }
-    if (!inv.agents[e.node]) throw new NetcheckError("INVENTORY", `${file}: no agent for node ${e.node}`, "add it under agents:");
+    if (!inv.agents[e.node])
+      throw new NetcheckError("INVENTORY", `${file}: no agent for node ${e.node}`, "add it under agents:");
     e.execPrefix ??= [];
   }
   return {
@@ -92,7 +118,10 @@ async function loadInventoryFile(file: string): Promise<Inventory> {
 }
 
 /** A progress bar on a terminal; otherwise a line at most every 2 s (CI logs stay short). */
-function checkProgress(quiet: boolean): { update(done: number, total: number, step: string): void; stop(): void } {
+function checkProgress(quiet: boolean): {
+  update(done: number, total: number, step: string): void;
+  stop(): void;
+} {
   if (quiet) return { update() {}, stop() {} };
   let bar: ReturnType<typeof progressBar> | undefined;
   let last = 0;
@@ -139,14 +168,17 @@ export function renderReport(rep: CheckReport, shown: PairResult[]): string {
   const lines: string[] = [];
   const failed = shown.filter((r) => !r.ok);
   if (failed.length) {
-    lines.push(renderTable(["S/N", "SOURCE", "DESTINATION", "TARGET IP", "RESULT", "LOG"], failureRows(failed)));
+    lines.push(
+      renderTable(["S/N", "SOURCE", "DESTINATION", "TARGET IP", "RESULT", "LOG"], failureRows(failed)),
+    );
     lines.push("Diagnosis:");
     for (const r of failed) {
       lines.push(`  #${r.sn} ${r.src} → ${r.dst}`);
       for (const f of r.diagnosis ?? []) lines.push(`      [${f.hop}] ${f.message}`);
     }
   }
-  for (const [node, err] of Object.entries(rep.agentErrors)) lines.push(`warning: ${err} (probes from ${node} failed)`);
+  for (const [node, err] of Object.entries(rep.agentErrors))
+    lines.push(`warning: ${err} (probes from ${node} failed)`);
   const bySkip = new Map<string, number>();
   for (const s of rep.skipped) bySkip.set(s.reason, (bySkip.get(s.reason) ?? 0) + 1);
   if (bySkip.size) {
@@ -173,6 +205,7 @@ interface CheckFlags {
   packetSize?: number;
   concurrency: number;
   timeout: number;
+  retries: number;
   intra: boolean;
   dnsName: string;
   output: OutputFormat;
@@ -183,36 +216,66 @@ interface CheckFlags {
 
 export function checkCommand(): Command {
   return new Command("check")
-    .description("check that every node/pod reaches every other within and across clusters; diagnose the broken pairs")
+    .description(
+      "check that every node/pod reaches every other within and across clusters; diagnose the broken pairs",
+    )
     .option("--lab", "check a `kosmosctl lab` (its agents, nodes and pods)")
     .addOption(new Option("--name <lab>", "lab name with --lab").default(DEFAULT_LAB_NAME))
-    .option("--inventory <file>", "clusters, agents and endpoints of a real cluster set (YAML; see docs/check.md)")
+    .option(
+      "--inventory <file>",
+      "clusters, agents and endpoints of a real cluster set (YAML; see docs/check.md)",
+    )
     .addOption(
-      new Option("-m, --mode <mode>", `pairs to check: ${CHECK_MODES.join(" | ")}`).default("pod").argParser(parseMode),
+      new Option("-m, --mode <mode>", `pairs to check: ${CHECK_MODES.join(" | ")}`)
+        .default("pod")
+        .argParser(parseMode),
     )
     .addOption(
       new Option("-p, --protocol <list>", `comma list of ${CHECK_PROTOS.join(", ")}`)
         .default(["icmp", "tcp"], "icmp,tcp")
         .argParser(parseProtocols),
     )
-    .addOption(new Option("--ip-family <f>", "4 | 6 | both (both addresses of dual-stack targets)").default([4, 6], "both").argParser(parseFamily))
-    .addOption(new Option("--src <clusters>", "only sources in these clusters (comma list)").argParser(parseList))
-    .addOption(new Option("--dst <clusters>", "only destinations in these clusters (comma list)").argParser(parseList))
     .addOption(
-      new Option("--packet-size <bytes>", "ICMP probes send IP packets of this size with don't-fragment (MTU black holes)").argParser(
-        intIn(68, 65535, "--packet-size"),
-      ),
+      new Option("--ip-family <f>", "4 | 6 | both (both addresses of dual-stack targets)")
+        .default([4, 6], "both")
+        .argParser(parseFamily),
     )
-    .addOption(new Option("--concurrency <n>", "probes in flight at most").default(128).argParser(intIn(1, 4096, "--concurrency")))
-    .addOption(new Option("--timeout <seconds>", "per-probe timeout").default(2).argParser(intIn(1, 60, "--timeout")))
+    .addOption(
+      new Option("--src <clusters>", "only sources in these clusters (comma list)").argParser(parseList),
+    )
+    .addOption(
+      new Option("--dst <clusters>", "only destinations in these clusters (comma list)").argParser(parseList),
+    )
+    .addOption(
+      new Option(
+        "--packet-size <bytes>",
+        "ICMP probes send IP packets of this size with don't-fragment (MTU black holes)",
+      ).argParser(intIn(68, 65535, "--packet-size")),
+    )
+    .addOption(
+      new Option("--concurrency <n>", "probes in flight at most")
+        .default(128)
+        .argParser(intIn(1, 4096, "--concurrency")),
+    )
+    .addOption(
+      new Option("--timeout <seconds>", "per-probe timeout").default(2).argParser(intIn(1, 60, "--timeout")),
+    )
+    .addOption(
+      new Option("--retries <n>", "try a failed probe again n times before the pair counts as failed")
+        .default(1)
+        .argParser(intIn(0, 5, "--retries")),
+    )
     .option("--no-intra", "skip pairs inside one cluster (cross-cluster only)")
     .option("--dns-name <name>", "name dns probes ask for", "kubernetes.default.svc.cluster.local")
-    .addOption(new Option("-o, --output <format>", "table | json | yaml").default("table").argParser(parseOutput))
+    .addOption(
+      new Option("-o, --output <format>", "table | json | yaml").default("table").argParser(parseOutput),
+    )
     .option("--results <file>", "results file (written after each run, read by --resume)", DEFAULT_RESULTS)
     .option("--resume", "re-check only the pairs that failed in the results file (with its options)")
     .option("--no-diagnose", "do not diagnose failed pairs")
     .action(async (o: CheckFlags) => {
-      if (o.lab && o.inventory) throw new NetcheckError("BAD_FLAG", "--lab and --inventory exclude each other", "pick one");
+      if (o.lab && o.inventory)
+        throw new NetcheckError("BAD_FLAG", "--lab and --inventory exclude each other", "pick one");
       let prev: CheckReport | undefined;
       let opts: CheckOptions = {
         mode: o.mode,
@@ -223,6 +286,7 @@ export function checkCommand(): Command {
         packetSize: o.packetSize,
         concurrency: o.concurrency,
         timeoutSec: o.timeout,
+        retries: o.retries,
         intraCluster: o.intra,
         dnsName: o.dnsName,
       };
@@ -235,10 +299,18 @@ export function checkCommand(): Command {
       else if (o.lab || prev?.inventory.startsWith("lab/")) {
         inv = await loadLabInventory(prev && !o.lab ? prev.inventory.slice(4) : o.name);
       } else {
-        throw new NetcheckError("BAD_FLAG", "what to check? give --lab (a kosmosctl lab) or --inventory FILE", "e.g. kosmosctl check --lab");
+        throw new NetcheckError(
+          "BAD_FLAG",
+          "what to check? give --lab (a kosmosctl lab) or --inventory FILE",
+          "e.g. kosmosctl check --lab",
+        );
       }
       if (prev && prev.inventory !== inv.name) {
-        throw new NetcheckError("RESULTS", `${o.results} holds results of ${prev.inventory}, not ${inv.name}`, "use --results to pick the right file");
+        throw new NetcheckError(
+          "RESULTS",
+          `${o.results} holds results of ${prev.inventory}, not ${inv.name}`,
+          "use --results to pick the right file",
+        );
       }
       const only = prev ? failedKeys(prev) : undefined;
       if (prev && only?.size === 0) {
@@ -265,8 +337,13 @@ export function checkCommand(): Command {
         for (const r of shown) r.sn = sn.get(r.key) ?? r.sn;
       }
       await saveReport(o.results, saved);
-      printData(o.output, prev ? { ...saved, results: shown } : rep, () => renderReport(prev ? { ...rep, resumed: shown.length } : rep, shown));
-      if (o.output === "table") process.stdout.write(`results: ${o.results}${saved.failed ? " (kosmosctl check --resume re-checks the failed pairs)" : ""}\n`);
+      printData(o.output, prev ? { ...saved, results: shown } : rep, () =>
+        renderReport(prev ? { ...rep, resumed: shown.length } : rep, shown),
+      );
+      if (o.output === "table")
+        process.stdout.write(
+          `results: ${o.results}${saved.failed ? " (kosmosctl check --resume re-checks the failed pairs)" : ""}\n`,
+        );
       process.exitCode = shown.some((r) => !r.ok) ? 1 : 0;
     });
 }

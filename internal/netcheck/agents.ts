@@ -35,7 +35,13 @@ export class AgentExecutor implements ProbeExecutor {
     return this.agents[node]?.url ?? "?";
   }
 
-  async run(node: string, argv: string[], stdin: string, timeoutSec: number, onLine: (l: string) => void): Promise<ExecOutcome> {
+  async run(
+    node: string,
+    argv: string[],
+    stdin: string,
+    timeoutSec: number,
+    onLine: (l: string) => void,
+  ): Promise<ExecOutcome> {
     const dec = new TextDecoder();
     let buf = "";
     let stderr = "";
@@ -61,7 +67,11 @@ export class AgentExecutor implements ProbeExecutor {
   }
 
   /** Run a command and collect its output (diagnosis facts). */
-  async capture(node: string, argv: string[], timeoutSec = 10): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  async capture(
+    node: string,
+    argv: string[],
+    timeoutSec = 10,
+  ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
     const r = await this.client(node).exec(argv, { timeout: timeoutSec });
     return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }

@@ -12,9 +12,7 @@ import { runProbes } from "./runner.ts";
 import { humanDetail } from "./script.ts";
 import type { CheckOptions, CheckReport, Inventory, Pair, PairResult, ProbeOutcome } from "./types.ts";
 
-export interface CheckProgress {
-  (donePairs: number, totalPairs: number, last: string): void;
-}
+export type CheckProgress = (donePairs: number, totalPairs: number, last: string) => void;
 
 export interface RunCheckOptions {
   /** Only these pair keys (resume). */
@@ -32,12 +30,21 @@ function finishProbe(pair: Pair, o: ProbeOutcome): ProbeOutcome {
   return o.ok ? o : { ...o, detail: humanDetail(o) };
 }
 
-export async function runCheck(inv: Inventory, opts: CheckOptions, exec: AgentExecutor, run: RunCheckOptions = {}): Promise<CheckReport> {
+export async function runCheck(
+  inv: Inventory,
+  opts: CheckOptions,
+  exec: AgentExecutor,
+  run: RunCheckOptions = {},
+): Promise<CheckReport> {
   const t0 = performance.now();
   const startedAt = new Date().toISOString();
   for (const c of [...(opts.srcClusters ?? []), ...(opts.dstClusters ?? [])]) {
     if (!inv.clusters.some((x) => x.name === c)) {
-      throw new NetcheckError("BAD_FLAG", `unknown cluster "${c}"`, `clusters in ${inv.name}: ${inv.clusters.map((x) => x.name).join(", ")}`);
+      throw new NetcheckError(
+        "BAD_FLAG",
+        `unknown cluster "${c}"`,
+        `clusters in ${inv.name}: ${inv.clusters.map((x) => x.name).join(", ")}`,
+      );
     }
   }
   const { pairs, skipped } = buildMatrix(inv, opts, run.only);
@@ -74,6 +81,32 @@ export async function runCheck(inv: Inventory, opts: CheckOptions, exec: AgentEx
       }
     },
   });
+  // Retries: a failed probe is tried again (all of them together, after the first pass), so that
+  // one SYN lost to a busy listener does not make a red cell; a real failure fails every time.
+  for (let attempt = 2; attempt <= 1 + (opts.retries ?? 1); attempt++) {
+    const again: Array<{ pair: number; probe: number }> = [];
+    outcomes.forEach((os, i) => {
+      if (dead.has(pairs[i]?.src.node ?? "")) return;
+      os.forEach((o, j) => {
+        if (!o.ok) again.push({ pair: i, probe: j });
+      });
+    });
+    if (again.length === 0) break;
+    const sub: Pair[] = again.map((a) => {
+      const p = pairs[a.pair] as Pair;
+      return { ...p, probes: [p.probes[a.probe] as Pair["probes"][number]] };
+    });
+    const redo = await runProbes(sub, exec, {
+      concurrency: opts.concurrency,
+      timeoutSec: opts.timeoutSec,
+      deadNodes: dead,
+    });
+    again.forEach((a, k) => {
+      const o = redo[k]?.[0];
+      const row = outcomes[a.pair];
+      if (o && row) row[a.probe] = { ...o, attempts: attempt };
+    });
+  }
   const results: PairResult[] = pairs.map((p, i) => {
     const probes = (outcomes[i] ?? []).map((o) => finishProbe(p, o));
     return {
@@ -131,7 +164,11 @@ async function diagnoseFailures(
   }
   const smallOk = new Map<number, Record<string, boolean>>();
   if (smallPairs.length) {
-    const small = await runProbes(smallPairs, exec, { concurrency: opts.concurrency, timeoutSec: opts.timeoutSec, deadNodes: dead });
+    const small = await runProbes(smallPairs, exec, {
+      concurrency: opts.concurrency,
+      timeoutSec: opts.timeoutSec,
+      deadNodes: dead,
+    });
     small.forEach((o, k) => {
       const s = smallOf[k];
       if (!s) return;

@@ -65,7 +65,12 @@ export function drift(facts: NodeFacts): Finding[] {
   for (const r of plan.routes) {
     const got = kernelHas(facts, r);
     if (got === "missing") {
-      out.push({ hop: "route", node: facts.node, route: routeText(r), message: `${facts.node}: planned route ${routeText(r)} is missing from the kernel` });
+      out.push({
+        hop: "route",
+        node: facts.node,
+        route: routeText(r),
+        message: `${facts.node}: planned route ${routeText(r)} is missing from the kernel`,
+      });
     } else if (got !== "ok") {
       out.push({
         hop: "route",
@@ -180,8 +185,10 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
     } else {
       const dc = ctx.clusters.get(pair.dst.cluster);
       const sc = ctx.clusters.get(pair.src.cluster);
-      if (dc?.networkType === "gateway" && plan.gateways[pair.dst.cluster]) involved.add(plan.gateways[pair.dst.cluster] as string);
-      if (sc?.networkType === "gateway" && plan.gateways[pair.src.cluster]) involved.add(plan.gateways[pair.src.cluster] as string);
+      if (dc?.networkType === "gateway" && plan.gateways[pair.dst.cluster])
+        involved.add(plan.gateways[pair.dst.cluster] as string);
+      if (sc?.networkType === "gateway" && plan.gateways[pair.src.cluster])
+        involved.add(plan.gateways[pair.src.cluster] as string);
       for (const ip of [...new Set(failed.map((p) => p.ip))]) {
         const r = planRouteFor(plan, ip);
         if (!r) {
@@ -236,15 +243,24 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
         if (ctx.clusters.get(c)?.networkType !== "gateway") continue;
         const gw = plan.gateways[c];
         if (!gw) {
-          out.push({ hop: "gateway", node: srcNode, message: `${srcNode} sees no elected gateway for gateway-mode cluster ${c}` });
+          out.push({
+            hop: "gateway",
+            node: srcNode,
+            message: `${srcNode} sees no elected gateway for gateway-mode cluster ${c}`,
+          });
           continue;
         }
         const member = sf.state?.members?.[gw];
         const gf = ctx.facts.get(gw);
         if (gw !== srcNode && member && member !== "alive") {
-          out.push({ hop: "gateway", node: gw, message: `gateway ${gw} of cluster ${c} is ${member} in ${srcNode}'s view` });
+          out.push({
+            hop: "gateway",
+            node: gw,
+            message: `gateway ${gw} of cluster ${c} is ${member} in ${srcNode}'s view`,
+          });
         }
-        if (gf?.agentError) out.push({ hop: "gateway", node: gw, message: `gateway ${gw} of cluster ${c}: ${gf.agentError}` });
+        if (gf?.agentError)
+          out.push({ hop: "gateway", node: gw, message: `gateway ${gw} of cluster ${c}: ${gf.agentError}` });
       }
     }
   } else if (sf.kernel) {
@@ -263,7 +279,11 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
   const icmpOk = result.probes.some((p) => p.proto === "icmp" && p.ok && !p.size);
   for (const p of failed) {
     if (p.proto === "tcp" && icmpOk && /refused/i.test(p.detail)) {
-      out.push({ hop: "target", node: dstNode, message: `${p.ip} answers ping but refuses TCP ${p.port}: nothing listens there` });
+      out.push({
+        hop: "target",
+        node: dstNode,
+        message: `${p.ip} answers ping but refuses TCP ${p.port}: nothing listens there`,
+      });
     }
   }
 
@@ -276,7 +296,8 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
   }
   if (out.length === 0) {
     out.push({
-      message: "no broken hop found in the agents' plans and the nodes' kernels: the loss is beyond the nodes (underlay, firewall), transient, or repaired since the probe (agents resync): re-run with --resume",
+      message:
+        "no broken hop found in the agents' plans and the nodes' kernels: the loss is beyond the nodes (underlay, firewall), transient, or repaired since the probe (agents resync): re-run with --resume",
       hop: "target",
     });
   }

@@ -60,7 +60,10 @@ export function parseKernelFacts(stdout: string): KernelFacts {
     routes: [...parseJsonArray<KernelRoute>(r4), ...parseJsonArray<KernelRoute>(r6)],
     neighbors: parseJsonArray(neigh),
     fdb: parseJsonArray(fdb),
-    links: parseJsonArray<{ ifname: string; mtu: number }>(links).map((l) => ({ ifname: l.ifname, mtu: l.mtu })),
+    links: parseJsonArray<{ ifname: string; mtu: number }>(links).map((l) => ({
+      ifname: l.ifname,
+      mtu: l.mtu,
+    })),
     routeGet,
   };
 }
@@ -79,13 +82,18 @@ export async function gatherFacts(
     exec.state(node),
     exec
       .capture(node, ["bash", "-c", FACTS_SCRIPT, "kosmos-facts", ...targets])
-      .then((r) => ({ facts: parseKernelFacts(r.stdout), error: r.exitCode === 0 ? undefined : r.stderr.trim() }))
+      .then((r) => ({
+        facts: parseKernelFacts(r.stdout),
+        error: r.exitCode === 0 ? undefined : r.stderr.trim(),
+      }))
       .catch((e: Error) => ({ facts: undefined, error: e.message })),
   ]);
   return {
     node,
     plan,
-    planMissing: plan ? undefined : `agent on ${node} has no plan${state?.lastError ? ` (${state.lastError})` : ""}`,
+    planMissing: plan
+      ? undefined
+      : `agent on ${node} has no plan${state?.lastError ? ` (${state.lastError})` : ""}`,
     state,
     kernel: kernel.facts,
     kernelError: kernel.error,

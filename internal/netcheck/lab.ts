@@ -8,7 +8,8 @@ import { LAB_AGENT_PORT, LAB_ECHO_PORT, type LabPlan } from "../lab/plan.ts";
 import type { Endpoint, Inventory } from "./types.ts";
 
 export function labInventory(plan: LabPlan): Inventory {
-  const fams = (ipFamily: string): Array<4 | 6> => (ipFamily === "ipv4" ? [4] : ipFamily === "ipv6" ? [6] : [4, 6]);
+  const fams = (ipFamily: string): Array<4 | 6> =>
+    ipFamily === "ipv4" ? [4] : ipFamily === "ipv6" ? [6] : [4, 6];
   const endpoints: Endpoint[] = [];
   for (const n of plan.nodes) {
     const c = plan.clusters.find((x) => x.name === n.cluster);
@@ -49,7 +50,9 @@ export function labInventory(plan: LabPlan): Inventory {
       podEgressSNAT: false,
     })),
     endpoints,
-    agents: Object.fromEntries(plan.nodes.map((n) => [n.name, { url: `unix:${agentSocket(plan.name, n.name)}` }])),
+    agents: Object.fromEntries(
+      plan.nodes.map((n) => [n.name, { url: `unix:${agentSocket(plan.name, n.name)}` }]),
+    ),
   };
 }
 

@@ -4,7 +4,17 @@
  * the reason) — so a healthy network checks all green instead of drowning real failures in noise.
  */
 import { dnsQuery, printfEscape } from "./dns.ts";
-import type { CheckMode, CheckOptions, ClusterInfo, Endpoint, Family, Inventory, Pair, ProbeSpec, SkippedPair } from "./types.ts";
+import type {
+  CheckMode,
+  CheckOptions,
+  ClusterInfo,
+  Endpoint,
+  Family,
+  Inventory,
+  Pair,
+  ProbeSpec,
+  SkippedPair,
+} from "./types.ts";
 
 export function pairKey(src: string, dst: string): string {
   return `${src}>${dst}`;
@@ -43,7 +53,11 @@ function crossUnderlay(n: Endpoint, c: ClusterInfo | undefined): boolean {
 }
 
 /** Why nobody carries src → dst (undefined: the pair must work). */
-export function notExpected(src: Endpoint, dst: Endpoint, clusters: Map<string, ClusterInfo>): string | undefined {
+export function notExpected(
+  src: Endpoint,
+  dst: Endpoint,
+  clusters: Map<string, ClusterInfo>,
+): string | undefined {
   if (src.cluster === dst.cluster) return undefined;
   const sc = clusters.get(src.cluster);
   const dc = clusters.get(dst.cluster);
@@ -73,7 +87,13 @@ export function dnsId(key: string, ip: string): number {
   return hash16(`${key}|${ip}`);
 }
 
-function probesFor(src: Endpoint, dst: Endpoint, key: string, opts: CheckOptions, clusters: Map<string, ClusterInfo>): ProbeSpec[] {
+function probesFor(
+  src: Endpoint,
+  dst: Endpoint,
+  key: string,
+  opts: CheckOptions,
+  clusters: Map<string, ClusterInfo>,
+): ProbeSpec[] {
   const fams = clusterFamilies(clusters.get(src.cluster)).filter(
     (f) => clusterFamilies(clusters.get(dst.cluster)).includes(f) && opts.families.includes(f),
   );
@@ -89,10 +109,23 @@ function probesFor(src: Endpoint, dst: Endpoint, key: string, opts: CheckOptions
         out.push({ proto, ip, family, ...(opts.packetSize ? { size: opts.packetSize } : {}) });
       } else if (proto === "tcp") {
         if (dst.tcp?.families.includes(family)) {
-          out.push({ proto, ip, family, port: dst.tcp.port, ...(dst.tcp.expect ? { expect: dst.tcp.expect } : {}) });
+          out.push({
+            proto,
+            ip,
+            family,
+            port: dst.tcp.port,
+            ...(dst.tcp.expect ? { expect: dst.tcp.expect } : {}),
+          });
         }
       } else if (proto === "udp") {
-        if (dst.udp) out.push({ proto, ip, family, port: dst.udp.port, ...(dst.udp.expect ? { expect: dst.udp.expect } : {}) });
+        if (dst.udp)
+          out.push({
+            proto,
+            ip,
+            family,
+            port: dst.udp.port,
+            ...(dst.udp.expect ? { expect: dst.udp.expect } : {}),
+          });
       } else if (proto === "dns") {
         if (dst.dnsPort) {
           const q = printfEscape(dnsQuery(opts.dnsName, dnsId(key, ip)));

@@ -16,17 +16,29 @@ export async function saveReport(file: string, report: CheckReport): Promise<voi
 
 export async function loadReport(file: string): Promise<CheckReport> {
   if (!existsSync(file)) {
-    throw new NetcheckError("RESULTS", `no previous results in ${file}`, "run `kosmosctl check` once first (or pass --results FILE)");
+    throw new NetcheckError(
+      "RESULTS",
+      `no previous results in ${file}`,
+      "run `kosmosctl check` once first (or pass --results FILE)",
+    );
   }
   let data: unknown;
   try {
     data = JSON.parse(await readFile(file, "utf8"));
   } catch (e) {
-    throw new NetcheckError("RESULTS", `${file} is not a check results file: ${(e as Error).message}`, "remove it and run a full check");
+    throw new NetcheckError(
+      "RESULTS",
+      `${file} is not a check results file: ${(e as Error).message}`,
+      "remove it and run a full check",
+    );
   }
   const r = data as Partial<CheckReport>;
   if (r.version !== 1 || !Array.isArray(r.results) || !r.options) {
-    throw new NetcheckError("RESULTS", `${file} is not a check results file (version ${String(r.version)})`, "remove it and run a full check");
+    throw new NetcheckError(
+      "RESULTS",
+      `${file} is not a check results file (version ${String(r.version)})`,
+      "remove it and run a full check",
+    );
   }
   return r as CheckReport;
 }

@@ -13,7 +13,13 @@ export interface ExecOutcome {
 
 /** Runs commands on a node (through its agent). Implementations: AgentExecutor, fakes in tests. */
 export interface ProbeExecutor {
-  run(node: string, argv: string[], stdin: string, timeoutSec: number, onLine: (line: string) => void): Promise<ExecOutcome>;
+  run(
+    node: string,
+    argv: string[],
+    stdin: string,
+    timeoutSec: number,
+    onLine: (line: string) => void,
+  ): Promise<ExecOutcome>;
   /** undefined when the node's agent answers; otherwise why not. */
   health(node: string): Promise<string | undefined>;
 }
@@ -41,17 +47,22 @@ interface Job {
   items: Array<{ key: string; pair: number; probe: number }>;
 }
 
-/** Batches, round-robin over sources so that every agent works from the start. */
+/** Batches, round-robin over sources so that every agent works from the start, spread over targets. */
 export function planJobs(pairs: Pair[], batch: number): Job[] {
   const bySrc = new Map<string, Job["items"]>();
   const srcOf = new Map<string, Endpoint>();
   pairs.forEach((p, i) => {
     const list = bySrc.get(p.src.id) ?? [];
-    p.probes.forEach((_, j) => list.push({ key: `${i}.${j}`, pair: i, probe: j }));
+    for (let j = 0; j < p.probes.length; j++) list.push({ key: `${i}.${j}`, pair: i, probe: j });
     bySrc.set(p.src.id, list);
     srcOf.set(p.src.id, p.src);
   });
-  const queues = [...bySrc.entries()].map(([id, items]) => {
+  const n = bySrc.size;
+  const queues = [...bySrc.entries()].map(([id, list], s) => {
+    // Every source starts at a different destination: all sources probing the same target at
+    // once overflow its listen backlog (SYNs dropped, retried after 1 s) and look like failures.
+    const off = Math.floor((s * list.length) / n);
+    const items = [...list.slice(off), ...list.slice(0, off)];
     const chunks: Job[] = [];
     for (let k = 0; k < items.length; k += batch) {
       chunks.push({ src: srcOf.get(id) as Endpoint, items: items.slice(k, k + batch) });
@@ -77,7 +88,11 @@ export interface RunOptions {
 }
 
 /** Run every probe of `pairs`; returns outcomes indexed like pairs[i].probes[j]. */
-export async function runProbes(pairs: Pair[], exec: ProbeExecutor, opts: RunOptions): Promise<ProbeOutcome[][]> {
+export async function runProbes(
+  pairs: Pair[],
+  exec: ProbeExecutor,
+  opts: RunOptions,
+): Promise<ProbeOutcome[][]> {
   const out: ProbeOutcome[][] = pairs.map(() => []);
   const sources = new Set(pairs.map((p) => p.src.id)).size;
   const sch = schedule(opts.concurrency, sources);
@@ -101,7 +116,15 @@ export async function runProbes(pairs: Pair[], exec: ProbeExecutor, opts: RunOpt
       }
       const byKey = new Map(job.items.map((it) => [it.key, it]));
       const stdin = `${job.items.map((it) => probeLine(it.key, pairs[it.pair]?.probes[it.probe] as Pair["probes"][number])).join("\n")}\n`;
-      const argv = [...job.src.execPrefix, "bash", "-c", PROBE_SCRIPT, "kosmos-probe", String(opts.timeoutSec), String(sch.perExec)];
+      const argv = [
+        ...job.src.execPrefix,
+        "bash",
+        "-c",
+        PROBE_SCRIPT,
+        "kosmos-probe",
+        String(opts.timeoutSec),
+        String(sch.perExec),
+      ];
       // Generous ceiling for the whole batch: waves of perExec probes, each at most the timeout (+ slack).
       const ceiling = Math.ceil(job.items.length / sch.perExec) * (opts.timeoutSec + 1) + 15;
       let why = "";
@@ -111,12 +134,14 @@ export async function runProbes(pairs: Pair[], exec: ProbeExecutor, opts: RunOpt
           const it = l ? byKey.get(l.key) : undefined;
           if (l && it) record(it.pair, it.probe, l.ok, l.ms, l.detail);
         });
-        if (r.exitCode !== 0) why = `probe script exited ${r.exitCode} on ${job.src.node}: ${r.stderr.trim().split("\n").pop() ?? ""}`;
+        if (r.exitCode !== 0)
+          why = `probe script exited ${r.exitCode} on ${job.src.node}: ${r.stderr.trim().split("\n").pop() ?? ""}`;
       } catch (e) {
         why = `cannot run probes on ${job.src.node}: ${(e as Error).message}`;
       }
       for (const it of job.items) {
-        if (!out[it.pair]?.[it.probe]) record(it.pair, it.probe, false, 0, why || "no result from the probe script");
+        if (!out[it.pair]?.[it.probe])
+          record(it.pair, it.probe, false, 0, why || "no result from the probe script");
       }
     }
   };

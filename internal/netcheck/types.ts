@@ -87,9 +87,21 @@ export interface ProbeOutcome extends ProbeSpec {
   ok: boolean;
   ms: number;
   detail: string;
+  /** How many times it was tried (when more than once). */
+  attempts?: number;
 }
 
-export type Hop = "agent" | "plan" | "route" | "neighbor" | "fdb" | "gateway" | "mtu" | "target" | "cni" | "drift";
+export type Hop =
+  | "agent"
+  | "plan"
+  | "route"
+  | "neighbor"
+  | "fdb"
+  | "gateway"
+  | "mtu"
+  | "target"
+  | "cni"
+  | "drift";
 
 export interface Finding {
   hop: Hop;
@@ -125,6 +137,8 @@ export interface CheckOptions {
   concurrency: number;
   /** Per-probe timeout, seconds. */
   timeoutSec: number;
+  /** Failed probes are tried again this many times (at the end) before a pair counts as failed. */
+  retries?: number;
   /** Include pairs inside one cluster (default true). */
   intraCluster: boolean;
   /** DNS name the dns probes ask for. */

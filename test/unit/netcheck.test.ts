@@ -78,7 +78,10 @@ describe("matrix", () => {
   test("packet size goes to icmp probes as DF payload (IP size - 28/48)", () => {
     const m = buildMatrix(inv, { ...base, protocols: ["icmp"], packetSize: 1400 });
     const p = m.pairs.find((x) => x.key === "c2-node-1-pod-1>c1-node-1-pod-1") as Pair;
-    expect(p.probes.map((x) => probeLine("k", x))).toEqual(["k icmp 242.1.1.2 - 1372 -", "k icmp fd10:1:0:1::2 - 1352 -"]);
+    expect(p.probes.map((x) => probeLine("k", x))).toEqual([
+      "k icmp 242.1.1.2 - 1372 -",
+      "k icmp fd10:1:0:1::2 - 1352 -",
+    ]);
   });
 });
 
@@ -149,14 +152,22 @@ describe("scheduling", () => {
 
 describe("script output, dns, kernel facts", () => {
   test("parses result lines and ignores noise", () => {
-    expect(parseScriptLine("3.1\tok\t12\trtt 0.1 ms")).toEqual({ key: "3.1", ok: true, ms: 12, detail: "rtt 0.1 ms" });
+    expect(parseScriptLine("3.1\tok\t12\trtt 0.1 ms")).toEqual({
+      key: "3.1",
+      ok: true,
+      ms: 12,
+      detail: "rtt 0.1 ms",
+    });
     expect(parseScriptLine("bash: warning")).toBeUndefined();
   });
 
   test("dns query and reply interpretation", () => {
     const q = dnsQuery("a.bc", 0x1234);
     expect([...q]).toEqual([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 97, 2, 98, 99, 0, 0, 1, 0, 1]);
-    expect(interpretDnsReply("reply  12 34 81 83", 0x1234)).toEqual({ ok: true, detail: "DNS answered NXDOMAIN" });
+    expect(interpretDnsReply("reply  12 34 81 83", 0x1234)).toEqual({
+      ok: true,
+      detail: "DNS answered NXDOMAIN",
+    });
     expect(interpretDnsReply("reply 12 34 81 82", 0x1234).ok).toBe(false);
     expect(interpretDnsReply("reply 99 34 81 80", 0x1234).ok).toBe(false);
   });
@@ -176,18 +187,49 @@ describe("diagnosis", () => {
     node: "c1-node-1",
     cluster: "c1",
     table: 200,
-    devices: [{ name: "vx-bridge", family: 4, vni: 54, port: 4876, local: "192.168.1.1", parent: "eth0", mtu: 1450, mac: "aa:aa:aa:aa:aa:01", address: "220.168.1.1/8" }],
-    routes: [{ dst: "10.245.0.0/16", via: "220.168.2.1", dev: "vx-bridge", family: 4, table: 200, peer: "c2/c2-node-1" }],
+    devices: [
+      {
+        name: "vx-bridge",
+        family: 4,
+        vni: 54,
+        port: 4876,
+        local: "192.168.1.1",
+        parent: "eth0",
+        mtu: 1450,
+        mac: "aa:aa:aa:aa:aa:01",
+        address: "220.168.1.1/8",
+      },
+    ],
+    routes: [
+      {
+        dst: "10.245.0.0/16",
+        via: "220.168.2.1",
+        dev: "vx-bridge",
+        family: 4,
+        table: 200,
+        peer: "c2/c2-node-1",
+      },
+    ],
     rules: [],
     fdb: [{ dev: "vx-bridge", mac: "aa:bb:cc:dd:ee:ff", dst: "192.168.2.1" }],
     neighbors: [{ dev: "vx-bridge", ip: "220.168.2.1", mac: "aa:bb:cc:dd:ee:ff", family: 4 }],
-    nft: { overlayDevices: [], mssClampDevices: [], globalMaps: [], masquerade: [], noMasqueradeDst: { v4: [], v6: [] } },
+    nft: {
+      overlayDevices: [],
+      mssClampDevices: [],
+      globalMaps: [],
+      masquerade: [],
+      noMasqueradeDst: { v4: [], v6: [] },
+    },
     xfrm: { policies: [], states: [] },
     sysctls: [],
     gateways: { c2: "c2-node-1" },
     warnings: [],
   };
-  const pair = buildMatrix(inv, { ...base, protocols: ["icmp"] }, new Set(["c1-node-1-pod-1>c2-node-1-pod-1"])).pairs[0] as Pair;
+  const pair = buildMatrix(
+    inv,
+    { ...base, protocols: ["icmp"] },
+    new Set(["c1-node-1-pod-1>c2-node-1-pod-1"]),
+  ).pairs[0] as Pair;
   const failed = (detail: string, size?: number): PairResult => ({
     sn: 1,
     key: pair.key,
@@ -198,7 +240,9 @@ describe("diagnosis", () => {
     dstCluster: "c2",
     dstNode: "c2-node-1",
     ok: false,
-    probes: [{ proto: "icmp", ip: "10.245.1.2", family: 4, ok: false, ms: 2000, detail, ...(size ? { size } : {}) }],
+    probes: [
+      { proto: "icmp", ip: "10.245.1.2", family: 4, ok: false, ms: 2000, detail, ...(size ? { size } : {}) },
+    ],
   });
   const kernel = (routes: boolean, eth0 = 1500) =>
     parseKernelFacts(
@@ -207,7 +251,17 @@ describe("diagnosis", () => {
   const clusters = new Map(inv.clusters.map((c) => [c.name, c]));
 
   test("a planned route missing from the kernel names the node and the route", () => {
-    const facts = new Map<string, NodeFacts>([["c1-node-1", { node: "c1-node-1", plan: hostPlan, kernel: kernel(false), state: { node: "c1-node-1", ready: true, members: { "c2-node-1": "alive" } } }]]);
+    const facts = new Map<string, NodeFacts>([
+      [
+        "c1-node-1",
+        {
+          node: "c1-node-1",
+          plan: hostPlan,
+          kernel: kernel(false),
+          state: { node: "c1-node-1", ready: true, members: { "c2-node-1": "alive" } },
+        },
+      ],
+    ]);
     const f = diagnose(pair, failed("no reply"), { clusters, facts });
     expect(f[0]?.hop).toBe("route");
     expect(f[0]?.node).toBe("c1-node-1");
@@ -219,20 +273,48 @@ describe("diagnosis", () => {
     const k = kernel(true);
     k.fdb = [];
     const facts = new Map<string, NodeFacts>([
-      ["c1-node-1", { node: "c1-node-1", plan: hostPlan, kernel: k, state: { node: "c1-node-1", ready: true, members: { "c2-node-1": "dead" } } }],
+      [
+        "c1-node-1",
+        {
+          node: "c1-node-1",
+          plan: hostPlan,
+          kernel: k,
+          state: { node: "c1-node-1", ready: true, members: { "c2-node-1": "dead" } },
+        },
+      ],
       ["c2-node-1", { node: "c2-node-1", agentError: "agent on c2-node-1 is not reachable" }],
     ]);
     const hops = diagnose(pair, failed("no reply"), { clusters, facts }).map((f) => f.hop);
     expect(hops).toContain("fdb");
     expect(hops).toContain("gateway");
     const mtuFacts = new Map<string, NodeFacts>([
-      ["c1-node-1", { node: "c1-node-1", plan: hostPlan, kernel: kernel(true), state: { node: "c1-node-1", ready: true } }],
-      ["c2-node-1", { node: "c2-node-1", plan: { ...hostPlan, node: "c2-node-1" }, kernel: kernel(true, 1400) }],
+      [
+        "c1-node-1",
+        {
+          node: "c1-node-1",
+          plan: hostPlan,
+          kernel: kernel(true),
+          state: { node: "c1-node-1", ready: true },
+        },
+      ],
+      [
+        "c2-node-1",
+        { node: "c2-node-1", plan: { ...hostPlan, node: "c2-node-1" }, kernel: kernel(true, 1400) },
+      ],
     ]);
-    const f = diagnose(pair, failed("no reply", 1400), { clusters, facts: mtuFacts, smallOk: { "10.245.1.2": true } });
+    const f = diagnose(pair, failed("no reply", 1400), {
+      clusters,
+      facts: mtuFacts,
+      smallOk: { "10.245.1.2": true },
+    });
     expect(f.some((x) => x.hop === "mtu" && x.message.includes("black hole"))).toBe(true);
-    expect(f.some((x) => x.hop === "mtu" && x.node === "c2-node-1" && x.message.includes("eth0 has 1400"))).toBe(true);
-    const down = diagnose(pair, failed("x"), { clusters, facts: new Map([["c1-node-1", { node: "c1-node-1", agentError: "agent on c1-node-1 is down" }]]) });
+    expect(
+      f.some((x) => x.hop === "mtu" && x.node === "c2-node-1" && x.message.includes("eth0 has 1400")),
+    ).toBe(true);
+    const down = diagnose(pair, failed("x"), {
+      clusters,
+      facts: new Map([["c1-node-1", { node: "c1-node-1", agentError: "agent on c1-node-1 is down" }]]),
+    });
     expect(down).toEqual([{ hop: "agent", node: "c1-node-1", message: "agent on c1-node-1 is down" }]);
   });
 });
@@ -250,8 +332,18 @@ test("resume merge replaces re-checked pairs and recounts", () => {
     ok,
     probes: [],
   });
-  const prev = { results: [r("a>b", true, 1), r("a>c", false, 2)], total: 2, passed: 1, failed: 1 } as unknown as CheckReport;
-  const next = { results: [r("a>c", true, 1)], startedAt: "x", durationMs: 1, agentErrors: {} } as unknown as CheckReport;
+  const prev = {
+    results: [r("a>b", true, 1), r("a>c", false, 2)],
+    total: 2,
+    passed: 1,
+    failed: 1,
+  } as unknown as CheckReport;
+  const next = {
+    results: [r("a>c", true, 1)],
+    startedAt: "x",
+    durationMs: 1,
+    agentErrors: {},
+  } as unknown as CheckReport;
   const m = mergeResume(prev, next);
   expect([m.passed, m.failed, m.resumed, m.results[1]?.sn]).toEqual([2, 0, 1, 2]);
 });

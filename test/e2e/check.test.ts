@@ -138,19 +138,7 @@ describe("kosmosctl check --lab", () => {
     expect(none.stdout).toContain("nothing to resume");
     // Table output of a failure names the columns.
     const table = await withRouteDeleted(node, () =>
-      check([
-        "--lab",
-        "--name",
-        LAB,
-        "--results",
-        join(dir, "t.json"),
-        "--src",
-        "c1",
-        "--dst",
-        "c2",
-        "-p",
-        "tcp",
-      ]),
+      check(["--lab", "--name", LAB, "--results", join(dir, "t.json"), "-p", "tcp", ...quick, "--src", "c1", "--dst", "c2"]),
     );
     expect(table.code).toBe(1);
     expect(table.stdout).toContain("S/N");

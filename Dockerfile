@@ -15,7 +15,7 @@ RUN bun build --compile --minify --sourcemap cmd/kosmos-controller.ts --outfile 
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 nftables iptables ipset ca-certificates \
+ && apt-get install -y --no-install-recommends iproute2 nftables iptables ipset iputils-ping bash ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
 COPY --from=build /src/migrations /usr/local/share/kosmos/migrations

@@ -83,7 +83,7 @@ export interface AgentLaunch {
   extraArgs?: string[];
   /** Resync interval for agents (ms). */
   resyncMs?: number;
-  /** Seed only these many agents (the rest learn by gossip); default: all. */
+  /** Seed only the first N agents (the rest learn by gossip); default: the first node of each cluster. */
   seedCount?: number;
 }
 
@@ -198,7 +198,11 @@ export async function labUp(name: string, config: LabConfig, opts: UpOptions = {
       await waitAgentHealthy(name, node.name);
       step(`agent ${node.name} up`);
     }
-    const seedTargets = plan.nodes.slice(0, opts.seedCount ?? 1);
+    // Like the controller: seed a few agents (the first node of each cluster); the rest learn by gossip.
+    const firstPerCluster = plan.clusters
+      .map((c) => plan.nodes.find((n) => n.cluster === c.name))
+      .filter((n): n is LabNodePlan => n !== undefined);
+    const seedTargets = opts.seedCount === undefined ? firstPerCluster : plan.nodes.slice(0, opts.seedCount);
     for (const node of seedTargets) await seedAgent(name, node.name, plan, token);
     for (const node of plan.nodes) {
       if (!opts.noWait) await waitAgentReady(name, node.name, 60_000);

@@ -2,7 +2,13 @@
  * `bun run bench [-- module...]`: runs every bench module (or the named ones) in order, prints one
  * table per module and a summary of the figures that have a target. Exits 0 when targets are missed
  * (the tables report them); non-zero only when a module crashes.
+ *
+ * Each module runs in its own child process (`index.ts --child <module> <result file>`), so one
+ * module's heap (e.g. the planner's 100k-node topology) does not inflate another's RSS figure.
  */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Table from "cli-table3";
 import type { BenchResult } from "./lib.ts";
 
@@ -71,7 +77,37 @@ export function renderTable(results: BenchResult[], module?: string): string {
   return t.toString();
 }
 
+/** Run one module in a child process; its results come back through a temp JSON file. */
+async function runChild(name: string): Promise<BenchResult[]> {
+  const dir = await mkdtemp(join(tmpdir(), "kosmos-bench-"));
+  try {
+    const out = join(dir, "results.json");
+    const proc = Bun.spawn([process.execPath, import.meta.path, "--child", name, out], {
+      stdout: "inherit",
+      stderr: "inherit",
+    });
+    const code = await proc.exited;
+    if (code !== 0) throw new Error(`bench ${name} exited with ${code}`);
+    // JSON turns NaN/Infinity into null: restore them as NaN
+    const rows = JSON.parse(await readFile(out, "utf8")) as BenchResult[];
+    return rows.map((r) => ({ ...r, value: r.value ?? Number.NaN }));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function child(name: string, out: string): Promise<void> {
+  const loader = MODULES[name];
+  if (!loader) throw new Error(`unknown bench module ${name}`);
+  const results = await (await loader()).run();
+  await Bun.write(out, JSON.stringify(results));
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "--child") {
+    await child(argv[1] ?? "", argv[2] ?? "");
+    return 0;
+  }
   const wanted = argv.length > 0 ? argv : Object.keys(MODULES);
   const unknown = wanted.filter((m) => !(m in MODULES));
   if (unknown.length > 0) {
@@ -87,9 +123,7 @@ async function main(argv: string[]): Promise<number> {
     const t = performance.now();
     console.log(`\n== ${name}`);
     try {
-      const loader = MODULES[name];
-      if (!loader) continue;
-      const results = await (await loader()).run();
+      const results = await runChild(name);
       console.log(renderTable(results));
       console.log(`(${name}: ${((performance.now() - t) / 1000).toFixed(1)} s)`);
       for (const r of results) all.push({ module: name, r });

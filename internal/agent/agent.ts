@@ -25,6 +25,7 @@ import { type AgentEnv, createAgentRoutes } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
 import { type AgentGossip, GOSSIP_PATH, prepareGossip } from "./gossip.ts";
 import { ControlLoop } from "./loop.ts";
+import type { HostState } from "../planner/index.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -128,6 +129,8 @@ export class Agent {
       registry: this.registry,
       members: () => (this.planView ?? this.memberView)(),
       electionMembers: () => (this.electionView ?? this.planView ?? this.memberView)(),
+      gatewayClaims: () => this.gatewayClaims(),
+      onApplied: (p) => this.updateGatewayClaim(p),
       ipsecSecret: this.secret,
       debounceMs: cfg.debounceMs,
       resyncMs: cfg.resyncMs,
@@ -210,9 +213,37 @@ export class Agent {
     return this.cfg.advertiseUrl ?? this.server?.url;
   }
 
+  /** Claims published in node_status rows (alive or not: the planner filters by liveness). */
+  private gatewayClaims(): Array<{ node: string; cluster: string; since: number }> {
+    const out: Array<{ node: string; cluster: string; since: number }> = [];
+    for (const r of this.store.rows()) {
+      if (r.table !== "node_status" || r.deleted || !r.data) continue;
+      const d = r.data as { gatewayFor?: string; gatewaySince?: number };
+      if (d.gatewayFor && typeof d.gatewaySince === "number") out.push({ node: r.key, cluster: d.gatewayFor, since: d.gatewaySince });
+    }
+    return out;
+  }
+
+  private claim: { gatewayFor?: string; gatewaySince?: number } = {};
+
+  /** Publish (or withdraw) this node's gateway claim so every agent agrees on the active gateway. */
+  private updateGatewayClaim(p: HostState): void {
+    const elected = p.gateways[p.cluster] === this.cfg.node;
+    if (elected && this.claim.gatewayFor !== p.cluster) {
+      this.claim = { gatewayFor: p.cluster, gatewaySince: Date.now() };
+      this.logger.info({ cluster: p.cluster }, "active gateway: claim published");
+      this.publishStatus();
+    } else if (!elected && this.claim.gatewayFor !== undefined) {
+      this.claim = {};
+      this.logger.info({ cluster: p.cluster }, "no longer the active gateway: claim withdrawn");
+      this.publishStatus();
+    }
+  }
+
   private publishStatus(): void {
     try {
       const row = this.store.writeLocal("node_status", this.cfg.node, {
+        ...this.claim,
         name: this.cfg.node,
         endpoint: this.endpoint,
         certFingerprint: this.tls.fingerprint,

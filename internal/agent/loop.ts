@@ -31,6 +31,10 @@ export interface LoopDeps {
   logger: Logger;
   registry: Registry;
   members: () => Record<string, MemberState>;
+  /** Gateway claims from the replica (node_status rows). */
+  gatewayClaims?: () => Array<{ node: string; cluster: string; since: number }>;
+  /** Called after every successful reconcile with the plan (the agent publishes its gateway claim). */
+  onApplied?: (plan: HostState) => void;
   /** Liveness for elections (default: members). */
   electionMembers?: () => Record<string, MemberState>;
   ipsecSecret?: Uint8Array;
@@ -59,6 +63,7 @@ export class ControlLoop {
   private again = false;
   private stopped = false;
   private gateways: Record<string, string> = {};
+  private savedHash: string | undefined;
   private readonly m;
 
   constructor(private readonly deps: LoopDeps) {
@@ -88,6 +93,7 @@ export class ControlLoop {
     const last = this.deps.store.loadApplied();
     const g = (last?.plan as HostState | undefined)?.gateways;
     if (g) this.gateways = { ...g };
+    this.savedHash = last?.planHash;
     this.trigger("start", 0);
     this.resync = setInterval(() => this.trigger("resync", 0), this.deps.resyncMs);
   }
@@ -141,6 +147,7 @@ export class ControlLoop {
         self: deps.node,
         members: deps.members(),
         electionMembers: deps.electionMembers?.(),
+        gatewayClaims: deps.gatewayClaims?.(),
         gateways: this.gateways,
         ipsecSecret: deps.ipsecSecret,
       });
@@ -187,6 +194,11 @@ export class ControlLoop {
           },
           "reconciled",
         );
+      }
+      // Persist whenever the plan differs from the stored one (not only when the kernel changed: a
+      // replica rebuilt from peers finds the kernel already right, and a restart must still find
+      // the last plan and its gateways).
+      if (hash !== this.savedHash || report.changes > 0 || report.errors.length > 0) {
         deps.store.saveApplied({
           plan: redact(desired),
           planHash: hash,
@@ -194,7 +206,9 @@ export class ControlLoop {
           report: { changes: report.changes, residual: report.residual, errors: report.errors, ipsec: report.ipsec },
           capabilities: deps.capabilities,
         });
+        this.savedHash = hash;
       }
+      deps.onApplied?.(desired);
     } catch (e) {
       this.status.lastError = (e as Error).message;
       this.m.runs.inc({ result: "error" });

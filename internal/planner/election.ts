@@ -21,6 +21,7 @@ export function electGateways(
   topology: Topology,
   members?: Record<string, MemberState>,
   previous?: Record<string, string>,
+  claims?: ReadonlyArray<{ node: string; cluster: string; since: number }>,
 ): Record<string, string> {
   const gatewayClusters = new Set(
     topology.clusters.filter((c) => c.networkType === "gateway").map((c) => c.name),
@@ -34,6 +35,22 @@ export function electGateways(
     if (b === undefined || n.name < b) best.set(n.cluster, n.name);
   }
   for (const [c, n] of sticky) best.set(c, n);
+  // A published claim (the gateway says so in its own replicated status) beats local stickiness:
+  // every agent sees the same claims, so a freshly started agent agrees with the fleet.
+  if (claims && claims.length > 0) {
+    const candidates = new Set(
+      topology.nodes
+        .filter((n) => n.gatewayCandidate && gatewayClusters.has(n.cluster) && isAlive(members, n.name))
+        .map((n) => `${n.cluster}\0${n.name}`),
+    );
+    const claimed = new Map<string, { node: string; since: number }>();
+    for (const c of claims) {
+      if (!candidates.has(`${c.cluster}\0${c.node}`)) continue;
+      const cur = claimed.get(c.cluster);
+      if (!cur || c.since > cur.since || (c.since === cur.since && c.node < cur.node)) claimed.set(c.cluster, c);
+    }
+    for (const [c, v] of claimed) best.set(c, v.node);
+  }
   return sortedRecord(best);
 }
 

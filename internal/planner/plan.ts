@@ -225,7 +225,7 @@ export function plan(input: PlanInput): HostState {
   const selfCluster = selfCtx.cluster;
 
   const electionView = input.electionMembers ?? members;
-  const gateways = electGateways(topology, electionView, input.gateways);
+  const gateways = electGateways(topology, electionView, input.gateways, input.gatewayClaims);
   const serviceNodes = electServiceNodes(topology, electionView, input.serviceNodes);
   const nodeByName = (ctx: ClusterCtx, name: string | undefined) =>
     name === undefined ? undefined : ctx.nodes.find((n) => n.name === name);

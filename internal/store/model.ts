@@ -18,6 +18,10 @@ export const NodeStatusSchema = z.object({
   startedAt: z.number().int().nonnegative().optional(),
   /** Device name -> MAC (vx-local, vx-bridge, ...), so peers can program FDB/neighbour entries. */
   macs: z.record(z.string().min(1).max(15), MacSchema).default({}),
+  /** Set while this node is the active gateway of this cluster (a claim every agent honours). */
+  gatewayFor: z.string().min(1).max(63).optional(),
+  /** When the claim was made (Unix ms): the newest claim among alive candidates wins. */
+  gatewaySince: z.number().int().nonnegative().optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 export type NodeStatusInput = z.input<typeof NodeStatusSchema>;

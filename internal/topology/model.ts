@@ -107,6 +107,12 @@ export interface PlanInput {
    * it has been dead for a grace period (so an agent restart does not withdraw a live node's routes).
    */
   electionMembers?: Record<string, MemberState>;
+  /**
+   * Gateway claims published by the nodes themselves (node_status.gatewayFor/gatewaySince). The
+   * newest claim of an alive candidate wins, so agents that start fresh (no previous choice) agree
+   * with the fleet instead of picking the lowest name.
+   */
+  gatewayClaims?: Array<{ node: string; cluster: string; since: number }>;
   /** Currently active gateway per gateway-mode cluster (for stickiness); recomputed if absent/dead. */
   gateways?: Record<string, string>;
   /**

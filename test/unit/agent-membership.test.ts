@@ -92,3 +92,25 @@ describe("agent membership views", () => {
     expect(afterGrace.routes.some((r) => r.dst === "10.1.2.0/24")).toBe(false);
   });
 });
+
+describe("gateway claims", () => {
+  test("a fresh agent (no previous choice) follows the published claim, not the lowest name", () => {
+    const p = plan({
+      topology: topo,
+      self: "a-1",
+      gatewayClaims: [{ node: "b-2", cluster: "b", since: 100 }],
+    });
+    expect(p.gateways.b).toBe("b-2");
+  });
+
+  test("the newest claim of an alive candidate wins; a dead claimant's claim is ignored", () => {
+    const claims = [
+      { node: "b-1", cluster: "b", since: 100 },
+      { node: "b-2", cluster: "b", since: 200 },
+    ];
+    expect(plan({ topology: topo, self: "a-1", gatewayClaims: claims }).gateways.b).toBe("b-2");
+    expect(
+      plan({ topology: topo, self: "a-1", gatewayClaims: claims, members: { "b-2": "dead" } }).gateways.b,
+    ).toBe("b-1");
+  });
+});

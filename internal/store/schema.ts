@@ -84,6 +84,10 @@ export const nodeStatus = sqliteTable(
     startedAt: integer("started_at"),
     /** JSON object device name -> MAC (e.g. {"vx-local":"02:..","vx-bridge":"02:.."}). */
     macs: text("macs"),
+    /** Cluster this node is the active gateway of (its claim; every agent's election honours it). */
+    gatewayFor: text("gateway_for"),
+    /** Unix epoch milliseconds of the claim: the newest claim of an alive candidate wins. */
+    gatewaySince: integer("gateway_since"),
   },
   (t) => [
     index("node_status_owner_version").on(t.owner, t.version),

@@ -121,11 +121,19 @@ const nodeSpec: ReplicatedTableSpec = {
 
 const nodeStatusSpec: ReplicatedTableSpec = {
   name: "node_status",
-  columns: ["endpoint", "cert_fingerprint", "agent_version", "started_at", "macs"],
+  columns: ["endpoint", "cert_fingerprint", "agent_version", "started_at", "macs", "gateway_for", "gateway_since"],
   schema: NodeStatusSchema as unknown as z.ZodType<Record<string, unknown>>,
   toColumns(d) {
     const s = d as unknown as NodeStatus;
-    return [str(s.endpoint), str(s.certFingerprint), str(s.agentVersion), num(s.startedAt), json(s.macs)];
+    return [
+      str(s.endpoint),
+      str(s.certFingerprint),
+      str(s.agentVersion),
+      num(s.startedAt),
+      json(s.macs),
+      str(s.gatewayFor),
+      num(s.gatewaySince),
+    ];
   },
   fromColumns(r) {
     const s: Record<string, unknown> = { name: r.name };
@@ -134,6 +142,8 @@ const nodeStatusSpec: ReplicatedTableSpec = {
     opt(s, "agentVersion", r.agent_version);
     opt(s, "startedAt", r.started_at);
     s.macs = parseJson(r.macs, {});
+    opt(s, "gatewayFor", r.gateway_for);
+    opt(s, "gatewaySince", r.gateway_since);
     return s;
   },
   mayWrite: (owner, key) => owner === key,

@@ -1,0 +1,2 @@
+ALTER TABLE `node_status` ADD `gateway_for` text;--> statement-breakpoint
+ALTER TABLE `node_status` ADD `gateway_since` integer;

@@ -29,6 +29,9 @@ import type { HostState } from "../planner/index.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
+/** A restarted agent publishes no gateway claim before this (anti-entropy runs every 2 s). */
+export const CLAIM_SETTLE_MS = 5_000;
+
 export interface AgentState {
   node: string;
   cluster?: string;
@@ -225,11 +228,15 @@ export class Agent {
   }
 
   private claim: { gatewayFor?: string; gatewaySince?: number } = {};
+  private readonly startedAt = Date.now();
 
   /** Publish (or withdraw) this node's gateway claim so every agent agrees on the active gateway. */
   private updateGatewayClaim(p: HostState): void {
     const elected = p.gateways[p.cluster] === this.cfg.node;
-    if (elected && this.claim.gatewayFor !== p.cluster) {
+    // A freshly started agent may not have heard the fleet's newer claims yet (it was down or cut
+    // off): claiming at once would win (newest claim) and move the gateway back. Wait for gossip.
+    const settling = Date.now() - this.startedAt < CLAIM_SETTLE_MS;
+    if (elected && this.claim.gatewayFor !== p.cluster && !settling) {
       this.claim = { gatewayFor: p.cluster, gatewaySince: Date.now() };
       this.logger.info({ cluster: p.cluster }, "active gateway: claim published");
       this.publishStatus();

@@ -22,6 +22,7 @@ import type { LabPlan } from "../../internal/lab/plan.ts";
 import { LAB_AGENT_PORT } from "../../internal/lab/plan.ts";
 import { expectedProbes, type MatrixOptions, type ProbeResult, runProbes } from "../../internal/lab/probe.ts";
 import { sh } from "../../internal/lab/sh.ts";
+import { until } from "./helpers.ts";
 
 const LAB = `egl${process.pid.toString(36)}`.slice(0, 12);
 const REPO = resolve(import.meta.dir, "../..");
@@ -42,25 +43,6 @@ async function getJson<T>(node: string, path: string): Promise<T> {
 const state = (node: string) => getJson<AgentStateView>(node, "/v1/state");
 const topologyNodes = async (node: string) =>
   (await getJson<{ nodes: Array<{ name: string }> }>(node, "/v1/topology")).nodes.map((n) => n.name).sort();
-
-async function until<T>(
-  what: string,
-  timeoutMs: number,
-  fn: () => Promise<T | undefined | false>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await Bun.sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-}
 
 /** Run the probes until all pass (the network converges) or the deadline; returns the last failures. */
 async function probesUntilPass(

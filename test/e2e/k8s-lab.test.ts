@@ -21,6 +21,7 @@ import { agentFetch, agentSocket, labDown, waitAgentReady } from "../../internal
 import type { LabPlan } from "../../internal/lab/plan.ts";
 import { expectedProbes, type MatrixOptions, type ProbeResult, runProbes } from "../../internal/lab/probe.ts";
 import type { Topology } from "../../internal/topology/index.ts";
+import { until } from "./helpers.ts";
 
 const LAB = `ek8s${process.pid.toString(36)}`.slice(0, 12);
 const T = 90_000;
@@ -35,25 +36,6 @@ async function agentTopology(node: string): Promise<Topology> {
   const r = await agentFetch(agentSocket(LAB, node), "/v1/topology", { timeoutMs: 3000 });
   if (!r.ok) throw new Error(`${node} /v1/topology: HTTP ${r.status}`);
   return (await r.json()) as Topology;
-}
-
-async function until<T>(
-  what: string,
-  timeoutMs: number,
-  fn: () => Promise<T | undefined | false>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await Bun.sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }
 
 /** Every agent (but `except`) holds a topology satisfying `pred`. */

@@ -1,4 +1,5 @@
 import type { HostState, Neighbor, Route, VxlanDevice, XfrmPolicy, XfrmState } from "../planner/hoststate.ts";
+import { emptyHostState } from "../planner/hoststate.ts";
 import { renderNft } from "./nft.ts";
 import { canonAddr, canonCidr, canonMac, ZERO_MAC } from "./normalize.ts";
 import type { ActualDevice, ActualRoute, ActualState, Change } from "./types.ts";
@@ -195,27 +196,7 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
 
 /** Changes that remove everything Kosmos owns (uninstall). */
 export function uninstallChanges(actual: ActualState): Change[] {
-  const empty: HostState = {
-    node: "",
-    cluster: "",
-    table: 0,
-    devices: [],
-    routes: [],
-    rules: [],
-    fdb: [],
-    neighbors: [],
-    nft: {
-      overlayDevices: [],
-      mssClampDevices: [],
-      globalMaps: [],
-      masquerade: [],
-      noMasqueradeDst: { v4: [], v6: [] },
-    },
-    xfrm: { policies: [], states: [] },
-    sysctls: [],
-    gateways: {},
-    warnings: [],
-  };
+  const empty = emptyHostState("", "", 0);
   const changes = diff(empty, actual).filter((c) => c.kind !== "nft-apply");
   if (actual.nft.present) changes.push({ kind: "nft-delete" });
   return changes;

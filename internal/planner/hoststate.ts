@@ -161,3 +161,28 @@ export const KOSMOS_ROUTE_TABLE = 200;
 export const KOSMOS_RULE_PRIORITY = 200;
 /** nftables table owned by Kosmos. */
 export const KOSMOS_NFT_TABLE = "kosmos";
+
+/** A HostState with nothing in it (uninstall diffs against it; tests build on it). */
+export function emptyHostState(node = "", cluster = "", table = KOSMOS_ROUTE_TABLE): HostState {
+  return {
+    node,
+    cluster,
+    table,
+    devices: [],
+    routes: [],
+    rules: [],
+    fdb: [],
+    neighbors: [],
+    nft: {
+      overlayDevices: [],
+      mssClampDevices: [],
+      globalMaps: [],
+      masquerade: [],
+      noMasqueradeDst: { v4: [], v6: [] },
+    },
+    xfrm: { policies: [], states: [] },
+    sysctls: [],
+    gateways: {},
+    warnings: [],
+  };
+}

@@ -1,5 +1,6 @@
 /** Hand-built HostStates and a two-node underlay for dataplane tests. */
 import type { HostState, VxlanDevice } from "../../internal/planner/hoststate.ts";
+import { emptyHostState } from "../../internal/planner/hoststate.ts";
 import type { Netns, NetnsScope } from "../helpers/netns.ts";
 
 export interface NodeSpec {
@@ -46,27 +47,7 @@ export function podIp(cidr: string): string {
 }
 
 export function emptyState(node = "n"): HostState {
-  return {
-    node,
-    cluster: "c",
-    table: 200,
-    devices: [],
-    routes: [],
-    rules: [],
-    fdb: [],
-    neighbors: [],
-    nft: {
-      overlayDevices: [],
-      mssClampDevices: [],
-      globalMaps: [],
-      masquerade: [],
-      noMasqueradeDst: { v4: [], v6: [] },
-    },
-    xfrm: { policies: [], states: [] },
-    sysctls: [],
-    gateways: {},
-    warnings: [],
-  };
+  return emptyHostState(node, "c", 200);
 }
 
 /** P2P HostState of node `self` towards `peer` (v4, and v6 too when dual). */

@@ -80,3 +80,31 @@ export async function startTestAgent(
     },
   };
 }
+
+/**
+ * What the upstream (Go) node-agent client does: Basic auth over wss, collect every text/binary
+ * frame, then the close frame (code, and the exit code as reason). For tests and benches.
+ */
+export async function legacyCall(
+  agent: Pick<TestAgent, "url" | "basic">,
+  path: string,
+  send: (string | Uint8Array)[] = [],
+): Promise<{ frames: (string | Uint8Array)[]; code: number; reason: string }> {
+  const auth = `Basic ${Buffer.from(`${agent.basic.user}:${agent.basic.password}`).toString("base64")}`;
+  const ws = new WebSocket(agent.url.replace("https", "wss") + path, {
+    headers: { Authorization: auth },
+    tls: { rejectUnauthorized: false },
+  } as unknown as string[]);
+  ws.binaryType = "arraybuffer";
+  const frames: (string | Uint8Array)[] = [];
+  ws.onmessage = (e) =>
+    frames.push(typeof e.data === "string" ? e.data : new Uint8Array(e.data as ArrayBuffer));
+  const closed = new Promise<{ code: number; reason: string }>((r) => {
+    ws.onclose = (e) => r({ code: e.code, reason: e.reason });
+  });
+  await new Promise<void>((r) => {
+    ws.onopen = () => r();
+  });
+  for (const m of send) ws.send(m);
+  return { frames, ...(await closed) };
+}

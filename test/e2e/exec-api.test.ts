@@ -3,7 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AgentClient } from "../../internal/exec/client.ts";
-import { startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
+import { legacyCall, startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
 
 let agent: TestAgent;
 let client: AgentClient;
@@ -35,30 +35,7 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, tries
   throw new Error(`condition never became true: ${what}`);
 }
 
-/** A legacy (upstream node-agent) client: Basic auth, collects text/binary frames and the close frame. */
-async function legacy(
-  path: string,
-  send: (string | Uint8Array)[] = [],
-): Promise<{ frames: (string | Uint8Array)[]; code: number; reason: string }> {
-  const auth = `Basic ${Buffer.from(`${agent.basic.user}:${agent.basic.password}`).toString("base64")}`;
-  const ws = new WebSocket(agent.url.replace("https", "wss") + path, {
-    headers: { Authorization: auth },
-    tls: { rejectUnauthorized: false },
-  } as unknown as string[]);
-  ws.binaryType = "arraybuffer";
-  const frames: (string | Uint8Array)[] = [];
-  ws.onmessage = (e) =>
-    frames.push(typeof e.data === "string" ? e.data : new Uint8Array(e.data as ArrayBuffer));
-  const closed = new Promise<{ code: number; reason: string }>((r) => {
-    ws.onclose = (e) => r({ code: e.code, reason: e.reason });
-  });
-  await new Promise<void>((r) => {
-    ws.onopen = () => r();
-  });
-  for (const m of send) ws.send(m);
-  const { code, reason } = await closed;
-  return { frames, code, reason };
-}
+const legacy = (path: string, send: (string | Uint8Array)[] = []) => legacyCall(agent, path, send);
 
 describe("/v1/exec (kubernetes v5 channel protocol)", () => {
   test("exit codes 0, 1, 127 and signals", async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
+import { legacyCall, startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
 
 let agent: TestAgent;
 beforeAll(async () => {
@@ -12,26 +12,7 @@ afterAll(async () => {
   await agent?.stop();
 });
 
-/** What the upstream Go client does: Basic auth, read frames until the close frame. */
-async function legacy(path: string, send: (string | Uint8Array)[] = []) {
-  const auth = `Basic ${Buffer.from(`${agent.basic.user}:${agent.basic.password}`).toString("base64")}`;
-  const ws = new WebSocket(agent.url.replace("https", "wss") + path, {
-    headers: { Authorization: auth },
-    tls: { rejectUnauthorized: false },
-  } as unknown as string[]);
-  ws.binaryType = "arraybuffer";
-  const frames: (string | Uint8Array)[] = [];
-  ws.onmessage = (e) =>
-    frames.push(typeof e.data === "string" ? e.data : new Uint8Array(e.data as ArrayBuffer));
-  const closed = new Promise<{ code: number; reason: string }>((r) => {
-    ws.onclose = (e) => r({ code: e.code, reason: e.reason });
-  });
-  await new Promise<void>((r) => {
-    ws.onopen = () => r();
-  });
-  for (const m of send) ws.send(m);
-  return { frames, ...(await closed) };
-}
+const legacy = (path: string, send: (string | Uint8Array)[] = []) => legacyCall(agent, path, send);
 
 describe("upstream-compatible endpoints", () => {
   test("/cmd: one text frame per line, close 1000 with the exit code as reason", async () => {

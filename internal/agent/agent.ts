@@ -4,6 +4,7 @@
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { and, eq, isNotNull } from "drizzle-orm";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
 import { type AuthConfig, authMiddleware, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
@@ -12,20 +13,20 @@ import { loadOrCreateTls, type TlsMaterial } from "../api/tls.ts";
 import {
   type ApplyReport,
   type Capabilities,
-  detectCapabilities,
   defaultRunner,
+  detectCapabilities,
   Reconciler,
   type Runner,
 } from "../dataplane/index.ts";
 import { createExecRoutes, recoverWorkflows, SqliteAudit, SqliteJournal } from "../exec/index.ts";
 import { Counter, createLogger, createRegistry, type Logger, type Registry } from "../observability/index.ts";
-import { openStore, type Store } from "../store/index.ts";
+import type { HostState } from "../planner/index.ts";
+import { nodeStatus, openStore, type Store } from "../store/index.ts";
 import type { MemberState, Topology } from "../topology/index.ts";
 import { type AgentEnv, createAgentRoutes } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
 import { type AgentGossip, GOSSIP_PATH, prepareGossip } from "./gossip.ts";
 import { ControlLoop } from "./loop.ts";
-import type { HostState } from "../planner/index.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -108,21 +109,30 @@ export class Agent {
     await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
     this.store = await openStore(cfg.db ?? join(cfg.stateDir, "kosmos.db"), { node: cfg.node, logger });
     if (this.store.recovered) {
-      logger.warn({ recovered: this.store.recovered }, "replica was unreadable: moved aside, rebuilding from peers");
+      logger.warn(
+        { recovered: this.store.recovered },
+        "replica was unreadable: moved aside, rebuilding from peers",
+      );
     }
     this.store.setMeta("node", cfg.node);
     if (cfg.secretFile) this.secret = new Uint8Array(await readFile(cfg.secretFile));
     this.capabilities = await detectCapabilities(this.runner);
     for (const [name, cap] of Object.entries(this.capabilities)) {
       const level = cap.ok ? "info" : name === "xfrmEsp" ? "warn" : "error";
-      logger[level]({ capability: name, ok: cap.ok, message: cap.message }, `capability ${name}: ${cap.ok ? "ok" : "missing"}`);
+      logger[level](
+        { capability: name, ok: cap.ok, message: cap.message },
+        `capability ${name}: ${cap.ok ? "ok" : "missing"}`,
+      );
     }
     this.rejectedTopology = new Counter({
       name: "kosmos_topology_rejected_total",
       help: "Topology pushes refused by validation",
       registers: [this.registry],
     });
-    this.reconciler = new Reconciler({ runner: this.runner, logger: this.rootLogger.child({ component: "dataplane" }) });
+    this.reconciler = new Reconciler({
+      runner: this.runner,
+      logger: this.rootLogger.child({ component: "dataplane" }),
+    });
     this.loop = new ControlLoop({
       node: cfg.node,
       store: this.store,
@@ -218,13 +228,15 @@ export class Agent {
 
   /** Claims published in node_status rows (alive or not: the planner filters by liveness). */
   private gatewayClaims(): Array<{ node: string; cluster: string; since: number }> {
-    const out: Array<{ node: string; cluster: string; since: number }> = [];
-    for (const r of this.store.rows()) {
-      if (r.table !== "node_status" || r.deleted || !r.data) continue;
-      const d = r.data as { gatewayFor?: string; gatewaySince?: number };
-      if (d.gatewayFor && typeof d.gatewaySince === "number") out.push({ node: r.key, cluster: d.gatewayFor, since: d.gatewaySince });
-    }
-    return out;
+    // An indexed read of the few claiming rows, not a scan of the whole replica on every pass.
+    const rows = this.store.db
+      .select({ node: nodeStatus.name, cluster: nodeStatus.gatewayFor, since: nodeStatus.gatewaySince })
+      .from(nodeStatus)
+      .where(
+        and(eq(nodeStatus.deleted, 0), isNotNull(nodeStatus.gatewayFor), isNotNull(nodeStatus.gatewaySince)),
+      )
+      .all();
+    return rows.map((r) => ({ node: r.node, cluster: r.cluster as string, since: r.since as number }));
   }
 
   private claim: { gatewayFor?: string; gatewaySince?: number } = {};
@@ -285,7 +297,10 @@ export class Agent {
 
   /** `kosmos-agent --uninstall`: remove everything Kosmos owns from this node's kernel, no server. */
   async uninstallOnly(): Promise<ApplyReport> {
-    const reconciler = new Reconciler({ runner: this.runner, logger: this.rootLogger.child({ component: "dataplane" }) });
+    const reconciler = new Reconciler({
+      runner: this.runner,
+      logger: this.rootLogger.child({ component: "dataplane" }),
+    });
     return reconciler.uninstall();
   }
 

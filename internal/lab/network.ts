@@ -28,7 +28,11 @@ async function sysctls(ns: string, kv: string[]): Promise<void> {
 
 /** nft filter in the fabric: in gateway clusters only gateway candidates may leave/enter the LAN. */
 export function renderFabricFilter(plan: LabPlan): string {
-  const lines = ["table inet labfabric {", "  chain forward {", "    type filter hook forward priority 0; policy accept;"];
+  const lines = [
+    "table inet labfabric {",
+    "  chain forward {",
+    "    type filter hook forward priority 0; policy accept;",
+  ];
   for (const c of plan.clusters) {
     if (c.networkType !== "gateway") continue;
     const gws = plan.nodes.filter((n) => n.cluster === c.name && n.gatewayCandidate);
@@ -60,38 +64,71 @@ export function renderKubeProxy(svc: LabServicePlan, cluster: LabClusterPlan): s
   const svcChain: string[] = ["  chain svc {"];
   if (svc.ipv4 && svc.backends4.length) {
     const map = svc.backends4.map((b, i) => `${i} : ${b}`).join(", ");
-    if (pod4.length) svcChain.push(`    ip daddr ${svc.ipv4} ip saddr != { ${pod4.join(", ")} } meta mark set 0x4000`);
-    svcChain.push(`    ip daddr ${svc.ipv4} dnat ip to numgen random mod ${svc.backends4.length} map { ${map} }`);
+    if (pod4.length)
+      svcChain.push(`    ip daddr ${svc.ipv4} ip saddr != { ${pod4.join(", ")} } meta mark set 0x4000`);
+    svcChain.push(
+      `    ip daddr ${svc.ipv4} dnat ip to numgen random mod ${svc.backends4.length} map { ${map} }`,
+    );
   }
   if (svc.ipv6 && svc.backends6.length) {
     const map = svc.backends6.map((b, i) => `${i} : ${b}`).join(", ");
-    if (pod6.length) svcChain.push(`    ip6 daddr ${svc.ipv6} ip6 saddr != { ${pod6.join(", ")} } meta mark set 0x4000`);
-    svcChain.push(`    ip6 daddr ${svc.ipv6} dnat ip6 to numgen random mod ${svc.backends6.length} map { ${map} }`);
+    if (pod6.length)
+      svcChain.push(`    ip6 daddr ${svc.ipv6} ip6 saddr != { ${pod6.join(", ")} } meta mark set 0x4000`);
+    svcChain.push(
+      `    ip6 daddr ${svc.ipv6} dnat ip6 to numgen random mod ${svc.backends6.length} map { ${map} }`,
+    );
   }
   svcChain.push("  }");
   lines.push(
     ...svcChain,
     "  chain pre { type nat hook prerouting priority dstnat; policy accept; jump svc; }",
     "  chain out { type nat hook output priority -100; policy accept; jump svc; }",
-    "  chain post { type nat hook postrouting priority srcnat; policy accept; meta mark & 0x4000 == 0x4000 masquerade; ct status dnat oifname \"cni0\" masquerade; }",
+    '  chain post { type nat hook postrouting priority srcnat; policy accept; meta mark & 0x4000 == 0x4000 masquerade; ct status dnat oifname "cni0" masquerade; }',
     "}",
   );
   return `${lines.join("\n")}\n`;
 }
 
+/**
+ * The switch namespace keeps one L2 bridge per cluster LAN; the fabric (router) namespace is linked
+ * to each by a veth (`lan<k>` on the router, `up<k>` on the bridge). The router's interfaces are veths,
+ * not bridge devices: a bridge device has no hw_enc_features, so routing a VXLAN GSO packet out of
+ * one would segment it in software (a lab artefact that quartered overlay throughput).
+ */
 async function buildFabric(plan: LabPlan): Promise<void> {
+  await addNs(plan.switchNs);
   await addNs(plan.fabricNs);
   await sysctls(plan.fabricNs, SYSCTLS_ROUTER);
-  const lines: string[] = [];
+  await sysctls(plan.switchNs, ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+  const sw: string[] = [];
+  for (const c of plan.clusters) sw.push(`link add ${c.bridge} type bridge`, `link set ${c.bridge} up`);
+  await ipBatch(plan.switchNs, sw);
+  const rt: string[] = [];
   for (const c of plan.clusters) {
-    lines.push(
-      `link add ${c.bridge} type bridge`,
+    const uplink = `up${c.index}`;
+    await sh([
+      "ip",
+      "link",
+      "add",
+      c.bridge,
+      "netns",
+      plan.fabricNs,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      uplink,
+      "netns",
+      plan.switchNs,
+    ]);
+    await ipBatch(plan.switchNs, [`link set ${uplink} master ${c.bridge} up`]);
+    rt.push(
       `link set ${c.bridge} up`,
       `addr add ${c.router4}/24 dev ${c.bridge}`,
       `addr add ${c.router6}/64 dev ${c.bridge} nodad`,
     );
   }
-  await ipBatch(plan.fabricNs, lines);
+  await ipBatch(plan.fabricNs, rt);
   await inNs(plan.fabricNs, ["nft", "-f", "-"], { input: renderFabricFilter(plan) });
 }
 
@@ -100,8 +137,22 @@ export async function buildNode(plan: LabPlan, node: LabNodePlan): Promise<void>
   if (!cluster) throw new Error(`node ${node.name}: unknown cluster`);
   await addNs(node.ns);
   await sysctls(node.ns, SYSCTLS_ROUTER);
-  await sh(["ip", "link", "add", "eth0", "netns", node.ns, "type", "veth", "peer", "name", node.fabricIf, "netns", plan.fabricNs]);
-  await ipBatch(plan.fabricNs, [`link set ${node.fabricIf} master ${cluster.bridge} up`]);
+  await sh([
+    "ip",
+    "link",
+    "add",
+    "eth0",
+    "netns",
+    node.ns,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    node.fabricIf,
+    "netns",
+    plan.switchNs,
+  ]);
+  await ipBatch(plan.switchNs, [`link set ${node.fabricIf} master ${cluster.bridge} up`]);
   const lines = [
     "link set eth0 up",
     `addr add ${node.ipv4}/24 dev eth0`,
@@ -141,8 +192,25 @@ export function cniGateway(nodePodCIDR: string): string {
 
 export async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void> {
   await addNs(pod.ns);
-  await sh(["ip", "link", "add", "eth0", "netns", pod.ns, "type", "veth", "peer", "name", pod.hostIf, "netns", node.ns]);
-  await ipBatch(node.ns, [`link set ${pod.hostIf} master cni0 up`, `link set dev ${pod.hostIf} type bridge_slave hairpin on`]);
+  await sh([
+    "ip",
+    "link",
+    "add",
+    "eth0",
+    "netns",
+    pod.ns,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    pod.hostIf,
+    "netns",
+    node.ns,
+  ]);
+  await ipBatch(node.ns, [
+    `link set ${pod.hostIf} master cni0 up`,
+    `link set dev ${pod.hostIf} type bridge_slave hairpin on`,
+  ]);
   // No ICMP error rate limit: UDP checks count "port unreachable" as reached, and many sources
   // (masqueraded to one address) probing a pod at once must each get their answer.
   await sysctls(pod.ns, [
@@ -154,12 +222,23 @@ export async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void
   const lines = ["link set eth0 up"];
   const p4 = node.podCIDRs.find((c) => familyOf(c) === 4);
   const p6 = node.podCIDRs.find((c) => familyOf(c) === 6);
-  if (pod.ipv4 && p4) lines.push(`addr add ${pod.ipv4}/${p4.split("/")[1]} dev eth0`, `route add default via ${cniGateway(p4)}`);
+  if (pod.ipv4 && p4)
+    lines.push(
+      `addr add ${pod.ipv4}/${p4.split("/")[1]} dev eth0`,
+      `route add default via ${cniGateway(p4)}`,
+    );
   if (pod.ipv6 && p6)
-    lines.push(`addr add ${pod.ipv6}/${p6.split("/")[1]} dev eth0 nodad`, `route add default via ${cniGateway(p6)}`);
+    lines.push(
+      `addr add ${pod.ipv6}/${p6.split("/")[1]} dev eth0 nodad`,
+      `route add default via ${cniGateway(p6)}`,
+    );
   await ipBatch(pod.ns, lines);
   // The pod's workload: an echo server answering its own id on TCP 8080 (v4 and v6).
-  await spawnDetached(pod.ns, ["socat", `TCP6-LISTEN:${LAB_ECHO_PORT},fork,reuseaddr,ipv6only=0`, `SYSTEM:echo ${pod.id}`]);
+  await spawnDetached(pod.ns, [
+    "socat",
+    `TCP6-LISTEN:${LAB_ECHO_PORT},fork,reuseaddr,ipv6only=0`,
+    `SYSTEM:echo ${pod.id}`,
+  ]);
 }
 
 export interface BuildProgress {

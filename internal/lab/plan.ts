@@ -3,8 +3,12 @@
  * plus the Kosmos Topology its agents are seeded with. No I/O here (see apply.ts).
  *
  * Shape of a lab named L:
- *   netns kl-L-fab       the "internet": one bridge lan<k> per cluster k (router .254 / ::fe), routes
- *                        between cluster LANs; in gateway clusters only gateway candidates may cross.
+ *   netns kl-L-fab       the "internet": a router with one veth lan<k> per cluster k (.254 / ::fe),
+ *                        routes between cluster LANs; in gateway clusters only gateway candidates may cross.
+ *   netns kl-L-sw        the cluster LANs' switches: one bridge lan<k> per cluster k (pure L2), ports =
+ *                        the nodes' veths and the router's uplink up<k>. The router is not on a bridge
+ *                        device because a Linux bridge has no hw_enc_features: routing a UDP-tunnel GSO
+ *                        packet out of one segments it in software, which real routers never do.
  *   netns kl-L-<node>    a node: eth0 on its cluster LAN (192.168.k.n, fd00:1ab:k::n), bridge cni0 with
  *                        the first address of the node's pod CIDR, host-gw routes to the other nodes'
  *                        pod CIDRs (the lab's CNI), a kube-proxy-like nft table for the cluster's service.
@@ -81,6 +85,8 @@ export interface LabPlan {
   /** Prefix of every namespace this lab creates. */
   prefix: string;
   fabricNs: string;
+  /** The L2 switches (one bridge per cluster LAN). */
+  switchNs: string;
   clusters: LabClusterPlan[];
   nodes: LabNodePlan[];
   services: LabServicePlan[];
@@ -238,6 +244,7 @@ export function planLab(labName: string, config: LabConfig): LabPlan {
     name: labName,
     prefix,
     fabricNs: `${prefix}fab`,
+    switchNs: `${prefix}sw`,
     clusters,
     nodes,
     services,

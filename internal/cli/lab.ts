@@ -132,8 +132,7 @@ export function labCommand(): Command {
       const handle = await labUp(o.name, config, {
         noWait: !o.wait,
         progress: (step, done, total) => {
-          (bar as { total?: number }).total = total;
-          bar.update(done, step);
+          bar.update(done, step, total);
         },
       }).finally(() => bar.stop());
       process.stdout.write(`${describeLab(handle.plan)}\n`);
@@ -252,8 +251,7 @@ export function labCommand(): Command {
         const t0 = performance.now();
         const handle = await labUp(o.name, await loadConfig(o.config), {
           progress: (step, done, total) => {
-            (bar as { total?: number }).total = total;
-            bar.update(done, step);
+            bar.update(done, step, total);
           },
         }).finally(() => bar.stop());
         plan = handle.plan;

@@ -27,10 +27,14 @@ export const OK = "✓";
 export const FAIL = "✗";
 
 /** A progress bar on stderr (a plain line per step when stderr is not a terminal). */
-export function progressBar(total: number, label: string): { update(done: number, step: string): void; stop(): void } {
+export function progressBar(
+  total: number,
+  label: string,
+): { update(done: number, step: string, newTotal?: number): void; stop(): void } {
   if (!process.stderr.isTTY) {
     return {
-      update(done, step) {
+      update(done, step, newTotal) {
+        if (newTotal !== undefined) total = newTotal;
         process.stderr.write(`[${done}/${total}] ${label}: ${step}\n`);
       },
       stop() {},
@@ -45,7 +49,8 @@ export function progressBar(total: number, label: string): { update(done: number
   });
   bar.start(total, 0, { step: "" });
   return {
-    update(done, step) {
+    update(done, step, newTotal) {
+      if (newTotal !== undefined && newTotal !== bar.getTotal()) bar.setTotal(newTotal);
       bar.update(done, { step });
     },
     stop() {

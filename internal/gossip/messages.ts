@@ -68,9 +68,15 @@ const Rows = z.array(RowSchema).max(LIMITS.rowsPerMessage);
 export const MessageSchema = z.discriminatedUnion("t", [
   /** SWIM direct probe of member `to` (name check guards against address reuse). */
   z.object({ t: z.literal("ping"), id: Id, to: Name, m: Piggy }),
-  /** SWIM indirect probe: please ping `target` at `addr` for me and relay the ack. */
-  z.object({ t: z.literal("pingReq"), id: Id, target: Name, addr: Addr }),
+  /**
+   * SWIM indirect probe: please ping `target` at `addr` for me and relay the ack. `nack`
+   * (Lifeguard): also answer `nack` if the target stays silent, so the asker can tell "the target
+   * is down" from "I am too slow to hear acks". Optional: older senders omit it.
+   */
+  z.object({ t: z.literal("pingReq"), id: Id, target: Name, addr: Addr, nack: z.boolean().optional() }),
   z.object({ t: z.literal("ack"), id: Id, m: Piggy }),
+  /** Lifeguard: an indirect-probe helper got no ack from the target in time (only sent when asked). */
+  z.object({ t: z.literal("nack"), id: Id }),
   /** Join through a seed: the seed answers with a full `members` state and an anti-entropy round. */
   z.object({ t: z.literal("join"), inc: Inc }),
   /** Full membership state (push-pull). `reply`: the receiver should answer with its own. */

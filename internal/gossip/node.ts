@@ -1,7 +1,14 @@
 /**
- * GossipNode: SWIM membership (with Lifeguard-style suspicion), rumor dissemination of replicated
+ * GossipNode: SWIM membership with Lifeguard (local health multiplier, nacks, buddy system,
+ * suspicion timeouts shrinking with independent confirmations), rumor dissemination of replicated
  * rows and membership updates, and anti-entropy against a ReplicaPort. Transport, clock and
  * randomness are injected: the same code runs in the simulator and in the agent.
+ *
+ * Members known from the replica (`members` option) start *unconfirmed*: never probed by SWIM,
+ * never a gossip/anti-entropy target and never announced to others until heard from (a frame
+ * from them, or an update about them from a peer). They are pinged at a bounded rate and declared
+ * dead locally after `unconfirmedTimeoutMs` if they never answer. Dead members are contacted again
+ * with a per-member exponential backoff under a per-tick budget (docs/gossip.md).
  */
 import type { MemberState } from "../topology/model.ts";
 import type { OwnerDigest, ReplicatedRow } from "../store/replicated.ts";
@@ -22,6 +29,22 @@ export interface GossipConfig {
   suspicionMult: number;
   /** Maximum suspicion timeout = suspicionMaxMult * minimum; shrinks with independent confirmations. */
   suspicionMaxMult: number;
+  /** Independent confirmations that bring the suspicion timeout down to its minimum (capped at n - 2). */
+  suspicionK: number;
+  /**
+   * Lifeguard: local health multiplier (probe interval and timeout scale by score + 1), nacks from
+   * indirect-probe helpers, buddy system (a suspect is told in the probe), confirmation-shrinking
+   * suspicion. false: classic SWIM with a fixed suspicion timeout (the minimum) — bench baseline.
+   */
+  lifeguard: boolean;
+  /** Health score bound: the score stays in [0, awarenessMaxMultiplier - 1] (memberlist: 8). */
+  awarenessMaxMultiplier: number;
+  /** Replica-derived members never heard from are declared dead (locally) after this long. */
+  unconfirmedTimeoutMs: number;
+  /** ... and only after this many direct pings went unanswered. */
+  unconfirmedPings: number;
+  /** Pings to unconfirmed members per probe tick (bounds the start-up cost of a large replica). */
+  unconfirmedProbesPerTick: number;
   /** Dissemination round: pending updates go to `fanout` random members. */
   gossipIntervalMs: number;
   fanout: number;
@@ -35,8 +58,15 @@ export interface GossipConfig {
   aeBuckets: number;
   /** Send the summary only (false: naive, send every owner digest each round). */
   aeSummary: boolean;
-  /** Try one dead member per interval (partition heal). */
+  /**
+   * Reconnect tick (partition heal, re-admission): each tick contacts up to `reconnectPerTick` dead
+   * members that were heard from before and one never heard from, each only when its own backoff
+   * (reconnectIntervalMs doubling up to reconnectMaxMs) is due.
+   */
   reconnectIntervalMs: number;
+  reconnectMaxMs: number;
+  reconnectPerTick: number;
+  /** Join retries to seeds while no member is alive: joinRetryMs doubling up to reconnectMaxMs. */
   joinRetryMs: number;
   /** Grace period after leave() before stopping (the "left" update still propagates). */
   leaveGraceMs: number;
@@ -64,6 +94,12 @@ export const DEFAULT_CONFIG: GossipConfig = {
   indirectChecks: 3,
   suspicionMult: 3,
   suspicionMaxMult: 2,
+  suspicionK: 3,
+  lifeguard: true,
+  awarenessMaxMultiplier: 8,
+  unconfirmedTimeoutMs: 10_000,
+  unconfirmedPings: 2,
+  unconfirmedProbesPerTick: 16,
   gossipIntervalMs: 200,
   fanout: 3,
   retransmitMult: 3,
@@ -72,6 +108,8 @@ export const DEFAULT_CONFIG: GossipConfig = {
   aeBuckets: 16,
   aeSummary: true,
   reconnectIntervalMs: 5000,
+  reconnectMaxMs: 60_000,
+  reconnectPerTick: 2,
   joinRetryMs: 1000,
   leaveGraceMs: 1000,
   maxQueuedRows: 4096,
@@ -99,7 +137,11 @@ export interface GossipNodeOptions {
   incarnation?: number;
   /** Process epoch for replay protection; default clock.now(). Must grow across restarts. */
   epoch?: number;
-  /** Members known beforehand (seeded by the controller): assumed alive at incarnation 0. */
+  /**
+   * Members known beforehand (the replica's topology, seeded by the controller): *unconfirmed*
+   * until heard from, reported as `suspect` (`confirmed: false`), declared dead locally if they
+   * never answer (see the class comment).
+   */
   members?: Array<{ name: string; addr: string }>;
   maxFrameBytes?: number;
 }
@@ -111,18 +153,42 @@ export interface MemberInfo {
   state: MemberState;
   /** Time of the last state change (clock ms). */
   since: number;
+  /**
+   * Heard from (a frame from it, or an update about it from a peer). false: known from the replica
+   * only; its state is local and never announced.
+   */
+  confirmed: boolean;
 }
 
 interface Member extends MemberInfo {
   suspicion?: { start: number; confirmations: Set<string>; cancel: Cancel };
+  /** Unanswered direct pings while unconfirmed, and when the last was sent. */
+  pings: number;
+  lastPing: number;
+  /** Reconnect attempts since it died, and when the next is due. */
+  retries: number;
+  retryAt: number;
+  /** Last time it was told that it is dead (it talked to us while dead). */
+  noticeAt: number;
 }
 
 export interface GossipStats {
   probes: number;
+  /** Probes that got no ack by the deadline (direct and indirect). */
+  probesFailed: number;
   indirectProbes: number;
+  nacksSent: number;
+  nacksReceived: number;
   suspicionsRaised: number;
   refutations: number;
   deathsDeclared: number;
+  /** Pings to unconfirmed (replica-derived, never heard from) members, and those declared dead. */
+  unconfirmedPings: number;
+  unconfirmedDeaths: number;
+  /** Contacts of dead members (partition heal / re-admission). */
+  reconnects: number;
+  /** Highest Lifeguard local health score reached. */
+  healthMax: number;
   rowsReceived: number;
   rowsChanged: number;
   aeRounds: number;
@@ -135,6 +201,10 @@ type MemberListener = (name: string, state: MemberState, info: MemberInfo) => vo
 type RowsListener = (rows: ReplicatedRow[], from: string) => void;
 
 const rowId = (r: ReplicatedRow): string => `${r.table}\0${r.key}`;
+/** Confirmed and alive or suspect: probed, and a gossip / anti-entropy / helper target. */
+const isLive = (m: Member): boolean => m.confirmed && (m.state === "alive" || m.state === "suspect");
+/** A helper nacks after this fraction of its probe timeout (the Lifeguard paper uses 80%). */
+const NACK_RATIO = 0.8;
 const rowCost = (r: ReplicatedRow): number => JSON.stringify(r).length + 1;
 
 export class GossipNode {
@@ -144,10 +214,17 @@ export class GossipNode {
   readonly cfg: GossipConfig;
   readonly stats: GossipStats = {
     probes: 0,
+    probesFailed: 0,
     indirectProbes: 0,
+    nacksSent: 0,
+    nacksReceived: 0,
     suspicionsRaised: 0,
     refutations: 0,
     deathsDeclared: 0,
+    unconfirmedPings: 0,
+    unconfirmedDeaths: 0,
+    reconnects: 0,
+    healthMax: 0,
     rowsReceived: 0,
     rowsChanged: 0,
     aeRounds: 0,
@@ -160,11 +237,21 @@ export class GossipNode {
   private readonly memberQ: BroadcastQueue<MemberUpdate>;
   private readonly rowQ: BroadcastQueue<ReplicatedRow>;
   private readonly pending = new Map<number, () => void>();
+  private readonly nackHandlers = new Map<number, () => void>();
+  /** Lifeguard local health score (0 = healthy): probe interval and timeout scale by health + 1. */
+  private health = 0;
+  /** Unconfirmed members in sweep order (lazily pruned), and the sweep cursor. */
+  private unconfirmed: string[] = [];
+  private sweepIdx = 0;
+  private startedAt = 0;
+  private joinDelay = 0;
   private readonly timers = new Set<Cancel>();
   private readonly memberListeners: MemberListener[] = [];
   private readonly rowListeners: RowsListener[] = [];
   private readonly bucketOf = new Map<string, number>();
   private probeOrder: string[] = [];
+  /** Suspects to probe before resuming the round robin (see startSuspicion). */
+  private readonly probeSoon = new Set<string>();
   private probeIdx = 0;
   private nextId = 1;
   private running = false;
@@ -187,15 +274,11 @@ export class GossipNode {
     this.memberQ = new BroadcastQueue(this.cfg.maxQueuedMembers);
     this.rowQ = new BroadcastQueue(this.cfg.maxQueuedRows);
     for (const m of o.members ?? []) {
-      if (m.name === o.name) continue;
-      this.members.set(m.name, {
-        name: m.name,
-        addr: m.addr,
-        incarnation: 0,
-        state: "alive",
-        since: o.clock.now(),
-      });
+      if (m.name === o.name || this.members.has(m.name)) continue;
+      this.members.set(m.name, this.newMember(m.name, m.addr, 0, "suspect", false));
+      this.unconfirmed.push(m.name);
     }
+    this.unconfirmed = sample(o.random, this.unconfirmed, this.unconfirmed.length);
     o.transport.onMessage((bytes) => this.receive(bytes));
   }
 
@@ -206,7 +289,8 @@ export class GossipNode {
     if (this.running) return;
     this.running = true;
     const c = this.cfg;
-    this.every(c.probeIntervalMs, () => this.probe());
+    this.startedAt = this.o.clock.now();
+    this.probeLoop();
     this.every(c.gossipIntervalMs, () => this.gossipRound());
     this.every(c.antiEntropyIntervalMs, () => this.antiEntropy());
     this.every(c.reconnectIntervalMs, () => this.reconnect());
@@ -214,7 +298,10 @@ export class GossipNode {
     if (seeds.length > 0) this.join(seeds);
   }
 
-  /** Contact seeds (addresses); retried every joinRetryMs until some member is known. */
+  /**
+   * Contact seeds (addresses); retried while no member is alive (unconfirmed replica members do
+   * not count), joinRetryMs doubling up to reconnectMaxMs.
+   */
   join(seeds: string[]): void {
     const others = seeds.filter((s) => s !== this.addr);
     if (others.length === 0) return;
@@ -222,8 +309,13 @@ export class GossipNode {
       this.send(s, { t: "join", inc: this.incarnation });
       this.send(s, this.aeSummary());
     }
-    this.after(this.cfg.joinRetryMs, () => {
+    this.joinDelay = Math.min(
+      this.cfg.reconnectMaxMs,
+      this.joinDelay === 0 ? this.cfg.joinRetryMs : this.joinDelay * 2,
+    );
+    this.after(this.joinDelay, () => {
       if (this.running && !this.leaving && this.liveMembers().length === 0) this.join(others);
+      else this.joinDelay = 0;
     });
   }
 
@@ -257,6 +349,7 @@ export class GossipNode {
     this.timers.clear();
     for (const m of this.members.values()) m.suspicion?.cancel();
     this.pending.clear();
+    this.nackHandlers.clear();
   }
 
   onMemberChange(cb: MemberListener): void {
@@ -272,18 +365,17 @@ export class GossipNode {
     return this.incarnation;
   }
 
+  /** Lifeguard local health score (0 = healthy, up to awarenessMaxMultiplier - 1). */
+  get localHealth(): number {
+    return this.health;
+  }
+
   get isRunning(): boolean {
     return this.running;
   }
 
   memberList(): MemberInfo[] {
-    return [...this.members.values()].map(({ name, addr, incarnation, state, since }) => ({
-      name,
-      addr,
-      incarnation,
-      state,
-      since,
-    }));
+    return [...this.members.values()].map(this.info);
   }
 
   memberState(name: string): MemberState | undefined {
@@ -340,10 +432,47 @@ export class GossipNode {
     this.o.transport.send(addr, bytes);
   }
 
+  /** Confirmed alive/suspect members: probe, gossip and anti-entropy targets. */
   private liveMembers(): Member[] {
     const out: Member[] = [];
-    for (const m of this.members.values()) if (m.state === "alive" || m.state === "suspect") out.push(m);
+    for (const m of this.members.values()) if (isLive(m)) out.push(m);
     return out;
+  }
+
+  private newMember(name: string, addr: string, inc: number, state: MemberState, confirmed: boolean): Member {
+    return {
+      name,
+      addr,
+      incarnation: inc,
+      state,
+      since: this.o.clock.now(),
+      confirmed,
+      pings: 0,
+      lastPing: 0,
+      retries: 0,
+      retryAt: 0,
+      noticeAt: Number.NEGATIVE_INFINITY,
+    };
+  }
+
+  private readonly info = (m: Member): MemberInfo => ({
+    name: m.name,
+    addr: m.addr,
+    incarnation: m.incarnation,
+    state: m.state,
+    since: m.since,
+    confirmed: m.confirmed,
+  });
+
+  /** Lifeguard: scale a probe duration by the local health score. */
+  private scaled(ms: number): number {
+    return ms * (this.health + 1);
+  }
+
+  private applyHealth(delta: number): void {
+    if (!this.cfg.lifeguard || delta === 0) return;
+    this.health = Math.max(0, Math.min(this.cfg.awarenessMaxMultiplier - 1, this.health + delta));
+    if (this.health > this.stats.healthMax) this.stats.healthMax = this.health;
   }
 
   private clusterSize(): number {
@@ -360,6 +489,17 @@ export class GossipNode {
 
   private enqueueMember(u: MemberUpdate): void {
     this.memberQ.push(u.n, u);
+    // Deaths and leaves move routes and gateways: forward them at once (like new rows), not only on
+    // the next gossip round. Each member forwards a given death once (repeats are not applied).
+    if ((u.s === "dead" || u.s === "left") && u.n !== this.name && this.running) {
+      const peers = sample(
+        this.o.random,
+        this.liveMembers().filter((m) => m.name !== u.n),
+        this.cfg.fanout,
+      );
+      for (const p of peers) this.send(p.addr, { t: "push", rows: [], m: [u] });
+      this.memberQ.bump(u.n, peers.length, this.retransmitLimit());
+    }
   }
 
   private piggyback(): MemberUpdate[] | undefined {
@@ -369,13 +509,11 @@ export class GossipNode {
 
   private emit(m: Member): void {
     this.memberHash = null;
-    const info: MemberInfo = {
-      name: m.name,
-      addr: m.addr,
-      incarnation: m.incarnation,
-      state: m.state,
-      since: m.since,
-    };
+    if (m.state === "dead") {
+      m.retries = 0;
+      m.retryAt = m.since + this.cfg.reconnectIntervalMs;
+    }
+    const info = this.info(m);
     for (const cb of this.memberListeners) cb(m.name, m.state, info);
   }
 
@@ -409,7 +547,51 @@ export class GossipNode {
     if (!env || env.f === this.name) return;
     const t = env.m.t;
     this.stats.messagesIn[t] = (this.stats.messagesIn[t] ?? 0) + 1;
+    this.heard(env.f, env.a);
     this.dispatch(env);
+  }
+
+  /**
+   * An authenticated frame from `name`: it is running. An unconfirmed member (never heard from,
+   * even if declared dead locally) is confirmed alive at once; an unknown one is learned. A member
+   * we hold dead (a verdict that was gossiped) must refute: tell it, at most once per probe interval.
+   */
+  private heard(name: string, addr: string): void {
+    const m = this.members.get(name);
+    if (!m) {
+      if (this.leaving) return;
+      const nm = this.newMember(name, addr, 0, "alive", true);
+      this.members.set(name, nm);
+      this.emit(nm);
+      this.enqueueMember({ n: name, a: addr, i: 0, s: "alive" });
+      return;
+    }
+    if (!m.confirmed) {
+      this.confirm(m, addr, m.incarnation);
+      return;
+    }
+    if (m.state === "dead") {
+      const now = this.o.clock.now();
+      if (now - m.noticeAt < this.cfg.probeIntervalMs) return;
+      m.noticeAt = now;
+      this.send(addr, { t: "push", rows: [], m: [{ n: m.name, a: m.addr, i: m.incarnation, s: "dead" }] });
+    }
+  }
+
+  /** First news of an unconfirmed member: it becomes a regular (announced) alive member. */
+  private confirm(m: Member, addr: string, inc: number): void {
+    const first = this.liveMembers().length === 0;
+    m.suspicion?.cancel();
+    m.suspicion = undefined;
+    m.confirmed = true;
+    m.addr = addr;
+    m.incarnation = inc;
+    m.state = "alive";
+    m.since = this.o.clock.now();
+    this.emit(m);
+    this.enqueueMember({ n: m.name, a: addr, i: inc, s: "alive" });
+    // the first member heard from: full push-pull now (join-like) instead of at the next AE round
+    if (first && this.running && !this.leaving) this.sendMembers(addr, true);
   }
 
   private dispatch(env: Envelope): void {
@@ -429,12 +611,29 @@ export class GossipNode {
         }
         return;
       }
+      case "nack": {
+        const cb = this.nackHandlers.get(m.id);
+        if (cb) cb();
+        return;
+      }
       case "pingReq": {
         this.stats.indirectProbes += 1;
         const id = this.nextId++;
-        this.pending.set(id, () => this.send(env.a, { t: "ack", id: m.id }));
+        let acked = false;
+        this.pending.set(id, () => {
+          acked = true;
+          this.send(env.a, { t: "ack", id: m.id });
+        });
         this.after(this.cfg.probeIntervalMs, () => this.pending.delete(id));
         this.send(m.addr, { t: "ping", id, to: m.target });
+        if (m.nack) {
+          // Lifeguard: the asker waits (its probe interval - its probe timeout); answer well before
+          this.after(Math.max(1, Math.floor(this.cfg.probeTimeoutMs * NACK_RATIO)), () => {
+            if (acked || !this.running) return;
+            this.stats.nacksSent += 1;
+            this.send(env.a, { t: "nack", id: m.id });
+          });
+        }
         return;
       }
       case "join":
@@ -472,13 +671,36 @@ export class GossipNode {
 
   // ---------------------------------------------------------------- SWIM
 
+  /** The probe tick: its period is the probe interval scaled by the local health (Lifeguard). */
+  private probeLoop(): void {
+    const tick = (delay: number): void => {
+      const cancel = this.o.clock.setTimer(delay, () => {
+        this.timers.delete(cancel);
+        if (!this.running) return;
+        this.probe();
+        this.sweepUnconfirmed();
+        if (this.running) tick(this.scaled(this.cfg.probeIntervalMs));
+      });
+      this.timers.add(cancel);
+    };
+    tick(Math.max(1, Math.floor(this.o.random.next() * this.cfg.probeIntervalMs)));
+  }
+
   private probe(): void {
     if (this.leaving) return;
     let target: Member | undefined;
+    for (const name of this.probeSoon) {
+      this.probeSoon.delete(name);
+      const m = this.members.get(name);
+      if (m && isLive(m) && m.state === "suspect") {
+        target = m;
+        break;
+      }
+    }
     for (let tries = 0; tries < 2 && !target; tries++) {
       while (this.probeIdx < this.probeOrder.length) {
         const m = this.members.get(this.probeOrder[this.probeIdx++]!);
-        if (m && (m.state === "alive" || m.state === "suspect")) {
+        if (m && isLive(m)) {
           target = m;
           break;
         }
@@ -490,31 +712,110 @@ export class GossipNode {
     }
     if (!target) return;
     const tgt = target;
+    const lifeguard = this.cfg.lifeguard;
+    const interval = this.scaled(this.cfg.probeIntervalMs);
+    const timeout = this.scaled(this.cfg.probeTimeoutMs);
     this.stats.probes += 1;
     const id = this.nextId++;
     let acked = false;
+    let nacks = 0;
+    let expectedNacks = 0;
     this.pending.set(id, () => {
+      if (acked) return;
       acked = true;
+      this.applyHealth(-1);
     });
-    this.send(tgt.addr, { t: "ping", id, to: tgt.name, m: this.piggyback() });
-    this.after(this.cfg.probeTimeoutMs, () => {
+    let m = this.piggyback();
+    if (lifeguard && tgt.state === "suspect") {
+      // buddy system: tell the suspect directly, so it refutes now instead of when gossip reaches it
+      const buddy: MemberUpdate = {
+        n: tgt.name,
+        a: tgt.addr,
+        i: tgt.incarnation,
+        s: "suspect",
+        f: this.name,
+      };
+      m = [buddy, ...(m ?? []).filter((u) => u.n !== tgt.name)];
+    }
+    this.send(tgt.addr, { t: "ping", id, to: tgt.name, m });
+    this.after(timeout, () => {
       if (acked || !this.running) return;
       const helpers = sample(
         this.o.random,
-        this.liveMembers().filter((m) => m.name !== tgt.name && m.state === "alive"),
+        this.liveMembers().filter((x) => x.name !== tgt.name && x.state === "alive"),
         this.cfg.indirectChecks,
       );
-      for (const h of helpers) this.send(h.addr, { t: "pingReq", id, target: tgt.name, addr: tgt.addr });
+      if (lifeguard && helpers.length > 0) {
+        expectedNacks = helpers.length;
+        this.nackHandlers.set(id, () => {
+          nacks += 1;
+          this.stats.nacksReceived += 1;
+        });
+      }
+      for (const h of helpers) {
+        this.send(h.addr, {
+          t: "pingReq",
+          id,
+          target: tgt.name,
+          addr: tgt.addr,
+          nack: lifeguard || undefined,
+        });
+      }
     });
-    this.after(Math.max(this.cfg.probeTimeoutMs + 1, this.cfg.probeIntervalMs - 1), () => {
+    this.after(Math.max(timeout + 1, interval - 1), () => {
       this.pending.delete(id);
+      this.nackHandlers.delete(id);
       if (acked || !this.running) return;
+      this.stats.probesFailed += 1;
+      // Lifeguard: helpers that answered neither ack nor nack point at us (slow, cut off), not at
+      // the target; with no helper to ask, any failed probe counts against our own health.
+      this.applyHealth(expectedNacks > 0 ? expectedNacks - Math.min(nacks, expectedNacks) : 1);
       const cur = this.members.get(tgt.name);
       // a failed probe of a suspect counts as an independent confirmation (Lifeguard)
-      if (!cur || (cur.state !== "alive" && cur.state !== "suspect")) return;
+      if (!cur || !isLive(cur)) return;
       this.stats.suspicionsRaised += 1;
       this.applyUpdate({ n: cur.name, a: cur.addr, i: cur.incarnation, s: "suspect", f: this.name }, false);
     });
+  }
+
+  /**
+   * Replica-derived members never heard from: each gets unconfirmedPings direct pings spread over
+   * unconfirmedTimeoutMs, at most unconfirmedProbesPerTick per tick (round robin). Once the timeout
+   * has passed, those that stayed silent after their last ping are declared dead — locally, never
+   * gossiped (nobody else needs our guess). A frame from one, or news of it, confirms it instead.
+   */
+  private sweepUnconfirmed(): void {
+    if (this.unconfirmed.length === 0 || this.leaving) return;
+    const c = this.cfg;
+    const now = this.o.clock.now();
+    this.unconfirmed = this.unconfirmed.filter((name) => {
+      const m = this.members.get(name);
+      return !!m && !m.confirmed && m.state !== "dead";
+    });
+    if (now - this.startedAt >= c.unconfirmedTimeoutMs) {
+      this.unconfirmed = this.unconfirmed.filter((name) => {
+        const m = this.members.get(name)!;
+        if (m.pings < c.unconfirmedPings || now - m.lastPing < c.probeIntervalMs) return true;
+        m.state = "dead";
+        m.since = now;
+        this.stats.unconfirmedDeaths += 1;
+        this.emit(m);
+        return false;
+      });
+    }
+    const n = this.unconfirmed.length;
+    const spacing = c.unconfirmedTimeoutMs / Math.max(1, c.unconfirmedPings);
+    let sent = 0;
+    for (let scanned = 0; scanned < n && sent < c.unconfirmedProbesPerTick; scanned++) {
+      if (this.sweepIdx >= n) this.sweepIdx = 0;
+      const m = this.members.get(this.unconfirmed[this.sweepIdx++]!)!;
+      if (m.pings >= c.unconfirmedPings || (m.pings > 0 && now - m.lastPing < spacing)) continue;
+      m.pings += 1;
+      m.lastPing = now;
+      sent += 1;
+      this.stats.unconfirmedPings += 1;
+      this.send(m.addr, { t: "ping", id: this.nextId++, to: m.name });
+    }
   }
 
   private applyUpdates(us: MemberUpdate[], fromSync: boolean): void {
@@ -524,6 +825,8 @@ export class GossipNode {
   private refute(seen: number): void {
     this.incarnation = Math.max(this.incarnation, seen) + 1;
     this.stats.refutations += 1;
+    // Lifeguard: being suspected is a hint that we are the slow one
+    this.applyHealth(1);
     this.memberHash = null;
     this.enqueueMember(this.selfUpdate());
   }
@@ -539,9 +842,18 @@ export class GossipNode {
     }
     const state = fromSync && u.s === "dead" ? "suspect" : u.s;
     const m = this.members.get(u.n);
-    if (!m) {
+    if (m && !m.confirmed) {
+      // first news of a replica-derived member: a peer has heard from it (only confirmed members
+      // are announced), so take the peer's word, whatever our local verdict was
+      if (state === "alive") {
+        this.confirm(m, u.a, u.i);
+        return;
+      }
+      this.members.delete(u.n);
+    }
+    if (!m?.confirmed) {
       // learn the member (and its address) even when the first news is bad: it may come back
-      const nm: Member = { name: u.n, addr: u.a, incarnation: u.i, state, since: now };
+      const nm = this.newMember(u.n, u.a, u.i, state, true);
       this.members.set(u.n, nm);
       if (state === "suspect") this.startSuspicion(nm, u.f);
       this.emit(nm);
@@ -604,10 +916,15 @@ export class GossipNode {
     return { min, max: min * this.cfg.suspicionMaxMult };
   }
 
+  /**
+   * Lifeguard suspicion: starts at max and reaches min after k independent confirmations (memberlist
+   * suspicion.go); k is capped by the members that could confirm (n minus us and the suspect).
+   * Without Lifeguard: a fixed timeout, the minimum (classic SWIM).
+   */
   private suspicionTimeout(confirmations: number): number {
     const { min, max } = this.suspicionBounds();
-    const k = this.cfg.indirectChecks;
-    if (k < 1 || max <= min) return min;
+    const k = Math.min(this.cfg.suspicionK, this.clusterSize() - 2);
+    if (!this.cfg.lifeguard || k < 1 || max <= min) return min;
     const frac = Math.log(confirmations + 1) / Math.log(k + 1);
     return Math.max(min, max - (max - min) * frac);
   }
@@ -619,6 +936,14 @@ export class GossipNode {
     const start = this.o.clock.now();
     m.suspicion = { start, confirmations, cancel: () => {} };
     this.rescheduleSuspicion(m);
+    // Someone else suspects it: probe it ourselves soon with probability ~2k/n, so that about 2k
+    // members check it within a probe interval. A dead member gets its k confirmations (minimum
+    // timeout) quickly; a live one just acks (and hears, by the buddy system, that it must refute).
+    if (from !== this.name && m.confirmed) {
+      const k = Math.min(this.cfg.suspicionK, this.clusterSize() - 2);
+      const others = Math.max(1, this.clusterSize() - 2);
+      if (k >= 1 && this.o.random.next() < Math.min(1, (2 * k) / others)) this.probeSoon.add(m.name);
+    }
   }
 
   private rescheduleSuspicion(m: Member): void {
@@ -640,9 +965,12 @@ export class GossipNode {
     });
   }
 
+  /** What we announce: ourselves and every confirmed member (unconfirmed ones are local only). */
   private fullMembers(): MemberUpdate[] {
     const out: MemberUpdate[] = [this.selfUpdate()];
-    for (const m of this.members.values()) out.push({ n: m.name, a: m.addr, i: m.incarnation, s: m.state });
+    for (const m of this.members.values()) {
+      if (m.confirmed) out.push({ n: m.name, a: m.addr, i: m.incarnation, s: m.state });
+    }
     return out;
   }
 
@@ -657,18 +985,47 @@ export class GossipNode {
   private membershipHash(): string {
     if (this.memberHash === null) {
       let h = hash64Hex(`${this.name}\0${this.incarnation}\0alive`);
-      for (const m of this.members.values())
-        h = xorHex(h, hash64Hex(`${m.name}\0${m.incarnation}\0${m.state}`));
+      for (const m of this.members.values()) {
+        if (m.confirmed) h = xorHex(h, hash64Hex(`${m.name}\0${m.incarnation}\0${m.state}`));
+      }
       this.memberHash = h;
     }
     return this.memberHash;
   }
 
+  /**
+   * Contact dead members whose backoff is due, oldest due first: up to reconnectPerTick that were
+   * heard from before (an anti-entropy summary: a healed partition reconciles through the
+   * membership-hash push-pull and each side refutes its death), plus one never heard from (a ping;
+   * a node that starts later contacts us itself anyway). Each contact doubles that member's backoff.
+   */
   private reconnect(): void {
-    const dead = [...this.members.values()].filter((m) => m.state === "dead");
-    if (dead.length === 0) return;
-    const m = dead[randInt(this.o.random, dead.length)]!;
-    this.send(m.addr, this.aeSummary());
+    if (this.leaving) return;
+    const now = this.o.clock.now();
+    const known: Member[] = [];
+    let never: Member | undefined;
+    for (const m of this.members.values()) {
+      if (m.state !== "dead" || m.retryAt > now) continue;
+      if (m.confirmed) known.push(m);
+      else if (!never || m.retryAt < never.retryAt) never = m;
+    }
+    known.sort((a, b) => a.retryAt - b.retryAt);
+    const picked = known.slice(0, this.cfg.reconnectPerTick);
+    if (never) picked.push(never);
+    if (picked.length === 0) return;
+    const summary = known.length > 0 ? this.aeSummary() : undefined;
+    for (const m of picked) {
+      this.stats.reconnects += 1;
+      m.retries += 1;
+      const backoff = Math.min(
+        this.cfg.reconnectMaxMs,
+        this.cfg.reconnectIntervalMs * 2 ** Math.min(20, m.retries),
+      );
+      // jitter (+-25%) so that members that died together are not retried in lockstep
+      m.retryAt = now + backoff * (0.75 + this.o.random.next() * 0.5);
+      if (m.confirmed && summary) this.send(m.addr, summary);
+      else this.send(m.addr, { t: "ping", id: this.nextId++, to: m.name });
+    }
   }
 
   // ---------------------------------------------------------------- dissemination

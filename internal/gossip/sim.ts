@@ -1,7 +1,7 @@
 /**
  * Deterministic discrete-event network simulator driving real GossipNodes: seeded PRNG, virtual
- * time, per-link latency, loss, partitions, crashes/restarts and byte counters. Same seed and same
- * calls => same run. Addresses are node names.
+ * time, per-link latency, loss, partitions, crashes/restarts, a starved receive path (an
+ * overloaded process) and byte counters. Same seed and same calls => same run. Addresses are node names.
  */
 import { MemoryReplica } from "./memory-replica.ts";
 import { type GossipConfig, GossipNode } from "./node.ts";
@@ -81,6 +81,9 @@ export interface SimNode {
   up: boolean;
   gen: number;
   handler: ((b: Uint8Array) => void) | null;
+  /** Inbound processing lag (see Sim.lag): max extra delay, and when the last lagged frame is read. */
+  lagMs: number;
+  lagTail: number;
 }
 
 export interface AddNodeOptions {
@@ -154,6 +157,8 @@ export class Sim {
       up: true,
       gen,
       handler: null,
+      lagMs: prev?.lagMs ?? 0,
+      lagTail: 0,
     };
     this.nodes.set(name, sn);
     if (!this.bytes.has(name)) this.bytes.set(name, { sent: 0, received: 0 });
@@ -205,6 +210,17 @@ export class Sim {
     return this.addNode(name, o, keep && sn ? sn.replica : undefined);
   }
 
+  /**
+   * A node whose receive path is starved (busy process, frames wait in socket buffers): every frame
+   * it receives is read after an extra uniform [0, maxMs] delay, in arrival order, while its timers
+   * still fire on time. 0: back to normal.
+   */
+  lag(name: string, maxMs: number): void {
+    const sn = this.nodes.get(name);
+    if (!sn) throw new Error(`no such sim node ${name}`);
+    sn.lagMs = maxMs;
+  }
+
   /** Split the network: frames only flow inside a group. Nodes in no group form their own group. */
   partition(groups: string[][]): void {
     this.group = new Map();
@@ -235,7 +251,14 @@ export class Sim {
       this.framesDropped += 1;
       return;
     }
-    const delay = this.latency(from, to, this.net);
+    let delay = this.latency(from, to, this.net);
+    const dst = this.nodes.get(to);
+    if (dst && dst.lagMs > 0) {
+      // FIFO: a frame is not read before the one that arrived earlier
+      const at = Math.max(this.time + delay + this.net.next() * dst.lagMs, dst.lagTail);
+      dst.lagTail = at;
+      delay = at - this.time;
+    }
     this.schedule(delay, () => {
       const d = this.nodes.get(to);
       if (!d?.up) {

@@ -91,6 +91,46 @@ describe("gossip codec", () => {
     expect(reasonOf(() => b.decode(frames[60]!))).toBe("replayed");
   });
 
+  test("Lifeguard messages: nack, pingReq asking for a nack, and a pingReq of an older sender", () => {
+    const a = mk("a");
+    const b = mk("b");
+    expect(b.decode(a.encode({ t: "nack", id: 42 })).m).toEqual({ t: "nack", id: 42 });
+    const req = { t: "pingReq", id: 7, target: "c", addr: "c:7946", nack: true } as const;
+    expect(b.decode(a.encode(req)).m).toEqual(req);
+    // an older sender's pingReq has no nack field: still accepted (no nack will be sent)
+    const old = JSON.stringify({
+      f: "a",
+      a: "a:7946",
+      e: 1000,
+      s: 500,
+      m: { t: "pingReq", id: 8, target: "c", addr: "c:7946" },
+    });
+    expect(b.decode(sign("cluster-secret", new TextEncoder().encode(old))).m).toEqual({
+      t: "pingReq",
+      id: 8,
+      target: "c",
+      addr: "c:7946",
+    });
+    // malformed nacks are refused like any other malformed message
+    const bad = [
+      { t: "nack" },
+      { t: "nack", id: -1 },
+      { t: "nack", id: "7" },
+      { t: "nack", id: 1.5 },
+      { t: "pingReq", id: 9, target: "c", addr: "c:7946", nack: "yes" },
+    ];
+    let seq = 600;
+    for (const m of bad) {
+      const body = JSON.stringify({ f: "a", a: "a:7946", e: 1000, s: seq++, m });
+      expect(reasonOf(() => b.decode(sign("cluster-secret", new TextEncoder().encode(body))))).toBe(
+        "malformed",
+      );
+    }
+    // forged nacks (other secret) are refused before parsing
+    expect(reasonOf(() => b.decode(mk("a", "wrong").encode({ t: "nack", id: 1 })))).toBe("forged");
+    expect(b.stats.rejected.malformed).toBe(bad.length);
+  });
+
   test("refuses to produce an oversized frame", () => {
     const a = mk("a", "s", 1, 2048);
     const rows = Array.from({ length: 100 }, (_, i) => ({

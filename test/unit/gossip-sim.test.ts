@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { AGENT_GOSSIP_CONFIG } from "../../internal/agent/gossip.ts";
 import { Codec, converged, type GossipNode, Sim } from "../../internal/gossip/index.ts";
 import type { MemberState } from "../../internal/topology/model.ts";
 import { CONTROLLER_OWNER, type ReplicatedRow } from "../../internal/store/replicated.ts";
@@ -163,6 +164,201 @@ describe("gossip in the simulator (100 agents)", () => {
         return [sim.totalBytes(), sim.framesSent, sim.framesDropped];
       };
       expect(run()).toEqual(run());
+    },
+    T,
+  );
+});
+
+describe("replica members never heard from (phantoms)", () => {
+  const T = 30_000;
+  const phantoms = Array.from({ length: 200 }, (_, i) => `ghost${i}`);
+
+  test(
+    "are declared dead by every agent within a bounded time, pinged a bounded number of times, and never gossiped",
+    () => {
+      const sim = new Sim({ seed: 21 });
+      const real = Array.from({ length: 20 }, (_, i) => `n${i}`);
+      for (const n of real) sim.addNode(n, { members: [...real, ...phantoms] });
+      // real peers are confirmed quickly (direct pings + the first member list)
+      expect(
+        sim.runUntil(
+          () => real.every((x) => real.every((y) => x === y || sim.node(x).memberState(y) === "alive")),
+          3000,
+        ),
+      ).toBe(true);
+      // until then, and until their timeout, phantoms are "suspect" (kept by the planner), never alive
+      expect(sim.node("n0").memberState("ghost7")).toBe("suspect");
+      const cfg = sim.node("n0").cfg;
+      // bound: the timeout, or the time to ping each phantom unconfirmedPings times at the sweep rate
+      const sweepMs =
+        Math.ceil((phantoms.length * cfg.unconfirmedPings) / cfg.unconfirmedProbesPerTick) *
+        cfg.probeIntervalMs;
+      const bound = Math.max(cfg.unconfirmedTimeoutMs, sweepMs) + 2 * cfg.probeIntervalMs;
+      const allDead = () => real.every((x) => phantoms.every((p) => sim.node(x).memberState(p) === "dead"));
+      expect(sim.runUntil(allDead, bound, 100)).toBe(true);
+      for (const x of real) {
+        const st = sim.node(x).stats;
+        expect(st.unconfirmedDeaths).toBe(phantoms.length);
+        expect(st.unconfirmedPings).toBeLessThanOrEqual(
+          (phantoms.length + real.length) * cfg.unconfirmedPings,
+        );
+        // a phantom's death is a local verdict: never announced, so nobody "confirmed" one
+        expect(
+          sim
+            .node(x)
+            .memberList()
+            .filter((m) => m.confirmed).length,
+        ).toBe(real.length - 1);
+        expect(st.deathsDeclared).toBe(0);
+      }
+      // afterwards: at most 1 contact per reconnect tick for all 200 phantoms together
+      const before = real.map((x) => sim.node(x).stats.reconnects);
+      const pingsBefore = real.map((x) => sim.node(x).stats.unconfirmedPings);
+      sim.run(60_000);
+      real.forEach((x, i) => {
+        expect(sim.node(x).stats.reconnects - before[i]!).toBeLessThanOrEqual(
+          60_000 / cfg.reconnectIntervalMs + 1,
+        );
+        expect(sim.node(x).stats.unconfirmedPings).toBe(pingsBefore[i]!);
+      });
+      // and the real members are unaffected: still all alive, no suspicion raised among them
+      expect(real.every((x) => real.every((y) => x === y || sim.node(x).memberState(y) === "alive"))).toBe(
+        true,
+      );
+    },
+    T,
+  );
+
+  test(
+    "an agent alone with its replica: every peer ends dead, nothing is gossiped, traffic stays bounded",
+    () => {
+      const sim = new Sim({ seed: 22 });
+      const peers = Array.from({ length: 1000 }, (_, i) => `peer${i}`);
+      const lone = sim.addNode("lone", { members: ["lone", ...peers], seeds: ["peer0", "peer1"] });
+      expect(lone.memberList().every((m) => m.state === "suspect" && !m.confirmed)).toBe(true);
+      sim.run(120_000);
+      expect(lone.memberList().every((m) => m.state === "dead")).toBe(true);
+      const cfg = lone.cfg;
+      // 2 pings per peer + the reconnect budget + join retries (backed off) to the two seeds
+      const maxFrames = peers.length * cfg.unconfirmedPings + 120_000 / cfg.reconnectIntervalMs + 2 * 2 * 10;
+      expect(sim.framesSent).toBeLessThanOrEqual(maxFrames);
+      expect(lone.stats.unconfirmedPings).toBe(peers.length * cfg.unconfirmedPings);
+    },
+    T,
+  );
+
+  test(
+    "a replica member whose agent starts late (after being declared dead) is re-admitted everywhere",
+    () => {
+      const sim = new Sim({ seed: 23 });
+      const real = Array.from({ length: 10 }, (_, i) => `n${i}`);
+      const all = [...real, "late"];
+      for (const n of real) sim.addNode(n, { members: all });
+      expect(sim.runUntil(() => allSee(sim, "late", "dead"), 20_000)).toBe(true);
+      sim.addNode("late", { members: all });
+      expect(
+        sim.runUntil(
+          () =>
+            allSee(sim, "late", "alive") &&
+            all.every((x) => x === "late" || sim.node("late").memberState(x) === "alive"),
+          5000,
+        ),
+      ).toBe(true);
+    },
+    T,
+  );
+
+  test(
+    "a crashed agent restarted with its replica only (no seeds, same incarnation) is re-admitted: its peers tell it it is dead, it refutes",
+    () => {
+      const sim = new Sim({ seed: 24 });
+      const names = sim.addNodes(30);
+      sim.run(2000);
+      sim.crash("n5");
+      expect(sim.runUntil(() => allSee(sim, "n5", "dead"), 20_000)).toBe(true);
+      const back = sim.restart("n5", { members: names });
+      expect(sim.runUntil(() => allSee(sim, "n5", "alive"), 5000)).toBe(true);
+      expect(back.stats.refutations).toBeGreaterThanOrEqual(1);
+      expect(names.every((x) => x === "n5" || back.memberState(x) === "alive")).toBe(true);
+    },
+    T,
+  );
+});
+
+describe("Lifeguard", () => {
+  const T = 60_000;
+
+  test(
+    "helpers nack a silent target: probing a crashed member does not hurt the prober's health",
+    () => {
+      const sim = new Sim({ seed: 31 });
+      const names = sim.addNodes(10);
+      sim.run(2000);
+      sim.crash("n3");
+      expect(sim.runUntil(() => allSee(sim, "n3", "dead"), 20_000)).toBe(true);
+      const others = names.filter((n) => n !== "n3");
+      expect(others.reduce((a, n) => a + sim.node(n).stats.nacksSent, 0)).toBeGreaterThan(0);
+      expect(others.reduce((a, n) => a + sim.node(n).stats.nacksReceived, 0)).toBeGreaterThan(0);
+      expect(others.every((n) => sim.node(n).stats.healthMax === 0)).toBe(true);
+    },
+    T,
+  );
+
+  test(
+    "a member cut off from everyone raises its local health score (slower probing) and recovers after heal",
+    () => {
+      const sim = new Sim({ seed: 32 });
+      const names = sim.addNodes(10);
+      sim.run(2000);
+      sim.partition([["n0"], names.slice(1)]);
+      sim.run(10_000);
+      expect(sim.node("n0").localHealth).toBeGreaterThan(0);
+      expect(names.slice(1).every((n) => sim.node(n).localHealth === 0)).toBe(true);
+      sim.heal();
+      expect(
+        sim.runUntil(() => allSee(sim, "n0", "alive") && sim.node("n0").localHealth === 0, 60_000, 200),
+      ).toBe(true);
+    },
+    T,
+  );
+
+  test(
+    "one member with a starved receive path: Lifeguard cuts the false suspicions and deaths of healthy members",
+    () => {
+      const run = (lifeguard: boolean) => {
+        const sim = new Sim({ seed: 33, config: { ...AGENT_GOSSIP_CONFIG, lifeguard } });
+        const names = sim.addNodes(30);
+        sim.run(3000);
+        const slow = "n0";
+        const healthy = new Set(names.filter((n) => n !== slow));
+        let suspicions = 0;
+        let deaths = 0;
+        for (const n of names)
+          sim.node(n).onMemberChange((who, st) => {
+            if (!healthy.has(who)) return;
+            if (st === "suspect") suspicions += 1;
+            if (st === "dead") deaths += 1;
+          });
+        sim.lag(slow, 1200);
+        sim.run(30_000);
+        return {
+          suspicions,
+          deaths,
+          raised: sim.node(slow).stats.suspicionsRaised,
+          health: sim.node(slow).localHealth,
+        };
+      };
+      const on = run(true);
+      const off = run(false);
+      // without Lifeguard the slow member suspects nearly every member it probes
+      expect(off.raised).toBeGreaterThan(20);
+      expect(off.suspicions).toBeGreaterThan(100);
+      // with it, its health score climbs (it probes less often, with longer timeouts) and it stops
+      expect(on.health).toBeGreaterThan(0);
+      expect(on.raised * 10).toBeLessThan(off.raised);
+      expect(on.suspicions * 10).toBeLessThan(off.suspicions);
+      expect(on.deaths).toBe(0);
+      expect(on.deaths).toBeLessThanOrEqual(off.deaths);
     },
     T,
   );

@@ -13,6 +13,7 @@ import { gossipRoute, WsTransport } from "../gossip/ws-transport.ts";
 import type { ReplicatedRow } from "../store/index.ts";
 import type { MemberState } from "../topology/index.ts";
 import type { Agent } from "./agent.ts";
+import { MemberEventLog } from "./member-events.ts";
 
 export const GOSSIP_PATH = "/v1/gossip";
 
@@ -62,14 +63,24 @@ export const DEAD_GRACE_MS = 10_000;
  * dead for `graceMs`. SWIM sees agents, not kernels: a restarting agent (or one starved of CPU)
  * looks dead for a few seconds while its node keeps forwarding, and for a P2P node there is no
  * other path to withdraw to. Gateway election uses the raw states, so failover stays fast.
+ *
+ * `connectedSince`: when this agent last went from "no peer alive" to "some peer alive". The grace
+ * counts from then at the earliest: while isolated the guard (planningMembers) kept every dead
+ * peer, and the first peer heard from must not withdraw, at once, every peer that died (or was
+ * never heard from) meanwhile — the others are usually re-confirmed by that peer's member list
+ * within a round trip.
  */
 export function reachabilityMembers(
   members: Array<{ name: string; state: MemberState; since: number }>,
   now: number,
   graceMs: number,
+  connectedSince = Number.NEGATIVE_INFINITY,
 ): Record<string, MemberState> {
   const out: Record<string, MemberState> = {};
-  for (const m of members) out[m.name] = m.state === "dead" && now - m.since < graceMs ? "suspect" : m.state;
+  for (const m of members) {
+    const deadFor = now - Math.max(m.since, connectedSince);
+    out[m.name] = m.state === "dead" && deadFor < graceMs ? "suspect" : m.state;
+  }
   return out;
 }
 
@@ -115,7 +126,8 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
     }
     const addr = gossipAddr(selfUrl);
     const port = new URL(selfUrl).port || "5678";
-    // Members already in the replica (seeded topology + their published endpoints): assumed alive.
+    // Members already in the replica (seeded topology + their published endpoints): unconfirmed
+    // (planned as suspect, i.e. kept) until heard from; declared dead if they never answer.
     const topo = store.snapshot();
     const known = topo.nodes
       .filter((n) => n.name !== cfg.node)
@@ -140,12 +152,34 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       members: known,
       config: AGENT_GOSSIP_CONFIG,
     });
+    const events = new MemberEventLog({ logger, unconfirmed: known.map((k) => k.name) });
+    // Re-plan when a grace ends (a node that stays dead has its routes withdrawn); one timer per
+    // second of deadline, however many members died together.
+    const replans = new Set<number>();
+    const replanAt = (at: number, why: string) => {
+      const slot = Math.ceil(at / 1000);
+      if (replans.has(slot)) return;
+      replans.add(slot);
+      const delay = Math.max(0, slot * 1000 - Date.now()) + 50;
+      setTimeout(() => {
+        replans.delete(slot);
+        agent.loop.trigger(why, 0);
+      }, delay);
+    };
+    const alive = new Set<string>();
+    let connectedSince = Date.now();
     node.onMemberChange((name, state, info) => {
       store.upsertMember({ name, state, incarnation: info.incarnation, address: info.addr, updatedAt: Date.now() });
-      logger.info({ member: name, state, incarnation: info.incarnation }, `member ${name} is ${state}`);
+      events.record(name, state, info);
+      const wasIsolated = alive.size === 0;
+      if (state === "alive") alive.add(name);
+      else alive.delete(name);
+      if (wasIsolated && alive.size > 0) {
+        connectedSince = Date.now();
+        replanAt(connectedSince + DEAD_GRACE_MS, `grace after reconnection (${DEAD_GRACE_MS} ms)`);
+      }
       agent.loop.trigger(`member ${name} ${state}`, 0);
-      // Re-plan when the grace ends, so a node that stays dead has its routes withdrawn.
-      if (state === "dead") setTimeout(() => agent.loop.trigger(`member ${name} dead for ${DEAD_GRACE_MS} ms`, 0), DEAD_GRACE_MS + 50);
+      if (state === "dead") replanAt(Date.now() + DEAD_GRACE_MS, `member ${name} dead for ${DEAD_GRACE_MS} ms`);
     });
     node.onRows(() => agent.loop.trigger("gossip"));
     const rejected = new Gauge({
@@ -164,8 +198,12 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       labelNames: ["state"],
       registers: [agent.registry],
       collect() {
-        const counts: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
-        for (const m of node.memberList()) counts[m.state] = (counts[m.state] ?? 0) + 1;
+        // "unconfirmed": known from the replica only, never heard from (also counted in its state)
+        const counts: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0, unconfirmed: 0 };
+        for (const m of node.memberList()) {
+          counts[m.state] = (counts[m.state] ?? 0) + 1;
+          if (!m.confirmed) counts.unconfirmed = (counts.unconfirmed ?? 0) + 1;
+        }
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });
@@ -181,7 +219,8 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
         for (const m of node.memberList()) out[m.name] = m.state;
         return out;
       },
-      planMembers: () => planningMembers(reachabilityMembers(node.memberList(), Date.now(), DEAD_GRACE_MS)),
+      planMembers: () =>
+        planningMembers(reachabilityMembers(node.memberList(), Date.now(), DEAD_GRACE_MS, connectedSince)),
       electionMembers: () => planningMembers(g?.members() ?? {}),
       leave: () => node.leave(),
       stop: () => {

@@ -1,5 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { planningMembers, reachabilityMembers } from "../../internal/agent/gossip.ts";
+import { DEAD_GRACE_MS, planningMembers, reachabilityMembers } from "../../internal/agent/gossip.ts";
+import { MemberEventLog } from "../../internal/agent/member-events.ts";
+import { Sim } from "../../internal/gossip/index.ts";
+import { createLogger } from "../../internal/observability/index.ts";
 import { plan } from "../../internal/planner/index.ts";
 import type { Topology } from "../../internal/topology/index.ts";
 
@@ -43,6 +46,16 @@ describe("agent membership views", () => {
     ];
     expect(reachabilityMembers(members, 5_000, 10_000)).toEqual({ x: "suspect", y: "alive", z: "left" });
     expect(reachabilityMembers(members, 11_000, 10_000)).toEqual({ x: "dead", y: "alive", z: "left" });
+  });
+
+  test("after isolation, the grace counts from the first peer heard from, not from the deaths", () => {
+    const members = [
+      { name: "x", state: "dead" as const, since: 1_000 },
+      { name: "y", state: "alive" as const, since: 30_000 },
+    ];
+    // dead for 29 s, but we were isolated until 30 s (the guard kept it): still within the grace
+    expect(reachabilityMembers(members, 30_500, 10_000, 30_000)).toEqual({ x: "suspect", y: "alive" });
+    expect(reachabilityMembers(members, 40_001, 10_000, 30_000)).toEqual({ x: "dead", y: "alive" });
   });
 
   test("isolation guard: with no live peer, dead peers are kept (suspect); left is honoured", () => {
@@ -112,5 +125,92 @@ describe("gateway claims", () => {
     expect(
       plan({ topology: topo, self: "a-1", gatewayClaims: claims, members: { "b-2": "dead" } }).gateways.b,
     ).toBe("b-1");
+  });
+});
+
+/** What the agent plans with, from a GossipNode's member list (as internal/agent/gossip.ts does). */
+function planView(sim: Sim, name: string, connectedSince?: number) {
+  return planningMembers(
+    reachabilityMembers(sim.node(name).memberList(), sim.time, DEAD_GRACE_MS, connectedSince),
+  );
+}
+
+describe("replica members at agent start (simulated agents)", () => {
+  test("an agent restarted alone keeps every replica peer in its plan, before and after declaring them dead", () => {
+    const sim = new Sim({ seed: 41 });
+    const peers = ["a-2", "b-1", "b-2", "ghost"];
+    sim.addNode("a-1", { members: ["a-1", ...peers] });
+    for (let t = 0; t < 60; t++) {
+      const view = planView(sim, "a-1");
+      expect(Object.keys(view).sort()).toEqual([...peers].sort());
+      expect(Object.values(view).every((s) => s === "suspect")).toBe(true);
+      sim.run(1000);
+    }
+    expect(peers.every((p) => sim.node("a-1").memberState(p) === "dead")).toBe(true);
+  });
+
+  test("an agent restarted among running peers: real peers are never dropped; a node that runs no agent is withdrawn after timeout + grace", () => {
+    const sim = new Sim({ seed: 42 });
+    const real = ["a-1", "a-2", "b-1", "b-2"];
+    const all = [...real, "ghost"];
+    for (const n of real.slice(1)) sim.addNode(n, { members: all });
+    sim.run(15_000);
+    sim.addNode("a-1", { members: all }); // the restarted agent
+    const start = sim.time;
+    let withdrawnAt: number | undefined;
+    let connected: number | undefined;
+    sim.node("a-1").onMemberChange((_n, st) => {
+      if (st === "alive" && connected === undefined) connected = sim.time;
+    });
+    for (let t = 0; t < 400; t++) {
+      const view = planView(sim, "a-1", connected);
+      for (const p of real.slice(1)) expect(view[p] === "alive" || view[p] === "suspect").toBe(true);
+      if (view.ghost === "dead" && withdrawnAt === undefined) withdrawnAt = sim.time - start;
+      sim.run(100);
+    }
+    const cfg = sim.node("a-1").cfg;
+    expect(real.slice(1).every((p) => sim.node("a-1").memberState(p) === "alive")).toBe(true);
+    expect(withdrawnAt).toBeDefined();
+    expect(withdrawnAt!).toBeGreaterThanOrEqual(cfg.unconfirmedTimeoutMs + DEAD_GRACE_MS);
+    expect(withdrawnAt!).toBeLessThanOrEqual(cfg.unconfirmedTimeoutMs + DEAD_GRACE_MS + 2000);
+  });
+});
+
+describe("membership log volume", () => {
+  test("1,000 replica members that never answer give one info line, not 1,000", () => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const logger = createLogger({ node: "t", level: "debug" });
+    const capture = (level: number) => (obj: unknown, msg?: string) => {
+      lines.push({ level, msg: typeof obj === "string" ? obj : (msg ?? "") });
+    };
+    logger.debug = capture(20) as typeof logger.debug;
+    logger.info = capture(30) as typeof logger.info;
+    const timers: Array<() => void> = [];
+    const names = Array.from({ length: 1000 }, (_, i) => `ghost${i}`);
+    const log = new MemberEventLog({
+      logger,
+      unconfirmed: [...names, "peer"],
+      setTimer: (_ms, fn) => timers.push(fn),
+    });
+    const info = (name: string, confirmed: boolean) => ({
+      name,
+      addr: name,
+      incarnation: 0,
+      state: "dead" as const,
+      since: 0,
+      confirmed,
+    });
+    log.record("peer", "alive", { ...info("peer", true), state: "alive" });
+    for (const n of names) log.record(n, "dead", info(n, false));
+    for (const t of timers.splice(0)) t();
+    // a confirmed member's later changes are logged one by one as before
+    log.record("peer", "dead", info("peer", true));
+    const infos = lines.filter((l) => l.level === 30).map((l) => l.msg);
+    expect(infos).toEqual([
+      "1 replica member(s) answered: alive",
+      "1000 replica member(s) never answered: dead (no agent running there?)",
+      "member peer is dead",
+    ]);
+    expect(timers.length).toBe(0);
   });
 });

@@ -1,0 +1,81 @@
+/**
+ * Log lines for gossip membership changes, bounded in volume: members known only from the replica
+ * (never heard from) come and go in bulk — at start every reachable peer is confirmed, and a
+ * topology listing 1,000 nodes that run no agent yields 1,000 "dead" verdicts at once. Those are
+ * logged at debug and summarised in one info line per burst; every other change gets its own line.
+ */
+import type { MemberInfo } from "../gossip/index.ts";
+import type { Logger } from "../observability/index.ts";
+import type { MemberState } from "../topology/index.ts";
+
+export interface MemberEventLogOptions {
+  logger: Logger;
+  /** Names of the replica-derived members the gossip node started with (unconfirmed). */
+  unconfirmed: Iterable<string>;
+  /** Summary delay after the first event of a burst (ms). */
+  flushMs?: number;
+  setTimer?: (ms: number, fn: () => void) => void;
+}
+
+const SAMPLE = 10;
+
+export class MemberEventLog {
+  private readonly pendingConfirm = new Set<string>();
+  private readonly answered: string[] = [];
+  private readonly silent: string[] = [];
+  private scheduled = false;
+  private readonly flushMs: number;
+  private readonly setTimer: (ms: number, fn: () => void) => void;
+
+  constructor(private readonly o: MemberEventLogOptions) {
+    for (const n of o.unconfirmed) this.pendingConfirm.add(n);
+    this.flushMs = o.flushMs ?? 1000;
+    this.setTimer = o.setTimer ?? ((ms, fn) => void setTimeout(fn, ms));
+  }
+
+  record(name: string, state: MemberState, info: MemberInfo): void {
+    const { logger } = this.o;
+    const fields = { member: name, state, incarnation: info.incarnation, confirmed: info.confirmed };
+    if (!info.confirmed && state === "dead") {
+      logger.debug(fields, `member ${name} never answered: dead`);
+      this.silent.push(name);
+      this.schedule();
+      return;
+    }
+    if (this.pendingConfirm.delete(name) && state === "alive") {
+      logger.debug(fields, `member ${name} answered`);
+      this.answered.push(name);
+      this.schedule();
+      return;
+    }
+    logger.info(fields, `member ${name} is ${state}`);
+  }
+
+  /** Write the pending summaries now (also called by the timer). */
+  flush(): void {
+    this.scheduled = false;
+    const { logger } = this.o;
+    if (this.answered.length > 0) {
+      const n = this.answered.length;
+      logger.info(
+        { count: n, members: this.answered.slice(0, SAMPLE) },
+        `${n} replica member(s) answered: alive`,
+      );
+      this.answered.length = 0;
+    }
+    if (this.silent.length > 0) {
+      const n = this.silent.length;
+      logger.info(
+        { count: n, members: this.silent.slice(0, SAMPLE) },
+        `${n} replica member(s) never answered: dead (no agent running there?)`,
+      );
+      this.silent.length = 0;
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.setTimer(this.flushMs, () => this.flush());
+  }
+}

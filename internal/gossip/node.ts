@@ -578,9 +578,15 @@ export class GossipNode {
     }
   }
 
-  /** First news of an unconfirmed member: it becomes a regular (announced) alive member. */
+  /**
+   * First news of an unconfirmed member: it becomes a regular (announced) alive member. Re-gossiped
+   * only when the incarnation is news; a bare confirmation reaches the others through member-list
+   * push-pulls (the membership hash differs until they have it), far fewer messages than an
+   * epidemic per member when a whole fleet starts at once.
+   */
   private confirm(m: Member, addr: string, inc: number): void {
     const first = this.liveMembers().length === 0;
+    const news = inc > m.incarnation;
     m.suspicion?.cancel();
     m.suspicion = undefined;
     m.confirmed = true;
@@ -589,7 +595,7 @@ export class GossipNode {
     m.state = "alive";
     m.since = this.o.clock.now();
     this.emit(m);
-    this.enqueueMember({ n: m.name, a: addr, i: inc, s: "alive" });
+    if (news) this.enqueueMember({ n: m.name, a: addr, i: inc, s: "alive" });
     // the first member heard from: full push-pull now (join-like) instead of at the next AE round
     if (first && this.running && !this.leaving) this.sendMembers(addr, true);
   }
@@ -779,37 +785,43 @@ export class GossipNode {
   }
 
   /**
-   * Replica-derived members never heard from: each gets unconfirmedPings direct pings spread over
-   * unconfirmedTimeoutMs, at most unconfirmedProbesPerTick per tick (round robin). Once the timeout
-   * has passed, those that stayed silent after their last ping are declared dead — locally, never
-   * gossiped (nobody else needs our guess). A frame from one, or news of it, confirms it instead.
+   * Replica-derived members never heard from. Until some member is alive, ping up to
+   * unconfirmedProbesPerTick of them per tick (round robin) to find one; once one answered, wait
+   * until half of unconfirmedTimeoutMs has passed (its member list, and the push-pulls that follow,
+   * confirm most others for free), then give each remaining one unconfirmedPings pings at the same
+   * rate, 4 probe intervals apart. Once the timeout has passed, those that stayed silent after
+   * their last ping are declared dead — locally, never gossiped (nobody else needs our guess).
    */
   private sweepUnconfirmed(): void {
     if (this.unconfirmed.length === 0 || this.leaving) return;
     const c = this.cfg;
     const now = this.o.clock.now();
-    this.unconfirmed = this.unconfirmed.filter((name) => {
-      const m = this.members.get(name);
-      return !!m && !m.confirmed && m.state !== "dead";
-    });
+    const pending = (m: Member | undefined): m is Member => !!m && !m.confirmed && m.state !== "dead";
     if (now - this.startedAt >= c.unconfirmedTimeoutMs) {
-      this.unconfirmed = this.unconfirmed.filter((name) => {
-        const m = this.members.get(name)!;
-        if (m.pings < c.unconfirmedPings || now - m.lastPing < c.probeIntervalMs) return true;
+      for (const name of this.unconfirmed) {
+        const m = this.members.get(name);
+        if (!pending(m) || m.pings < c.unconfirmedPings || now - m.lastPing < c.probeIntervalMs) continue;
         m.state = "dead";
         m.since = now;
         this.stats.unconfirmedDeaths += 1;
         this.emit(m);
-        return false;
-      });
+      }
+    }
+    // prune only when the cursor wraps, so that removals do not make it skip members
+    if (this.sweepIdx >= this.unconfirmed.length) {
+      this.unconfirmed = this.unconfirmed.filter((name) => pending(this.members.get(name)));
+      this.sweepIdx = 0;
     }
     const n = this.unconfirmed.length;
-    const spacing = c.unconfirmedTimeoutMs / Math.max(1, c.unconfirmedPings);
+    if (n === 0) return;
+    if (this.liveMembers().length > 0 && now - this.startedAt < c.unconfirmedTimeoutMs / 2) return;
+    const spacing = 4 * c.probeIntervalMs;
     let sent = 0;
     for (let scanned = 0; scanned < n && sent < c.unconfirmedProbesPerTick; scanned++) {
       if (this.sweepIdx >= n) this.sweepIdx = 0;
-      const m = this.members.get(this.unconfirmed[this.sweepIdx++]!)!;
-      if (m.pings >= c.unconfirmedPings || (m.pings > 0 && now - m.lastPing < spacing)) continue;
+      const m = this.members.get(this.unconfirmed[this.sweepIdx++]!);
+      if (!pending(m) || m.pings >= c.unconfirmedPings || (m.pings > 0 && now - m.lastPing < spacing))
+        continue;
       m.pings += 1;
       m.lastPing = now;
       sent += 1;

@@ -1,7 +1,10 @@
 /**
  * Gossip over websockets: binary frames, one outbound connection per peer address (a ws:// or
  * wss:// URL of the peer's /v1/gossip route), lazy reconnect with exponential backoff, bounded
- * per-peer queues while connecting (overflow drops the oldest frame; anti-entropy repairs).
+ * per-peer queues while connecting (overflow drops the oldest frame; anti-entropy repairs). The cost
+ * of addresses nobody answers at (nodes listed in the topology that run no agent) is bounded too: a
+ * connection attempt is given up after connectTimeoutMs, and at most maxConnecting attempts are in
+ * flight (frames for further new peers are dropped meanwhile).
  * Inbound frames arrive through the hono route from `gossipRoute()`.
  *
  * TLS: agents serve self-signed certificates. Pass the peer certificate (PEM) as `ca` to pin it;
@@ -18,6 +21,10 @@ export interface WsTransportOptions {
   maxQueue?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** Give up a connection attempt that is not open after this long (default 3000 ms). */
+  connectTimeoutMs?: number;
+  /** Connection attempts in flight at most (default 128: the agent sweeps 40 new peers/s, 3 s each). */
+  maxConnecting?: number;
   /** Time source for backoff (default Date.now). */
   now?: () => number;
 }
@@ -47,6 +54,7 @@ export class WsTransport implements Transport {
     connectFailures: 0,
   };
   private readonly peers = new Map<string, Peer>();
+  private connecting = 0;
   private handler: ((b: Uint8Array) => void) | null = null;
   private closed = false;
   private readonly now: () => number;
@@ -87,7 +95,18 @@ export class WsTransport implements Transport {
       p.queue.shift();
       this.stats.dropped += 1;
     }
-    if (!p.ws && this.now() >= p.nextAttempt) this.connect(to, p);
+    if (!p.ws && this.now() >= p.nextAttempt) {
+      if (this.connecting < (this.o.maxConnecting ?? 128)) this.connect(to, p);
+      else {
+        this.stats.dropped += p.queue.length;
+        p.queue = [];
+      }
+    }
+  }
+
+  /** Connection attempts in flight (for tests and metrics). */
+  get pendingConnects(): number {
+    return this.connecting;
   }
 
   private connect(url: string, p: Peer): void {
@@ -105,8 +124,32 @@ export class WsTransport implements Transport {
     }
     ws.binaryType = "arraybuffer";
     p.ws = ws;
+    this.connecting += 1;
+    let settled = false;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      this.connecting -= 1;
+      clearTimeout(timer);
+    };
+    const timer = setTimeout(() => {
+      if (p.ws !== ws || p.open) return;
+      settle();
+      p.ws = null;
+      this.failed(p);
+      try {
+        ws.close();
+      } catch {
+        /* already closing */
+      }
+    }, this.o.connectTimeoutMs ?? 3000);
+    timer.unref();
     ws.onopen = () => {
-      if (p.ws !== ws) return;
+      settle();
+      if (p.ws !== ws) {
+        ws.close();
+        return;
+      }
       p.open = true;
       p.failures = 0;
       this.stats.connects += 1;
@@ -117,6 +160,7 @@ export class WsTransport implements Transport {
     };
     ws.onmessage = (ev) => this.deliver(ev.data);
     ws.onclose = () => {
+      settle();
       if (p.ws !== ws) return;
       const wasOpen = p.open;
       p.ws = null;

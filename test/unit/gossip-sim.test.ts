@@ -179,21 +179,26 @@ describe("replica members never heard from (phantoms)", () => {
       const sim = new Sim({ seed: 21 });
       const real = Array.from({ length: 20 }, (_, i) => `n${i}`);
       for (const n of real) sim.addNode(n, { members: [...real, ...phantoms] });
-      // real peers are confirmed quickly (direct pings + the first member list)
+      const cfg = sim.node("n0").cfg;
+      // until then, and until their timeout, phantoms are "suspect" (kept by the planner), never alive
+      sim.run(1000);
+      expect(sim.node("n0").memberState("ghost7")).toBe("suspect");
+      // every real peer is confirmed (direct pings, member lists) before any phantom may be declared dead
       expect(
         sim.runUntil(
           () => real.every((x) => real.every((y) => x === y || sim.node(x).memberState(y) === "alive")),
-          3000,
+          cfg.unconfirmedTimeoutMs - 1000,
         ),
       ).toBe(true);
-      // until then, and until their timeout, phantoms are "suspect" (kept by the planner), never alive
-      expect(sim.node("n0").memberState("ghost7")).toBe("suspect");
-      const cfg = sim.node("n0").cfg;
-      // bound: the timeout, or the time to ping each phantom unconfirmedPings times at the sweep rate
+      // bound (from the start): the timeout, or half of it (first member lists) plus the time to ping
+      // each phantom unconfirmedPings times at the sweep rate
       const sweepMs =
         Math.ceil((phantoms.length * cfg.unconfirmedPings) / cfg.unconfirmedProbesPerTick) *
         cfg.probeIntervalMs;
-      const bound = Math.max(cfg.unconfirmedTimeoutMs, sweepMs) + 2 * cfg.probeIntervalMs;
+      const bound =
+        Math.max(cfg.unconfirmedTimeoutMs, cfg.unconfirmedTimeoutMs / 2 + sweepMs) +
+        4 * cfg.probeIntervalMs -
+        sim.time;
       const allDead = () => real.every((x) => phantoms.every((p) => sim.node(x).memberState(p) === "dead"));
       expect(sim.runUntil(allDead, bound, 100)).toBe(true);
       for (const x of real) {

@@ -74,4 +74,40 @@ describe("websocket transport (two Bun servers on 127.0.0.1)", () => {
     expect(await until(() => a.node.codec.stats.rejected.forged > 0)).toBe(true);
     expect(a.node.memberState("b")).toBeUndefined();
   });
+
+  test("unanswered addresses cost bounded sockets: attempts time out, and at most maxConnecting are in flight", async () => {
+    // a TCP listener on 127.0.0.1 that accepts and never answers the websocket handshake
+    let accepted = 0;
+    let open = 0;
+    const sink = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open() {
+          accepted += 1;
+          open += 1;
+        },
+        data() {},
+        close() {
+          open -= 1;
+        },
+      },
+    });
+    cleanups.push(() => sink.stop(true));
+    const t = new WsTransport({ connectTimeoutMs: 150, maxConnecting: 2, reconnectMinMs: 10_000 });
+    cleanups.push(() => t.close());
+    const frame = new Uint8Array([1, 2, 3]);
+    for (let i = 0; i < 5; i++) t.send(`ws://127.0.0.1:${sink.port}/ghost${i}`, frame);
+    expect(t.pendingConnects).toBe(2);
+    expect(t.stats.dropped).toBe(3);
+    expect(await until(() => accepted === 2)).toBe(true);
+    // given up after the timeout: the sockets are closed, the frames dropped, a backoff starts
+    expect(await until(() => t.pendingConnects === 0 && open === 0, 2000)).toBe(true);
+    expect(t.stats.connectFailures).toBe(2);
+    expect(t.stats.dropped).toBe(5);
+    // within the backoff no new attempt is made for the same address
+    t.send(`ws://127.0.0.1:${sink.port}/ghost0`, frame);
+    expect(t.pendingConnects).toBe(0);
+    expect(accepted).toBe(2);
+  });
 });

@@ -66,12 +66,16 @@ export function execCommands(ctx: ExecCliContext = {}): Command[] {
       }
     });
   const cp = new Command("cp")
-    .description("upload FILE to NODE:PATH (atomic, sha256-verified, backup kept)")
+    .description("upload FILE to NODE:PATH (atomic, verified end to end, backup kept)")
     .argument("<file>")
     .argument("<dest>", "NODE:/abs/path")
     .option("--agent <url>")
     .option("--token <token>")
     .option("--fingerprint <sha256>")
+    .option(
+      "--sha256",
+      "verify with SHA-256 and print the file's digest (default: GMAC, ~5x cheaper to compute)",
+    )
     .action(async (file: string, dest: string, o) => {
       const i = dest.indexOf(":");
       if (i <= 0) {
@@ -82,11 +86,13 @@ export function execCommands(ctx: ExecCliContext = {}): Command[] {
       const bar = new SingleBar({ format: "{bar} {percentage}% {value}/{total} bytes" });
       try {
         bar.start(Bun.file(file).size, 0);
-        const r = await client.upload(file, dest.slice(i + 1), { onProgress: (p) => bar.update(p.sent) });
+        const r = await client.upload(file, dest.slice(i + 1), {
+          onProgress: (p) => bar.update(p.sent),
+          checksum: o.sha256 ? "sha256" : undefined,
+        });
         bar.stop();
-        process.stdout.write(
-          `${r.path} ${r.bytes} bytes sha256:${r.sha256}${r.backup ? ` (backup ${r.backup})` : ""}\n`,
-        );
+        const sum = r.checksum ? ` ${r.checksum.algorithm}:${r.checksum.value}` : "";
+        process.stdout.write(`${r.path} ${r.bytes} bytes${sum}${r.backup ? ` (backup ${r.backup})` : ""}\n`);
         exit(0);
       } catch (err) {
         bar.stop();

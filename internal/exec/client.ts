@@ -4,10 +4,22 @@
  * unix:/path.sock (admin socket, no credentials needed). Auth: bearer token or Basic.
  */
 import { createHash, X509Certificate } from "node:crypto";
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import { connect as tlsConnect } from "node:tls";
 import { ExecError } from "./errors.ts";
-import { TRAILER, TRAILER_BYTES, type UploadResult } from "./upload.ts";
+import {
+  type Checksum,
+  type GMAC,
+  gmacChecksum,
+  HEADER_CHECKSUM,
+  HEADER_SHA256,
+  HEX_LENGTH,
+  newGmacParams,
+  SHA256_SEE_CHECKSUM,
+  SHA256_TRAILER,
+  sha256Checksum,
+} from "./checksum.ts";
+import type { UploadResult } from "./upload.ts";
 import { type K8sStatus, exitCodeOf, frame, PROTOCOL_V4, PROTOCOL_V5, resizeFrame, STREAM } from "./k8s.ts";
 
 export interface AgentTarget {
@@ -43,13 +55,29 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Read size of uploads (node:crypto hashes large buffers at full SHA-NI speed). */
+/** Read size of uploads (one positioned read per chunk, the next one read ahead). */
 const UPLOAD_CHUNK = 1024 * 1024;
 
 export interface UploadProgress {
   sent: number;
   total: number;
 }
+
+export interface UploadOptions {
+  mode?: number;
+  onProgress?: (p: UploadProgress) => void;
+  /**
+   * End-to-end checksum: `gmac-aes-256-gcm` (default; keyed, ~5x cheaper than SHA-256, see
+   * checksum.ts) or `sha256` (the result then carries the file's SHA-256).
+   */
+  checksum?: typeof GMAC | "sha256";
+}
+
+/** How one upload attempt is checksummed on the wire. */
+type WireMode = "gmac-trailer" | "sha256-trailer" | "sha256-first";
+
+/** An agent that predates the client's checksum mode refuses it with this (target untouched). */
+const OLD_AGENT = new RegExp(`expected (${SHA256_TRAILER}|${SHA256_SEE_CHECKSUM})$`);
 
 const normalizeFp = (fp: string) =>
   fp
@@ -280,25 +308,24 @@ export class AgentClient {
   }
 
   /**
-   * Upload a local file to remotePath (atomic on the agent; sha256 verified before install). The
-   * file is read once: it is hashed while streaming and the hex sum follows the data as a trailer
-   * (`x-kosmos-sha256: trailer`). An agent without trailer support refuses that upload with
-   * CHECKSUM_MISMATCH (target untouched); the client then falls back to hash-first.
+   * Upload a local file to remotePath (atomic on the agent; verified end to end before install).
+   * The file is read once: it is checksummed while streaming and the checksum follows the data as
+   * a trailer (GMAC under a fresh key sent in `x-kosmos-checksum`, or SHA-256 with
+   * `x-kosmos-sha256: trailer`). An agent that predates the mode refuses it with
+   * CHECKSUM_MISMATCH (target untouched); the client then falls back to a SHA-256 computed first
+   * and sent in `x-kosmos-sha256`, which every agent version understands.
    */
-  async upload(
-    localPath: string,
-    remotePath: string,
-    opts: { mode?: number; onProgress?: (p: UploadProgress) => void } = {},
-  ): Promise<UploadResult> {
+  async upload(localPath: string, remotePath: string, opts: UploadOptions = {}): Promise<UploadResult> {
     try {
-      return await this.putFile(localPath, remotePath, opts, true);
+      return await this.putFile(
+        localPath,
+        remotePath,
+        opts,
+        opts.checksum === "sha256" ? "sha256-trailer" : "gmac-trailer",
+      );
     } catch (err) {
-      if (
-        err instanceof ExecError &&
-        err.code === "CHECKSUM_MISMATCH" &&
-        /expected trailer/.test(err.message)
-      )
-        return await this.putFile(localPath, remotePath, opts, false);
+      if (err instanceof ExecError && err.code === "CHECKSUM_MISMATCH" && OLD_AGENT.test(err.message))
+        return await this.putFile(localPath, remotePath, opts, "sha256-first");
       throw err;
     }
   }
@@ -306,51 +333,33 @@ export class AgentClient {
   private async putFile(
     localPath: string,
     remotePath: string,
-    opts: { mode?: number; onProgress?: (p: UploadProgress) => void },
-    trailer: boolean,
+    opts: UploadOptions,
+    wire: WireMode,
   ): Promise<UploadResult> {
+    const headers: Record<string, string> = {};
+    let checksum: Checksum | null = null;
+    if (wire === "sha256-first") headers[HEADER_SHA256] = await sha256File(localPath);
+    else if (wire === "sha256-trailer") {
+      headers[HEADER_SHA256] = SHA256_TRAILER;
+      checksum = sha256Checksum();
+    } else {
+      const p = newGmacParams();
+      headers[HEADER_CHECKSUM] = p.header;
+      headers[HEADER_SHA256] = SHA256_SEE_CHECKSUM;
+      checksum = gmacChecksum(p.key, p.iv);
+    }
     const fh = await open(localPath, "r");
     try {
       const total = (await fh.stat()).size;
-      // hash-first fallback: a separate pass before sending
-      const sum = trailer ? null : await sha256File(localPath);
-      const hash = createHash("sha256");
-      let sent = 0;
-      let finished = false;
-      const body = new ReadableStream<Uint8Array>({
-        async pull(ctl) {
-          if (finished) return;
-          const buf = Buffer.allocUnsafe(UPLOAD_CHUNK);
-          const { bytesRead } = await fh.read(buf, 0, Math.min(UPLOAD_CHUNK, total - sent + 1), null);
-          if (bytesRead === 0 || sent + bytesRead > total) {
-            finished = true;
-            if (sent + bytesRead !== total) {
-              ctl.error(new ExecError("UPLOAD_FAILED", `${localPath} changed during the upload`, "retry"));
-              return;
-            }
-          }
-          if (bytesRead > 0) {
-            const chunk = buf.subarray(0, bytesRead);
-            if (trailer) hash.update(chunk);
-            sent += bytesRead;
-            opts.onProgress?.({ sent, total });
-            ctl.enqueue(chunk);
-          }
-          if (finished) {
-            if (trailer) ctl.enqueue(Buffer.from(hash.digest("hex"), "latin1"));
-            ctl.close();
-          }
-        },
-      });
+      const trailer = checksum ? HEX_LENGTH[checksum.algorithm] : 0;
+      headers["content-length"] = String(total + trailer);
+      const body = fileBody(fh, localPath, total, checksum, opts.onProgress);
       const q = new URLSearchParams({ path: remotePath });
       if (opts.mode !== undefined) q.set("mode", opts.mode.toString(8));
       const res = await this.request(`/v1/files?${q}`, {
         method: "PUT",
         body,
-        headers: {
-          "x-kosmos-sha256": sum ?? TRAILER,
-          "content-length": String(total + (trailer ? TRAILER_BYTES : 0)),
-        },
+        headers,
         duplex: "half",
       } as RequestInit);
       const json = (await res.json().catch(() => ({ message: `upload failed: HTTP ${res.status}` }))) as {
@@ -364,11 +373,65 @@ export class AgentClient {
           json.message ?? `upload failed: HTTP ${res.status}`,
           json.hint ?? "",
         );
+      // an agent that predates `checksum` in the result verified a SHA-256 (trailer or header)
+      json.checksum ??= json.sha256 ? { algorithm: "sha256", value: json.sha256, verified: true } : undefined;
       return json;
     } finally {
       await fh.close();
     }
   }
+}
+
+/**
+ * The request body: `total` bytes of the file in UPLOAD_CHUNK reads (the next read is issued
+ * before the current chunk is handed over, so reading overlaps checksumming and sending), then
+ * the hex checksum when `checksum` is given. Fails when the file shrinks or grows meanwhile.
+ */
+function fileBody(
+  fh: FileHandle,
+  localPath: string,
+  total: number,
+  checksum: Checksum | null,
+  onProgress?: (p: UploadProgress) => void,
+): ReadableStream<Uint8Array> {
+  let pos = 0;
+  const readAt = async (at: number): Promise<Uint8Array> => {
+    const want = Math.min(UPLOAD_CHUNK, total - at);
+    // one byte past the end to notice a file that grew
+    const buf = Buffer.allocUnsafe(want > 0 ? want : 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.byteLength, at);
+    if (want > 0 ? bytesRead !== want : bytesRead !== 0)
+      throw new ExecError("UPLOAD_FAILED", `${localPath} changed during the upload`, "retry");
+    return buf.subarray(0, bytesRead);
+  };
+  let next: Promise<Uint8Array> | null = readAt(0);
+  // a read-ahead that fails before it is awaited must not be an unhandled rejection
+  next.catch(() => {});
+  return new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      if (!next) return;
+      let chunk: Uint8Array;
+      try {
+        chunk = await next;
+      } catch (err) {
+        next = null;
+        ctl.error(err);
+        return;
+      }
+      if (chunk.byteLength === 0) {
+        next = null;
+        if (checksum) ctl.enqueue(Buffer.from(checksum.digest(), "latin1"));
+        ctl.close();
+        return;
+      }
+      pos += chunk.byteLength;
+      next = readAt(pos);
+      next.catch(() => {});
+      checksum?.update(chunk);
+      onProgress?.({ sent: pos, total });
+      ctl.enqueue(chunk);
+    },
+  });
 }
 
 export interface WorkflowEventLike {

@@ -6,8 +6,15 @@ export {
   type ExecResult,
   runRemoteWorkflow,
   sha256File,
+  type UploadOptions,
   type UploadProgress,
 } from "./client.ts";
+export {
+  type ChecksumAlgorithm,
+  type ChecksumSpec,
+  GMAC,
+  parseChecksumHeaders,
+} from "./checksum.ts";
 export type { ExecEnv } from "./env.ts";
 export { ExecError, type ExecErrorCode } from "./errors.ts";
 export * as k8s from "./k8s.ts";

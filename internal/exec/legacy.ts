@@ -241,7 +241,12 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
           return;
         }
         upload = confinePath(deps.roots, filePath, fileName)
-          .then((target) => AtomicUpload.open(target, { maxBytes: sessions.limits.maxUploadBytes }))
+          .then((target) =>
+            AtomicUpload.open(target, {
+              maxBytes: sessions.limits.maxUploadBytes,
+              checksum: { algorithm: "none" },
+            }),
+          )
           .catch((err: unknown) =>
             err instanceof ExecError ? err : new ExecError("UPLOAD_FAILED", String(err), ""),
           );

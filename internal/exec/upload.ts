@@ -4,10 +4,19 @@
  * existing target is first hard-linked to `<file>_<timestamp>_bak` (upstream's backup name), so
  * the original stays in place until the new content is complete.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { type FileHandle, link, lstat, mkdir, open, realpath, rename, rm } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
+import {
+  type Checksum,
+  type ChecksumAlgorithm,
+  type ChecksumSpec,
+  newChecksum,
+  sameHex,
+  trailerBytes,
+} from "./checksum.ts";
 import { ExecError } from "./errors.ts";
+import { StagedFileWriter } from "./filewriter.ts";
 
 async function realpathOfNearest(path: string): Promise<string> {
   let cur = path;
@@ -73,55 +82,68 @@ export function backupName(file: string, now: Date): string {
 export interface UploadResult {
   path: string;
   bytes: number;
-  sha256: string;
+  /** hex SHA-256 of the installed file, when the upload was checksummed with sha256 */
+  sha256?: string;
+  /** the end-to-end checksum the upload was verified against (absent for unchecked uploads) */
+  checksum?: { algorithm: ChecksumAlgorithm; value: string; verified: boolean };
   backup: string | null;
 }
 
-/** Hex SHA-256 length: the size of the checksum trailer (see `TRAILER`). */
-export const TRAILER_BYTES = 64;
-/**
- * `x-kosmos-sha256: trailer` (passed to `commit`): the body ends with the 64 hex characters of
- * the SHA-256 of the bytes before them, so a client can hash while streaming (one read of the
- * file). An agent that predates it compares "trailer" with the real sum and refuses the upload
- * with CHECKSUM_MISMATCH, so an old agent never installs a file with the trailer appended.
- */
-export const TRAILER = "trailer";
+const DONE = Promise.resolve();
 
-/** Bytes buffered by the file writer before one write(2) (instead of one awaited write per body chunk). */
-const WRITE_BUFFER = 4 * 1024 * 1024;
-
-type FileSink = ReturnType<ReturnType<typeof Bun.file>["writer"]>;
+const writeFailed = (err: unknown) =>
+  new ExecError("UPLOAD_FAILED", `write failed: ${(err as Error).message}`, "check free disk space");
 
 /**
- * Incremental atomic writer; call `write` per chunk, then `commit` or `abort`. Chunks are hashed as
- * they arrive and go through Bun's buffered file writer (`WRITE_BUFFER` bytes per write(2)). The
- * last `TRAILER_BYTES` are held back until `commit`, which either writes them or, in trailer mode,
- * reads them as the expected checksum.
+ * Incremental atomic writer; call `write` per chunk (in order), then `commit` or `abort`. Chunks
+ * are checksummed as they arrive and go to a `StagedFileWriter` (O_DIRECT from staging buffers,
+ * see filewriter.ts). With a checksum trailer the last bytes are held back until `commit`, which
+ * reads them as the expected value. A chunk must not be changed until its `write` resolved.
  */
 export class AtomicUpload {
   private fh: FileHandle | null = null;
-  private sink: FileSink | null = null;
-  private readonly hash = createHash("sha256");
+  private readonly checksum: Checksum | null;
+  private readonly trailer: number;
   private bytes = 0;
   private readonly tmp: string;
   private failed: Error | null = null;
   private tail: Uint8Array = new Uint8Array(0);
+  private writer: StagedFileWriter | null = null;
+  /**
+   * Set while a write waits for a staging buffer: later writes queue behind it, so the order of
+   * the data never depends on the caller awaiting.
+   */
+  private pending: Promise<void> | null = null;
 
   private constructor(
     readonly target: string,
     private readonly maxBytes: number,
     private readonly mode: number,
+    private readonly spec: ChecksumSpec,
   ) {
     this.tmp = join(dirname(target), `.${basename(target)}.kosmos-${randomBytes(6).toString("hex")}.tmp`);
+    this.checksum = newChecksum(spec);
+    this.trailer = trailerBytes(spec);
   }
 
-  static async open(target: string, opts: { maxBytes?: number; mode?: number } = {}): Promise<AtomicUpload> {
-    const u = new AtomicUpload(target, opts.maxBytes ?? Number.POSITIVE_INFINITY, opts.mode ?? 0o644);
+  /**
+   * `checksum`: what to verify against (default: compute a SHA-256 and report it, verify nothing;
+   * `{ algorithm: "none" }` skips checksumming).
+   */
+  static async open(
+    target: string,
+    opts: { maxBytes?: number; mode?: number; checksum?: ChecksumSpec } = {},
+  ): Promise<AtomicUpload> {
+    const u = new AtomicUpload(
+      target,
+      opts.maxBytes ?? Number.POSITIVE_INFINITY,
+      opts.mode ?? 0o644,
+      opts.checksum ?? { algorithm: "sha256" },
+    );
     try {
       await mkdir(dirname(target), { recursive: true, mode: 0o755 });
       u.fh = await open(u.tmp, "wx", u.mode);
-      // the writer does not own the descriptor: `fh` closes it
-      u.sink = Bun.file(u.fh.fd).writer({ highWaterMark: WRITE_BUFFER });
+      u.writer = await StagedFileWriter.open(u.fh);
     } catch (err) {
       await u.abort();
       throw new ExecError(
@@ -133,105 +155,132 @@ export class AtomicUpload {
     return u;
   }
 
+  /** Data bytes received so far (a trailer included until `commit`). */
   get size(): number {
     return this.bytes;
   }
 
-  /** Queue a chunk (ordered); errors surface in `commit`. Await the result for backpressure. */
-  async write(chunk: Uint8Array): Promise<void> {
+  /** The first failure (too large, write error); the upload can only be aborted then. */
+  get error(): Error | null {
+    return this.failed;
+  }
+
+  /**
+   * Add a chunk (in order); errors surface in `commit`. Await the result for backpressure; the
+   * chunk must stay unchanged until it resolves.
+   */
+  write(chunk: Uint8Array): Promise<void> {
     this.bytes += chunk.byteLength;
-    if (this.bytes > this.maxBytes && !this.failed) {
+    if (this.bytes > this.maxBytes + this.trailer && !this.failed) {
       this.failed = new ExecError(
         "UPLOAD_TOO_LARGE",
         `upload exceeds ${this.maxBytes} bytes`,
         "raise limits.maxUploadBytes on the agent",
       );
     }
-    if (this.failed) return;
-    // hold back the last TRAILER_BYTES (maybe a checksum trailer); `put` is synchronous up to the
-    // sink, so the order of the data never depends on the caller awaiting
-    let waits: (Promise<void> | undefined)[];
-    if (chunk.byteLength >= TRAILER_BYTES) {
-      const held = this.tail;
-      this.tail = chunk.slice(chunk.byteLength - TRAILER_BYTES);
-      waits = [this.put(held), this.put(chunk.subarray(0, chunk.byteLength - TRAILER_BYTES))];
+    if (this.failed) return this.pending ?? DONE;
+    const t = this.trailer;
+    let pieces: Uint8Array[];
+    if (t === 0) pieces = [chunk];
+    else if (chunk.byteLength >= t) {
+      // hold back the last `t` bytes: they may be the trailer
+      pieces = [this.tail, chunk.subarray(0, chunk.byteLength - t)];
+      this.tail = chunk.slice(chunk.byteLength - t);
     } else {
       const joined = new Uint8Array(this.tail.byteLength + chunk.byteLength);
       joined.set(this.tail);
       joined.set(chunk, this.tail.byteLength);
-      const cut = Math.max(0, joined.byteLength - TRAILER_BYTES);
-      this.tail = joined.subarray(cut);
-      waits = [this.put(joined.subarray(0, cut))];
+      const cut = Math.max(0, joined.byteLength - t);
+      this.tail = joined.slice(cut);
+      pieces = [joined.subarray(0, cut)];
     }
-    for (const w of waits) if (w) await w;
+    const waiting = this.pending;
+    const r = waiting ? waiting.then(() => this.putAll(pieces, 0)) : this.putAll(pieces, 0);
+    if (!r) return DONE;
+    this.pending = r;
+    void r.then(() => {
+      if (this.pending === r) this.pending = null;
+    });
+    return r;
   }
 
-  /** Hash and hand to the sink; returns a promise only when the sink asks for backpressure. */
+  /** Checksum and write pieces[i..] in order; a promise only when the writer has to wait. */
+  private putAll(pieces: Uint8Array[], i: number): Promise<void> | undefined {
+    for (; i < pieces.length; i++) {
+      const r = this.put(pieces[i] as Uint8Array);
+      if (r) {
+        const next = i + 1;
+        return next < pieces.length ? r.then(() => this.putAll(pieces, next)) : r;
+      }
+    }
+    return undefined;
+  }
+
+  /** Checksum and write one piece; failures go to `failed` (never rejects). */
   private put(data: Uint8Array): Promise<void> | undefined {
-    if (data.byteLength === 0 || this.failed || !this.sink) return undefined;
-    this.hash.update(data);
-    const fail = (err: unknown) => {
-      this.failed ??= new ExecError(
-        "UPLOAD_FAILED",
-        `write failed: ${(err as Error).message}`,
-        "check free disk space",
-      );
+    const w = this.writer;
+    if (data.byteLength === 0 || this.failed || !w) return undefined;
+    this.checksum?.update(data);
+    const check = () => {
+      if (w.error) this.failed ??= writeFailed(w.error);
     };
-    try {
-      const r = this.sink.write(data);
-      return r instanceof Promise ? r.then(() => undefined, fail) : undefined;
-    } catch (err) {
-      fail(err);
+    const r = w.write(data);
+    if (!r) {
+      check();
       return undefined;
     }
+    return r.then(check, (err: unknown) => {
+      this.failed ??= writeFailed(err);
+    });
   }
 
   /**
-   * Finish: verify the checksum (`expectSha256` hex, or `TRAILER` to take it from the end of the
-   * body), fsync, keep a backup of an existing target, rename into place. On any failure the
-   * target is untouched and the temp file removed.
+   * Finish: write the rest, verify the checksum (from the headers or the trailer), fsync, keep a
+   * backup of an existing target, rename into place. On any failure the target is untouched and
+   * the temp file removed.
    */
-  async commit(expectSha256?: string, now: Date = new Date()): Promise<UploadResult> {
-    let expect = expectSha256;
-    if (!this.failed) {
-      if (expect === TRAILER) {
-        if (this.tail.byteLength < TRAILER_BYTES) {
+  async commit(now: Date = new Date()): Promise<UploadResult> {
+    let expect: string | undefined;
+    const spec = this.spec;
+    if (!this.failed && spec.algorithm !== "none") {
+      if (spec.trailer) {
+        if (this.tail.byteLength < this.trailer) {
           await this.abort();
           throw new ExecError(
             "CHECKSUM_MISMATCH",
-            "body too short for a sha256 trailer",
-            "send the 64 hex sha256 after the data",
+            `body too short for a ${spec.algorithm} trailer`,
+            `send the ${this.trailer} hex characters of the checksum after the data`,
           );
         }
         expect = new TextDecoder().decode(this.tail);
-        this.bytes -= TRAILER_BYTES;
-      } else await this.put(this.tail);
-      this.tail = new Uint8Array(0);
+        this.bytes -= this.trailer;
+        this.tail = new Uint8Array(0);
+      } else expect = spec.expect;
+    }
+    await this.pending;
+    if (!this.failed) {
       try {
-        await this.sink?.end();
+        await this.writer?.finish();
       } catch (err) {
-        this.failed ??= new ExecError(
-          "UPLOAD_FAILED",
-          `write failed: ${(err as Error).message}`,
-          "check free disk space",
-        );
+        this.failed ??= writeFailed(err);
       }
-      this.sink = null;
     }
     if (this.failed) {
       await this.abort();
       throw this.failed;
     }
-    const sum = this.hash.digest("hex");
-    if (expect && expect.toLowerCase() !== sum) {
+    const sum = this.checksum?.digest();
+    if (sum !== undefined && expect !== undefined && !sameHex(expect, sum)) {
       await this.abort();
       throw new ExecError(
         "CHECKSUM_MISMATCH",
-        `sha256 mismatch: got ${sum}, expected ${expect}`,
+        `${spec.algorithm} mismatch: got ${sum}, expected ${expect}`,
         "re-send the file",
       );
     }
     try {
+      await this.writer?.close();
+      this.writer = null;
       await this.fh?.sync();
       await this.fh?.close();
       this.fh = null;
@@ -243,7 +292,12 @@ export class AtomicUpload {
         await link(this.target, backup);
       }
       await rename(this.tmp, this.target);
-      return { path: this.target, bytes: this.bytes, sha256: sum, backup };
+      const result: UploadResult = { path: this.target, bytes: this.bytes, backup };
+      if (sum !== undefined && this.checksum) {
+        result.checksum = { algorithm: this.checksum.algorithm, value: sum, verified: expect !== undefined };
+        if (this.checksum.algorithm === "sha256") result.sha256 = sum;
+      }
+      return result;
     } catch (err) {
       await this.abort();
       throw new ExecError(
@@ -255,12 +309,11 @@ export class AtomicUpload {
   }
 
   async abort(): Promise<void> {
-    try {
-      await this.sink?.end();
-    } catch {
-      // the temp file is removed anyway
-    }
-    this.sink = null;
+    this.failed ??= new ExecError("UPLOAD_FAILED", "upload aborted", "");
+    // let queued and running writes finish before the descriptors are closed
+    await this.pending;
+    await this.writer?.close();
+    this.writer = null;
     await this.fh?.close().catch(() => {});
     this.fh = null;
     await rm(this.tmp, { force: true });

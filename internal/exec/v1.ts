@@ -2,10 +2,12 @@
  * GET /v1/exec — Kubernetes websocket streaming protocol (v5.channel.k8s.io, v4 accepted).
  * Query: command (repeatable, required), stdin/stdout/stderr/tty (true|1), env KEY=V (repeatable),
  * workingDir, timeout (seconds), cols/rows (initial PTY size).
- * PUT /v1/files?path=/abs/file[&mode=0644] — streamed upload, optional `x-kosmos-sha256` header,
- * confined to the roots, atomic, backup kept. Replies JSON UploadResult.
+ * PUT /v1/files?path=/abs/file[&mode=0644] — streamed upload verified end to end (`x-kosmos-sha256`
+ * / `x-kosmos-checksum`, see checksum.ts and docs/exec.md), confined to the roots, atomic, backup
+ * kept. Replies JSON UploadResult.
  */
 import { Hono } from "hono";
+import { parseChecksumHeaders, trailerBytes } from "./checksum.ts";
 import { type ExecEnv, sessionInfo, tooMany } from "./env.ts";
 import { ExecError } from "./errors.ts";
 import {
@@ -172,21 +174,25 @@ export function v1Routes(deps: { sessions: SessionManager; roots: string[] }): H
     const path = c.req.query("path") ?? "";
     const modeQ = c.req.query("mode");
     const mode = modeQ ? Number.parseInt(modeQ, 8) : 0o644;
-    const expect = c.req.header("x-kosmos-sha256");
     const finish = sessions.record(sessionInfo(c, "/v1/files"), ["upload", path]);
     let upload: AtomicUpload | null = null;
     try {
       if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
         throw new ExecError("BAD_REQUEST", `invalid mode ${modeQ}`, "octal, e.g. 0644");
+      const checksum = parseChecksumHeaders((h) => c.req.header(h));
       const target = await confinePath(deps.roots, path);
-      const declared = Number(c.req.header("content-length") ?? 0);
+      const declared = Number(c.req.header("content-length") ?? 0) - trailerBytes(checksum);
       if (declared > sessions.limits.maxUploadBytes)
         throw new ExecError(
           "UPLOAD_TOO_LARGE",
           `upload of ${declared} bytes exceeds the limit`,
           "raise limits.maxUploadBytes",
         );
-      upload = await AtomicUpload.open(target, { maxBytes: sessions.limits.maxUploadBytes, mode });
+      upload = await AtomicUpload.open(target, {
+        maxBytes: sessions.limits.maxUploadBytes,
+        mode,
+        checksum,
+      });
       const body = c.req.raw.body;
       if (body) {
         const reader = body.getReader();
@@ -194,10 +200,10 @@ export function v1Routes(deps: { sessions: SessionManager; roots: string[] }): H
           const { done, value } = await reader.read();
           if (done) break;
           await upload.write(value);
-          if (upload.size > sessions.limits.maxUploadBytes) break;
+          if (upload.error) break;
         }
       }
-      const r = await upload.commit(expect);
+      const r = await upload.commit();
       finish({ exitCode: 0, bytesIn: r.bytes });
       return c.json(r, 201);
     } catch (err) {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { GMAC, gmacChecksum, newGmacParams, SHA256_SEE_CHECKSUM } from "../../internal/exec/checksum.ts";
 import { AgentClient } from "../../internal/exec/client.ts";
 import { legacyCall, startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
 
@@ -173,14 +174,15 @@ describe("/v1/exec (kubernetes v5 channel protocol)", () => {
 });
 
 describe("uploads", () => {
-  test("large file upload with checksum verification, atomic, backup kept", async () => {
+  test("large file upload, GMAC-verified by default, atomic, backup kept", async () => {
     const local = join(agent.dir, "big.bin");
-    const data = randomBytes(48 * 1024 * 1024);
+    const data = randomBytes(48 * 1024 * 1024 + 12_345);
     await writeFile(local, data);
     const target = join(agent.root, "sub", "big.bin");
     const r = await client.upload(local, target);
     expect(r.bytes).toBe(data.length);
-    expect(r.sha256).toBe(sha(data));
+    expect(r.checksum?.algorithm).toBe(GMAC);
+    expect(r.checksum?.verified).toBe(true);
     expect(sha(await readFile(target))).toBe(sha(data));
     expect(r.backup).toBeNull();
     await writeFile(local, "v2");
@@ -190,6 +192,134 @@ describe("uploads", () => {
     expect(await readFile(target, "utf8")).toBe("v2");
     const leftovers = (await readdir(join(agent.root, "sub"))).filter((f) => f.endsWith(".tmp"));
     expect(leftovers).toEqual([]);
+  });
+
+  test("checksum: sha256 reports the SHA-256 of the installed file; empty files work", async () => {
+    const local = join(agent.dir, "s.bin");
+    const data = randomBytes(5 * 1024 * 1024 + 3);
+    await writeFile(local, data);
+    const target = join(agent.root, "s.bin");
+    const r = await client.upload(local, target, { checksum: "sha256" });
+    expect(r.sha256).toBe(sha(data));
+    expect(r.checksum).toEqual({ algorithm: "sha256", value: sha(data), verified: true });
+    expect(sha(await readFile(target))).toBe(sha(data));
+    await writeFile(local, "");
+    const e = await client.upload(local, join(agent.root, "empty"));
+    expect(e.bytes).toBe(0);
+    expect(await readFile(join(agent.root, "empty"), "utf8")).toBe("");
+  });
+
+  test("a wrong GMAC tag or a wrong sha256 trailer leaves the target untouched", async () => {
+    const target = join(agent.root, "keep2.txt");
+    await writeFile(target, "original");
+    const p = newGmacParams();
+    const data = Buffer.from("new content");
+    const tag = gmacChecksum(p.key, p.iv);
+    tag.update(Buffer.from("other content"));
+    for (const [headers, body] of [
+      [
+        { "x-kosmos-checksum": p.header, "x-kosmos-sha256": SHA256_SEE_CHECKSUM },
+        Buffer.concat([data, Buffer.from(tag.digest())]),
+      ],
+      [{ "x-kosmos-sha256": "trailer" }, Buffer.concat([data, Buffer.from("0".repeat(64))])],
+    ] as const) {
+      const res = await client.request(`/v1/files?path=${encodeURIComponent(target)}`, {
+        method: "PUT",
+        body,
+        headers,
+      });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe("CHECKSUM_MISMATCH");
+      expect(await readFile(target, "utf8")).toBe("original");
+    }
+    expect((await readdir(agent.root)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  });
+
+  test("a client that disconnects mid-body leaves the target untouched and no temp file", async () => {
+    const target = join(agent.root, "keep3.txt");
+    await writeFile(target, "original");
+    const ac = new AbortController();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        if (sent >= 4 * 1024 * 1024) {
+          ac.abort();
+          return;
+        }
+        sent += 1024 * 1024;
+        ctl.enqueue(randomBytes(1024 * 1024));
+      },
+    });
+    const p = newGmacParams();
+    await client
+      .request(`/v1/files?path=${encodeURIComponent(target)}`, {
+        method: "PUT",
+        body,
+        signal: ac.signal,
+        duplex: "half",
+        headers: {
+          "content-length": String(64 * 1024 * 1024),
+          "x-kosmos-checksum": p.header,
+          "x-kosmos-sha256": SHA256_SEE_CHECKSUM,
+        },
+      } as RequestInit)
+      .catch(() => null);
+    // the agent had received data when the client went away, and recorded the failed upload
+    await until(
+      () =>
+        agent.audit
+          .list()
+          .some((a) => a.command.join(" ") === `upload ${target}` && a.error && (a.bytesIn ?? 0) > 0),
+      "aborted upload audited",
+    );
+    expect((await readdir(agent.root)).filter((f) => f.startsWith(".keep3.txt"))).toEqual([]);
+    expect(await readFile(target, "utf8")).toBe("original");
+  });
+
+  test("an agent that predates x-kosmos-checksum refuses the GMAC upload; the client falls back to sha256 first", async () => {
+    // PUT /v1/files as agents before x-kosmos-checksum implemented it: the body is the data,
+    // x-kosmos-sha256 is compared with its SHA-256 (so "see-x-kosmos-checksum" never matches)
+    const attempts: Record<string, string | undefined>[] = [];
+    const old = await startTestAgent({
+      extend: (app) =>
+        app.put("/v1/files", async (c) => {
+          attempts.push({
+            sha256: c.req.header("x-kosmos-sha256"),
+            checksum: c.req.header("x-kosmos-checksum"),
+          });
+          const path = c.req.query("path") as string;
+          const body = new Uint8Array(await c.req.arrayBuffer());
+          const got = sha(body);
+          const expected = c.req.header("x-kosmos-sha256");
+          if (expected && expected.toLowerCase() !== got)
+            return c.json(
+              {
+                code: "CHECKSUM_MISMATCH",
+                message: `sha256 mismatch: got ${got}, expected ${expected}`,
+                hint: "re-send the file",
+              },
+              400,
+            );
+          await writeFile(path, body);
+          return c.json({ path, bytes: body.byteLength, sha256: got, backup: null }, 201);
+        }),
+    });
+    try {
+      const local = join(old.dir, "f.bin");
+      const data = randomBytes(3 * 1024 * 1024 + 1);
+      await writeFile(local, data);
+      await mkdir(old.root, { recursive: true });
+      const target = join(old.root, "f.bin");
+      const r = await new AgentClient(old.target()).upload(local, target);
+      expect(attempts).toHaveLength(2);
+      expect(attempts[0]?.checksum).toStartWith(`${GMAC};`);
+      expect(attempts[0]?.sha256).toBe(SHA256_SEE_CHECKSUM);
+      expect(attempts[1]).toEqual({ sha256: sha(data), checksum: undefined });
+      expect(r.checksum).toEqual({ algorithm: "sha256", value: sha(data), verified: true });
+      expect(sha(await readFile(target))).toBe(sha(data));
+    } finally {
+      await old.stop();
+    }
   });
 
   test("checksum mismatch leaves the target untouched", async () => {

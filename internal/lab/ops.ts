@@ -4,7 +4,7 @@
  * change (a new machine, a broken link, a crashed process) and, for a new node, update the lab's
  * plan and seed the new topology into ONE agent, as the controller would: the rest is gossip.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { familyOf, hostAt, prefixLen, subnet } from "./addr.ts";
@@ -310,10 +310,20 @@ export async function labHealAll(lab: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Agent processes.
 
+/**
+ * The process exists and is not a zombie. An agent started with `setsid -f` is reparented to PID 1,
+ * which may reap it a second or two after it died: until then kill(pid, 0) still succeeds.
+ */
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2).charAt(0);
+    return state !== "Z" && state !== "X";
   } catch {
     return false;
   }

@@ -1,4 +1,5 @@
 /** Thin process helpers for the lab (root, iproute2). */
+import { closeSync, openSync } from "node:fs";
 import { execa } from "execa";
 
 export class LabCommandError extends Error {
@@ -62,12 +63,17 @@ export async function netnsPids(ns: string): Promise<number[]> {
  * or /dev/null). Returns once `setsid -f` has forked it.
  */
 export async function spawnDetached(ns: string, argv: string[], logFile?: string): Promise<void> {
-  const out = logFile ? Bun.file(logFile) : "ignore";
-  const proc = Bun.spawn(["ip", "netns", "exec", ns, "setsid", "-f", ...argv], {
-    stdin: "ignore",
-    stdout: out,
-    stderr: out,
-  });
-  const code = await proc.exited;
-  if (code !== 0) throw new LabCommandError(argv, `could not start in ${ns}`, code);
+  // Append: a restarted agent must not write over its predecessor's log from offset 0.
+  const fd = logFile ? openSync(logFile, "a") : undefined;
+  try {
+    const proc = Bun.spawn(["ip", "netns", "exec", ns, "setsid", "-f", ...argv], {
+      stdin: "ignore",
+      stdout: fd ?? "ignore",
+      stderr: fd ?? "ignore",
+    });
+    const code = await proc.exited;
+    if (code !== 0) throw new LabCommandError(argv, `could not start in ${ns}`, code);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }

@@ -20,7 +20,7 @@ import {
 } from "../dataplane/index.ts";
 import { createExecRoutes, recoverWorkflows, SqliteAudit, SqliteJournal } from "../exec/index.ts";
 import { Counter, createLogger, createRegistry, type Logger, type Registry } from "../observability/index.ts";
-import type { HostState } from "../planner/index.ts";
+import { type HostState, isAlive } from "../planner/index.ts";
 import { nodeStatus, openStore, type Store } from "../store/index.ts";
 import type { MemberState, Topology } from "../topology/index.ts";
 import { type AgentEnv, createAgentRoutes } from "./app.ts";
@@ -247,19 +247,40 @@ export class Agent {
     const elected = p.gateways[p.cluster] === this.cfg.node;
     // A freshly started agent may not have heard the fleet's newer claims yet (it was down or cut
     // off): claiming at once would win (newest claim) and move the gateway back. Wait for gossip.
-    const settling = Date.now() - this.startedAt < CLAIM_SETTLE_MS;
+    // Unless no other candidate is alive: then there is no newer claim to have missed.
+    const settling =
+      Date.now() - this.startedAt < CLAIM_SETTLE_MS && this.otherCandidateAlive(p.cluster);
     if (elected && this.claim.gatewayFor !== p.cluster && !settling) {
       this.claim = { gatewayFor: p.cluster, gatewaySince: Date.now() };
       this.logger.info({ cluster: p.cluster }, "active gateway: claim published");
-      this.publishStatus();
+      this.publishStatus(this.clusterPeers(p.cluster));
     } else if (!elected && this.claim.gatewayFor !== undefined) {
       this.claim = {};
       this.logger.info({ cluster: p.cluster }, "no longer the active gateway: claim withdrawn");
-      this.publishStatus();
+      this.publishStatus(this.clusterPeers(p.cluster));
     }
   }
 
-  private publishStatus(): void {
+  /** The other nodes of `cluster` (they route through its gateway, and may reach only their LAN). */
+  private clusterPeers(cluster: string): string[] {
+    return this.store
+      .snapshot()
+      .nodes.filter((n) => n.cluster === cluster && n.name !== this.cfg.node)
+      .map((n) => n.name);
+  }
+
+  /** Another gateway candidate of `cluster` is alive or suspect in the election view. */
+  private otherCandidateAlive(cluster: string): boolean {
+    const view = (this.electionView ?? this.memberView)();
+    return this.store
+      .snapshot()
+      .nodes.some(
+        (n) => n.cluster === cluster && n.gatewayCandidate && n.name !== this.cfg.node && isAlive(view, n.name),
+      );
+  }
+
+  /** Write this node's status row and gossip it; `direct`: members to push it to at once as well. */
+  private publishStatus(direct: readonly string[] = []): void {
     try {
       const row = this.store.writeLocal("node_status", this.cfg.node, {
         ...this.claim,
@@ -269,7 +290,7 @@ export class Agent {
         agentVersion: AGENT_VERSION,
         startedAt: Date.now(),
       });
-      if (row) this.gossip?.publish([row]);
+      if (row) this.gossip?.publish([row], direct);
     } catch (e) {
       this.logger.warn({ err: e }, "could not publish node status");
     }

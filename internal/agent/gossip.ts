@@ -55,6 +55,27 @@ export function planningMembers(members: Record<string, MemberState>): Record<st
   return out;
 }
 
+/**
+ * Push `rows` straight to the members named in `to` (every one not known to have left), in one
+ * signed `push` frame each, besides the usual dissemination to random peers. For the few rows whose
+ * latency decides a failover (a gateway claim): the nodes of a gateway cluster that are not gateway
+ * candidates usually reach only their own LAN, so random gossip through the other clusters' agents
+ * never reaches them and they would wait for their own probes (seconds) to notice the new gateway.
+ */
+export function pushDirect(
+  node: GossipNodeT,
+  transport: { send(to: string, bytes: Uint8Array): void },
+  rows: ReplicatedRow[],
+  to: readonly string[],
+): number {
+  const want = new Set(to);
+  const targets = node.memberList().filter((m) => want.has(m.name) && m.state !== "left");
+  if (targets.length === 0 || rows.length === 0) return 0;
+  const frame = node.codec.encode({ t: "push", rows });
+  for (const m of targets) transport.send(m.addr, frame);
+  return targets.length;
+}
+
 /** Default grace before a dead member's routes/FDB entries are withdrawn (elections react at once). */
 export const DEAD_GRACE_MS = 10_000;
 
@@ -87,8 +108,11 @@ export function reachabilityMembers(
 export interface AgentGossip {
   node: GossipNodeT;
   transport: WsTransport;
-  /** Publish rows this agent wrote (seed, own status) to peers. */
-  publish(rows: ReplicatedRow[]): void;
+  /**
+   * Publish rows this agent wrote (seed, own status) to peers. `direct`: members that must get them
+   * now, pushed to each at once on top of the random dissemination (see pushDirect).
+   */
+  publish(rows: ReplicatedRow[], direct?: readonly string[]): void;
   members(): Record<string, MemberState>;
   /** Membership for routes/peers: dead only after DEAD_GRACE_MS, plus the isolation guard. */
   planMembers(): Record<string, MemberState>;
@@ -213,7 +237,10 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
     g = {
       node,
       transport,
-      publish: (rows) => node.publish(rows),
+      publish: (rows, direct) => {
+        node.publish(rows);
+        if (direct && direct.length > 0) pushDirect(node, transport, rows, direct);
+      },
       members: () => {
         const out: Record<string, MemberState> = {};
         for (const m of node.memberList()) out[m.name] = m.state;

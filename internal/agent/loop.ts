@@ -43,6 +43,9 @@ export interface LoopDeps {
   now?: () => number;
 }
 
+/** Pass reasons that reconcile even when the plan is unchanged (tamper repair, explicit requests). */
+const ALWAYS_RECONCILE = new Set(["start", "resync", "api"]);
+
 export function hashPlan(p: HostState): string {
   return createHash("sha256").update(JSON.stringify(p)).digest("hex").slice(0, 16);
 }
@@ -64,9 +67,17 @@ export class ControlLoop {
   private stopped = false;
   private gateways: Record<string, string> = {};
   private savedHash: string | undefined;
+  /** Bumped on every replica change: the plan is a pure function of (replica, membership, claims, gateways). */
+  private generation = 0;
+  private unsubscribe: (() => void) | undefined;
+  /** The last plan and the inputs it was computed from (a resync with the same inputs reuses it). */
+  private memo: { key: string; desired: HostState; hash: string } | undefined;
   private readonly m;
 
   constructor(private readonly deps: LoopDeps) {
+    this.unsubscribe = deps.store.onChange(() => {
+      this.generation++;
+    });
     const r = deps.registry;
     this.m = {
       runs: new Counter({ name: "kosmos_reconcile_total", help: "Reconcile runs by result", labelNames: ["result"], registers: [r] }),
@@ -100,6 +111,7 @@ export class ControlLoop {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     if (this.resync) clearInterval(this.resync);
     await this.running;
@@ -139,31 +151,53 @@ export class ControlLoop {
     const t0 = performance.now();
     this.status.runs++;
     this.status.lastRunAt = now();
-    const topology = deps.store.snapshot();
+    const members = deps.members();
+    const electionMembers = deps.electionMembers?.();
+    const gatewayClaims = deps.gatewayClaims?.();
+    // Periodic resyncs (tamper repair) mostly find the inputs unchanged: reuse the plan and its hash
+    // instead of re-reading the replica and re-planning every peer (that garbage dominated an idle
+    // agent's memory with 1,000 peers). Any replica change bumps the generation.
+    const key = JSON.stringify([this.generation, members, electionMembers ?? null, gatewayClaims ?? null, this.gateways]);
     let desired: HostState;
-    try {
-      desired = plan({
-        topology,
-        self: deps.node,
-        members: deps.members(),
-        electionMembers: deps.electionMembers?.(),
-        gatewayClaims: deps.gatewayClaims?.(),
-        gateways: this.gateways,
-        ipsecSecret: deps.ipsecSecret,
-      });
-    } catch (e) {
-      if (e instanceof PlanError && e.code === "PLAN_SELF_UNKNOWN") {
-        this.status.waiting = `node ${deps.node} is not in the topology yet (waiting for the controller or a peer)`;
-        this.m.runs.inc({ result: "waiting" });
+    let hash: string;
+    if (this.memo?.key === key) {
+      ({ desired, hash } = this.memo);
+    } else {
+      this.memo = undefined;
+      try {
+        desired = plan({
+          topology: deps.store.snapshot(),
+          self: deps.node,
+          members,
+          electionMembers,
+          gatewayClaims,
+          gateways: this.gateways,
+          ipsecSecret: deps.ipsecSecret,
+        });
+      } catch (e) {
+        if (e instanceof PlanError && e.code === "PLAN_SELF_UNKNOWN") {
+          this.status.waiting = `node ${deps.node} is not in the topology yet (waiting for the controller or a peer)`;
+          this.m.runs.inc({ result: "waiting" });
+          return;
+        }
+        this.status.lastError = (e as Error).message;
+        this.m.runs.inc({ result: "plan_error" });
+        deps.logger.error({ err: e, reason }, "planning failed; keeping the current kernel state");
         return;
       }
-      this.status.lastError = (e as Error).message;
-      this.m.runs.inc({ result: "plan_error" });
-      deps.logger.error({ err: e, reason }, "planning failed; keeping the current kernel state");
-      return;
+      hash = hashPlan(desired);
+      this.memo = { key, desired, hash };
     }
     this.status.waiting = undefined;
-    const hash = hashPlan(desired);
+    // Membership churn and gossip mostly leave this node's plan as it was: the kernel already holds
+    // it (the last pass converged), so reading the kernel again would only compete for CPU with the
+    // pass that matters (a gateway failover). Tampering is repaired by the resync and API passes,
+    // which always reconcile.
+    if (!process.env.KOSMOS_EXP_NOSKIP && !ALWAYS_RECONCILE.has(reason) && this.status.applied && hash === this.status.planHash) {
+      this.m.runs.inc({ result: "unchanged" });
+      deps.onApplied?.(desired);
+      return;
+    }
     try {
       const report = await deps.reconciler.reconcile(desired);
       this.gateways = { ...desired.gateways };

@@ -100,7 +100,13 @@ export interface Store extends ReplicaPort {
   close(): void;
 }
 
-const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../migrations/", import.meta.url));
+/**
+ * drizzle migrations: KOSMOS_MIGRATIONS_DIR when set (a bundled or compiled agent, whose
+ * import.meta.url is not in the source tree: the image sets it, the lab passes it), else the
+ * repository's migrations/ next to this source file.
+ */
+const MIGRATIONS_FOLDER =
+  process.env.KOSMOS_MIGRATIONS_DIR || fileURLToPath(new URL("../../migrations/", import.meta.url));
 
 /**
  * Open (creating if needed) the replica at `path`, apply pending migrations, and recover from a

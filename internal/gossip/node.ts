@@ -170,6 +170,8 @@ interface Member extends MemberInfo {
   retryAt: number;
   /** Last time it was told that it is dead (it talked to us while dead). */
   noticeAt: number;
+  /** Its term in the membership hash (ZERO_HASH while unconfirmed: not announced). */
+  hc: string;
 }
 
 export interface GossipStats {
@@ -256,7 +258,11 @@ export class GossipNode {
   private nextId = 1;
   private running = false;
   private leaving = false;
-  private memberHash: string | null = null;
+  /** XOR of the members' hash terms (membershipHash() adds our own). */
+  private hashAcc = ZERO_HASH;
+  private liveCache: Member[] | null = null;
+  /** Names of the live members (kept by emit(): every change of liveness is emitted). */
+  private readonly liveNames = new Set<string>();
   private lastBurst = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly o: GossipNodeOptions) {
@@ -314,7 +320,7 @@ export class GossipNode {
       this.joinDelay === 0 ? this.cfg.joinRetryMs : this.joinDelay * 2,
     );
     this.after(this.joinDelay, () => {
-      if (this.running && !this.leaving && this.liveMembers().length === 0) this.join(others);
+      if (this.running && !this.leaving && this.liveNames.size === 0) this.join(others);
       else this.joinDelay = 0;
     });
   }
@@ -432,11 +438,20 @@ export class GossipNode {
     this.o.transport.send(addr, bytes);
   }
 
-  /** Confirmed alive/suspect members: probe, gossip and anti-entropy targets. */
-  private liveMembers(): Member[] {
-    const out: Member[] = [];
-    for (const m of this.members.values()) if (isLive(m)) out.push(m);
-    return out;
+  /**
+   * Confirmed alive/suspect members: probe, gossip and anti-entropy targets. Cached (every change of
+   * liveness goes through emit(), which drops the cache); callers must not modify the array.
+   */
+  private liveMembers(): readonly Member[] {
+    if (this.liveCache === null) {
+      const out: Member[] = [];
+      for (const name of this.liveNames) {
+        const m = this.members.get(name);
+        if (m) out.push(m);
+      }
+      this.liveCache = out;
+    }
+    return this.liveCache;
   }
 
   private newMember(name: string, addr: string, inc: number, state: MemberState, confirmed: boolean): Member {
@@ -452,6 +467,7 @@ export class GossipNode {
       retries: 0,
       retryAt: 0,
       noticeAt: Number.NEGATIVE_INFINITY,
+      hc: ZERO_HASH,
     };
   }
 
@@ -476,7 +492,7 @@ export class GossipNode {
   }
 
   private clusterSize(): number {
-    return this.liveMembers().length + 1;
+    return this.liveNames.size + 1;
   }
 
   private retransmitLimit(): number {
@@ -507,8 +523,28 @@ export class GossipNode {
     return m.length > 0 ? m : undefined;
   }
 
+  /** Update m's term in the membership hash after a change of its incarnation, state or confirmation. */
+  private rehash(m: Member): void {
+    const h = m.confirmed ? hash64Hex(`${m.name}\0${m.incarnation}\0${m.state}`) : ZERO_HASH;
+    if (h === m.hc) return;
+    this.hashAcc = xorHex(this.hashAcc, xorHex(m.hc, h));
+    m.hc = h;
+  }
+
   private emit(m: Member): void {
-    this.memberHash = null;
+    this.rehash(m);
+    this.liveCache = null;
+    if (isLive(m)) {
+      if (!this.liveNames.has(m.name)) {
+        this.liveNames.add(m.name);
+        // newly live (confirmed, or back): put it at a random place of what is left of the probe
+        // round, or a member heard of late would wait a whole round (memberlist does the same)
+        const order = this.probeOrder;
+        const at = this.probeIdx + randInt(this.o.random, order.length - this.probeIdx + 1);
+        order.push(order[at] ?? m.name);
+        order[at] = m.name;
+      }
+    } else this.liveNames.delete(m.name);
     if (m.state === "dead") {
       m.retries = 0;
       m.retryAt = m.since + this.cfg.reconnectIntervalMs;
@@ -585,7 +621,7 @@ export class GossipNode {
    * epidemic per member when a whole fleet starts at once.
    */
   private confirm(m: Member, addr: string, inc: number): void {
-    const first = this.liveMembers().length === 0;
+    const first = this.liveNames.size === 0;
     const news = inc > m.incarnation;
     m.suspicion?.cancel();
     m.suspicion = undefined;
@@ -814,7 +850,7 @@ export class GossipNode {
     }
     const n = this.unconfirmed.length;
     if (n === 0) return;
-    if (this.liveMembers().length > 0 && now - this.startedAt < c.unconfirmedTimeoutMs / 2) return;
+    if (this.liveNames.size > 0 && now - this.startedAt < c.unconfirmedTimeoutMs / 2) return;
     const spacing = 4 * c.probeIntervalMs;
     let sent = 0;
     for (let scanned = 0; scanned < n && sent < c.unconfirmedProbesPerTick; scanned++) {
@@ -839,7 +875,6 @@ export class GossipNode {
     this.stats.refutations += 1;
     // Lifeguard: being suspected is a hint that we are the slow one
     this.applyHealth(1);
-    this.memberHash = null;
     this.enqueueMember(this.selfUpdate());
   }
 
@@ -862,6 +897,7 @@ export class GossipNode {
         return;
       }
       this.members.delete(u.n);
+      this.hashAcc = xorHex(this.hashAcc, m.hc);
     }
     if (!m?.confirmed) {
       // learn the member (and its address) even when the first news is bad: it may come back
@@ -880,7 +916,7 @@ export class GossipNode {
         m.suspicion = undefined;
         m.incarnation = u.i;
         m.addr = u.a;
-        this.memberHash = null;
+        this.rehash(m);
         if (changed) {
           m.state = "alive";
           m.since = now;
@@ -994,15 +1030,9 @@ export class GossipNode {
     });
   }
 
+  /** XOR of every announced member's (name, incarnation, state), ourselves included. */
   private membershipHash(): string {
-    if (this.memberHash === null) {
-      let h = hash64Hex(`${this.name}\0${this.incarnation}\0alive`);
-      for (const m of this.members.values()) {
-        if (m.confirmed) h = xorHex(h, hash64Hex(`${m.name}\0${m.incarnation}\0${m.state}`));
-      }
-      this.memberHash = h;
-    }
-    return this.memberHash;
+    return xorHex(this.hashAcc, hash64Hex(`${this.name}\0${this.incarnation}\0alive`));
   }
 
   /**

@@ -27,6 +27,7 @@ import { type AgentEnv, createAgentRoutes } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
 import { type AgentGossip, GOSSIP_PATH, prepareGossip } from "./gossip.ts";
 import { ControlLoop } from "./loop.ts";
+import { jitEnabled } from "./runtime.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -176,7 +177,13 @@ export class Agent {
       onEvent: (ev) => logger.info({ ev }, "workflow recovery"),
     }).catch((e) => logger.error({ err: e }, "workflow recovery failed"));
     logger.info(
-      { endpoint: this.server?.url, adminSocket: this.adminSocket, fingerprint: this.tls.fingerprint },
+      {
+        endpoint: this.server?.url,
+        adminSocket: this.adminSocket,
+        fingerprint: this.tls.fingerprint,
+        // docs/operations.md: agents run with BUN_JSC_useJIT=0 (internal/agent/runtime.ts)
+        jit: jitEnabled(),
+      },
       "agent started",
     );
   }

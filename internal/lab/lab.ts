@@ -5,14 +5,14 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
+import { agentCommand } from "./bundle.ts";
 import type { LabConfig } from "./config.ts";
 import { buildNetwork, labNamespaces, teardownNetwork } from "./network.ts";
 import { LAB_AGENT_PORT, type LabNodePlan, type LabPlan, planLab } from "./plan.ts";
 import { spawnDetached } from "./sh.ts";
 
 export const LAB_ROOT = process.env.KOSMOS_LAB_ROOT ?? "/run/kosmos/labs";
-const REPO_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "../..");
 
 export interface LabFiles {
   dir: string;
@@ -87,12 +87,11 @@ export interface AgentLaunch {
   seedCount?: number;
 }
 
-export function agentArgv(name: string, node: LabNodePlan, token: string, launch: AgentLaunch, seeds: string[]): string[] {
+/** The agent's flags for a lab node (the command around them: agentCommand in bundle.ts). */
+export function agentFlags(name: string, node: LabNodePlan, token: string, launch: AgentLaunch, seeds: string[]): string[] {
   const dir = nodeDir(name, node.name);
   const files = labFiles(name);
   return [
-    process.execPath,
-    join(REPO_ROOT, "cmd/kosmos-agent.ts"),
     "--node",
     node.name,
     "--data-dir",
@@ -112,11 +111,13 @@ export function agentArgv(name: string, node: LabNodePlan, token: string, launch
   ];
 }
 
+/** Start the agent of `node` the way production runs it: the bundled agent, JIT off (agentCommand). */
 export async function startAgent(name: string, plan: LabPlan, node: LabNodePlan, token: string, launch: AgentLaunch = {}) {
   const dir = nodeDir(name, node.name);
   await mkdir(join(dir, "uploads"), { recursive: true });
   const seeds = plan.nodes.filter((n) => n.name !== node.name).map((n) => `https://${n.ipv4}:${LAB_AGENT_PORT}`);
-  await spawnDetached(node.ns, agentArgv(name, node, token, launch, seeds.slice(0, 3)), join(dir, "agent.log"));
+  const { argv, env } = await agentCommand(agentFlags(name, node, token, launch, seeds.slice(0, 3)));
+  await spawnDetached(node.ns, argv, join(dir, "agent.log"), env);
 }
 
 async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {

@@ -60,9 +60,14 @@ export async function netnsPids(ns: string): Promise<number[]> {
 
 /**
  * Start a daemon in namespace `ns` that outlives this process (new session, stdio to `logFile`
- * or /dev/null). Returns once `setsid -f` has forked it.
+ * or /dev/null, this process's environment plus `env`). Returns once `setsid -f` has forked it.
  */
-export async function spawnDetached(ns: string, argv: string[], logFile?: string): Promise<void> {
+export async function spawnDetached(
+  ns: string,
+  argv: string[],
+  logFile?: string,
+  env?: Record<string, string>,
+): Promise<void> {
   // Append: a restarted agent must not write over its predecessor's log from offset 0.
   const fd = logFile ? openSync(logFile, "a") : undefined;
   try {
@@ -70,6 +75,7 @@ export async function spawnDetached(ns: string, argv: string[], logFile?: string
       stdin: "ignore",
       stdout: fd ?? "ignore",
       stderr: fd ?? "ignore",
+      ...(env ? { env: { ...process.env, ...env } } : {}),
     });
     const code = await proc.exited;
     if (code !== 0) throw new LabCommandError(argv, `could not start in ${ns}`, code);

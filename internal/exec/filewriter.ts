@@ -16,8 +16,12 @@ import { type FileHandle, open } from "node:fs/promises";
 
 /** Size of one staging buffer = one O_DIRECT write. */
 export const STAGE_BYTES = 2 * 1024 * 1024;
-/** Staging buffers per upload: one being filled, the others being written (6 MiB per upload). */
-const STAGES = 3;
+/**
+ * Staging buffers per upload: one being filled, the others being written (10 MiB per upload). With
+ * 3 the agent waited 55-95 ms per 256 MiB for a free buffer (the disk needs a few writes queued);
+ * with 5, 0-13 ms.
+ */
+export const STAGES = 5;
 /** O_DIRECT alignment of offsets and lengths (page size: covers 512 and 4096-byte devices). */
 const ALIGN = 4096;
 /** Buffered fallback only: bytes between background fdatasync calls. */

@@ -13,7 +13,7 @@ import {
   sha256Checksum,
 } from "../../internal/exec/checksum.ts";
 import { ExecError } from "../../internal/exec/errors.ts";
-import { STAGE_BYTES, StagedFileWriter } from "../../internal/exec/filewriter.ts";
+import { STAGE_BYTES, STAGES, StagedFileWriter } from "../../internal/exec/filewriter.ts";
 import { AtomicUpload } from "../../internal/exec/upload.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -130,7 +130,7 @@ describe("AtomicUpload", () => {
 
   test("writes exactly the data for any chunking (full staging buffers, partial tail, tiny chunks)", async () => {
     for (const [size, max] of [
-      [3 * STAGE_BYTES, 1 << 20],
+      [(STAGES + 2) * STAGE_BYTES, 1 << 20],
       [2 * STAGE_BYTES + 4097, 70_000],
       [300_001, 13],
       [0, 1],
@@ -198,7 +198,8 @@ describe("StagedFileWriter", () => {
 
   for (const direct of [true, false]) {
     test(`${direct ? "O_DIRECT (where the filesystem allows it)" : "buffered"}: the file holds exactly the bytes written`, async () => {
-      const data = randomBytes(5 * STAGE_BYTES + 12_345);
+      // more full buffers than STAGES, so buffers are reused
+      const data = randomBytes((2 * STAGES + 1) * STAGE_BYTES + 12_345);
       const path = join(dir, `f-${direct}`);
       const fh = await open(path, "wx");
       try {

@@ -193,13 +193,15 @@ export class ControlLoop {
     // it (the last pass converged), so reading the kernel again would only compete for CPU with the
     // pass that matters (a gateway failover). Tampering is repaired by the resync and API passes,
     // which always reconcile.
-    if (!process.env.KOSMOS_EXP_NOSKIP && !ALWAYS_RECONCILE.has(reason) && this.status.applied && hash === this.status.planHash) {
+    if (!ALWAYS_RECONCILE.has(reason) && this.status.applied && hash === this.status.planHash) {
       this.m.runs.inc({ result: "unchanged" });
       deps.onApplied?.(desired);
       return;
     }
     try {
-      const report = await deps.reconciler.reconcile(desired);
+      // Event passes diff against the last converged plan (one kernel read less before the change
+      // lands: that read was most of a failover pass's time); start/resync/API passes read first.
+      const report = await deps.reconciler.reconcile(desired, { fromLast: !ALWAYS_RECONCILE.has(reason) });
       this.gateways = { ...desired.gateways };
       this.status.plan = desired;
       this.status.planHash = hash;

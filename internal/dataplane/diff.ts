@@ -194,6 +194,59 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
   return changes;
 }
 
+/**
+ * Pure: the kernel state that a converged reconcile of `hs` leaves behind, as `readActual` would
+ * report it (Kosmos-owned objects only, canonical forms). `diff(hs, actualOf(hs))` is empty, so a
+ * pass can diff a new plan against the last converged one without reading the kernel (see
+ * Reconciler.reconcile `fromLast`). `nftListing`: the listing recorded after the last nft apply.
+ */
+export function actualOf(hs: HostState, nftListing = ""): ActualState {
+  return {
+    devices: hs.devices.map((d) => {
+      const a: ActualDevice = {
+        name: d.name,
+        kind: "vxlan",
+        vni: d.vni,
+        port: d.port,
+        local: canonAddr(d.local),
+        learning: false,
+        mtu: d.mtu,
+        mac: canonMac(d.mac),
+        up: true,
+        addresses: [canonCidr(d.address)],
+      };
+      if (d.parent !== undefined) a.parent = d.parent;
+      return a;
+    }),
+    routes: hs.routes.map((r) => {
+      const a: ActualRoute = { dst: canonCidr(r.dst), via: canonAddr(r.via), dev: r.dev, family: r.family, table: r.table };
+      if (r.src) a.src = canonAddr(r.src);
+      return a;
+    }),
+    rules: hs.rules.map((r) => ({ ...r })),
+    fdb: hs.fdb.map((e) => ({ dev: e.dev, mac: canonMac(e.mac), dst: canonAddr(e.dst) })),
+    neighbors: hs.neighbors.map((n) => ({
+      dev: n.dev,
+      ip: canonAddr(n.ip),
+      mac: canonMac(n.mac),
+      family: n.family,
+      permanent: true,
+    })),
+    nft: { present: true, hash: renderNft(hs.nft).hash, listing: nftListing },
+    xfrm: {
+      policies: hs.xfrm.policies.map((p) => ({
+        ...p,
+        src: canonCidr(p.src),
+        dst: canonCidr(p.dst),
+        tmplSrc: canonAddr(p.tmplSrc),
+        tmplDst: canonAddr(p.tmplDst),
+      })),
+      states: hs.xfrm.states.map((x) => ({ ...x, src: canonAddr(x.src), dst: canonAddr(x.dst) })),
+    },
+    sysctls: Object.fromEntries(hs.sysctls.map((x) => [x.key, x.value])),
+  };
+}
+
 /** Changes that remove everything Kosmos owns (uninstall). */
 export function uninstallChanges(actual: ActualState): Change[] {
   const empty = emptyHostState("", "", 0);

@@ -1,12 +1,12 @@
 export { apply, batchErrors, planSteps, type ApplyOptions, type Step } from "./apply.ts";
 export { detectCapabilities, type Capabilities, type Capability } from "./capabilities.ts";
-export { conflicts, diff, uninstallChanges, type DiffMemo } from "./diff.ts";
+export { actualOf, conflicts, diff, uninstallChanges, type DiffMemo } from "./diff.ts";
 export { DataplaneError } from "./errors.ts";
 export { renderNft, renderNftDelete } from "./nft.ts";
 export { canonAddr, canonCidr, KOSMOS_DEVICES } from "./normalize.ts";
 export * as parse from "./parse.ts";
 export { KOSMOS_REQID_MAX, KOSMOS_REQID_MIN, readActual, readOptionsFor, type ReadOptions } from "./read.ts";
-export { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
+export { type ReconcileOptions, Reconciler, type ReconcilerOptions } from "./reconciler.ts";
 export {
   defaultRunner,
   execaRunner,

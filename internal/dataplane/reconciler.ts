@@ -1,7 +1,7 @@
 import type { Logger } from "../observability/index.ts";
 import type { HostState } from "../planner/hoststate.ts";
 import { apply } from "./apply.ts";
-import { conflicts, diff, uninstallChanges } from "./diff.ts";
+import { actualOf, conflicts, diff, uninstallChanges } from "./diff.ts";
 import { readActual, readOptionsFor } from "./read.ts";
 import type { Runner } from "./runner.ts";
 import type { ActualState, ApplyReport, Change, ReconcileReport } from "./types.ts";
@@ -18,7 +18,20 @@ export interface ReconcilerOptions {
  * Read actual → diff → apply minimal batch → (verify). Idempotent; converges after a crash at any
  * point because every pass starts from what the kernel really holds.
  */
+export interface ReconcileOptions {
+  /**
+   * Diff against the plan of the last pass that converged (verified, no errors, no residual)
+   * instead of reading the kernel first: an event-driven pass (membership, gossip) then applies
+   * its changes one kernel read earlier. Changes are still verified by a read afterwards; without
+   * a converged pass to start from, the kernel is read. Tampering in between is not seen (the
+   * periodic resync, which reads, repairs it).
+   */
+  fromLast?: boolean;
+}
+
 export class Reconciler {
+  /** The plan the kernel was last verified to hold (cleared by any doubt). */
+  private converged: HostState | undefined;
   private nftListing: string | undefined;
   private nftHash: string | undefined;
   private readonly sysctlSkip = new Set<string>();
@@ -40,18 +53,23 @@ export class Reconciler {
     return { actual, changes };
   }
 
-  async reconcile(desired: HostState): Promise<ReconcileReport> {
+  async reconcile(desired: HostState, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
     const t0 = this.now();
-    const { actual, changes } = await this.plan(desired);
+    const last = opts.fromLast ? this.converged : undefined;
+    const { actual, changes } = last ? this.planFrom(last, desired) : await this.plan(desired);
+    const tRead = this.now();
     const report = await apply(this.opts.runner, changes, { now: this.now });
+    const tApply = this.now();
     this.remember(report, changes);
     for (const s of report.sysctlSkipped) this.sysctlSkip.add(s.key);
     let residual = 0;
     let after = actual;
+    let verified = false;
     if (changes.length > 0 && this.opts.verify !== false) {
       const again = await this.plan(desired);
       residual = again.changes.length;
       after = again.actual;
+      verified = true;
     }
     if (desired.xfrm.states.length > 0 && report.ipsec.status === "unused") {
       report.ipsec = { status: after.xfrm.states.length >= desired.xfrm.states.length ? "ok" : "degraded" };
@@ -63,17 +81,38 @@ export class Reconciler {
       conflicts: conflicts(desired, actual),
       durationMs: this.now() - t0,
     };
+    // What the kernel holds now, as far as this pass knows: `desired` when it read (or verified)
+    // the kernel and found nothing left to do; unchanged after a no-op pass from memory.
+    const clean = out.errors.length === 0 && residual === 0 && out.conflicts.length === 0;
+    if (changes.length > 0) this.converged = verified && clean ? desired : undefined;
+    else if (!last) this.converged = clean ? desired : undefined;
     if (changes.length > 0 || out.errors.length > 0) {
       this.opts.logger?.info(
-        { counts: out.counts, errors: out.errors, residual, ipsec: out.ipsec, durationMs: out.durationMs },
+        {
+          from: last ? "last plan" : "kernel",
+          counts: out.counts,
+          errors: out.errors,
+          residual,
+          ipsec: out.ipsec,
+          durationMs: out.durationMs,
+          // read + diff, apply (the kernel has the change from here), verify (re-read)
+          phasesMs: [tRead - t0, tApply - tRead, this.now() - tApply].map((x) => Math.round(x)),
+        },
         "dataplane reconciled",
       );
     }
     return out;
   }
 
+  /** Changes from the converged plan `last` to `desired` (no kernel read). */
+  private planFrom(last: HostState, desired: HostState): { actual: ActualState; changes: Change[] } {
+    const actual = actualOf(last, this.nftListing);
+    return { actual, changes: diff(desired, actual, { sysctlSkip: this.sysctlSkip }) };
+  }
+
   /** Remove everything Kosmos owns: devices, proto-75 routes, our rules, nft table, xfrm (reserved reqids). */
   async uninstall(opts: { reqids?: number[] } = {}): Promise<ApplyReport> {
+    this.converged = undefined;
     const actual = await readActual(this.opts.runner, { reqids: opts.reqids ?? [] });
     const report = await apply(this.opts.runner, uninstallChanges(actual), { now: this.now });
     this.nftListing = undefined;

@@ -12,6 +12,7 @@ import { labAgentPid, labKillAgent, labRestartAgent } from "../../internal/lab/o
 import type { LabPlan } from "../../internal/lab/plan.ts";
 import { sh } from "../../internal/lab/sh.ts";
 import type { Node, Topology } from "../../internal/topology/index.ts";
+import { withThousandPeers } from "./agent.ts";
 import { type BenchResult, percentile, printResults } from "./lib.ts";
 
 const tag = process.pid.toString(36).slice(-5);
@@ -215,35 +216,6 @@ async function agentsRssMb(lab: string, nodes: string[]): Promise<number[]> {
   return Promise.all(nodes.map(async (n) => (await rssKb(await labAgentPid(lab, n))) / 1024));
 }
 
-/** 1,000 nodes in a cluster of their own whose addresses lead nowhere (RFC 2544 range, dropped in the fabric). */
-function thousandPeers(topo: Topology): Topology {
-  const nodes: Node[] = Array.from({ length: 1000 }, (_, i) => ({
-    name: `px-${i}`,
-    cluster: "px",
-    ipv4: `198.18.${Math.floor(i / 250)}.${(i % 250) + 1}`,
-    podCIDRs: [`100.${64 + Math.floor(i / 256)}.${i % 256}.0/24`],
-    gatewayCandidate: false,
-    interfaceName: "eth0",
-    underlayMTU: 1500,
-  }));
-  return {
-    clusters: [
-      ...topo.clusters,
-      {
-        name: "px",
-        networkType: "p2p",
-        ipFamily: "ipv4",
-        podCIDRs: ["100.64.0.0/10"],
-        serviceCIDRs: ["10.199.0.0/16"],
-        globalCIDRs: {},
-        bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
-        localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
-      },
-    ],
-    nodes: [...topo.nodes, ...nodes],
-  };
-}
-
 async function memory(): Promise<BenchResult[]> {
   const idle = Bun.spawn([process.execPath, "-e", "setInterval(() => {}, 1000)"], {
     stdout: "ignore",
@@ -258,7 +230,7 @@ async function memory(): Promise<BenchResult[]> {
     const nodes = plan.nodes.map((n) => n.name);
     await Bun.sleep(5000);
     const small = await agentsRssMb(lab, nodes);
-    const big = thousandPeers(plan.topology);
+    const big = withThousandPeers(plan.topology);
     await agentFetch(agentSocket(lab, nodes[0] as string), "/v1/topology", {
       method: "POST",
       body: big,

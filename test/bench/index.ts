@@ -19,6 +19,7 @@ export const MODULES: Record<string, () => Promise<{ run: Runner }>> = {
   planner: () => import("./planner.ts"),
   dataplane: () => import("./dataplane.ts"),
   gossip: () => import("./gossip.ts"),
+  agent: () => import("./agent.ts"),
   exec: () => import("./exec.ts"),
   throughput: () => import("./throughput.ts"),
 };

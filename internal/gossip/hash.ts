@@ -40,6 +40,11 @@ export function hash64Hex(s: string): string {
   return hex8(hi) + hex8(lo);
 }
 
+/** A 64-bit value given as two unsigned 32-bit halves, as 16 hex digits. */
+export function hex64(hi: number, lo: number): string {
+  return hex8(hi >>> 0) + hex8(lo >>> 0);
+}
+
 /**
  * The per-row hash of the OwnerDigest contract, shared with the SQLite store so digests of the
  * in-memory and SQLite replicas are comparable.

@@ -13,7 +13,7 @@
 import type { MemberState } from "../topology/model.ts";
 import type { OwnerDigest, ReplicatedRow } from "../store/replicated.ts";
 import { Codec } from "./codec.ts";
-import { hash64Hex, xorHex, ZERO_HASH } from "./hash.ts";
+import { fnv1a64, hash64Hex, hex64, xorHex, ZERO_HASH } from "./hash.ts";
 import type { Envelope, Message, MemberUpdate } from "./messages.ts";
 import { type Cancel, type Clock, type Random, randInt, sample, type Transport } from "./ports.ts";
 import { BroadcastQueue } from "./queue.ts";
@@ -246,11 +246,14 @@ export class GossipNode {
   private unconfirmed: string[] = [];
   private sweepIdx = 0;
   private startedAt = 0;
+  /** When an unconfirmed member was last confirmed (the sweep holds while this keeps moving). */
+  private lastConfirm = Number.NEGATIVE_INFINITY;
   private joinDelay = 0;
   private readonly timers = new Set<Cancel>();
   private readonly memberListeners: MemberListener[] = [];
   private readonly rowListeners: RowsListener[] = [];
   private readonly bucketOf = new Map<string, number>();
+  private readonly termOf = new Map<string, { v: number; c: number; h: string; hi: number; lo: number }>();
   private probeOrder: string[] = [];
   /** Suspects to probe before resuming the round robin (see startSuspicion). */
   private readonly probeSoon = new Set<string>();
@@ -369,6 +372,11 @@ export class GossipNode {
 
   get currentIncarnation(): number {
     return this.incarnation;
+  }
+
+  /** Members heard from and alive or suspect (what SWIM probes and gossip targets). */
+  get liveCount(): number {
+    return this.liveNames.size;
   }
 
   /** Lifeguard local health score (0 = healthy, up to awarenessMaxMultiplier - 1). */
@@ -623,6 +631,7 @@ export class GossipNode {
   private confirm(m: Member, addr: string, inc: number): void {
     const first = this.liveNames.size === 0;
     const news = inc > m.incarnation;
+    this.lastConfirm = this.o.clock.now();
     m.suspicion?.cancel();
     m.suspicion = undefined;
     m.confirmed = true;
@@ -822,11 +831,12 @@ export class GossipNode {
 
   /**
    * Replica-derived members never heard from. Until some member is alive, ping up to
-   * unconfirmedProbesPerTick of them per tick (round robin) to find one; once one answered, wait
-   * until half of unconfirmedTimeoutMs has passed (its member list, and the push-pulls that follow,
-   * confirm most others for free), then give each remaining one unconfirmedPings pings at the same
-   * rate, 4 probe intervals apart. Once the timeout has passed, those that stayed silent after
-   * their last ping are declared dead — locally, never gossiped (nobody else needs our guess).
+   * unconfirmedProbesPerTick of them per tick (round robin) to find one. Once one answered, its
+   * member list and the push-pulls that follow confirm the others for free: hold while they do (a
+   * confirmation in the last anti-entropy interval), at most until unconfirmedTimeoutMs, then give
+   * each remaining one unconfirmedPings pings at the same rate, 4 probe intervals apart. Once the
+   * timeout has passed, those that stayed silent after their last ping are declared dead —
+   * locally, never gossiped (nobody else needs our guess).
    */
   private sweepUnconfirmed(): void {
     if (this.unconfirmed.length === 0 || this.leaving) return;
@@ -850,7 +860,9 @@ export class GossipNode {
     }
     const n = this.unconfirmed.length;
     if (n === 0) return;
-    if (this.liveNames.size > 0 && now - this.startedAt < c.unconfirmedTimeoutMs / 2) return;
+    // member lists are confirming members: let them (up to the timeout), ping only the leftovers
+    const busy = now - this.lastConfirm < c.antiEntropyIntervalMs;
+    if (this.liveNames.size > 0 && busy && now - this.startedAt < c.unconfirmedTimeoutMs) return;
     const spacing = 4 * c.probeIntervalMs;
     let sent = 0;
     for (let scanned = 0; scanned < n && sent < c.unconfirmedProbesPerTick; scanned++) {
@@ -1154,13 +1166,27 @@ export class GossipNode {
     return b;
   }
 
+  /**
+   * XOR per bucket of the owners' digest terms (each the FNV-1a of owner, max version, count and
+   * hash). Terms are cached per owner until its digest changes: a summary is built for every
+   * anti-entropy round sent or received, and most owners do not change between two.
+   */
   private buckets(digests: OwnerDigest[]): string[] {
-    const out = new Array<string>(this.cfg.aeBuckets).fill(ZERO_HASH);
+    const n = this.cfg.aeBuckets;
+    const hi = new Uint32Array(n);
+    const lo = new Uint32Array(n);
     for (const d of digests) {
-      const b = this.bucket(d.owner);
-      out[b] = xorHex(out[b]!, hash64Hex(`${d.owner}\0${d.maxVersion}\0${d.count}\0${d.hash}`));
+      let t = this.termOf.get(d.owner);
+      if (!t || t.v !== d.maxVersion || t.c !== d.count || t.h !== d.hash) {
+        const [a, b] = fnv1a64(`${d.owner}\0${d.maxVersion}\0${d.count}\0${d.hash}`);
+        t = { v: d.maxVersion, c: d.count, h: d.hash, hi: a, lo: b };
+        this.termOf.set(d.owner, t);
+      }
+      const k = this.bucket(d.owner);
+      hi[k]! ^= t.hi;
+      lo[k]! ^= t.lo;
     }
-    return out;
+    return Array.from(hi, (x, i) => hex64(x, lo[i]!));
   }
 
   private aeSummary(): Message {

@@ -67,13 +67,7 @@ function propagation(
     sim.addNode(x, { members: names });
     sim.replica(x).merge(base);
   }
-  const converged = () =>
-    names.every((x) =>
-      sim
-        .node(x)
-        .memberList()
-        .every((m) => m.confirmed && m.state === "alive"),
-    );
+  const converged = () => names.every((x) => sim.node(x).liveCount === n - 1);
   const coldStartMs = sim.runUntil(converged, 60_000, 250) ? sim.time : Number.POSITIVE_INFINITY;
   const coldStartBytes = sim.totalBytes() / n;
   sim.run(1500);
@@ -112,17 +106,7 @@ function detection(n: number, seed: number, crashes: number, config: Partial<Gos
   const names = sim.addNodes(n);
   sim.run(2000);
   // a settled fleet: every agent has heard of every other (they start knowing them from the replica)
-  sim.runUntil(
-    () =>
-      names.every((x) =>
-        sim
-          .node(x)
-          .memberList()
-          .every((m) => m.confirmed && m.state === "alive"),
-      ),
-    30_000,
-    100,
-  );
+  sim.runUntil(() => names.every((x) => sim.node(x).liveCount === n - 1), 30_000, 100);
   const out: number[] = [];
   for (let c = 0; c < crashes; c++) {
     const victim = names[1 + c * 13]!;

@@ -34,7 +34,10 @@ interface InFlight {
 }
 
 export class StagedFileWriter {
-  private direct: FileHandle | null;
+  /** the O_DIRECT descriptor, closed only in `close` (writes may still be queued on it) */
+  private readonly direct: FileHandle | null;
+  /** false once O_DIRECT was refused: full buffers go through `fh` from then on */
+  private useDirect: boolean;
   private readonly inFlight: InFlight[] = [];
   private allocated = 0;
   private cur: Buffer | null = null;
@@ -50,6 +53,7 @@ export class StagedFileWriter {
     direct: FileHandle | null,
   ) {
     this.direct = direct;
+    this.useDirect = direct !== null;
   }
 
   /**
@@ -81,7 +85,7 @@ export class StagedFileWriter {
 
   /** Whether full buffers still go out with O_DIRECT (false after a fallback). */
   get usesDirectIo(): boolean {
-    return this.direct !== null;
+    return this.useDirect;
   }
 
   /**
@@ -123,8 +127,8 @@ export class StagedFileWriter {
   /** Wait for running writes and close the O_DIRECT descriptor (the caller closes its own). */
   async close(): Promise<void> {
     await this.drain();
+    this.useDirect = false;
     await this.direct?.close().catch(() => {});
-    this.direct = null;
   }
 
   private async drain(): Promise<void> {
@@ -171,15 +175,15 @@ export class StagedFileWriter {
 
   private async writeStage(data: Uint8Array, at: number): Promise<void> {
     const direct = this.direct;
-    if (direct && at % ALIGN === 0 && data.byteLength % ALIGN === 0) {
+    if (direct && this.useDirect && at % ALIGN === 0 && data.byteLength % ALIGN === 0) {
       try {
         await writeAll(direct, data, at);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
-        // O_DIRECT not supported here after all: buffered from now on
-        this.direct = null;
-        await direct.close().catch(() => {});
+        // O_DIRECT not supported here after all: buffered from now on (the descriptor stays
+        // open until `close`: other writes may be queued on it)
+        this.useDirect = false;
       }
     }
     await writeAll(this.fh, data, at);

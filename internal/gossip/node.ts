@@ -140,9 +140,10 @@ export interface GossipNodeOptions {
   /**
    * Members known beforehand (the replica's topology, seeded by the controller): *unconfirmed*
    * until heard from, reported as `suspect` (`confirmed: false`), declared dead locally if they
-   * never answer (see the class comment).
+   * never answer (see the class comment). `confirmed: true`: the caller knows it is running (a
+   * settled fleet in a benchmark); it starts alive like a member heard from.
    */
-  members?: Array<{ name: string; addr: string }>;
+  members?: Array<{ name: string; addr: string; confirmed?: boolean }>;
   maxFrameBytes?: number;
 }
 
@@ -284,8 +285,12 @@ export class GossipNode {
     this.rowQ = new BroadcastQueue(this.cfg.maxQueuedRows);
     for (const m of o.members ?? []) {
       if (m.name === o.name || this.members.has(m.name)) continue;
-      this.members.set(m.name, this.newMember(m.name, m.addr, 0, "suspect", false));
-      this.unconfirmed.push(m.name);
+      const nm = this.newMember(m.name, m.addr, 0, m.confirmed ? "alive" : "suspect", m.confirmed === true);
+      this.members.set(m.name, nm);
+      if (nm.confirmed) {
+        this.rehash(nm);
+        this.liveNames.add(nm.name);
+      } else this.unconfirmed.push(m.name);
     }
     this.unconfirmed = sample(o.random, this.unconfirmed, this.unconfirmed.length);
     o.transport.onMessage((bytes) => this.receive(bytes));

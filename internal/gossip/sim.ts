@@ -91,6 +91,8 @@ export interface AddNodeOptions {
   seeds?: string[];
   /** Members known beforehand (as the controller seeds them). */
   members?: string[];
+  /** The members are known to be running (a settled fleet): they start confirmed alive. */
+  settled?: boolean;
   incarnation?: number;
   config?: Partial<GossipConfig>;
 }
@@ -189,7 +191,7 @@ export class Sim {
       config: { ...this.opts.config, ...o.config },
       incarnation: o.incarnation,
       epoch: Math.floor(this.time * 1000) + gen,
-      members: (o.members ?? []).map((m) => ({ name: m, addr: m })),
+      members: (o.members ?? []).map((m) => ({ name: m, addr: m, confirmed: o.settled })),
     });
     sn.node.start(o.seeds ?? []);
     return sn.node;

@@ -329,7 +329,7 @@ describe("Lifeguard", () => {
     () => {
       const run = (lifeguard: boolean) => {
         const sim = new Sim({ seed: 33, config: { ...AGENT_GOSSIP_CONFIG, lifeguard } });
-        const names = sim.addNodes(30);
+        const names = sim.addNodes(30, "n", { settled: true });
         sim.run(3000);
         const slow = "n0";
         const healthy = new Set(names.filter((n) => n !== slow));

@@ -43,8 +43,11 @@ export interface GossipConfig {
   unconfirmedTimeoutMs: number;
   /** ... and only after this many direct pings went unanswered. */
   unconfirmedPings: number;
-  /** Pings to unconfirmed members per probe tick (bounds the start-up cost of a large replica). */
-  unconfirmedProbesPerTick: number;
+  /**
+   * Pings to unconfirmed members per second, sent with the probe ticks (bounds the start-up cost of
+   * a large replica, and the connection attempts a transport opens to addresses nobody answers at).
+   */
+  unconfirmedPingsPerSec: number;
   /** Dissemination round: pending updates go to `fanout` random members. */
   gossipIntervalMs: number;
   fanout: number;
@@ -99,7 +102,7 @@ export const DEFAULT_CONFIG: GossipConfig = {
   awarenessMaxMultiplier: 8,
   unconfirmedTimeoutMs: 10_000,
   unconfirmedPings: 2,
-  unconfirmedProbesPerTick: 16,
+  unconfirmedPingsPerSec: 32,
   gossipIntervalMs: 200,
   fanout: 3,
   retransmitMult: 3,
@@ -836,7 +839,7 @@ export class GossipNode {
 
   /**
    * Replica-derived members never heard from. Until some member is alive, ping up to
-   * unconfirmedProbesPerTick of them per tick (round robin) to find one. Once one answered, its
+   * unconfirmedPingsPerSec of them (round robin, spread over the probe ticks) to find one. Once one answered, its
    * member list and the push-pulls that follow confirm the others for free: hold while they do (a
    * confirmation in the last anti-entropy interval), at most until unconfirmedTimeoutMs, then give
    * each remaining one unconfirmedPings pings at the same rate, 4 probe intervals apart. Once the
@@ -869,8 +872,12 @@ export class GossipNode {
     const busy = now - this.lastConfirm < c.antiEntropyIntervalMs;
     if (this.liveNames.size > 0 && busy && now - this.startedAt < c.unconfirmedTimeoutMs) return;
     const spacing = 4 * c.probeIntervalMs;
+    const perTick = Math.max(
+      1,
+      Math.round((c.unconfirmedPingsPerSec * this.scaled(c.probeIntervalMs)) / 1000),
+    );
     let sent = 0;
-    for (let scanned = 0; scanned < n && sent < c.unconfirmedProbesPerTick; scanned++) {
+    for (let scanned = 0; scanned < n && sent < perTick; scanned++) {
       if (this.sweepIdx >= n) this.sweepIdx = 0;
       const m = this.members.get(this.unconfirmed[this.sweepIdx++]!);
       if (!pending(m) || m.pings >= c.unconfirmedPings || (m.pings > 0 && now - m.lastPing < spacing))

@@ -61,6 +61,10 @@ export function planningMembers(members: Record<string, MemberState>): Record<st
  * latency decides a failover (a gateway claim): the nodes of a gateway cluster that are not gateway
  * candidates usually reach only their own LAN, so random gossip through the other clusters' agents
  * never reaches them and they would wait for their own probes (seconds) to notice the new gateway.
+ * The frame also carries this node's own alive state: a receiver that wrongly holds it dead (it
+ * only hears from a few peers) answers with a "you are dead" notice, this node refutes with a
+ * higher incarnation, and the next push (see DIRECT_PUSH_AT_MS) revives it there, so the receiver
+ * stops ignoring the claim of a candidate it thinks is dead.
  */
 export function pushDirect(
   node: GossipNodeT,
@@ -71,10 +75,14 @@ export function pushDirect(
   const want = new Set(to);
   const targets = node.memberList().filter((m) => want.has(m.name) && m.state !== "left");
   if (targets.length === 0 || rows.length === 0) return 0;
-  const frame = node.codec.encode({ t: "push", rows });
+  const self = { n: node.name, a: node.addr, i: node.currentIncarnation, s: "alive" as const };
+  const frame = node.codec.encode({ t: "push", rows, m: [self] });
   for (const m of targets) transport.send(m.addr, frame);
   return targets.length;
 }
+
+/** When a direct push is sent (ms after the write): at once, then again after a refutation's round trip. */
+export const DIRECT_PUSH_AT_MS = [0, 300, 1000] as const;
 
 /** Default grace before a dead member's routes/FDB entries are withdrawn (elections react at once). */
 export const DEAD_GRACE_MS = 10_000;
@@ -206,6 +214,9 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       if (state === "dead") replanAt(Date.now() + DEAD_GRACE_MS, `member ${name} dead for ${DEAD_GRACE_MS} ms`);
     });
     node.onRows(() => agent.loop.trigger("gossip"));
+    // A peer that restarted gets a fresh connection: the old one may be dead without an error yet
+    // (its machine was gone), and the acks and refutations sent on it would be lost for seconds.
+    node.codec.onRestart = (_from, peerAddr) => transport.reset(peerAddr);
     const rejected = new Gauge({
       name: "kosmos_gossip_rejected_frames",
       help: "Gossip frames refused, by reason (forged, replayed, oversized, malformed, ...)",
@@ -231,6 +242,14 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });
+    new Gauge({
+      name: "kosmos_gossip_local_health",
+      help: "Lifeguard local health score (0 = healthy); probe interval and timeout scale by score + 1",
+      registers: [agent.registry],
+      collect() {
+        this.set(node.localHealth);
+      },
+    });
     const seeds = cfg.seeds.map(gossipAddr);
     node.start(seeds);
     logger.info({ addr, seeds: seeds.length, known: known.length, incarnation }, "gossip started");
@@ -239,7 +258,14 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       transport,
       publish: (rows, direct) => {
         node.publish(rows);
-        if (direct && direct.length > 0) pushDirect(node, transport, rows, direct);
+        if (!direct || direct.length === 0) return;
+        pushDirect(node, transport, rows, direct);
+        // Repeats are harmless: an older row loses to a newer one (LWW) wherever it lands.
+        for (const at of DIRECT_PUSH_AT_MS.slice(1)) {
+          setTimeout(() => {
+            if (node.isRunning) pushDirect(node, transport, rows, direct);
+          }, at);
+        }
       },
       members: () => {
         const out: Record<string, MemberState> = {};

@@ -62,6 +62,11 @@ export class Codec {
   };
   /** Called on every refused frame (the agent turns these into Prometheus counters). */
   onReject: ((reason: RejectReason, detail: string) => void) | undefined;
+  /**
+   * Called when a sender seen before shows a newer epoch: it restarted. `addr` is its address; a
+   * connection to the old process may be dead without having failed yet (see WsTransport.reset).
+   */
+  onRestart: ((from: string, addr: string) => void) | undefined;
   readonly maxFrameBytes: number;
   private readonly key: Uint8Array;
   private readonly window: number;
@@ -122,8 +127,10 @@ export class Codec {
     const parsed = EnvelopeSchema.safeParse(raw);
     if (!parsed.success) return this.reject("malformed", parsed.error.issues[0]?.message ?? "schema");
     const env = parsed.data;
+    const before = this.senders.get(env.f)?.epoch;
     const why = this.checkReplay(env.f, env.e, env.s);
     if (why) return this.reject(why, `${env.f} epoch ${env.e} seq ${env.s}`);
+    if (before !== undefined && env.e > before) this.onRestart?.(env.f, env.a);
     return env;
   }
 

@@ -104,6 +104,27 @@ export class WsTransport implements Transport {
     }
   }
 
+  /**
+   * Drop the outbound connection to `to`, so that the next frame opens a new one at once. For a
+   * peer that restarted (Codec.onRestart): when its machine was gone (links down) our connection
+   * to its old process stays "open" until a TCP retransmission meets the new kernel, seconds later,
+   * and every frame sent meanwhile (acks, refutations, rows) is lost.
+   */
+  reset(to: string): void {
+    const p = this.peers.get(to);
+    if (!p?.ws) return;
+    const ws = p.ws;
+    p.ws = null;
+    p.open = false;
+    p.failures = 0;
+    p.nextAttempt = 0;
+    try {
+      ws.close();
+    } catch {
+      /* already closing */
+    }
+  }
+
   /** Connection attempts in flight (for tests and metrics). */
   get pendingConnects(): number {
     return this.connecting;

@@ -1,8 +1,9 @@
 /**
  * Log lines for gossip membership changes, bounded in volume: members known only from the replica
  * (never heard from) come and go in bulk — at start every reachable peer is confirmed, and a
- * topology listing 1,000 nodes that run no agent yields 1,000 "dead" verdicts at once. Those are
- * logged at debug and summarised in one info line per burst; every other change gets its own line.
+ * topology listing 1,000 nodes that run no agent yields 1,000 "dead" verdicts within about a minute.
+ * Those are logged at debug and summarised in at most one info line per kind every 10 s; every
+ * other change gets its own line.
  */
 import type { MemberInfo } from "../gossip/index.ts";
 import type { Logger } from "../observability/index.ts";
@@ -12,7 +13,7 @@ export interface MemberEventLogOptions {
   logger: Logger;
   /** Names of the replica-derived members the gossip node started with (unconfirmed). */
   unconfirmed: Iterable<string>;
-  /** Summary delay after the first event of a burst (ms). */
+  /** Summary delay after the first event of a burst (ms, default 10 s). */
   flushMs?: number;
   setTimer?: (ms: number, fn: () => void) => void;
 }
@@ -29,7 +30,7 @@ export class MemberEventLog {
 
   constructor(private readonly o: MemberEventLogOptions) {
     for (const n of o.unconfirmed) this.pendingConfirm.add(n);
-    this.flushMs = o.flushMs ?? 1000;
+    this.flushMs = o.flushMs ?? 10_000;
     this.setTimer = o.setTimer ?? ((ms, fn) => void setTimeout(fn, ms));
   }
 

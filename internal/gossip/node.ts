@@ -809,6 +809,8 @@ export class GossipNode {
         this.nackHandlers.set(id, () => {
           nacks += 1;
           this.stats.nacksReceived += 1;
+          // every helper reports silence too: the same verdict the deadline would give, sooner
+          if (nacks >= expectedNacks) conclude();
         });
       }
       for (const h of helpers) {
@@ -821,7 +823,10 @@ export class GossipNode {
         });
       }
     });
-    this.after(Math.max(timeout + 1, interval - 1), () => {
+    let concluded = false;
+    const conclude = (): void => {
+      if (concluded) return;
+      concluded = true;
       this.pending.delete(id);
       this.nackHandlers.delete(id);
       if (acked || !this.running) return;
@@ -834,7 +839,8 @@ export class GossipNode {
       if (!cur || !isLive(cur)) return;
       this.stats.suspicionsRaised += 1;
       this.applyUpdate({ n: cur.name, a: cur.addr, i: cur.incarnation, s: "suspect", f: this.name }, false);
-    });
+    };
+    this.after(Math.max(timeout + 1, interval - 1), conclude);
   }
 
   /**

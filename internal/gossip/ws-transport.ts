@@ -23,7 +23,7 @@ export interface WsTransportOptions {
   reconnectMaxMs?: number;
   /** Give up a connection attempt that is not open after this long (default 3000 ms). */
   connectTimeoutMs?: number;
-  /** Connection attempts in flight at most (default 128: the agent sweeps 40 new peers/s, 3 s each). */
+  /** Connection attempts in flight at most (default 128: gossip pings at most 32 new peers/s, 3 s each). */
   maxConnecting?: number;
   /** Time source for backoff (default Date.now). */
   now?: () => number;

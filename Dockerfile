@@ -10,7 +10,7 @@ COPY internal ./internal
 COPY migrations ./migrations
 COPY manifests ./manifests
 # The agent is bundled like the lab bundles it (internal/lab/bundle.ts: names kept for logs and stacks);
-# the DaemonSet runs it with BUN_JSC_useJIT=0 (internal/agent/runtime.ts, docs/operations.md "Memory").
+# the DaemonSet runs it with BUN_JSC_useBaselineJIT=0 (internal/agent/runtime.ts, docs/operations.md "Memory").
 RUN bun build --compile --minify --sourcemap cmd/kosmos-controller.ts --outfile /out/kosmos-controller \
  && bun build --compile --minify-whitespace --minify-syntax --sourcemap cmd/kosmos-agent.ts --outfile /out/kosmos-agent \
  && bun build --compile --minify --sourcemap cmd/kosmosctl.ts --outfile /out/kosmosctl

@@ -27,7 +27,7 @@ import { type AgentEnv, createAgentRoutes } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
 import { type AgentGossip, GOSSIP_PATH, prepareGossip } from "./gossip.ts";
 import { ControlLoop } from "./loop.ts";
-import { jitEnabled } from "./runtime.ts";
+import { jsExecution } from "./runtime.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -181,8 +181,8 @@ export class Agent {
         endpoint: this.server?.url,
         adminSocket: this.adminSocket,
         fingerprint: this.tls.fingerprint,
-        // docs/operations.md: agents run with BUN_JSC_useJIT=0 (internal/agent/runtime.ts)
-        jit: jitEnabled(),
+        // "interpreter" when started like labs and the DaemonSet start it (internal/agent/runtime.ts)
+        js: jsExecution(),
       },
       "agent started",
     );

@@ -111,7 +111,7 @@ export function agentFlags(name: string, node: LabNodePlan, token: string, launc
   ];
 }
 
-/** Start the agent of `node` the way production runs it: the bundled agent, JIT off (agentCommand). */
+/** Start the agent of `node` the way production runs it: the bundle, JS interpreted (agentCommand). */
 export async function startAgent(name: string, plan: LabPlan, node: LabNodePlan, token: string, launch: AgentLaunch = {}) {
   const dir = nodeDir(name, node.name);
   await mkdir(join(dir, "uploads"), { recursive: true });

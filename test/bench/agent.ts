@@ -1,13 +1,13 @@
 /**
  * One real agent process at idle (root; no lab): cmd/kosmos-agent.ts started the way labs and the
- * DaemonSet start it (internal/lab/bundle.ts agentCommand: the bundle, BUN_JSC_useJIT=0), inside an
+ * DaemonSet start it (internal/lab/bundle.ts agentCommand: the bundle, BUN_JSC_useBaselineJIT=0), in an
  * anonymous network namespace (`unshare -n`, a veth as eth0, gone with the process), so it programs
  * that namespace only. Its throwaway state directory holds a replica pre-seeded with a 7-node lab
  * topology plus 1,000 peers, so the agent plans routes/FDB/neighbours for all of them, takes them as
  * gossip members and probes them (nothing answers). Figures:
  *  - RSS at idle, max and median over 15 s (5 s resync, like lab agents)  target <= 80 MB
  *  - the same replica seeded over the API after start (peers not gossip members, like the lab bench)
- *  - CPU at idle (the JIT trade-off)
+ *  - CPU at idle (the cost of interpreting JS)
  * Baselines in the same run: the previous launch (`bun cmd/kosmos-agent.ts`, source modules, JIT on,
  * same code) and an idle `bun -e` process.
  *
@@ -99,12 +99,12 @@ interface Launch {
 
 const launches = async (): Promise<{ current: Launch; previous: Launch }> => {
   const { env } = await agentCommand([]);
-  const { BUN_JSC_useJIT: _, ...plain } = process.env;
+  const { BUN_JSC_useJIT: _j, BUN_JSC_useBaselineJIT: _b, ...plain } = process.env;
   return {
     current: {
-      name: "bundle, JIT off",
+      name: "bundle, JS interpreted",
       argv: async (f) => (await agentCommand(f)).argv,
-      env: { ...process.env, ...env },
+      env: { ...plain, ...env },
     },
     previous: {
       name: "source, JIT on (previous launch)",

@@ -8,7 +8,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { MiddlewareHandler } from "hono";
-import YAML from "yaml";
 import { z } from "zod";
 import type { ServerBindings } from "./server.ts";
 
@@ -37,7 +36,9 @@ export async function loadAuthConfig(path: string): Promise<AuthConfig> {
   } catch (err) {
     throw new AuthConfigError(`cannot read ${path}: ${(err as Error).message}`, "check the --auth-file path");
   }
-  const parsed = AuthConfigSchema.safeParse(YAML.parse(text));
+  // yaml is loaded here only: an agent without --auth-file never evaluates it (~1 MB of RSS).
+  const { parse } = await import("yaml");
+  const parsed = AuthConfigSchema.safeParse(parse(text));
   if (!parsed.success) {
     throw new AuthConfigError(
       `invalid auth config ${path}: ${parsed.error.message}`,

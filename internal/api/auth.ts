@@ -36,7 +36,7 @@ export async function loadAuthConfig(path: string): Promise<AuthConfig> {
   } catch (err) {
     throw new AuthConfigError(`cannot read ${path}: ${(err as Error).message}`, "check the --auth-file path");
   }
-  // yaml is loaded here only: an agent without --auth-file never evaluates it (~1 MB of RSS).
+  // yaml is loaded here only: an agent without --auth-file never evaluates it.
   const { parse } = await import("yaml");
   const parsed = AuthConfigSchema.safeParse(parse(text));
   if (!parsed.success) {

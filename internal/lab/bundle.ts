@@ -98,8 +98,10 @@ async function ensure(): Promise<string> {
 export async function agentCommand(
   flags: string[],
 ): Promise<{ argv: string[]; env: Record<string, string> }> {
+  // KOSMOS_AGENT_JS=jit: agents with the JIT, for A/B measurements of the runtime setting.
+  const runtime = process.env.KOSMOS_AGENT_JS === "jit" ? {} : AGENT_RUNTIME_ENV;
   return {
     argv: [process.execPath, await agentBundle(), ...flags],
-    env: { ...AGENT_RUNTIME_ENV, KOSMOS_MIGRATIONS_DIR: MIGRATIONS_DIR },
+    env: { ...runtime, KOSMOS_MIGRATIONS_DIR: MIGRATIONS_DIR },
   };
 }

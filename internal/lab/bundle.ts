@@ -13,7 +13,8 @@ import { AGENT_RUNTIME_ENV } from "../agent/runtime.ts";
 export const REPO_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "../..");
 export const AGENT_ENTRY = join(REPO_ROOT, "cmd/kosmos-agent.ts");
 export const MIGRATIONS_DIR = join(REPO_ROOT, "migrations");
-const CACHE_DIR = process.env.KOSMOS_BUNDLE_CACHE ?? join(REPO_ROOT, "node_modules/.cache/kosmos");
+/** Read on every call (not at load): a test may point it elsewhere after another file loaded this module. */
+const cacheDir = (): string => process.env.KOSMOS_BUNDLE_CACHE ?? join(REPO_ROOT, "node_modules/.cache/kosmos");
 const BUNDLE = "kosmos-agent.js";
 
 export class BundleError extends Error {
@@ -52,13 +53,14 @@ export function agentBundle(): Promise<string> {
 }
 
 async function ensure(): Promise<string> {
-  const file = join(CACHE_DIR, BUNDLE);
+  const dir = cacheDir();
+  const file = join(dir, BUNDLE);
   const stampFile = `${file}.inputs.json`;
   if (await fresh(file, stampFile)) return file;
-  await mkdir(CACHE_DIR, { recursive: true });
+  await mkdir(dir, { recursive: true });
   // Build into a private directory, then rename into place: concurrent builders (parallel labs)
   // never expose a half-written file, and a running agent keeps the inode it loaded.
-  const tmp = await mkdtemp(join(CACHE_DIR, ".build-"));
+  const tmp = await mkdtemp(join(dir, ".build-"));
   try {
     const out = await Bun.build({
       entrypoints: [AGENT_ENTRY],

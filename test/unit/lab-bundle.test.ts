@@ -3,12 +3,15 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-// The cache directory is read when bundle.ts loads: point it at a private one first.
+// Point the bundle cache at a private directory (bundle.ts reads it on every call).
 const cache = await mkdtemp(join(tmpdir(), "kosmos-bundle-"));
 process.env.KOSMOS_BUNDLE_CACHE = cache;
 const { agentBundle, agentCommand, MIGRATIONS_DIR } = await import("../../internal/lab/bundle.ts");
 const { AGENT_RUNTIME_ENV } = await import("../../internal/agent/runtime.ts");
-afterAll(() => rm(cache, { recursive: true, force: true }));
+afterAll(async () => {
+  delete process.env.KOSMOS_BUNDLE_CACHE;
+  await rm(cache, { recursive: true, force: true });
+});
 
 describe("agent bundle (how labs start the agent)", () => {
   test("built on first use, runs, reused while its inputs are unchanged, rebuilt when one changed", async () => {

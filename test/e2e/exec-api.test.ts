@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { lstat, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { GMAC, gmacChecksum, newGmacParams, SHA256_SEE_CHECKSUM } from "../../internal/exec/checksum.ts";
 import { AgentClient } from "../../internal/exec/client.ts";
@@ -240,9 +240,20 @@ describe("uploads", () => {
     await writeFile(target, "original");
     const ac = new AbortController();
     let sent = 0;
+    // keep sending until the agent has written part of the body to its temp file, then go away
+    // (aborting after a fixed amount raced: the client could drop the connection before the
+    // agent had read anything, and the audit then rightly says 0 bytes)
+    const tempWritten = async () => {
+      for (const f of await readdir(agent.root)) {
+        if (!f.startsWith(".keep3.txt.")) continue;
+        const st = await stat(join(agent.root, f)).catch(() => null);
+        if (st && st.size > 0) return true;
+      }
+      return false;
+    };
     const body = new ReadableStream<Uint8Array>({
       async pull(ctl) {
-        if (sent >= 4 * 1024 * 1024) {
+        if (sent >= 4 * 1024 * 1024 && ((await tempWritten()) || sent >= 60 * 1024 * 1024)) {
           ac.abort();
           return;
         }

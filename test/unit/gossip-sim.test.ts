@@ -362,4 +362,27 @@ describe("Lifeguard", () => {
     },
     T,
   );
+
+  test(
+    "a starved member with a bad health score declares no healthy member dead (its suspicions are stretched too)",
+    () => {
+      // seeds 13 and 16: before the stretch, the starved n0 (health 6) declared a healthy member
+      // dead after ~7.7 s, whose refutation it read 2 s late
+      for (const seed of [13, 16]) {
+        const sim = new Sim({ seed, config: { ...AGENT_GOSSIP_CONFIG } });
+        const names = sim.addNodes(100, "n", { settled: true });
+        sim.run(3000);
+        const dead: string[] = [];
+        for (const n of names)
+          sim.node(n).onMemberChange((who, st) => {
+            if (who !== "n0" && st === "dead") dead.push(`${n} saw ${who}`);
+          });
+        sim.lag("n0", 2000);
+        sim.run(12_000);
+        expect(sim.node("n0").localHealth).toBeGreaterThan(2);
+        expect(dead).toEqual([]);
+      }
+    },
+    T,
+  );
 });

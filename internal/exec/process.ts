@@ -75,9 +75,23 @@ async function pump(
   }
 }
 
+/**
+ * The environment of a command run for a client: the agent's own, minus JavaScriptCore tuning
+ * (`BUN_JSC_*`, e.g. the interpreter-only setting the agent is launched with, internal/agent/runtime.ts,
+ * which would make a `bun` run through the API several times slower), plus the session's `env`.
+ */
+export function commandEnv(
+  own: Record<string, string | undefined>,
+  extra: Record<string, string> | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(own)) if (v !== undefined && !k.startsWith("BUN_JSC_")) out[k] = v;
+  return { ...out, ...extra };
+}
+
 export function startProcess(spec: ProcessSpec, sink: OutputSink, opts: StartOptions = {}): RunningProcess {
   const argv0 = spec.argv[0] ?? "";
-  const env = spec.env ? { ...process.env, ...spec.env } : undefined;
+  const env = commandEnv(process.env, spec.env);
   const graceMs = opts.drainGraceMs ?? 2000;
   let proc: Subprocess;
   let ptyDone: Promise<void> | undefined;

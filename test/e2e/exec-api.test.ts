@@ -95,6 +95,24 @@ describe("/v1/exec (kubernetes v5 channel protocol)", () => {
     expect(r.stdout.trim()).toBe(`bar baz:${agent.dir}`);
   });
 
+  test("the agent's own JavaScriptCore settings do not reach commands; a session can still set them", async () => {
+    // agents run with BUN_JSC_useBaselineJIT=0 (internal/agent/runtime.ts); this agent runs in the test
+    const saved = process.env.BUN_JSC_useBaselineJIT;
+    process.env.BUN_JSC_useBaselineJIT = "0";
+    try {
+      // (a session env makes the agent build the child's environment from process.env, where the
+      // test's setting is visible; Bun.spawn without env passes the environ the process started with)
+      const show = 'printenv BUN_JSC_useBaselineJIT || echo unset; echo "$FOO $PATH"';
+      const plain = await client.exec(["sh", "-c", show], { env: { FOO: "x" } });
+      expect(plain.stdout).toBe(`unset\nx ${process.env.PATH}\n`);
+      const asked = await client.exec(["sh", "-c", show], { env: { BUN_JSC_useBaselineJIT: "1" } });
+      expect(asked.stdout.split("\n")[0]).toBe("1");
+    } finally {
+      if (saved === undefined) delete process.env.BUN_JSC_useBaselineJIT;
+      else process.env.BUN_JSC_useBaselineJIT = saved;
+    }
+  });
+
   test("no shell interpretation of arguments", async () => {
     const r = await client.exec(["echo", "$(id); rm -rf /", "`x`"]);
     expect(r.stdout).toBe("$(id); rm -rf / `x`\n");

@@ -129,6 +129,16 @@ export async function openStore(path: string, opts: OpenStoreOptions): Promise<S
         { cause: err },
       );
     }
+    if (err instanceof StoreError && err.code === "STORE_MIGRATION_FAILED" && !(await migrationsUsable())) {
+      // the migrations themselves are missing or broken (packaging, KOSMOS_MIGRATIONS_DIR): the
+      // replica is not at fault, and a fresh one could not be created either — leave it alone
+      throw new StoreError(
+        "STORE_MIGRATIONS_UNUSABLE",
+        `cannot apply the schema migrations from ${MIGRATIONS_FOLDER}: ${reason}`,
+        "the agent's migrations folder is missing or broken (check the image or KOSMOS_MIGRATIONS_DIR); the replica was left untouched",
+        { cause: err },
+      );
+    }
     const movedTo = moveAside(path);
     logger.warn({ path, movedTo, reason }, "replica unusable: moved aside, starting with an empty replica");
     recovered = { movedTo, reason };
@@ -152,6 +162,17 @@ export async function openStore(path: string, opts: OpenStoreOptions): Promise<S
     }
   }
   return new SqliteStore(path, driver, opts.node, opts.clock ?? new HybridClock(), logger, recovered);
+}
+
+/** Whether the migrations apply to an empty in-memory database (i.e. a failure is the file's fault). */
+async function migrationsUsable(): Promise<boolean> {
+  try {
+    const d = await prepareDriver(":memory:", 0);
+    d.close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function prepareDriver(path: string, busyTimeoutMs: number): Promise<Driver> {

@@ -72,6 +72,35 @@ describe("openStore", () => {
     again.close();
   });
 
+  test("missing migrations (packaging error) are a typed error; a good replica is left untouched", async () => {
+    const path = join(dir, "replica.db");
+    const s = await openStore(path, { node: "n1" });
+    s.writeLocal("node_status", "n1", { endpoint: "https://10.0.0.1:10250" });
+    s.close();
+    // the migrations folder is read at import: a child process with KOSMOS_MIGRATIONS_DIR pointing nowhere
+    const storeModule = join(import.meta.dir, "../../internal/store/index.ts");
+    const child = Bun.spawnSync(
+      [
+        process.execPath,
+        "-e",
+        `const { openStore } = await import(${JSON.stringify(storeModule)});
+         try { await openStore(${JSON.stringify(path)}, { node: "n1" }); console.log("opened"); }
+         catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, hint: e.hint })); }`,
+      ],
+      { env: { ...process.env, KOSMOS_MIGRATIONS_DIR: join(dir, "no-such-migrations") } },
+    );
+    const out = JSON.parse(child.stdout.toString().trim()) as { code: string; message: string; hint: string };
+    expect(out.code).toBe("STORE_MIGRATIONS_UNUSABLE");
+    expect(out.message).toContain("no-such-migrations");
+    expect(out.hint).toContain("left untouched");
+    expect(readdirSync(dir).filter((f) => f.includes("corrupt"))).toEqual([]);
+    expect(existsSync(path)).toBe(true);
+    const again = await openStore(path, { node: "n1" });
+    expect(again.recovered).toBeNull();
+    expect(again.get("node_status", "n1")?.data?.endpoint).toBe("https://10.0.0.1:10250");
+    again.close();
+  });
+
   test("a missing directory is a typed error with a hint, nothing is created", async () => {
     const path = join(dir, "missing", "replica.db");
     const err = await openStore(path, { node: "n1" }).catch((e: unknown) => e);

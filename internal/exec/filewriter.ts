@@ -27,6 +27,9 @@ const ALIGN = 4096;
 /** Buffered fallback only: bytes between background fdatasync calls. */
 const SYNC_EVERY = 32 * 1024 * 1024;
 
+/** Write all of `data` at `position` through `fh`. */
+export type DirectWrite = (fh: FileHandle, data: Uint8Array, position: number) => Promise<void>;
+
 interface InFlight {
   buf: Buffer;
   done: Promise<void>;
@@ -51,6 +54,7 @@ export class StagedFileWriter {
   private constructor(
     private readonly fh: FileHandle,
     direct: FileHandle | null,
+    private readonly directWrite: DirectWrite,
   ) {
     this.direct = direct;
     this.useDirect = direct !== null;
@@ -61,7 +65,18 @@ export class StagedFileWriter {
    * through /proc/self/fd (the same inode, checked), never of the path: someone who can write to
    * the directory cannot swap the file for a symlink in between.
    */
-  static async open(fh: FileHandle, opts: { direct?: boolean } = {}): Promise<StagedFileWriter> {
+  static async open(
+    fh: FileHandle,
+    opts: {
+      direct?: boolean;
+      /**
+       * How a full staging buffer is written with O_DIRECT (default pwrite on the O_DIRECT
+       * descriptor). Tests use it to make the kernel refuse O_DIRECT half-way (EINVAL), which no
+       * filesystem on the test machines does.
+       */
+      directWrite?: DirectWrite;
+    } = {},
+  ): Promise<StagedFileWriter> {
     let direct: FileHandle | null = null;
     if ((opts.direct ?? true) && constants.O_DIRECT) {
       direct = await open(`/proc/self/fd/${fh.fd}`, constants.O_WRONLY | constants.O_DIRECT).catch(
@@ -75,7 +90,7 @@ export class StagedFileWriter {
         }
       }
     }
-    return new StagedFileWriter(fh, direct);
+    return new StagedFileWriter(fh, direct, opts.directWrite ?? writeAll);
   }
 
   /** The first write error; later writes are dropped. */
@@ -177,7 +192,7 @@ export class StagedFileWriter {
     const direct = this.direct;
     if (direct && this.useDirect && at % ALIGN === 0 && data.byteLength % ALIGN === 0) {
       try {
-        await writeAll(direct, data, at);
+        await this.directWrite(direct, data, at);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;

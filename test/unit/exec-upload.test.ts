@@ -218,4 +218,57 @@ describe("StagedFileWriter", () => {
       expect(sha(await readFile(path))).toBe(sha(data));
     });
   }
+
+  test("O_DIRECT refused half-way (EINVAL on the 3rd write): the rest goes buffered, the file is exact", async () => {
+    const data = randomBytes((2 * STAGES + 1) * STAGE_BYTES + 777);
+    const path = join(dir, "f-fallback");
+    const fh = await open(path, "wx");
+    let directWrites = 0;
+    let refused = 0;
+    try {
+      const w = await StagedFileWriter.open(fh, {
+        directWrite: async (d, bytes, at) => {
+          if (directWrites >= 2) {
+            refused += 1;
+            throw Object.assign(new Error("EINVAL: invalid argument, write"), { code: "EINVAL" });
+          }
+          directWrites += 1;
+          await d.write(bytes, 0, bytes.byteLength, at);
+        },
+      });
+      if (!w.usesDirectIo) return; // this filesystem refuses O_DIRECT at open: nothing to fall back from
+      for (const c of chunks(data, 1_000_000)) await w.write(c);
+      await w.finish();
+      expect(w.error).toBeNull();
+      expect(w.usesDirectIo as boolean).toBe(false); // narrowed to true above
+      await w.close();
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    expect(directWrites).toBe(2);
+    // writes already queued when the first one was refused may each be refused once too
+    expect(refused).toBeGreaterThanOrEqual(1);
+    expect(refused).toBeLessThanOrEqual(STAGES);
+    expect(sha(await readFile(path))).toBe(sha(data));
+  });
+
+  test("another O_DIRECT write error (EIO) fails the writer instead of falling back", async () => {
+    const fh = await open(join(dir, "f-eio"), "wx");
+    try {
+      const w = await StagedFileWriter.open(fh, {
+        directWrite: async () => {
+          throw Object.assign(new Error("EIO: i/o error, write"), { code: "EIO" });
+        },
+      });
+      if (!w.usesDirectIo) return;
+      for (const c of chunks(randomBytes(3 * STAGE_BYTES), STAGE_BYTES)) await w.write(c);
+      await expect(w.finish()).rejects.toThrow("EIO");
+      expect(w.error?.message).toContain("EIO");
+      expect(w.usesDirectIo).toBe(true);
+      await w.close();
+    } finally {
+      await fh.close();
+    }
+  });
 });

@@ -241,9 +241,7 @@ export async function buildPod(node: LabNodePlan, pod: LabPodPlan): Promise<void
   ]);
 }
 
-export interface BuildProgress {
-  (step: string, done: number, total: number): void;
-}
+export type BuildProgress = (step: string, done: number, total: number) => void;
 
 /** Create the whole lab network (no agents). Throws on the first failure; call teardown after. */
 export async function buildNetwork(plan: LabPlan, progress?: BuildProgress): Promise<void> {

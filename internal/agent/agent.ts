@@ -8,6 +8,7 @@ import { and, eq, isNotNull } from "drizzle-orm";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
 import { type AuthConfig, authMiddleware, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
+import { IDENTITY_PATH, identityDocument } from "../api/identity.ts";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { loadOrCreateTls, type TlsMaterial } from "../api/tls.ts";
 import {
@@ -199,8 +200,12 @@ export class Agent {
     const { websocket } = createBunWebSocket();
     const app = new Hono<AgentEnv>();
     const api = createAgentRoutes(this, this.registry);
+    const auth = await this.authConfig();
     // Gossip frames carry their own HMAC (cluster secret) and replay protection: no bearer token.
-    app.use("*", authMiddleware(await this.authConfig(), { exempt: [...DEFAULT_EXEMPT, GOSSIP_PATH] }));
+    // The identity document is public: it proves the certificate to token holders (api/identity.ts).
+    app.use("*", authMiddleware(auth, { exempt: [...DEFAULT_EXEMPT, GOSSIP_PATH, IDENTITY_PATH] }));
+    const identity = identityDocument(cfg.node, this.tls.fingerprint, auth.tokens ?? []);
+    app.get(IDENTITY_PATH, (c) => c.json(identity));
     app.route("/", api);
     const exec = createExecRoutes({
       audit: new SqliteAudit(this.store.db),

@@ -37,9 +37,9 @@ export function discoverAgents(
     const host = n.spec.ip ? n.spec.ip : `[${n.spec.ip6}]`;
     const fp = n.metadata.annotations?.[FINGERPRINT_ANNOTATION];
     const ep: AgentEndpoint = { url: `${scheme}://${host}:${port}`, token: o.token };
-    // Self-signed agent certificates: pin the published fingerprint, else skip verification (the bearer
-    // token authenticates us to the agent; the topology itself is not secret).
-    if (scheme === "https") ep.tls = fp ? { fingerprint256: fp } : { insecureSkipVerify: true };
+    // Self-signed agent certificates: pin the published fingerprint; without one, the pusher has the
+    // agent prove its certificate with the token before it sends the token (api/identity.ts).
+    if (scheme === "https" && fp) ep.tls = { fingerprint256: fp };
     const list = out[n.spec.clusterName] ?? [];
     list.push(ep);
     out[n.spec.clusterName] = list;

@@ -10,6 +10,6 @@ export {
   topologyHash,
   toTopology,
 } from "./mapping.ts";
-export { type AgentEndpoint, fetchPusher, PushError, type Pusher } from "./push.ts";
+export { type AgentEndpoint, fetchPusher, forgetProvenPins, PushError, proveAgentCertificate, type Pusher } from "./push.ts";
 export { Seeder, type SeederOptions, type SeederStatus } from "./seeder.ts";
 export * from "./types.ts";

@@ -1,17 +1,27 @@
 /** Pushing a Topology to an agent: POST /v1/topology with a bearer token, over TCP (http/https) or a unix socket. */
-import { connect as tlsConnect } from "node:tls";
+import { IDENTITY_PATH, verifyIdentity } from "../api/identity.ts";
+import { normalizeFingerprint as normFp } from "../api/tls.ts";
+import { PinMismatchError, tlsRequest } from "../api/tls-request.ts";
 import type { Topology } from "../topology/index.ts";
 
 export interface AgentEndpoint {
   /** `http://host:port`, `https://host:port`, or `unix:/path/to.sock`. */
   url: string;
   token: string;
-  /** TLS: PEM CA to trust; or skip verification and pin the server certificate's SHA-256 fingerprint. */
+  /**
+   * TLS: PEM CA to trust; or pin the server certificate's SHA-256 fingerprint; or skip verification
+   * (explicitly). None of them on an https URL: the agent proves its certificate with the token
+   * first (`GET /v1/identity`, api/identity.ts), and only then is the token sent.
+   */
   tls?: { ca?: string; fingerprint256?: string; insecureSkipVerify?: boolean };
 }
 
 export class PushError extends Error {
-  readonly code: "KOSMOS_PUSH_HTTP" | "KOSMOS_PUSH_NETWORK" | "KOSMOS_PUSH_TLS_PIN";
+  readonly code:
+    | "KOSMOS_PUSH_HTTP"
+    | "KOSMOS_PUSH_NETWORK"
+    | "KOSMOS_PUSH_TLS_PIN"
+    | "KOSMOS_PUSH_TLS_IDENTITY";
   readonly hint: string;
   readonly status: number | undefined;
   constructor(code: PushError["code"], message: string, hint: string, status?: number) {
@@ -34,75 +44,117 @@ interface BunFetchInit extends RequestInit {
   };
 }
 
-/** Normalise "AB:CD:.." / "abcd.." fingerprints for comparison. */
-const normFp = (s: string): string => s.replace(/:/g, "").toLowerCase();
-
-/**
- * HTTPS POST over node:tls with the server certificate's SHA-256 fingerprint checked right after the
- * handshake, before anything is sent (Bun's fetch does not call `checkServerIdentity` when certificate
- * verification is off, so it cannot pin a self-signed certificate). HTTP/1.1, `Connection: close`.
- */
-export function pinnedPost(
+/** HTTPS POST with the certificate pinned (see tlsRequest). */
+export async function pinnedPost(
   url: string,
   path: string,
   pin: string,
   headers: Record<string, string>,
   body: string,
 ): Promise<{ status: number; text: string }> {
-  const u = new URL(url);
-  const host = u.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(u.port || 443);
-  return new Promise((resolve, reject) => {
-    const sock = tlsConnect({ host, port, rejectUnauthorized: false }, () => {
-      const fp = sock.getPeerCertificate()?.fingerprint256 ?? "";
-      if (normFp(fp) !== normFp(pin)) {
-        sock.destroy();
-        reject(
-          new PushError(
-            "KOSMOS_PUSH_TLS_PIN",
-            `agent ${url} certificate fingerprint ${normFp(fp).slice(0, 16)}… does not match the pinned ${normFp(pin).slice(0, 16)}…`,
-            "check the agent fingerprint (kosmos.io/agent-fingerprint annotation or --agent)",
-          ),
-        );
-        return;
-      }
-      const head = [
-        `POST ${path} HTTP/1.1`,
-        `Host: ${u.host}`,
-        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-        `Content-Length: ${Buffer.byteLength(body)}`,
-        "Connection: close",
-        "",
-        "",
-      ].join("\r\n");
-      sock.write(head + body);
-    });
-    const chunks: Buffer[] = [];
-    sock.on("data", (c: Buffer) => chunks.push(c));
-    sock.on("error", (e: Error) => reject(e));
-    sock.setTimeout(15_000, () => sock.destroy(new Error("timed out")));
-    sock.on("end", () => {
-      const raw = Buffer.concat(chunks).toString("utf8");
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
-      if (!m) reject(new Error("malformed HTTP response"));
-      else resolve({ status: Number(m[1]), text: raw.slice(raw.indexOf("\r\n\r\n") + 4) });
-    });
-  });
+  try {
+    const r = await tlsRequest(url, "POST", path, pin, headers, body);
+    return { status: r.status, text: r.text };
+  } catch (e) {
+    if (e instanceof PinMismatchError)
+      throw new PushError(
+        "KOSMOS_PUSH_TLS_PIN",
+        e.message,
+        "check the agent fingerprint (kosmos.io/agent-fingerprint annotation or --agent)",
+      );
+    throw e;
+  }
+}
+
+/** Certificates proven through the agents' identity documents, per agent URL (see learnPin). */
+const provenPins = new Map<string, string>();
+
+/**
+ * The fingerprint of an agent's certificate, proven with the token (api/identity.ts): fetch
+ * `GET /v1/identity` without credentials, check that it names the certificate this connection saw
+ * and carries the HMAC of that fingerprint under our token. Remembered per URL until a pinned
+ * request fails (the agent's certificate changed: it is proven again).
+ */
+async function learnPin(endpoint: AgentEndpoint, url: string): Promise<{ pin: string; cached: boolean }> {
+  const cached = provenPins.get(url);
+  if (cached) return { pin: cached, cached: true };
+  const r = await tlsRequest(url, "GET", IDENTITY_PATH, null, { accept: "application/json" }, "");
+  if (r.status !== 200)
+    throw new PushError(
+      "KOSMOS_PUSH_TLS_IDENTITY",
+      `agent ${url} has no identity document (${IDENTITY_PATH} answered ${r.status})`,
+      "an agent older than the controller: pin its certificate with the kosmos.io/agent-fingerprint annotation",
+      r.status,
+    );
+  let doc: unknown;
+  try {
+    doc = JSON.parse(r.text);
+  } catch {
+    doc = null;
+  }
+  if (!verifyIdentity(doc, r.fingerprint, endpoint.token))
+    throw new PushError(
+      "KOSMOS_PUSH_TLS_IDENTITY",
+      `agent ${url} did not prove its certificate ${r.fingerprint.slice(0, 16)}… with the controller's token: nothing was sent`,
+      "the agent has another token, or something between the controller and the node answers in its place",
+    );
+  provenPins.set(url, r.fingerprint);
+  return { pin: r.fingerprint, cached: false };
+}
+
+/**
+ * The SHA-256 fingerprint of the certificate an https agent proves with `endpoint.token` (a fresh
+ * proof, nothing remembered); throws a KOSMOS_PUSH_TLS_IDENTITY PushError when it cannot.
+ */
+export async function proveAgentCertificate(endpoint: AgentEndpoint): Promise<string> {
+  const url = endpoint.url.replace(/\/+$/, "");
+  provenPins.delete(url);
+  try {
+    return (await learnPin(endpoint, url)).pin;
+  } catch (e) {
+    if (e instanceof PushError) throw e;
+    throw new PushError(
+      "KOSMOS_PUSH_NETWORK",
+      `cannot reach agent ${url}: ${(e as Error).message}`,
+      "is the agent running and reachable on its node IP and port?",
+    );
+  }
+}
+
+/** Forget the proven certificates (tests). */
+export function forgetProvenPins(): void {
+  provenPins.clear();
 }
 
 /** The default pusher: Bun fetch, unix sockets via `fetch(url, { unix })`; pinned TLS via `pinnedPost`. */
 export const fetchPusher: Pusher = async (endpoint, topology) => {
-  const pin = endpoint.tls?.fingerprint256;
-  if (pin && endpoint.url.startsWith("https:")) {
+  const https = endpoint.url.startsWith("https:");
+  const base = endpoint.url.replace(/\/+$/, "");
+  let pin = endpoint.tls?.fingerprint256;
+  // no pin, no CA, verification not explicitly off: prove the certificate with the token first
+  const prove = https && !pin && !endpoint.tls?.ca && !endpoint.tls?.insecureSkipVerify;
+  if (https && (pin || prove)) {
     let r: { status: number; text: string };
     try {
-      r = await pinnedPost(
-        endpoint.url.replace(/\/+$/, ""),
-        "/v1/topology",
-        pin,
-        { "content-type": "application/json", authorization: `Bearer ${endpoint.token}` },
-        JSON.stringify(topology),
-      );
+      const post = (p: string) =>
+        pinnedPost(
+          base,
+          "/v1/topology",
+          p,
+          { "content-type": "application/json", authorization: `Bearer ${endpoint.token}` },
+          JSON.stringify(topology),
+        );
+      if (prove) {
+        const learned = await learnPin(endpoint, base);
+        pin = learned.pin;
+        try {
+          r = await post(pin);
+        } catch (e) {
+          if (!(learned.cached && e instanceof PushError && e.code === "KOSMOS_PUSH_TLS_PIN")) throw e;
+          provenPins.delete(base); // the agent has a new certificate: prove it again
+          r = await post((await learnPin(endpoint, base)).pin);
+        }
+      } else r = await post(pin as string);
     } catch (e) {
       if (e instanceof PushError) throw e;
       throw new PushError(

@@ -6,6 +6,9 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
 import { connect as tlsConnect } from "node:tls";
+import { IDENTITY_PATH, verifyIdentity } from "../api/identity.ts";
+import { normalizeFingerprint } from "../api/tls.ts";
+import { tlsRequest } from "../api/tls-request.ts";
 import { ExecError } from "./errors.ts";
 import {
   type Checksum,
@@ -81,11 +84,7 @@ type WireMode = "gmac-trailer" | "sha256-trailer" | "sha256-first";
 /** An agent that predates the client's checksum mode refuses it with this (target untouched). */
 const OLD_AGENT = new RegExp(`expected (${SHA256_TRAILER}|${SHA256_SEE_CHECKSUM})$`);
 
-const normalizeFp = (fp: string) =>
-  fp
-    .replace(/^sha256:/i, "")
-    .replace(/[^0-9a-fA-F]/g, "")
-    .toLowerCase();
+const normalizeFp = normalizeFingerprint;
 
 interface Endpoint {
   http: string;
@@ -118,7 +117,7 @@ function parseTarget(url: string): Endpoint {
 
 export class AgentClient {
   private readonly ep: Endpoint;
-  private pinnedPem: Promise<string> | null = null;
+  private pinnedPem: Promise<string | null> | null = null;
 
   constructor(readonly target: AgentTarget) {
     this.ep = parseTarget(target.url);
@@ -144,11 +143,48 @@ export class AgentClient {
     if (this.ep.unix) return undefined;
     if (this.target.fingerprint) {
       this.pinnedPem ??= this.fetchPinned(normalizeFp(this.target.fingerprint));
-      const pem = await this.pinnedPem;
+      const pem = (await this.pinnedPem) ?? undefined;
       return { ca: pem, rejectUnauthorized: true, checkServerIdentity: () => undefined };
     }
     if (this.target.ca) return { ca: this.target.ca, rejectUnauthorized: true };
+    if (this.target.token) {
+      // no pin, no CA: the agent proves its certificate with our token first (api/identity.ts)
+      this.pinnedPem ??= this.fetchProven(this.target.token);
+      const pem = await this.pinnedPem;
+      if (pem) return { ca: pem, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+    }
     return { rejectUnauthorized: true };
+  }
+
+  /**
+   * The agent's certificate (PEM) once its identity document proves it under `token`; null when
+   * the agent has no identity document (older agent: the system store decides, as before).
+   */
+  private async fetchProven(token: string): Promise<string | null> {
+    let r: Awaited<ReturnType<typeof tlsRequest>>;
+    try {
+      r = await tlsRequest(this.ep.http, "GET", IDENTITY_PATH, null, { accept: "application/json" }, "");
+    } catch (err) {
+      throw new ExecError(
+        "CONNECT_FAILED",
+        `cannot reach ${this.target.url}: ${(err as Error).message}`,
+        "is the agent running?",
+      );
+    }
+    if (r.status === 404 || r.status === 401) return null;
+    let doc: unknown = null;
+    try {
+      doc = JSON.parse(r.text);
+    } catch {
+      // not a document: unproven below
+    }
+    if (r.status !== 200 || !verifyIdentity(doc, r.fingerprint, token))
+      throw new ExecError(
+        "IDENTITY_UNPROVEN",
+        `agent ${this.target.url} did not prove its certificate ${r.fingerprint.slice(0, 16)}… with this token: nothing was sent`,
+        "a wrong token, or not the agent you meant: pin its certificate with --fingerprint (kosmosctl inspect shows it)",
+      );
+    return this.fetchPinned(r.fingerprint);
   }
 
   private fetchPinned(expected: string): Promise<string> {

@@ -9,13 +9,18 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { Agent } from "../../internal/agent/agent.ts";
+import { AgentClient, type ExecError } from "../../internal/exec/index.ts";
+import { IDENTITY_PATH, identityDocument } from "../../internal/api/identity.ts";
 import { loadOrCreateTls } from "../../internal/api/tls.ts";
 import {
   type ClusterNodeObject,
   discoverAgents,
   FINGERPRINT_ANNOTATION,
   fetchPusher,
+  forgetProvenPins,
   PushError,
+  proveAgentCertificate,
   startController,
 } from "../../internal/controller/index.ts";
 import {
@@ -219,46 +224,139 @@ describe("controller agent discovery through ClusterNodes", () => {
     }
   }, 30_000);
 
-  test("https with the agent's self-signed certificate: pinned fingerprint accepted, wrong pin refused, no pin → unverified", async () => {
+  test("https with the agent's self-signed certificate: pinned, or proven with the token; impostors and wrong pins get nothing", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kosmos-disc-tls-"));
-    try {
-      const tls = await loadOrCreateTls({ stateDir: dir, commonName: "m-n1", hosts: ["127.0.0.15"] });
+    // an agent-like server: the identity document of its certificate (api/identity.ts), then the push
+    const agentLike = (ip: string, tls: { cert: string; key: string }, identity: () => unknown) => {
       const got: string[] = [];
       const server = Bun.serve({
-        hostname: "127.0.0.15",
+        hostname: ip,
         port: 0,
         tls: { cert: tls.cert, key: tls.key },
         fetch: async (req) => {
+          if (new URL(req.url).pathname === IDENTITY_PATH) return Response.json(identity());
           if (req.headers.get("authorization") !== `Bearer ${TOKEN}`)
             return new Response("no", { status: 401 });
           got.push(await req.text());
           return new Response(null, { status: 204 });
         },
       });
+      return { server, got };
+    };
+    try {
+      const tls = await loadOrCreateTls({
+        stateDir: join(dir, "a"),
+        commonName: "m-n1",
+        hosts: ["127.0.0.15"],
+      });
+      const real = agentLike("127.0.0.15", tls, () => identityDocument("m-n1", tls.fingerprint, [TOKEN]));
+      // an impostor with its own certificate that relays the real agent's identity document
+      const other = await loadOrCreateTls({
+        stateDir: join(dir, "b"),
+        commonName: "m-n1",
+        hosts: ["127.0.0.16"],
+      });
+      const relay = agentLike("127.0.0.16", other, () => identityDocument("m-n1", tls.fingerprint, [TOKEN]));
+      // an agent whose token is not ours: it cannot prove its certificate to us
+      const stranger = agentLike("127.0.0.17", other, () =>
+        identityDocument("m-n1", other.fingerprint, ["another-token-0123456789"]),
+      );
+      forgetProvenPins();
       try {
-        const node = (fp?: string): ClusterNodeObject => ({
+        const node = (ip: string, fp?: string): ClusterNodeObject => ({
           metadata: { name: "m-n1", ...(fp ? { annotations: { [FINGERPRINT_ANNOTATION]: fp } } : {}) },
-          spec: { clusterName: "m", nodeName: "n1", ip: "127.0.0.15" },
+          spec: { clusterName: "m", nodeName: "n1", ip },
         });
         const topo = { clusters: [], nodes: [] } as unknown as Topology;
-        const ep = (fp?: string) => discoverAgents([node(fp)], { token: TOKEN, port: server.port })["m"]![0]!;
-        await fetchPusher(ep(), topo); // self-signed, not verified
-        await fetchPusher(ep(tls.fingerprint), topo); // pinned
-        const err = await fetchPusher(ep("00".repeat(32)), topo).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(PushError);
-        expect((err as PushError).code).toBe("KOSMOS_PUSH_TLS_PIN");
-        expect(got.length).toBe(2); // nothing (no token) sent to an impostor
-        // Default TLS verification (no pin, no skip) refuses the self-signed certificate: skipping is needed.
-        const strict = await fetchPusher({ url: ep().url, token: TOKEN, tls: {} }, topo).catch(
+        const ep = (ip: string, port: number, fp?: string) =>
+          discoverAgents([node(ip, fp)], { token: TOKEN, port })["m"]![0]!;
+        const r = real.server.port as number;
+        await fetchPusher(ep("127.0.0.15", r), topo); // proven with the token, then pinned
+        await fetchPusher(ep("127.0.0.15", r), topo); // remembered
+        await fetchPusher(ep("127.0.0.15", r, tls.fingerprint), topo); // pinned by annotation
+        expect(real.got.length).toBe(3);
+        const wrongPin = await fetchPusher(ep("127.0.0.15", r, "00".repeat(32)), topo).catch(
           (e: unknown) => e,
         );
-        expect(strict).toBeInstanceOf(PushError);
-        expect(got.length).toBe(2);
+        expect((wrongPin as PushError).code).toBe("KOSMOS_PUSH_TLS_PIN");
+        for (const impostor of [relay, stranger]) {
+          const err = await fetchPusher(
+            ep(impostor.server.hostname as string, impostor.server.port as number),
+            topo,
+          ).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(PushError);
+          expect((err as PushError).code).toBe("KOSMOS_PUSH_TLS_IDENTITY");
+          expect(impostor.got).toEqual([]); // the token never left the controller
+        }
+        // an agent without an identity document (older) is refused too, with a hint to pin it
+        const old = Bun.serve({
+          hostname: "127.0.0.18",
+          port: 0,
+          tls: { cert: tls.cert, key: tls.key },
+          fetch: () => new Response("no", { status: 401 }),
+        });
+        try {
+          const err = await fetchPusher(ep("127.0.0.18", old.port as number), topo).catch((e: unknown) => e);
+          expect((err as PushError).code).toBe("KOSMOS_PUSH_TLS_IDENTITY");
+          expect((err as PushError).hint).toContain(FINGERPRINT_ANNOTATION);
+        } finally {
+          old.stop(true);
+        }
+        // verification explicitly off still works (operator's choice)
+        await fetchPusher(
+          { url: `https://127.0.0.16:${relay.server.port}`, token: TOKEN, tls: { insecureSkipVerify: true } },
+          topo,
+        );
+        expect(relay.got.length).toBe(1);
       } finally {
-        server.stop(true);
+        for (const s of [real, relay, stranger]) s.server.stop(true);
+        forgetProvenPins();
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  test("a real agent proves its certificate with the token (controller push, kosmosctl exec client); a wrong token learns nothing and sends nothing", async () => {
+    // never seeded: an agent without a topology touches nothing on this machine
+    const dir = await mkdtemp(join(tmpdir(), "kosmos-disc-agent-"));
+    const agent = new Agent(
+      {
+        node: "m-n1",
+        stateDir: dir,
+        listenHost: "127.0.0.19",
+        listenPort: 0,
+        token: TOKEN,
+        logLevel: "silent",
+      },
+      {},
+    );
+    await agent.start();
+    try {
+      const url = agent.endpoint as string;
+      expect(url).toStartWith("https://127.0.0.19:");
+      expect(await proveAgentCertificate({ url, token: TOKEN })).toBe(agent.tls.fingerprint);
+      const wrong = await proveAgentCertificate({ url, token: "wrong-token-0123456789abcdef" }).catch(
+        (e: unknown) => e,
+      );
+      expect((wrong as PushError).code).toBe("KOSMOS_PUSH_TLS_IDENTITY");
+      // the identity document is public, everything else still needs the token
+      expect(
+        (await fetch(`${url}${IDENTITY_PATH}`, { tls: { rejectUnauthorized: false } } as RequestInit)).status,
+      ).toBe(200);
+      expect(
+        (await fetch(`${url}/v1/state`, { tls: { rejectUnauthorized: false } } as RequestInit)).status,
+      ).toBe(401);
+      // the exec client: token only, no --fingerprint: proven, then pinned
+      const r = await new AgentClient({ url, token: TOKEN }).exec(["echo", "proven"]);
+      expect(r.stdout).toBe("proven\n");
+      const bad = await new AgentClient({ url, token: "wrong-token-0123456789abcdef" })
+        .exec(["echo", "x"])
+        .catch((e: unknown) => e);
+      expect((bad as ExecError).code).toBe("IDENTITY_UNPROVEN");
+    } finally {
+      await agent.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

@@ -39,10 +39,10 @@ describe("discoverAgents (pure)", () => {
     expect(g.b!.map((e) => e.url)).toEqual(["https://[fd00::1]:7000", "https://10.1.0.2:7000"]);
     expect(g.a!.every((e) => e.token === "t")).toBe(true);
   });
-  test("TLS: the published fingerprint is pinned, otherwise verification is skipped; http has no TLS", () => {
+  test("TLS: the published fingerprint is pinned, otherwise no TLS options (the pusher proves the certificate); http has no TLS", () => {
     const g = discoverAgents(nodes, { token: "t" });
     expect(g.a![0]).toMatchObject({ url: "https://10.0.0.2:5678", tls: { fingerprint256: "AB:CD" } });
-    expect(g.a![1]!.tls).toEqual({ insecureSkipVerify: true });
+    expect(g.a![1]!.tls).toBeUndefined();
     const h = discoverAgents(nodes, { token: "t", scheme: "http" });
     expect(h.a![0]!.url).toBe("http://10.0.0.2:5678");
     expect(h.a![0]!.tls).toBeUndefined();

@@ -9,6 +9,15 @@
  * from them, or an update about them from a peer). They are pinged at a bounded rate and declared
  * dead locally after `unconfirmedTimeoutMs` if they never answer. Dead members are contacted again
  * with a per-member exponential backoff under a per-tick budget (docs/gossip.md).
+ *
+ * Membership follows the topology through two calls of the owner (the agent): `addMembers` (a node
+ * added to the topology, or added back: unconfirmed, as in the `members` option) and `forget` (a
+ * node removed from it: dropped entirely). Only *alive* news creates a member: suspicion, death or
+ * leave of a member we do not know is ignored (memberlist does the same), so peers that forget later
+ * than we did cannot resurrect a forgotten member by gossiping its death. Alive news of a forgotten
+ * member at an incarnation no newer than the one it was forgotten at is stale and ignored too; alive
+ * news at a newer incarnation adds it again, and so does a frame from the member itself (one
+ * forgotten dead or left is first told so, and comes back when it refutes; see forget()).
  */
 import type { MemberState } from "../topology/model.ts";
 import type { OwnerDigest, ReplicatedRow } from "../store/replicated.ts";
@@ -69,6 +78,11 @@ export interface GossipConfig {
   reconnectIntervalMs: number;
   reconnectMaxMs: number;
   reconnectPerTick: number;
+  /**
+   * How long forget() remembers a forgotten member's incarnation (alive news at or below it is
+   * stale: a peer that has not yet learned the death). Bounded to maxQueuedMembers entries.
+   */
+  forgetMemoryMs: number;
   /** Join retries to seeds while no member is alive: joinRetryMs doubling up to reconnectMaxMs. */
   joinRetryMs: number;
   /** Grace period after leave() before stopping (the "left" update still propagates). */
@@ -113,6 +127,7 @@ export const DEFAULT_CONFIG: GossipConfig = {
   reconnectIntervalMs: 5000,
   reconnectMaxMs: 60_000,
   reconnectPerTick: 2,
+  forgetMemoryMs: 300_000,
   joinRetryMs: 1000,
   leaveGraceMs: 1000,
   maxQueuedRows: 4096,
@@ -193,6 +208,8 @@ export interface GossipStats {
   unconfirmedDeaths: number;
   /** Contacts of dead members (partition heal / re-admission). */
   reconnects: number;
+  /** Members dropped by forget(). */
+  forgotten: number;
   /** Highest Lifeguard local health score reached. */
   healthMax: number;
   rowsReceived: number;
@@ -201,6 +218,15 @@ export interface GossipStats {
   rangeRequests: number;
   encodeErrors: number;
   messagesIn: Record<string, number>;
+}
+
+/** What forget() remembers of a member heard from before (see GossipNode.forget). */
+interface Forgotten {
+  inc: number;
+  state: MemberState;
+  at: number;
+  /** Last time it was told that it is dead (it talked to us while forgotten dead or left). */
+  noticeAt: number;
 }
 
 type MemberListener = (name: string, state: MemberState, info: MemberInfo) => void;
@@ -230,6 +256,7 @@ export class GossipNode {
     unconfirmedPings: 0,
     unconfirmedDeaths: 0,
     reconnects: 0,
+    forgotten: 0,
     healthMax: 0,
     rowsReceived: 0,
     rowsChanged: 0,
@@ -240,6 +267,12 @@ export class GossipNode {
   };
   private incarnation: number;
   private readonly members = new Map<string, Member>();
+  /**
+   * Forgotten members (forget()) heard from before: their incarnation and state then. Insertion
+   * order = age (pruned from the front). Only the member itself, or alive news at a newer
+   * incarnation, brings one back (see the class comment).
+   */
+  private readonly forgotten = new Map<string, Forgotten>();
   private readonly memberQ: BroadcastQueue<MemberUpdate>;
   private readonly rowQ: BroadcastQueue<ReplicatedRow>;
   private readonly pending = new Map<number, () => void>();
@@ -286,15 +319,7 @@ export class GossipNode {
     });
     this.memberQ = new BroadcastQueue(this.cfg.maxQueuedMembers);
     this.rowQ = new BroadcastQueue(this.cfg.maxQueuedRows);
-    for (const m of o.members ?? []) {
-      if (m.name === o.name || this.members.has(m.name)) continue;
-      const nm = this.newMember(m.name, m.addr, 0, m.confirmed ? "alive" : "suspect", m.confirmed === true);
-      this.members.set(m.name, nm);
-      if (nm.confirmed) {
-        this.rehash(nm);
-        this.liveNames.add(nm.name);
-      } else this.unconfirmed.push(m.name);
-    }
+    this.addKnown(o.members ?? []);
     this.unconfirmed = sample(o.random, this.unconfirmed, this.unconfirmed.length);
     o.transport.onMessage((bytes) => this.receive(bytes));
   }
@@ -369,6 +394,60 @@ export class GossipNode {
     this.nackHandlers.clear();
   }
 
+  /**
+   * Add members known from the replica after construction (a node added to the topology, or added
+   * back after forget()): each one that is not a member yet is added as with the `members` option —
+   * unconfirmed (swept, declared dead locally if it stays silent `unconfirmedTimeoutMs` after being
+   * added), or alive with `confirmed: true`. Existing members are left as they are. Returns the names
+   * added. No member-change event: nothing was heard about them yet.
+   */
+  addMembers(list: Array<{ name: string; addr: string; confirmed?: boolean }>): string[] {
+    const added = this.addKnown(list);
+    if (added.some((n) => this.members.get(n)?.confirmed)) this.liveCache = null;
+    return added;
+  }
+
+  /**
+   * Drop a member entirely: its state, suspicion timer, probe slot, sweep slot, queued updates about
+   * it and its term in the membership hash; memberList() no longer lists it, and no member-change
+   * event is emitted (the caller removes it from its own views). For a node removed from the
+   * topology once it is dead or has left (the agent never forgets a live member: its process still
+   * runs). A member heard from before is remembered for `forgetMemoryMs` as (incarnation, state):
+   * alive news at that incarnation or older (a peer that has not learned the death yet) does not
+   * bring it back, nor does any suspect/dead/left news (unknown members are never created from bad
+   * news). Alive news at a newer incarnation does. A frame from the member itself: forgotten alive
+   * or suspect, it is back at once; forgotten dead or left, it is told it is dead (as a dead member
+   * that talks to us is) and is back once it refutes with a newer incarnation — which re-admits it
+   * wherever else it was forgotten too. (A leaving member ignores the notice: its goodbye frames
+   * do not bring it back.) Returns whether it was a member.
+   */
+  forget(name: string): boolean {
+    const m = this.members.get(name);
+    if (!m) return false;
+    m.suspicion?.cancel();
+    m.suspicion = undefined;
+    this.members.delete(name);
+    this.hashAcc = xorHex(this.hashAcc, m.hc);
+    m.hc = ZERO_HASH;
+    if (this.liveNames.delete(name)) this.liveCache = null;
+    this.probeSoon.delete(name);
+    this.memberQ.delete(name);
+    // probeOrder and the sweep list drop the name lazily (both skip names that are not members)
+    const now = this.o.clock.now();
+    this.forgotten.delete(name);
+    if (m.confirmed) {
+      this.forgotten.set(name, {
+        inc: m.incarnation,
+        state: m.state,
+        at: now,
+        noticeAt: Number.NEGATIVE_INFINITY,
+      });
+    }
+    this.pruneForgotten(now);
+    this.stats.forgotten += 1;
+    return true;
+  }
+
   onMemberChange(cb: MemberListener): void {
     this.memberListeners.push(cb);
   }
@@ -416,6 +495,32 @@ export class GossipNode {
   }
 
   // ---------------------------------------------------------------- plumbing
+
+  /** Add members not known yet (constructor, addMembers); returns the names added. */
+  private addKnown(list: Array<{ name: string; addr: string; confirmed?: boolean }>): string[] {
+    const added: string[] = [];
+    for (const m of list) {
+      if (m.name === this.name || this.members.has(m.name)) continue;
+      const confirmed = m.confirmed === true;
+      const nm = this.newMember(m.name, m.addr, 0, confirmed ? "alive" : "suspect", confirmed);
+      this.members.set(m.name, nm);
+      if (confirmed) {
+        this.forgotten.delete(m.name);
+        this.rehash(nm);
+        this.liveNames.add(nm.name);
+      } else this.unconfirmed.push(m.name);
+      added.push(m.name);
+    }
+    return added;
+  }
+
+  /** Drop forget() tombstones older than forgetMemoryMs, and the oldest beyond maxQueuedMembers. */
+  private pruneForgotten(now: number): void {
+    for (const [name, t] of this.forgotten) {
+      if (now - t.at < this.cfg.forgetMemoryMs && this.forgotten.size <= this.cfg.maxQueuedMembers) break;
+      this.forgotten.delete(name);
+    }
+  }
 
   private every(ms: number, fn: () => void): void {
     // random phase so that nodes started together do not tick together
@@ -520,6 +625,8 @@ export class GossipNode {
   }
 
   private enqueueMember(u: MemberUpdate): void {
+    // nothing about a member forgotten meanwhile (forget() called from a member-change listener)
+    if (u.n !== this.name && !this.members.has(u.n)) return;
     this.memberQ.push(u.n, u);
     // Deaths and leaves move routes and gateways: forward them at once (like new rows), not only on
     // the next gossip round. Each member forwards a given death once (repeats are not applied).
@@ -606,20 +713,35 @@ export class GossipNode {
   /**
    * An authenticated frame from `name`: it is running. An unconfirmed member (never heard from,
    * even if declared dead locally) is confirmed alive at once; an unknown one is learned. A member
-   * we hold dead (a verdict that was gossiped) must refute: tell it, at most once per probe interval.
+   * we hold dead (a verdict that was gossiped), or forgot dead or left, must refute: tell it, at most
+   * once per probe interval.
    */
   private heard(name: string, addr: string): void {
     const m = this.members.get(name);
+    const t = m?.confirmed ? undefined : this.forgotten.get(name);
+    if (t && (t.state === "dead" || t.state === "left")) {
+      // Forgotten dead or left: held so, like a dead member we still list, until it refutes (its
+      // newer incarnation then re-admits it here and wherever else it was forgotten). A member that
+      // is leaving ignores the notice, so its goodbye frames do not bring it back.
+      const now = this.o.clock.now();
+      if (now - t.noticeAt < this.cfg.probeIntervalMs || this.leaving) return;
+      t.noticeAt = now;
+      this.send(addr, { t: "push", rows: [], m: [{ n: name, a: addr, i: t.inc, s: "dead" }] });
+      return;
+    }
     if (!m) {
       if (this.leaving) return;
-      const nm = this.newMember(name, addr, 0, "alive", true);
+      // (forgotten while alive or suspect: back at the incarnation it had)
+      const inc = t?.inc ?? 0;
+      const nm = this.newMember(name, addr, inc, "alive", true);
+      this.forgotten.delete(name);
       this.members.set(name, nm);
       this.emit(nm);
-      this.enqueueMember({ n: name, a: addr, i: 0, s: "alive" });
+      this.enqueueMember({ n: name, a: addr, i: inc, s: "alive" });
       return;
     }
     if (!m.confirmed) {
-      this.confirm(m, addr, m.incarnation);
+      this.confirm(m, addr, Math.max(m.incarnation, t?.inc ?? 0));
       return;
     }
     if (m.state === "dead") {
@@ -639,6 +761,7 @@ export class GossipNode {
   private confirm(m: Member, addr: string, inc: number): void {
     const first = this.liveNames.size === 0;
     const news = inc > m.incarnation;
+    this.forgotten.delete(m.name);
     this.lastConfirm = this.o.clock.now();
     m.suspicion?.cancel();
     m.suspicion = undefined;
@@ -861,6 +984,8 @@ export class GossipNode {
       for (const name of this.unconfirmed) {
         const m = this.members.get(name);
         if (!pending(m) || m.pings < c.unconfirmedPings || now - m.lastPing < c.probeIntervalMs) continue;
+        // added after start (addMembers): its own timeout, counted from when it was added
+        if (now - m.since < c.unconfirmedTimeoutMs) continue;
         m.state = "dead";
         m.since = now;
         this.stats.unconfirmedDeaths += 1;
@@ -869,7 +994,13 @@ export class GossipNode {
     }
     // prune only when the cursor wraps, so that removals do not make it skip members
     if (this.sweepIdx >= this.unconfirmed.length) {
-      this.unconfirmed = this.unconfirmed.filter((name) => pending(this.members.get(name)));
+      // (a name forgotten and added back is listed twice until now: keep one)
+      const seen = new Set<string>();
+      this.unconfirmed = this.unconfirmed.filter((name) => {
+        if (seen.has(name) || !pending(this.members.get(name))) return false;
+        seen.add(name);
+        return true;
+      });
       this.sweepIdx = 0;
     }
     const n = this.unconfirmed.length;
@@ -919,6 +1050,16 @@ export class GossipNode {
     }
     const state = fromSync && u.s === "dead" ? "suspect" : u.s;
     const m = this.members.get(u.n);
+    if (!m?.confirmed) {
+      // alive news of a member we forgot, at the incarnation it was forgotten at or older: a peer
+      // that has not learned its death yet (or a stale member list). Not news.
+      const t = this.forgotten.get(u.n);
+      if (state === "alive" && t && u.i <= t.inc) return;
+    }
+    // SWIM: only alive news creates a member. Suspicion, death or leave of a member we do not know
+    // (never heard of, or forgotten) is ignored and not passed on, so a member forgotten everywhere
+    // is not resurrected by peers that forget it later than we did.
+    if (!m && state !== "alive") return;
     if (m && !m.confirmed) {
       // first news of a replica-derived member: a peer has heard from it (only confirmed members
       // are announced), so take the peer's word, whatever our local verdict was
@@ -930,7 +1071,8 @@ export class GossipNode {
       this.hashAcc = xorHex(this.hashAcc, m.hc);
     }
     if (!m?.confirmed) {
-      // learn the member (and its address) even when the first news is bad: it may come back
+      // learn the member and its address (alive news; or bad news of a replica-derived member)
+      this.forgotten.delete(u.n);
       const nm = this.newMember(u.n, u.a, u.i, state, true);
       this.members.set(u.n, nm);
       if (state === "suspect") this.startSuspicion(nm, u.f);
@@ -1082,6 +1224,7 @@ export class GossipNode {
   private reconnect(): void {
     if (this.leaving) return;
     const now = this.o.clock.now();
+    this.pruneForgotten(now);
     const known: Member[] = [];
     let never: Member | undefined;
     for (const m of this.members.values()) {

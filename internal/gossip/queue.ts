@@ -48,6 +48,11 @@ export class BroadcastQueue<T> {
     return out;
   }
 
+  /** Drop an item (its subject is gone: a forgotten member). */
+  delete(id: string): boolean {
+    return this.items.delete(id);
+  }
+
   /** Count extra transmissions of an item that was sent outside take() (eager push). */
   bump(id: string, n: number, limit: number): void {
     const e = this.items.get(id);

@@ -386,3 +386,184 @@ describe("Lifeguard", () => {
     T,
   );
 });
+
+describe("forget / addMembers (nodes removed from and re-added to the topology)", () => {
+  const T = 60_000;
+  const listed = (sim: Sim, on: string, who: string) =>
+    sim
+      .node(on)
+      .memberList()
+      .some((m) => m.name === who);
+
+  test(
+    "news about unknown members: suspect/dead/left never creates one, alive does (as a join)",
+    () => {
+      const sim = new Sim({ seed: 41, secret: "s3cret" });
+      sim.addNodes(5);
+      sim.run(2000);
+      const peer = new Codec({ secret: "s3cret", name: "n1", addr: "n1", epoch: 1e12 });
+      for (const s of ["suspect", "dead", "left"] as const) {
+        sim.inject(
+          "n2",
+          peer.encode({ t: "push", rows: [], m: [{ n: `ghost-${s}`, a: "x", i: 3, s, f: "n1" }] }),
+        );
+        sim.inject(
+          "n2",
+          peer.encode({ t: "members", members: [{ n: `sync-${s}`, a: "x", i: 3, s }], reply: false }),
+        );
+      }
+      sim.run(2000);
+      expect(
+        sim
+          .node("n2")
+          .memberList()
+          .map((m) => m.name)
+          .sort(),
+      ).toEqual(["n0", "n1", "n3", "n4"]);
+      sim.inject(
+        "n2",
+        peer.encode({ t: "push", rows: [], m: [{ n: "newcomer", a: "newcomer", i: 0, s: "alive" }] }),
+      );
+      sim.run(100);
+      expect(sim.node("n2").memberState("newcomer")).toBe("alive");
+    },
+    T,
+  );
+
+  test(
+    "a crashed member forgotten by every node as it sees it dead (0-3 s later, each its own delay) never comes back",
+    () => {
+      const sim = new Sim({ seed: 42 });
+      const names = sim.addNodes(30);
+      sim.run(3000);
+      const others = names.filter((n) => n !== "n5");
+      const revived: string[] = [];
+      let forgets = 0;
+      for (const [i, n] of others.entries()) {
+        const delay = (i * 3000) / others.length;
+        sim.node(n).onMemberChange((who, st) => {
+          if (who !== "n5") return;
+          if (st === "alive") revived.push(n);
+          // the agent's rule: a member not in the topology is forgotten once dead or left
+          if (st === "dead" || st === "left")
+            sim.schedule(delay, () => {
+              if (sim.node(n).forget("n5")) forgets += 1;
+            });
+        });
+      }
+      sim.crash("n5");
+      expect(sim.runUntil(() => others.every((n) => !listed(sim, n, "n5")), 30_000)).toBe(true);
+      expect(forgets).toBe(others.length);
+      // peers that forgot later kept gossiping its death (and member lists) meanwhile: ignored
+      sim.run(60_000);
+      expect(others.filter((n) => listed(sim, n, "n5"))).toEqual([]);
+      expect(revived).toEqual([]);
+      expect(forgets).toBe(others.length);
+      for (const n of others) expect(sim.node(n).stats.forgotten).toBe(1);
+      // and the rest of the membership is untouched
+      expect(
+        others.every((x) => others.every((y) => x === y || sim.node(x).memberState(y) === "alive")),
+      ).toBe(true);
+    },
+    T,
+  );
+
+  test(
+    "a member that left, forgotten at once everywhere: its goodbye frames do not bring it back",
+    async () => {
+      const sim = new Sim({ seed: 43 });
+      const names = sim.addNodes(20);
+      sim.run(3000);
+      const others = names.filter((n) => n !== "n9");
+      const revived: string[] = [];
+      for (const n of others)
+        sim.node(n).onMemberChange((who, st) => {
+          if (who !== "n9") return;
+          if (st === "alive") revived.push(n);
+          if (st === "left" || st === "dead") sim.node(n).forget("n9");
+        });
+      const done = sim.node("n9").leave();
+      sim.run(10_000);
+      await done;
+      expect(others.filter((n) => listed(sim, n, "n9"))).toEqual([]);
+      expect(revived).toEqual([]);
+    },
+    T,
+  );
+
+  test(
+    "a live member forgotten by one node is re-added by its own frames, at the incarnation it had",
+    () => {
+      const sim = new Sim({ seed: 44 });
+      sim.addNodes(10);
+      sim.run(3000);
+      const inc = sim.node("n3").currentIncarnation;
+      expect(sim.node("n0").forget("n3")).toBe(true);
+      expect(listed(sim, "n0", "n3")).toBe(false);
+      expect(sim.node("n0").forget("n3")).toBe(false);
+      // n3 keeps probing n0 (and gossiping): its first frame re-admits it
+      expect(sim.runUntil(() => sim.node("n0").memberState("n3") === "alive", 10_000, 10)).toBe(true);
+      const m = sim
+        .node("n0")
+        .memberList()
+        .find((x) => x.name === "n3")!;
+      expect(m.confirmed).toBe(true);
+      expect(m.incarnation).toBe(inc);
+      sim.run(5000);
+      expect(sim.node("n0").memberState("n3")).toBe("alive");
+      expect(sim.node("n3").currentIncarnation).toBe(inc);
+    },
+    T,
+  );
+
+  test(
+    "a forgotten dead member added back (unconfirmed): kept suspect, dead locally if silent, re-admitted everywhere once it runs",
+    () => {
+      const sim = new Sim({ seed: 45 });
+      const names = sim.addNodes(20);
+      sim.run(3000);
+      const others = names.filter((n) => n !== "n7");
+      sim.crash("n7");
+      expect(sim.runUntil(() => allSee(sim, "n7", "dead"), 20_000)).toBe(true);
+      const deadInc = sim
+        .node("n0")
+        .memberList()
+        .find((m) => m.name === "n7")!.incarnation;
+      for (const n of others) sim.node(n).forget("n7");
+      sim.run(5000);
+      expect(others.filter((n) => listed(sim, n, "n7"))).toEqual([]);
+      // added back to the topology while its agent is still down
+      for (const n of others) expect(sim.node(n).addMembers([{ name: "n7", addr: "n7" }])).toEqual(["n7"]);
+      expect(sim.node("n0").addMembers([{ name: "n7", addr: "n7" }])).toEqual([]);
+      const cfg = sim.node("n0").cfg;
+      sim.run(cfg.unconfirmedTimeoutMs / 2);
+      const info = sim
+        .node("n0")
+        .memberList()
+        .find((m) => m.name === "n7")!;
+      expect({ state: info.state, confirmed: info.confirmed }).toEqual({
+        state: "suspect",
+        confirmed: false,
+      });
+      expect(sim.node("n0").stats.unconfirmedPings).toBeGreaterThanOrEqual(1);
+      expect(sim.runUntil(() => allSee(sim, "n7", "dead"), cfg.unconfirmedTimeoutMs)).toBe(true);
+      // its agent starts with an empty replica, no seeds, knowing nobody: the others' pings find it
+      const back = sim.restart("n7", { keepReplica: false, incarnation: 0 });
+      expect(sim.runUntil(() => allSee(sim, "n7", "alive"), 30_000, 100)).toBe(true);
+      for (const n of others)
+        expect(
+          sim
+            .node(n)
+            .memberList()
+            .find((m) => m.name === "n7")!.confirmed,
+        ).toBe(true);
+      // it was told it had been forgotten dead and refuted above that incarnation
+      expect(back.currentIncarnation).toBeGreaterThan(deadInc);
+      // and it learns every member (from those that pinged it, then member-list push-pulls)
+      expect(sim.runUntil(() => others.every((n) => back.memberState(n) === "alive"), 20_000, 100)).toBe(
+        true,
+      );
+    },
+    T,
+  );
+});

@@ -6,12 +6,13 @@ import { Gauge } from "../observability/index.ts";
 import {
   type GossipNode as GossipNodeT,
   GossipNode,
+  type MemberInfo,
   realClock,
   realRandom,
 } from "../gossip/index.ts";
 import { gossipRoute, WsTransport } from "../gossip/ws-transport.ts";
-import type { ReplicatedRow } from "../store/index.ts";
-import type { MemberState } from "../topology/index.ts";
+import type { ReplicatedRow, Store } from "../store/index.ts";
+import type { MemberState, Node } from "../topology/index.ts";
 import type { Agent } from "./agent.ts";
 import { MemberEventLog } from "./member-events.ts";
 
@@ -47,6 +48,47 @@ export function gossipAddr(agentUrl: string): string {
 
 function formatHost(ip: string): string {
   return ip.includes(":") ? `[${ip}]` : ip;
+}
+
+/**
+ * Where a topology node's agent gossips: the endpoint it published (node_status), else its node IP
+ * on this agent's port. undefined: no address known.
+ */
+function memberAddr(store: Store, n: Node, port: string): string | undefined {
+  const status = store.get("node_status", n.name)?.data as { endpoint?: string } | undefined;
+  const ip = n.ipv4 ?? n.ipv6;
+  const url = status?.endpoint ?? (ip ? `https://${formatHost(ip)}:${port}` : undefined);
+  return url ? gossipAddr(url) : undefined;
+}
+
+/**
+ * How gossip membership follows the replica's topology (pure). Topology nodes that are not members
+ * are added (unconfirmed, with their address, as at start: a node added, or added back after it was
+ * forgotten). Members that are not topology nodes are forgotten once they are not alive: dead, left,
+ * or never heard from (unconfirmed). A removed node whose agent still runs (alive or suspect) stays
+ * a member until it is declared dead or leaves — its process is not dead because the controller
+ * removed its row, and nothing plans it anyway (planning uses the topology). A topology without any
+ * node (a replica not seeded yet, or being rebuilt from peers) changes nothing.
+ */
+export function membershipChanges(
+  topology: readonly string[],
+  members: readonly MemberInfo[],
+  self: string,
+  addrOf: (name: string) => string | undefined,
+): { add: Array<{ name: string; addr: string }>; forget: string[] } {
+  if (topology.length === 0) return { add: [], forget: [] };
+  const inTopology = new Set(topology);
+  const isMember = new Set(members.map((m) => m.name));
+  const add: Array<{ name: string; addr: string }> = [];
+  for (const name of topology) {
+    if (name === self || isMember.has(name)) continue;
+    const addr = addrOf(name);
+    if (addr) add.push({ name, addr });
+  }
+  const forget = members
+    .filter((m) => !inTopology.has(m.name) && (!m.confirmed || m.state === "dead" || m.state === "left"))
+    .map((m) => m.name);
+  return { add, forget };
 }
 
 /**
@@ -172,10 +214,8 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
     const known = topo.nodes
       .filter((n) => n.name !== cfg.node)
       .map((n) => {
-        const status = store.get("node_status", n.name)?.data as { endpoint?: string } | undefined;
-        const ip = n.ipv4 ?? n.ipv6;
-        const url = status?.endpoint ?? (ip ? `https://${formatHost(ip)}:${port}` : undefined);
-        return url ? { name: n.name, addr: gossipAddr(url) } : undefined;
+        const a = memberAddr(store, n, port);
+        return a ? { name: n.name, addr: a } : undefined;
       })
       .filter((x): x is { name: string; addr: string } => x !== undefined);
     const incarnation = Number(store.getMeta("gossip_incarnation") ?? "0") + 1;
@@ -208,6 +248,39 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
     };
     const alive = new Set<string>();
     let connectedSince = Date.now();
+    // Membership follows the topology (membershipChanges): on every change of the replica's nodes,
+    // and when a member that is not a topology node dies or leaves. Coalesced into one pass.
+    let topoNames = new Set(topo.nodes.map((n) => n.name));
+    let syncTimer: ReturnType<typeof setTimeout> | undefined;
+    const syncTopology = () => {
+      syncTimer = undefined;
+      if (!node.isRunning) return;
+      const t = store.snapshot();
+      topoNames = new Set(t.nodes.map((n) => n.name));
+      const byName = new Map(t.nodes.map((n) => [n.name, n]));
+      const { add, forget } = membershipChanges([...topoNames], node.memberList(), cfg.node, (name) => {
+        const n = byName.get(name);
+        return n ? memberAddr(store, n, port) : undefined;
+      });
+      const forgotten = forget.filter((name) => node.forget(name));
+      for (const name of forgotten) {
+        store.removeMember(name);
+        alive.delete(name);
+      }
+      const added = node.addMembers(add);
+      events.topologyChanged(added, forgotten);
+      if (forgotten.length > 0 || added.length > 0) agent.loop.trigger("membership follows the topology", 0);
+    };
+    const scheduleSync = () => {
+      syncTimer ??= setTimeout(syncTopology, 0);
+    };
+    const unsubscribe = store.onChange((rows) => {
+      if (rows.some((r) => r.table === "nodes")) scheduleSync();
+    });
+    // Member rows of nodes no longer in the topology, left from before a restart (kosmosctl inspect reads them).
+    if (topoNames.size > 0) {
+      for (const m of store.listMembers()) if (!topoNames.has(m.name)) store.removeMember(m.name);
+    }
     node.onMemberChange((name, state, info) => {
       store.upsertMember({ name, state, incarnation: info.incarnation, address: info.addr, updatedAt: Date.now() });
       events.record(name, state, info);
@@ -220,6 +293,7 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       }
       agent.loop.trigger(`member ${name} ${state}`, 0);
       if (state === "dead") replanAt(Date.now() + DEAD_GRACE_MS, `member ${name} dead for ${DEAD_GRACE_MS} ms`);
+      if ((state === "dead" || state === "left") && !topoNames.has(name)) scheduleSync();
     });
     node.onRows(() => agent.loop.trigger("gossip"));
     // A peer that restarted gets a fresh connection: the old one may be dead without an error yet
@@ -285,6 +359,8 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       electionMembers: () => planningMembers(g?.members() ?? {}),
       leave: () => node.leave(),
       stop: () => {
+        unsubscribe();
+        if (syncTimer) clearTimeout(syncTimer);
         node.stop();
         transport.close();
       },

@@ -3,7 +3,8 @@
  * (never heard from) come and go in bulk — at start every reachable peer is confirmed, and a
  * topology listing 1,000 nodes that run no agent yields 1,000 "dead" verdicts within about a minute.
  * Those are logged at debug and summarised in at most one info line per kind every 10 s; every
- * other change gets its own line.
+ * other change gets its own line. Membership changes that follow the topology (members added or
+ * forgotten) get one line per change of the replica's nodes.
  */
 import type { MemberInfo } from "../gossip/index.ts";
 import type { Logger } from "../observability/index.ts";
@@ -50,6 +51,26 @@ export class MemberEventLog {
       return;
     }
     logger.info(fields, `member ${name} is ${state}`);
+  }
+
+  /**
+   * Membership followed the topology: `added` (nodes added to it, or back: unconfirmed members,
+   * summarised like those of the start once they answer) and `forgotten` (members no longer in it,
+   * dead, left or never heard from). One info line for both, with at most 10 names of each.
+   */
+  topologyChanged(added: readonly string[], forgotten: readonly string[]): void {
+    if (added.length === 0 && forgotten.length === 0) return;
+    for (const n of added) this.pendingConfirm.add(n);
+    for (const n of forgotten) this.pendingConfirm.delete(n);
+    this.o.logger.info(
+      {
+        added: added.length,
+        forgotten: forgotten.length,
+        addedMembers: added.slice(0, SAMPLE),
+        forgottenMembers: forgotten.slice(0, SAMPLE),
+      },
+      `membership follows the topology: ${added.length} node(s) added (unconfirmed), ${forgotten.length} member(s) no longer in it forgotten`,
+    );
   }
 
   /** Write the pending summaries now (also called by the timer). */

@@ -1,7 +1,8 @@
 /**
  * Gossip with real agent processes in a lab (root, network namespaces): a node added to a running
  * lab, gateway failover after a hard kill, a partitioned cluster healing, forged frames refused,
- * and agent autonomy (corrupt replica rebuilt from peers; a lone agent re-applies its replica).
+ * membership following the topology (a node removed, then re-added), and agent autonomy (corrupt
+ * replica rebuilt from peers; a lone agent re-applies its replica).
  * One lab (the default 3 clusters) is shared by the tests of this file, which run in order.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -9,7 +10,15 @@ import { readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DEFAULT_LAB, parseLabConfig } from "../../internal/lab/config.ts";
-import { agentFetch, agentSocket, labDown, labUp, loadLab, nodeDir } from "../../internal/lab/lab.ts";
+import {
+  agentFetch,
+  agentSocket,
+  labDown,
+  labUp,
+  loadLab,
+  nodeDir,
+  seedAgent,
+} from "../../internal/lab/lab.ts";
 import {
   labAddNode,
   labAgentPid,
@@ -259,6 +268,84 @@ console.log("sent");
       const s = await state(node);
       expect(s.ready).toBe(true);
       expect(s.counts.nodes).toBe(want.length);
+    },
+    T,
+  );
+
+  test(
+    "a node removed from the topology stays a member while its agent runs, leaves every agent's membership once stopped, and is a member again when re-added",
+    async () => {
+      const { plan, token } = await loadLab(LAB);
+      const gone = "c3-node-2";
+      const seedNode = "c1-node-1";
+      const others = liveNodes(plan, [gone]);
+      const membersOf = async (n: string) => (await state(n)).members;
+      /** Members counted by kosmos_gossip_members (every state but the "unconfirmed" subtotal). */
+      const counted = async (n: string) => {
+        const text = await (await agentFetch(agentSocket(LAB, n), "/metrics")).text();
+        let sum = 0;
+        for (const m of text.matchAll(
+          /^kosmos_gossip_members\{state="(alive|suspect|dead|left)"\} (\d+)$/gm,
+        )) {
+          sum += Number(m[2]);
+        }
+        return sum;
+      };
+      await until(`every agent to see ${gone} alive`, 20_000, async () => {
+        for (const n of others) if ((await membersOf(n))[gone] !== "alive") return false;
+        return true;
+      });
+      // The controller removes its node (as when a Kubernetes member Node is deleted): the topology
+      // without it, seeded into one agent; the rest is gossip.
+      const without = {
+        ...plan,
+        topology: { ...plan.topology, nodes: plan.topology.nodes.filter((n) => n.name !== gone) },
+      };
+      await seedAgent(LAB, seedNode, without, token);
+      try {
+        for (const n of others) {
+          await until(
+            `${n} to drop ${gone} from its topology`,
+            20_000,
+            async () => !(await topologyNodes(n)).includes(gone),
+          );
+        }
+        // its agent still runs: still a member, alive, everywhere (only its death or leave ends that)
+        for (const n of others) expect((await membersOf(n))[gone]).toBe("alive");
+        await labKillAgent(LAB, gone);
+        await until(
+          `every agent to forget ${gone}`,
+          30_000,
+          async () => {
+            for (const n of others) if (gone in (await membersOf(n))) return false;
+            return true;
+          },
+          300,
+        );
+        // and it stays forgotten (reconnect ticks every 5 s, peers that forgot later gossip its death)
+        await Bun.sleep(6000);
+        for (const n of others) {
+          const m = await membersOf(n);
+          expect(Object.keys(m)).not.toContain(gone);
+          expect(Object.keys(m).sort()).toEqual(liveNodes(plan, [gone, n]).sort());
+          expect(await counted(n)).toBe(others.length - 1);
+        }
+      } finally {
+        // re-added: the full topology again, and its agent started again
+        await seedAgent(LAB, seedNode, plan, token);
+        await labRestartAgent(LAB, gone);
+      }
+      await until(
+        `every agent to see ${gone} alive again`,
+        30_000,
+        async () => {
+          for (const n of others) if ((await membersOf(n))[gone] !== "alive") return false;
+          const own = await membersOf(gone);
+          return others.every((n) => own[n] === "alive");
+        },
+        300,
+      );
+      for (const n of others) expect(await topologyNodes(n)).toContain(gone);
     },
     T,
   );

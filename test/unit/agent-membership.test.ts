@@ -1,7 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { DEAD_GRACE_MS, planningMembers, reachabilityMembers } from "../../internal/agent/gossip.ts";
+import {
+  DEAD_GRACE_MS,
+  membershipChanges,
+  planningMembers,
+  reachabilityMembers,
+} from "../../internal/agent/gossip.ts";
 import { MemberEventLog } from "../../internal/agent/member-events.ts";
-import { Sim } from "../../internal/gossip/index.ts";
+import { type MemberInfo, Sim } from "../../internal/gossip/index.ts";
 import { createLogger } from "../../internal/observability/index.ts";
 import { plan } from "../../internal/planner/index.ts";
 import type { Topology } from "../../internal/topology/index.ts";
@@ -212,5 +217,117 @@ describe("membership log volume", () => {
       "member peer is dead",
     ]);
     expect(timers.length).toBe(0);
+  });
+});
+
+describe("membership follows the topology: log lines", () => {
+  test("one info line per change, however many members; re-added members that answer are summarised", () => {
+    const lines: Array<{ level: number; msg: string; obj: unknown }> = [];
+    const logger = createLogger({ node: "t", level: "debug" });
+    const capture = (level: number) => (obj: unknown, msg?: string) => {
+      lines.push({ level, obj, msg: typeof obj === "string" ? obj : (msg ?? "") });
+    };
+    logger.debug = capture(20) as typeof logger.debug;
+    logger.info = capture(30) as typeof logger.info;
+    const timers: Array<() => void> = [];
+    const log = new MemberEventLog({ logger, unconfirmed: [], setTimer: (_ms, fn) => timers.push(fn) });
+    const gone = Array.from({ length: 500 }, (_, i) => `gone${i}`);
+    log.topologyChanged(["back"], gone);
+    log.topologyChanged([], []);
+    log.record("back", "alive", {
+      name: "back",
+      addr: "b",
+      incarnation: 2,
+      state: "alive",
+      since: 0,
+      confirmed: true,
+    });
+    for (const t of timers.splice(0)) t();
+    const infos = lines.filter((l) => l.level === 30);
+    expect(infos.map((l) => l.msg)).toEqual([
+      "membership follows the topology: 1 node(s) added (unconfirmed), 500 member(s) no longer in it forgotten",
+      "1 replica member(s) answered: alive",
+    ]);
+    expect((infos[0]!.obj as { forgottenMembers: string[] }).forgottenMembers.length).toBe(10);
+  });
+});
+
+describe("membership follows the topology (membershipChanges)", () => {
+  const m = (name: string, state: MemberInfo["state"], confirmed = true): MemberInfo => ({
+    name,
+    addr: `wss://${name}/v1/gossip`,
+    incarnation: 1,
+    state,
+    since: 0,
+    confirmed,
+  });
+  const addrOf = (name: string) => (name === "noaddr" ? undefined : `wss://${name}/v1/gossip`);
+
+  test("members removed from the topology are forgotten once dead, left or never heard from; live ones stay", () => {
+    const members = [
+      m("kept", "dead"),
+      m("gone-dead", "dead"),
+      m("gone-left", "left"),
+      m("gone-unconfirmed", "suspect", false),
+      m("gone-unconfirmed-dead", "dead", false),
+      m("gone-alive", "alive"),
+      m("gone-suspect", "suspect"),
+    ];
+    const r = membershipChanges(["self", "kept"], members, "self", addrOf);
+    expect(r.forget.sort()).toEqual(["gone-dead", "gone-left", "gone-unconfirmed", "gone-unconfirmed-dead"]);
+    expect(r.add).toEqual([]);
+  });
+
+  test("topology nodes that are not members are added with their address (not ourselves, not without one)", () => {
+    const r = membershipChanges(["self", "a", "back", "noaddr"], [m("a", "alive")], "self", addrOf);
+    expect(r.add).toEqual([{ name: "back", addr: "wss://back/v1/gossip" }]);
+    expect(r.forget).toEqual([]);
+  });
+
+  test("a replica without any node (not seeded yet, being rebuilt) changes nothing", () => {
+    expect(membershipChanges([], [m("x", "dead"), m("y", "suspect", false)], "self", addrOf)).toEqual({
+      add: [],
+      forget: [],
+    });
+  });
+
+  test("simulated agents: a node removed from the topology stays while its agent runs, is forgotten everywhere once it stops, and is a member again (alive) once re-added and restarted", () => {
+    const sim = new Sim({ seed: 51 });
+    const names = sim.addNodes(10);
+    const others = names.filter((n) => n !== "n3");
+    let topology = [...names];
+    // what internal/agent/gossip.ts does on a change of the replica's nodes, or a death outside it
+    const follow = (n: string) => {
+      const node = sim.node(n);
+      const { add, forget } = membershipChanges(topology, node.memberList(), n, (x) => x);
+      for (const x of forget) node.forget(x);
+      node.addMembers(add);
+    };
+    for (const n of names)
+      sim.node(n).onMemberChange((who, st) => {
+        if ((st === "dead" || st === "left") && !topology.includes(who)) sim.schedule(0, () => follow(n));
+      });
+    const listed = (n: string, who: string) =>
+      sim
+        .node(n)
+        .memberList()
+        .some((x) => x.name === who);
+    sim.run(3000);
+    topology = names.filter((n) => n !== "n3");
+    for (const n of others) follow(n);
+    sim.run(5000);
+    expect(others.every((n) => sim.node(n).memberState("n3") === "alive")).toBe(true);
+    sim.crash("n3");
+    expect(sim.runUntil(() => others.every((n) => !listed(n, "n3")), 20_000)).toBe(true);
+    sim.run(30_000);
+    expect(others.filter((n) => listed(n, "n3"))).toEqual([]);
+    for (const n of others) expect(Object.keys(planView(sim, n))).not.toContain("n3");
+    topology = [...names];
+    for (const n of others) follow(n);
+    expect(others.every((n) => sim.node(n).memberState("n3") === "suspect")).toBe(true);
+    sim.restart("n3", { members: names });
+    expect(sim.runUntil(() => others.every((n) => sim.node(n).memberState("n3") === "alive"), 20_000)).toBe(
+      true,
+    );
   });
 });

@@ -166,11 +166,12 @@ export async function run(): Promise<BenchResult[]> {
         50,
       );
       results.push({
-        name: "exec `true` speed-up vs ssh localhost true (p50)",
-        value: ssh / api,
-        unit: "x",
+        // value and baseline in ms, so the ratio column reads as "fraction of ssh's time"
+        name: `exec \`true\` round trip p50 vs ssh localhost true (${(ssh / api).toFixed(0)}x faster)`,
+        value: api,
+        unit: "ms",
         baseline: { name: "ssh p50 ms", value: ssh },
-        target: ">= 10x",
+        target: ">= 10x faster (<= 0.1x)",
         ok: ssh / api >= 10,
       });
     } else {

@@ -29,3 +29,11 @@ export type {
   ChangeKind,
   ReconcileReport,
 } from "./types.ts";
+export {
+  classifyLine,
+  type KernelEvent,
+  type KernelEventKind,
+  KernelWatcher,
+  type KernelWatcherOptions,
+  monitorSpecs,
+} from "./watch.ts";

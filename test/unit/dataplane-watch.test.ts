@@ -1,0 +1,148 @@
+import { describe, expect, test } from "bun:test";
+import { classifyLine, LineSplitter, MAX_LINE, ownedDevice } from "../../internal/dataplane/watch.ts";
+
+// Lines captured on this machine (iproute2 6.1, nftables 1.0.6) by running
+// `ip -o -N monitor label link address route neigh rule`, `bridge monitor fdb` and `nft monitor`
+// in a namespace while creating, tampering with and deleting Kosmos objects and foreign ones.
+const OWNED_IP: Array<[string, string]> = [
+  [
+    "link",
+    "[LINK]4: vx-bridge: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN group default \\    link/ether aa:00:00:00:77:01 brd ff:ff:ff:ff:ff:ff",
+  ],
+  [
+    "link",
+    "[LINK]4: vx-bridge: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1400 qdisc noqueue state UNKNOWN group default \\    link/ether aa:00:00:00:77:01 brd ff:ff:ff:ff:ff:ff",
+  ],
+  [
+    "link",
+    "[LINK]Deleted 4: vx-bridge: <BROADCAST,MULTICAST> mtu 1400 qdisc noop state DOWN group default \\    link/ether aa:00:00:00:77:01 brd ff:ff:ff:ff:ff:ff",
+  ],
+  [
+    "addr",
+    "[ADDR]4: vx-bridge    inet 220.168.77.1/8 scope global vx-bridge\\       valid_lft forever preferred_lft forever",
+  ],
+  [
+    "addr",
+    "[ADDR]Deleted 4: vx-bridge    inet 220.168.77.1/8 scope global vx-bridge\\       valid_lft forever preferred_lft forever",
+  ],
+  [
+    "addr",
+    "[ADDR]Deleted 4: vx-bridge    inet6 fe80::a800:ff:fe00:7701/64 scope link tentative \\       valid_lft forever preferred_lft forever",
+  ],
+  ["rule", "[RULE]200:\tfrom all lookup 200 proto 75"],
+  ["rule", "[RULE]Deleted 200:\tfrom all lookup 200 proto 75"],
+  ["route", "[ROUTE]10.2.0.0/24 via 220.168.77.2 dev vx-bridge table 200 proto 75 onlink "],
+  ["route", "[ROUTE]fd01:2::/64 dev vx-bridge table 200 proto 75 metric 1024 pref medium"],
+  ["route", "[ROUTE]Deleted 10.2.0.0/24 via 220.168.77.2 dev vx-bridge table 200 proto 75 onlink "],
+  ["route", "[ROUTE]Deleted fd01:2::/64 dev vx-bridge table 200 proto 75 metric 1024 pref medium"],
+  ["neigh", "[NEIGH]192.168.77.2 dev vx-bridge lladdr aa:00:00:00:77:02 NOARP PERMANENT "],
+  ["neigh", "[NEIGH]220.168.77.2 dev vx-bridge lladdr aa:00:00:00:77:02 PERMANENT "],
+  ["neigh", "[NEIGH]Deleted 192.168.77.2 dev vx-bridge lladdr aa:00:00:00:77:02 NOARP PERMANENT "],
+  // `ip neigh del` of a permanent entry is reported as FAILED, then deleted.
+  ["neigh", "[NEIGH]Deleted 220.168.77.2 dev vx-bridge FAILED "],
+];
+
+const FOREIGN_IP = [
+  "[LINK]3: eth0@eth0p: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default \\    link/ether ce:9c:ab:ee:7e:57 brd ff:ff:ff:ff:ff:ff",
+  "[LINK]6: foo0@foo1: <BROADCAST,MULTICAST,M-DOWN> mtu 1500 qdisc noop state DOWN group default \\    link/ether e2:2c:f5:1a:90:fe brd ff:ff:ff:ff:ff:ff",
+  "[LINK]Deleted 5: foo1@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN group default \\    link/ether b2:86:79:ec:da:60 brd ff:ff:ff:ff:ff:ff",
+  "[ADDR]2: eth0p    inet6 fe80::8079:21ff:fef5:6455/64 scope link \\       valid_lft forever preferred_lft forever",
+  "[RULE]300:\tfrom all lookup 100",
+  "[RULE]Deleted 300:\tfrom all lookup 100",
+  // another table, no proto / another proto
+  "[ROUTE]10.9.0.0/24 via 192.168.77.9 dev eth0 table 100 ",
+  "[ROUTE]Deleted 10.9.0.0/24 via 192.168.77.9 dev eth0 table 100 ",
+  "[ROUTE]10.8.0.0/24 via 192.168.77.9 dev eth0 proto static ",
+  "[ROUTE]Deleted 10.8.0.0/24 via 192.168.77.9 dev eth0 proto static ",
+  // kernel routes (even on an owned device) follow address changes, which are events already
+  "[ROUTE]220.0.0.0/8 dev vx-bridge proto kernel scope link src 220.168.77.1 ",
+  "[ROUTE]local fe80::8079:21ff:fef5:6455 dev eth0p table local proto kernel metric 0 pref medium",
+  // neighbours on eth0, dynamic neighbours on an owned device changing state
+  "[NEIGH]192.168.77.9 dev eth0 lladdr aa:bb:cc:dd:ee:ff PERMANENT ",
+  "[NEIGH]192.168.77.9 dev eth0 FAILED ",
+  "[NEIGH]Deleted 192.168.77.9 dev eth0 FAILED ",
+  "[NEIGH]220.168.77.2 dev vx-bridge FAILED ",
+  "[NEIGH]220.168.77.9 dev vx-bridge lladdr aa:00:00:00:77:09 REACHABLE ",
+  "[NEIGH]220.168.77.9 dev vx-bridge lladdr aa:00:00:00:77:09 STALE ",
+  // a protocol number that merely starts with 75
+  "[ROUTE]10.7.0.0/24 dev eth0 table 200 proto 750 ",
+  // unlabelled (not our command line)
+  "10.2.0.0/24 via 220.168.77.2 dev vx-bridge table 200 proto 75 onlink ",
+];
+
+const OWNED_FDB = [
+  "00:00:00:00:00:00 dev vx-bridge dst 192.168.77.2 self permanent",
+  "aa:00:00:00:77:02 dev vx-bridge dst 192.168.77.2 self permanent",
+  "Deleted aa:00:00:00:77:02 dev vx-bridge dst 192.168.77.2 self permanent",
+  "Deleted 00:00:00:00:00:00 dev vx-bridge dst 192.168.77.2 self permanent",
+];
+const FOREIGN_FDB = [
+  "33:33:00:00:00:01 dev eth0 self permanent",
+  "Deleted aa:bb:cc:dd:ee:ff dev br0 master br0 permanent",
+  // a learned entry on an owned device (the agent's devices are nolearning; not ours anyway)
+  "aa:00:00:00:77:09 dev vx-bridge dst 192.168.77.9 self",
+];
+
+const OWNED_NFT = [
+  "add table inet kosmos",
+  "add chain inet kosmos post { type nat hook postrouting priority srcnat; policy accept; }",
+  "add element inet kosmos s { 10.2.0.0 }",
+  "delete element inet kosmos s { 10.2.0.0 }",
+  "delete rule inet kosmos post handle 3",
+  "delete set inet kosmos s",
+  "delete chain inet kosmos post",
+  "delete table inet kosmos",
+];
+const FOREIGN_NFT = [
+  "# new generation 7 by process 27083 (nft)",
+  "add table inet other",
+  "add chain inet other c",
+  "delete table inet other",
+  "add table ip kosmos",
+  "add table inet kosmosx",
+];
+
+describe("kernel watcher line filter", () => {
+  test("owned ip monitor lines are events of the right kind", () => {
+    for (const [kind, line] of OWNED_IP)
+      expect({ line, kind: classifyLine("ip", line)?.kind }).toEqual({ line, kind: kind as never });
+  });
+  test("foreign ip monitor lines are not events", () => {
+    for (const line of FOREIGN_IP)
+      expect({ line, ev: classifyLine("ip", line) }).toEqual({ line, ev: undefined });
+  });
+  test("bridge monitor fdb: permanent entries and deletions on owned devices only", () => {
+    for (const line of OWNED_FDB)
+      expect({ line, kind: classifyLine("bridge", line)?.kind }).toEqual({ line, kind: "fdb" });
+    for (const line of FOREIGN_FDB)
+      expect({ line, ev: classifyLine("bridge", line) }).toEqual({ line, ev: undefined });
+  });
+  test("nft monitor: table inet kosmos only", () => {
+    for (const line of OWNED_NFT)
+      expect({ line, kind: classifyLine("nft", line)?.kind }).toEqual({ line, kind: "nft" });
+    for (const line of FOREIGN_NFT)
+      expect({ line, ev: classifyLine("nft", line) }).toEqual({ line, ev: undefined });
+  });
+  test("owned devices: the planner's names and vx-*", () => {
+    expect(["vx-bridge", "vx-local", "vx-bridge-6", "vx-local-6", "vx-other"].every(ownedDevice)).toBe(true);
+    expect(["eth0", "vxlan0", "ul0", undefined].some(ownedDevice)).toBe(false);
+  });
+  test("absurdly long lines are dropped", () => {
+    expect(classifyLine("nft", `add element inet kosmos s { ${"1.2.3.4, ".repeat(1000)} }`)).toBeUndefined();
+  });
+});
+
+describe("line splitter", () => {
+  test("splits across chunks and drops lines longer than the bound", () => {
+    const out: string[] = [];
+    const s = new LineSplitter(10);
+    s.push("ab", (l) => out.push(l));
+    s.push("c\nde", (l) => out.push(l));
+    s.push("f\n0123456789", (l) => out.push(l));
+    s.push("X-too-long-continues", (l) => out.push(l));
+    s.push("-more\nok\n", (l) => out.push(l));
+    s.push("0123456789abc\nlast\n", (l) => out.push(l));
+    expect(out).toEqual(["abc", "def", "ok", "last"]);
+    expect(MAX_LINE).toBeGreaterThan(1000);
+  });
+});

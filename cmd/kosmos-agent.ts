@@ -21,6 +21,7 @@ const program = new Command("kosmos-agent")
   .addOption(new Option("--seed <url>", "gossip seed agent URL (repeatable)").argParser(collect).default([]))
   .addOption(new Option("--upload-root <dir>", "directory uploads may write into (repeatable)").argParser(collect).default([]))
   .addOption(new Option("--resync <ms>", "periodic resync interval").argParser(Number).default(10_000))
+  .option("--no-watch-kernel", "do not watch the kernel for tampering (repair waits for the resync)")
   .addOption(new Option("--log-level <level>", "pino level").env("KOSMOS_LOG_LEVEL").default("info"))
   .option("--uninstall-on-exit", "remove everything the agent owns from the kernel when stopping", false)
   .option("--uninstall", "remove everything the agent owns from the kernel, then exit", false);
@@ -39,6 +40,7 @@ const o = program.opts<{
   seed: string[];
   uploadRoot: string[];
   resync: number;
+  watchKernel: boolean;
   logLevel: string;
   uninstallOnExit: boolean;
   uninstall: boolean;
@@ -62,6 +64,7 @@ const agent = new Agent({
   seeds: o.seed,
   uploadRoots: o.uploadRoot,
   resyncMs: o.resync,
+  watchKernel: o.watchKernel,
   logLevel: o.logLevel,
   uninstallOnExit: o.uninstallOnExit,
 });

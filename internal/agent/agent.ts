@@ -19,6 +19,7 @@ import {
   Reconciler,
   type Runner,
 } from "../dataplane/index.ts";
+import { type KernelEvent, KernelWatcher, monitorSpecs } from "../dataplane/watch.ts";
 import { createExecRoutes, recoverWorkflows, SqliteAudit, SqliteJournal } from "../exec/index.ts";
 import { Counter, createLogger, createRegistry, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, isAlive } from "../planner/index.ts";
@@ -62,6 +63,12 @@ export interface AgentDeps {
   logger?: Logger;
   /** Membership view provider (gossip); default: every node alive. */
   members?: () => Record<string, MemberState>;
+  /**
+   * Argv prefix that runs a command in the runner's namespace (e.g. `ip netns exec NS`), for the
+   * kernel watcher's monitors. With a custom runner and no prefix the watcher is off (it would
+   * watch the wrong namespace); tampering is then repaired by the resync only.
+   */
+  watchPrefix?: string[];
 }
 
 export class Agent {
@@ -86,7 +93,10 @@ export class Agent {
   secret?: Uint8Array;
   gossip?: AgentGossip;
 
-  constructor(cfg: AgentConfigInput, deps: AgentDeps = {}) {
+  constructor(
+    cfg: AgentConfigInput,
+    private readonly deps: AgentDeps = {},
+  ) {
     this.cfg = AgentConfigSchema.parse(cfg);
     // One root without a component; every logger used is a child naming its component exactly once.
     this.rootLogger = deps.logger ?? createLogger({ node: this.cfg.node, level: this.cfg.logLevel });
@@ -94,6 +104,16 @@ export class Agent {
     this.registry = createRegistry();
     this.runner = deps.runner ?? defaultRunner();
     this.memberView = deps.members ?? (() => ({}));
+  }
+
+  /** The kernel watcher (tamper repair at once), unless disabled or the namespace is unknown. */
+  private kernelWatchFactory(): ((onEvent: (ev: KernelEvent) => void) => KernelWatcher) | undefined {
+    if (!this.cfg.watchKernel) return undefined;
+    if (this.deps.runner && !this.deps.watchPrefix) return undefined;
+    const logger = this.rootLogger.child({ component: "watch" });
+    const nft = this.capabilities.nftables.ok;
+    return (onEvent) =>
+      new KernelWatcher({ onEvent, logger, prefix: this.deps.watchPrefix, specs: monitorSpecs({ nft }) });
   }
 
   get adminSocket(): string {
@@ -149,6 +169,7 @@ export class Agent {
       ipsecSecret: this.secret,
       debounceMs: cfg.debounceMs,
       resyncMs: cfg.resyncMs,
+      kernelWatch: this.kernelWatchFactory(),
     });
     this.unsubscribe = this.store.onChange(() => this.loop.trigger("replica"));
 

@@ -23,6 +23,11 @@ export const AgentConfigSchema = z.object({
   uploadRoots: z.array(z.string()).default([]),
   /** Periodic resync (tamper repair) interval. */
   resyncMs: z.number().int().min(200).default(10_000),
+  /**
+   * Watch the kernel (`ip monitor`, `bridge monitor fdb`, `nft monitor`) and repair tampering of
+   * owned objects at once; the periodic resync stays the safety net.
+   */
+  watchKernel: z.boolean().default(true),
   /** Debounce between a replica change and the re-plan. */
   debounceMs: z.number().int().min(0).default(50),
   /** Gossip seeds (agent URLs, https://host:port). */

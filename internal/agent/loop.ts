@@ -1,10 +1,12 @@
 /**
  * The agent's control loop: replica snapshot -> plan (pure) -> reconcile (kernel).
- * Triggered by replica changes (debounced), membership changes and a periodic resync; runs are
- * serialized, and a trigger during a run schedules exactly one more run.
+ * Triggered by replica changes (debounced), membership changes, kernel events about objects the
+ * agent owns (tamper repair at once; see internal/dataplane/watch.ts) and a periodic resync (the
+ * safety net); runs are serialized, and a trigger during a run schedules exactly one more run.
  */
 import { createHash } from "node:crypto";
 import type { Capabilities, ReconcileReport, Reconciler } from "../dataplane/index.ts";
+import type { KernelEvent } from "../dataplane/watch.ts";
 import { Counter, Gauge, Histogram, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, PlanError, plan } from "../planner/index.ts";
 import type { Store } from "../store/index.ts";
@@ -21,6 +23,15 @@ export interface LoopStatus {
   /** Why there is nothing to apply (e.g. this node is not in the topology yet). */
   waiting?: string;
   runs: number;
+  /** Kernel events about owned objects received / passes they triggered. */
+  kernelEvents: number;
+  kernelPasses: number;
+}
+
+/** What the loop needs of a kernel watcher (internal/dataplane/watch.ts KernelWatcher). */
+export interface KernelWatch {
+  start(): void;
+  stop(): Promise<void>;
 }
 
 export interface LoopDeps {
@@ -40,11 +51,25 @@ export interface LoopDeps {
   ipsecSecret?: Uint8Array;
   debounceMs: number;
   resyncMs: number;
+  /**
+   * Builds the kernel watcher (given the loop's event handler); none: tampering waits for the
+   * resync. Started with the loop, stopped (children killed) with it.
+   */
+  kernelWatch?: (onEvent: (ev: KernelEvent) => void) => KernelWatch;
+  /** Debounce of kernel events (a burst, e.g. a device deleted with its routes, is one pass). */
+  kernelDebounceMs?: number;
+  /**
+   * Kernel events arriving while a pass runs, or within this long after it, are the pass's own
+   * changes (or are repaired by it) and are ignored.
+   */
+  kernelQuietMs?: number;
+  /** At most one kernel-triggered pass per this interval (a bound, should anything keep flapping). */
+  kernelMinIntervalMs?: number;
   now?: () => number;
 }
 
 /** Pass reasons that reconcile even when the plan is unchanged (tamper repair, explicit requests). */
-const ALWAYS_RECONCILE = new Set(["start", "resync", "api"]);
+const ALWAYS_RECONCILE = new Set(["start", "resync", "api", "kernel"]);
 
 export function hashPlan(p: HostState): string {
   return createHash("sha256").update(JSON.stringify(p)).digest("hex").slice(0, 16);
@@ -59,8 +84,17 @@ function redact(p: HostState): HostState {
 }
 
 export class ControlLoop {
-  readonly status: LoopStatus = { applied: false, runs: 0 };
+  readonly status: LoopStatus = { applied: false, runs: 0, kernelEvents: 0, kernelPasses: 0 };
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Reason of the pending timer (an always-reconcile trigger upgrades a pending event pass). */
+  private timerReason = "";
+  private againReason: string | undefined;
+  /** A plan was applied (no residual) at least once: only then do kernel events trigger passes. */
+  private everApplied = false;
+  /** performance.now() until which kernel events are ignored (a pass runs or has just ended). */
+  private quietUntil = 0;
+  private lastKernelPass = Number.NEGATIVE_INFINITY;
+  private watch: KernelWatch | undefined;
   private resync: ReturnType<typeof setInterval> | undefined;
   private running: Promise<void> | undefined;
   private again = false;
@@ -92,6 +126,17 @@ export class ControlLoop {
       routes: new Gauge({ name: "kosmos_plan_routes", help: "Routes in the current plan", registers: [r] }),
       peers: new Gauge({ name: "kosmos_plan_fdb_entries", help: "FDB entries in the current plan", registers: [r] }),
       applied: new Gauge({ name: "kosmos_topology_applied", help: "1 when the current plan is applied", registers: [r] }),
+      kernelEvents: new Counter({
+        name: "kosmos_kernel_events_total",
+        help: "Kernel events about objects the agent owns (tamper detection), by kind and whether they triggered a pass",
+        labelNames: ["kind", "action"],
+        registers: [r],
+      }),
+      kernelPasses: new Counter({
+        name: "kosmos_kernel_event_passes_total",
+        help: "Reconcile passes triggered by kernel events",
+        registers: [r],
+      }),
       ipsec: new Gauge({
         name: "kosmos_ipsec_degraded",
         help: "1 when IPsec states could not be installed (policies are, traffic is blocked: fail closed)",
@@ -107,6 +152,29 @@ export class ControlLoop {
     this.savedHash = last?.planHash;
     this.trigger("start", 0);
     this.resync = setInterval(() => this.trigger("resync", 0), this.deps.resyncMs);
+    if (this.deps.kernelWatch && !this.watch) {
+      this.watch = this.deps.kernelWatch((ev) => this.kernelEvent(ev));
+      this.watch.start();
+    }
+  }
+
+  /**
+   * A kernel event about an owned object: schedule a pass that reads the kernel (debounced), unless
+   * nothing was ever applied (an unseeded agent touches nothing) or a pass is running or has just
+   * ended (its own changes come back as events).
+   */
+  kernelEvent(ev: KernelEvent): void {
+    if (this.stopped) return;
+    this.status.kernelEvents++;
+    const t = performance.now();
+    if (!this.everApplied || this.running || t < this.quietUntil) {
+      this.m.kernelEvents.inc({ kind: ev.kind, action: "ignored" });
+      return;
+    }
+    this.m.kernelEvents.inc({ kind: ev.kind, action: "triggered" });
+    const debounce = this.deps.kernelDebounceMs ?? 150;
+    const spacing = this.lastKernelPass + (this.deps.kernelMinIntervalMs ?? 500) - t;
+    this.trigger("kernel", Math.max(debounce, spacing));
   }
 
   async stop(): Promise<void> {
@@ -114,6 +182,8 @@ export class ControlLoop {
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     if (this.resync) clearInterval(this.resync);
+    await this.watch?.stop();
+    this.watch = undefined;
     await this.running;
   }
 
@@ -122,23 +192,36 @@ export class ControlLoop {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
+      if (ALWAYS_RECONCILE.has(reason)) this.againReason = reason;
       return;
     }
-    if (this.timer) return;
+    if (this.timer) {
+      if (ALWAYS_RECONCILE.has(reason)) this.timerReason = reason;
+      return;
+    }
+    this.timerReason = reason;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.runNow(reason);
+      void this.runNow(this.timerReason);
     }, delayMs);
   }
 
   /** Run one plan+reconcile pass now (serialized with any other). */
   async runNow(reason: string): Promise<LoopStatus> {
     while (this.running) await this.running;
+    if (reason === "kernel") {
+      this.status.kernelPasses++;
+      this.m.kernelPasses.inc();
+      this.lastKernelPass = performance.now();
+    }
     this.running = this.pass(reason).finally(() => {
       this.running = undefined;
+      this.quietUntil = performance.now() + (this.deps.kernelQuietMs ?? 250);
       if (this.again && !this.stopped) {
+        const next = this.againReason ?? "coalesced";
         this.again = false;
-        this.trigger("coalesced");
+        this.againReason = undefined;
+        this.trigger(next);
       }
     });
     await this.running;
@@ -191,7 +274,7 @@ export class ControlLoop {
     this.status.waiting = undefined;
     // Membership churn and gossip mostly leave this node's plan as it was: the kernel already holds
     // it (the last pass converged), so reading the kernel again would only compete for CPU with the
-    // pass that matters (a gateway failover). Tampering is repaired by the resync and API passes,
+    // pass that matters (a gateway failover). Tampering is repaired by the kernel-event, resync and API passes,
     // which always reconcile.
     if (!ALWAYS_RECONCILE.has(reason) && this.status.applied && hash === this.status.planHash) {
       this.m.runs.inc({ result: "unchanged" });
@@ -210,6 +293,7 @@ export class ControlLoop {
       // closed), not counted as "not applied".
       const hard = report.errors.filter((e) => !e.change?.startsWith("xfrm"));
       this.status.applied = hard.length === 0 && (report.residual === 0 || report.ipsec.status === "degraded");
+      if (this.status.applied) this.everApplied = true;
       this.status.lastError = report.errors.length ? report.errors.map((e) => e.message).join("; ") : undefined;
       this.m.changes.inc(report.changes);
       this.m.errors.inc(report.errors.length);

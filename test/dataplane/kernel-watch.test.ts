@@ -1,0 +1,261 @@
+/**
+ * Tamper repair driven by kernel events: the ControlLoop with the real Reconciler and the real
+ * KernelWatcher in a test namespace, with the periodic resync out of the way (600 s), so only the
+ * watcher can repair. Polls with deadlines; no timing assertions.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { ControlLoop } from "../../internal/agent/loop.ts";
+import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
+import { KernelWatcher } from "../../internal/dataplane/watch.ts";
+import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
+import { openStore, type Store } from "../../internal/store/index.ts";
+import type { Node, Topology } from "../../internal/topology/index.ts";
+import { canUseNetns, execHost, type Netns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
+import { makePair, NODES } from "./fixtures.ts";
+
+const root = await canUseNetns();
+const scope = new NetnsScope();
+
+beforeAll(async () => {
+  if (root) await sweepLeftovers();
+});
+afterEach(() => scope.cleanup());
+afterAll(() => scope.cleanup());
+
+const node = (name: string, cluster: string, ipv4: string, pod: string): Node => ({
+  name,
+  cluster,
+  ipv4,
+  podCIDRs: [pod],
+  gatewayCandidate: false,
+  interfaceName: "ul0",
+});
+const cluster = (name: string, pods: string, services: string): Topology["clusters"][number] => ({
+  name,
+  networkType: "p2p",
+  ipFamily: "ipv4",
+  podCIDRs: [pods],
+  serviceCIDRs: [services],
+  globalCIDRs: {},
+  bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
+  localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
+});
+const topology: Topology = {
+  clusters: [cluster("c1", "10.1.0.0/16", "10.201.0.0/16"), cluster("c2", "10.2.0.0/16", "10.202.0.0/16")],
+  nodes: [
+    node("n1", "c1", NODES[1].underlay4, NODES[1].pod4),
+    node("n2", "c2", NODES[2].underlay4, NODES[2].pod4),
+  ],
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(
+  what: string,
+  cond: () => Promise<boolean> | boolean,
+  deadlineMs = 15_000,
+): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for: ${what}`);
+}
+
+/** Wait until the loop has run no pass for `quietMs` (its own changes have settled). */
+async function settle(loop: ControlLoop, quietMs = 1000): Promise<void> {
+  let last = -1;
+  await until(
+    "passes settle",
+    async () => {
+      const now = loop.status.runs;
+      if (now === last) return true;
+      last = now;
+      await sleep(quietMs);
+      return false;
+    },
+    30_000,
+  );
+}
+
+async function harness(ns: Netns, store: Store) {
+  const runner = ns.runner();
+  const watchers: KernelWatcher[] = [];
+  const loop = new ControlLoop({
+    node: "n1",
+    store,
+    reconciler: new Reconciler({ runner }),
+    capabilities: await detectCapabilities(runner),
+    logger: silentLogger(),
+    registry: createRegistry(),
+    members: () => ({ n2: "alive" }),
+    debounceMs: 0,
+    resyncMs: 600_000,
+    kernelWatch: (onEvent) => {
+      const w = new KernelWatcher({ onEvent, prefix: ns.prefix(), backoffMs: 100 });
+      watchers.push(w);
+      return w;
+    },
+  });
+  return { loop, watchers };
+}
+
+/** Processes living in the namespace (the watcher's monitors: nothing else runs there). */
+const nsPids = async (ns: Netns): Promise<number[]> =>
+  (await execHost(["ip", "netns", "pids", ns.name])).stdout.split("\n").filter(Boolean).map(Number);
+
+const has = async (ns: Netns, argv: string[], needle: string): Promise<boolean> =>
+  (await ns.exec(argv, { allowFail: true })).stdout.includes(needle);
+
+describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
+  test("owned route, FDB entry, neighbour and nft table come back with the resync out of the way; foreign changes trigger nothing; no loop; monitors restart and stop", async () => {
+    const { a } = await makePair(scope);
+    const store = await openStore(":memory:", { node: "n1" });
+    store.seed(topology);
+    const { loop, watchers } = await harness(a, store);
+    try {
+      loop.start();
+      await until("first apply", () => loop.status.applied);
+      await settle(loop);
+      const table = String(loop.status.plan?.table);
+      const route = ["ip", "route", "show", "table", table, "proto", "75"];
+      const fdb = ["bridge", "fdb", "show", "dev", "vx-bridge"];
+      const nft = ["nft", "list", "table", "inet", "kosmos"];
+      const peerMac = loop.status.plan?.fdb.find((f) => f.mac !== "00:00:00:00:00:00")?.mac ?? "none";
+      const peerOverlay = loop.status.plan?.neighbors[0]?.ip ?? "none";
+      expect(await has(a, route, NODES[2].pod4)).toBe(true);
+      expect(await has(a, fdb, peerMac)).toBe(true);
+      const nftPlanned = (await a.exec(nft, { allowFail: true })).code === 0;
+      expect(nftPlanned).toBe(loop.status.plan?.nft !== undefined);
+
+      // 1. An owned route.
+      let passes = loop.status.kernelPasses;
+      await a.exec(["ip", "route", "del", NODES[2].pod4, "table", table]);
+      await until("route repaired", () => has(a, route, NODES[2].pod4));
+      expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+      await settle(loop);
+
+      // 2. An owned FDB entry.
+      passes = loop.status.kernelPasses;
+      await a.exec(["bridge", "fdb", "del", peerMac, "dev", "vx-bridge", "dst", NODES[2].underlay4]);
+      await until("fdb repaired", () => has(a, fdb, peerMac));
+      expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+      await settle(loop);
+
+      // 3. An owned neighbour.
+      passes = loop.status.kernelPasses;
+      const neigh = ["ip", "neigh", "show", "dev", "vx-bridge", "nud", "permanent"];
+      expect(await has(a, neigh, peerOverlay)).toBe(true);
+      await a.exec(["ip", "neigh", "del", peerOverlay, "dev", "vx-bridge"]);
+      await until("neighbour repaired", () => has(a, neigh, peerOverlay));
+      expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+      await settle(loop);
+
+      // 4. The nft table (flushed, then deleted).
+      if (nftPlanned) {
+        const listing = (await a.exec(nft)).stdout;
+        passes = loop.status.kernelPasses;
+        await a.exec(["nft", "flush", "table", "inet", "kosmos"]);
+        await until("nft table refilled", async () => (await a.exec(nft, { allowFail: true })).stdout === listing);
+        expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+        await settle(loop);
+        passes = loop.status.kernelPasses;
+        await a.exec(["nft", "delete", "table", "inet", "kosmos"]);
+        await until("nft table repaired", async () => (await a.exec(nft, { allowFail: true })).code === 0);
+        expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+        await settle(loop);
+      }
+
+      // 5. Foreign changes (another table, a neighbour on the underlay, a foreign nft table) do
+      // not trigger a pass.
+      const runs = loop.status.runs;
+      passes = loop.status.kernelPasses;
+      await a.sh(
+        `ip route add 10.99.0.0/24 via ${NODES[2].underlay4} table 100
+         ip route add 10.98.0.0/24 via ${NODES[2].underlay4} proto static
+         ip neigh replace ${NODES[2].underlay4} lladdr aa:bb:cc:dd:ee:01 dev ul0 nud permanent
+         nft add table inet kt_foreign
+         ip route del 10.99.0.0/24 table 100
+         ip route del 10.98.0.0/24
+         ip neigh del ${NODES[2].underlay4} dev ul0
+         nft delete table inet kt_foreign`,
+      );
+      await sleep(1000);
+      expect(loop.status.kernelPasses).toBe(passes);
+      expect(loop.status.runs).toBe(runs);
+
+      // 6. No loop: the passes' own changes settled (settle() returned after each repair); one more
+      // idle second runs nothing.
+      await sleep(1000);
+      expect(loop.status.runs).toBe(runs);
+
+      // 7. A monitor that dies is restarted and repair keeps working.
+      const w = watchers[0];
+      expect(w).toBeDefined();
+      const pids = await nsPids(a);
+      expect(pids.length).toBeGreaterThanOrEqual(2);
+      for (const pid of pids) process.kill(pid, "SIGKILL");
+      await until(
+        "monitors restarted",
+        () => Object.values(w?.restarts ?? {}).reduce((x, y) => x + y, 0) >= pids.length,
+      );
+      await until("monitors running again", async () => (await nsPids(a)).length >= pids.length);
+      await sleep(300); // the restarted monitors subscribe
+      passes = loop.status.kernelPasses;
+      await a.exec(["ip", "route", "del", NODES[2].pod4, "table", table]);
+      await until("route repaired after monitor restart", () => has(a, route, NODES[2].pod4));
+      expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+    } finally {
+      await loop.stop();
+      store.close();
+    }
+    // Stopping the loop kills the monitors.
+    await until("monitors gone", async () => (await nsPids(a)).length === 0, 5000);
+  }, 120_000);
+
+  test("an agent that never applied a plan touches nothing on kernel events", async () => {
+    const { a } = await makePair(scope);
+    const store = await openStore(":memory:", { node: "n1" }); // never seeded
+    const { loop } = await harness(a, store);
+    try {
+      loop.start();
+      await until("monitors running", async () => (await nsPids(a)).length >= 2);
+      await sleep(300);
+      const runs = loop.status.runs;
+      await a.exec([
+        "ip",
+        "route",
+        "add",
+        "10.2.0.0/24",
+        "via",
+        NODES[2].underlay4,
+        "table",
+        "200",
+        "proto",
+        "75",
+      ]);
+      await a.exec(["ip", "route", "del", "10.2.0.0/24", "table", "200"]);
+      await a.exec([
+        "ip",
+        "route",
+        "add",
+        "10.2.0.0/24",
+        "via",
+        NODES[2].underlay4,
+        "table",
+        "200",
+        "proto",
+        "75",
+      ]);
+      await until("events seen", () => loop.status.kernelEvents >= 3, 5000);
+      await sleep(500);
+      expect(loop.status.kernelPasses).toBe(0);
+      expect(loop.status.runs).toBe(runs);
+      expect(await has(a, ["ip", "route", "show", "table", "200"], "10.2.0.0/24")).toBe(true);
+    } finally {
+      await loop.stop();
+      store.close();
+    }
+  }, 60_000);
+});

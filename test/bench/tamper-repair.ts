@@ -1,0 +1,144 @@
+/**
+ * Tamper-repair latency and idle cost of the kernel watcher (docs/operations.md, "Tamper repair").
+ * Not part of `bun run bench` (it needs root and takes ~3 minutes): `bun test/bench/tamper-repair.ts`.
+ *
+ * One ControlLoop with the real Reconciler in a test namespace (two-node P2P plan), default 10 s
+ * resync. (a) With the watcher and (b) resync only: delete the owned pod route N times and time
+ * until it is back (polled every 10 ms). Idle CPU: the test process's CPU (the loop runs in it) plus
+ * the monitors' CPU (/proc) over an idle window, with and without the watcher, interleaved.
+ */
+import { readFileSync } from "node:fs";
+import { ControlLoop } from "../../internal/agent/loop.ts";
+import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
+import { KernelWatcher } from "../../internal/dataplane/watch.ts";
+import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
+import { openStore } from "../../internal/store/index.ts";
+import type { Node, Topology } from "../../internal/topology/index.ts";
+import { makePair, NODES } from "../dataplane/fixtures.ts";
+import { execHost, type Netns, NetnsScope } from "../helpers/netns.ts";
+
+const N = Number(process.env.N ?? 10);
+const IDLE_MS = Number(process.env.IDLE_MS ?? 20_000);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const node = (name: string, cluster: string, ipv4: string, pod: string): Node => ({
+  name,
+  cluster,
+  ipv4,
+  podCIDRs: [pod],
+  gatewayCandidate: false,
+  interfaceName: "ul0",
+});
+const cluster = (name: string, pods: string, services: string): Topology["clusters"][number] => ({
+  name,
+  networkType: "p2p",
+  ipFamily: "ipv4",
+  podCIDRs: [pods],
+  serviceCIDRs: [services],
+  globalCIDRs: {},
+  bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
+  localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
+});
+const topology: Topology = {
+  clusters: [cluster("c1", "10.1.0.0/16", "10.201.0.0/16"), cluster("c2", "10.2.0.0/16", "10.202.0.0/16")],
+  nodes: [
+    node("n1", "c1", NODES[1].underlay4, NODES[1].pod4),
+    node("n2", "c2", NODES[2].underlay4, NODES[2].pod4),
+  ],
+};
+
+const clk = () => {
+  const hz = 100;
+  return (pid: number): number => {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      return ((Number(f[11]) + Number(f[12])) / hz) * 1000;
+    } catch {
+      return 0;
+    }
+  };
+};
+const cpuOf = clk();
+
+async function withLoop<T>(a: Netns, watch: boolean, fn: (loop: ControlLoop) => Promise<T>): Promise<T> {
+  const runner = a.runner();
+  const store = await openStore(":memory:", { node: "n1" });
+  store.seed(topology);
+  const loop = new ControlLoop({
+    node: "n1",
+    store,
+    reconciler: new Reconciler({ runner }),
+    capabilities: await detectCapabilities(runner),
+    logger: silentLogger(),
+    registry: createRegistry(),
+    members: () => ({ n2: "alive" }),
+    debounceMs: 0,
+    resyncMs: 10_000,
+    kernelWatch: watch ? (onEvent) => new KernelWatcher({ onEvent, prefix: a.prefix() }) : undefined,
+  });
+  loop.start();
+  try {
+    while (!loop.status.applied) await sleep(20);
+    await sleep(2000);
+    return await fn(loop);
+  } finally {
+    await loop.stop();
+    store.close();
+  }
+}
+
+async function repairTimes(a: Netns, loop: ControlLoop): Promise<number[]> {
+  const table = String(loop.status.plan?.table);
+  const out: number[] = [];
+  for (let i = 0; i < N; i++) {
+    await a.exec(["ip", "route", "del", NODES[2].pod4, "table", table]);
+    const t0 = performance.now();
+    for (;;) {
+      const r = await a.exec(["ip", "route", "show", "table", table, "proto", "75"], { allowFail: true });
+      if (r.stdout.includes(NODES[2].pod4)) break;
+      await sleep(10);
+    }
+    out.push(performance.now() - t0);
+    await sleep(700 + Math.random() * 600);
+  }
+  return out;
+}
+
+async function idleCpu(a: Netns): Promise<number> {
+  const pids = (await execHost(["ip", "netns", "pids", a.name])).stdout
+    .split("\n")
+    .filter(Boolean)
+    .map(Number);
+  const c0 = process.cpuUsage();
+  const k0 = pids.reduce((s, p) => s + cpuOf(p), 0);
+  await sleep(IDLE_MS);
+  const c1 = process.cpuUsage(c0);
+  const k1 = pids.reduce((s, p) => s + cpuOf(p), 0);
+  return ((c1.user + c1.system) / 1000 + (k1 - k0)) / (IDLE_MS / 1000);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+};
+const fmt = (xs: number[]) =>
+  `median ${median(xs).toFixed(0)} ms (min ${Math.min(...xs).toFixed(0)}, max ${Math.max(...xs).toFixed(0)}, n=${xs.length})`;
+
+const scope = new NetnsScope();
+try {
+  const { a } = await makePair(scope);
+  const watched = await withLoop(a, true, (l) => repairTimes(a, l));
+  console.log(`repair with watcher:  ${fmt(watched)}`);
+  const resync = await withLoop(a, false, (l) => repairTimes(a, l));
+  console.log(`repair resync only:   ${fmt(resync)}`);
+  const idle: Record<string, number[]> = { watch: [], resync: [] };
+  for (let round = 0; round < 2; round++) {
+    for (const mode of round % 2 === 0 ? ["resync", "watch"] : ["watch", "resync"]) {
+      idle[mode]?.push(await withLoop(a, mode === "watch", () => idleCpu(a)));
+    }
+  }
+  console.log(
+    `idle CPU (loop process + monitors, ${IDLE_MS / 1000} s windows, 10 s resync): watcher ${idle.watch?.map((x) => x.toFixed(1)).join(", ")} ms/s; resync only ${idle.resync?.map((x) => x.toFixed(1)).join(", ")} ms/s`,
+  );
+} finally {
+  await scope.cleanup();
+}

@@ -157,6 +157,14 @@ interface Child {
   exited: Promise<number>;
 }
 
+/**
+ * Monitors die with the agent even when it is killed without a chance to stop them (SIGKILL, OOM):
+ * `setpriv --pdeathsig KILL` (util-linux, in the image and the lab) sets the parent-death signal and
+ * execs the monitor. Without setpriv, an agent killed that way leaves its monitors running until
+ * its namespace or container goes away.
+ */
+const DIE_WITH_PARENT: string[] = Bun.which("setpriv") ? ["setpriv", "--pdeathsig", "KILL", "--"] : [];
+
 /** Runs the monitors, restarts any that exits (with backoff) and kills them on `stop()`. */
 export class KernelWatcher {
   private stopped = true;
@@ -227,7 +235,7 @@ export class KernelWatcher {
 
   /** Run one monitor until it exits; resolves with why it ended. */
   private async runOnce(spec: MonitorSpec): Promise<string> {
-    const argv = [...(this.opts.prefix ?? []), ...spec.argv];
+    const argv = [...DIE_WITH_PARENT, ...(this.opts.prefix ?? []), ...spec.argv];
     const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     this.children.add(proc);
     try {

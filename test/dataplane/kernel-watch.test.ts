@@ -214,6 +214,33 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
     await until("monitors gone", async () => (await nsPids(a)).length === 0, 5000);
   }, 120_000);
 
+  test("the monitors die with an agent killed by SIGKILL (no stop() ran)", async () => {
+    if (!root) return;
+    const ns = await scope.netns("kw");
+    const watch = new URL("../../internal/dataplane/watch.ts", import.meta.url).pathname;
+    const child = Bun.spawn(
+      [
+        process.execPath,
+        "-e",
+        `const { KernelWatcher } = await import(${JSON.stringify(watch)});
+         new KernelWatcher({ onEvent() {}, prefix: ["ip", "netns", "exec", ${JSON.stringify(ns.name)}] }).start();
+         setInterval(() => {}, 1000);`,
+      ],
+      { stdout: "ignore", stderr: "ignore" },
+    );
+    const pids = async () =>
+      (await execHost(["ip", "netns", "pids", ns.name])).stdout.split("\n").filter((l) => l.trim() !== "");
+    try {
+      await until("the monitors to run in the namespace", async () => (await pids()).length >= 3);
+      child.kill(9);
+      await child.exited;
+      await until("the monitors to die with their agent", async () => (await pids()).length === 0);
+    } finally {
+      child.kill(9);
+      for (const pid of await pids()) process.kill(Number(pid), 9);
+    }
+  }, 30_000);
+
   test("an agent that never applied a plan touches nothing on kernel events", async () => {
     const { a } = await makePair(scope);
     const store = await openStore(":memory:", { node: "n1" }); // never seeded

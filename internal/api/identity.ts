@@ -12,7 +12,8 @@
  * without the token. Tokens are high-entropy (≥ 16 characters; `kosmosctl install` generates 32
  * random bytes), so the public HMAC does not help guess them.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, timingSafeEqual, X509Certificate } from "node:crypto";
+import { tlsRequest } from "./tls-request.ts";
 import { normalizeFingerprint as normalizeFp } from "./tls.ts";
 
 export const IDENTITY_PATH = "/v1/identity";
@@ -54,4 +55,35 @@ export function verifyIdentity(doc: unknown, observedFp: string, token: string):
     if (timingSafeEqual(Buffer.from(p, "hex"), want)) ok = true;
   }
   return ok;
+}
+
+export interface IdentityCheck {
+  /** HTTP status of `GET /v1/identity` (401/404: an agent without the endpoint). */
+  status: number;
+  /** The certificate of the connection that delivered the document: fingerprint and PEM. */
+  fingerprint: string;
+  certificatePem: string;
+  /** The document proves that certificate under the token (verifyIdentity). */
+  proven: boolean;
+}
+
+/**
+ * Fetch `GET /v1/identity` from `url` (https://host:port) without credentials, over one TLS
+ * connection whose certificate is not verified, and check the document against that connection's
+ * certificate and `token`. Network errors are thrown as they are.
+ */
+export async function checkIdentity(url: string, token: string): Promise<IdentityCheck> {
+  const r = await tlsRequest(url, "GET", IDENTITY_PATH, null, { accept: "application/json" }, "");
+  let doc: unknown = null;
+  try {
+    doc = JSON.parse(r.text);
+  } catch {
+    // not a document: unproven
+  }
+  return {
+    status: r.status,
+    fingerprint: r.fingerprint,
+    certificatePem: r.certificate.length > 0 ? new X509Certificate(r.certificate).toString() : "",
+    proven: r.status === 200 && verifyIdentity(doc, r.fingerprint, token),
+  };
 }

@@ -23,7 +23,7 @@ export class PinMismatchError extends Error {
  * One HTTP/1.1 request over node:tls (`Connection: close`). With `pin`, the server certificate's
  * SHA-256 fingerprint is checked right after the handshake, before anything is sent (Bun's fetch
  * does not call `checkServerIdentity` when certificate verification is off, so it cannot pin a
- * self-signed certificate). Returns the fingerprint the connection saw.
+ * self-signed certificate). Returns the certificate (DER) and fingerprint the connection saw.
  */
 export function tlsRequest(
   url: string,
@@ -32,14 +32,17 @@ export function tlsRequest(
   pin: string | null,
   headers: Record<string, string>,
   body: string,
-): Promise<{ status: number; text: string; fingerprint: string }> {
+): Promise<{ status: number; text: string; fingerprint: string; certificate: Buffer }> {
   const u = new URL(url);
   const host = u.hostname.replace(/^\[|\]$/g, "");
   const port = Number(u.port || 443);
   let fingerprint = "";
+  let certificate = Buffer.alloc(0);
   return new Promise((resolve, reject) => {
     const sock = tlsConnect({ host, port, rejectUnauthorized: false }, () => {
-      fingerprint = normFp(sock.getPeerCertificate()?.fingerprint256 ?? "");
+      const peer = sock.getPeerCertificate();
+      fingerprint = normFp(peer?.fingerprint256 ?? "");
+      certificate = peer?.raw ?? certificate;
       if (pin !== null && fingerprint !== normFp(pin)) {
         sock.destroy();
         reject(new PinMismatchError(url, fingerprint, normFp(pin)));
@@ -70,7 +73,7 @@ export function tlsRequest(
       const raw = Buffer.concat(chunks).toString("utf8");
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
       if (!m) reject(new Error("malformed HTTP response"));
-      else resolve({ status: Number(m[1]), text: decodeBody(raw), fingerprint });
+      else resolve({ status: Number(m[1]), text: decodeBody(raw), fingerprint, certificate });
     });
   });
 }

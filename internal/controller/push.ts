@@ -1,5 +1,5 @@
 /** Pushing a Topology to an agent: POST /v1/topology with a bearer token, over TCP (http/https) or a unix socket. */
-import { IDENTITY_PATH, verifyIdentity } from "../api/identity.ts";
+import { checkIdentity, IDENTITY_PATH } from "../api/identity.ts";
 import { normalizeFingerprint as normFp } from "../api/tls.ts";
 import { PinMismatchError, tlsRequest } from "../api/tls-request.ts";
 import type { Topology } from "../topology/index.ts";
@@ -78,7 +78,7 @@ const provenPins = new Map<string, string>();
 async function learnPin(endpoint: AgentEndpoint, url: string): Promise<{ pin: string; cached: boolean }> {
   const cached = provenPins.get(url);
   if (cached) return { pin: cached, cached: true };
-  const r = await tlsRequest(url, "GET", IDENTITY_PATH, null, { accept: "application/json" }, "");
+  const r = await checkIdentity(url, endpoint.token);
   if (r.status !== 200)
     throw new PushError(
       "KOSMOS_PUSH_TLS_IDENTITY",
@@ -86,13 +86,7 @@ async function learnPin(endpoint: AgentEndpoint, url: string): Promise<{ pin: st
       "an agent older than the controller: pin its certificate with the kosmos.io/agent-fingerprint annotation",
       r.status,
     );
-  let doc: unknown;
-  try {
-    doc = JSON.parse(r.text);
-  } catch {
-    doc = null;
-  }
-  if (!verifyIdentity(doc, r.fingerprint, endpoint.token))
+  if (!r.proven)
     throw new PushError(
       "KOSMOS_PUSH_TLS_IDENTITY",
       `agent ${url} did not prove its certificate ${r.fingerprint.slice(0, 16)}… with the controller's token: nothing was sent`,

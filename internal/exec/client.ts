@@ -6,9 +6,8 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
 import { connect as tlsConnect } from "node:tls";
-import { IDENTITY_PATH, verifyIdentity } from "../api/identity.ts";
+import { checkIdentity, type IdentityCheck } from "../api/identity.ts";
 import { normalizeFingerprint } from "../api/tls.ts";
-import { tlsRequest } from "../api/tls-request.ts";
 import { ExecError } from "./errors.ts";
 import {
   type Checksum,
@@ -161,9 +160,9 @@ export class AgentClient {
    * the agent has no identity document (older agent: the system store decides, as before).
    */
   private async fetchProven(token: string): Promise<string | null> {
-    let r: Awaited<ReturnType<typeof tlsRequest>>;
+    let r: IdentityCheck;
     try {
-      r = await tlsRequest(this.ep.http, "GET", IDENTITY_PATH, null, { accept: "application/json" }, "");
+      r = await checkIdentity(this.ep.http, token);
     } catch (err) {
       throw new ExecError(
         "CONNECT_FAILED",
@@ -172,19 +171,13 @@ export class AgentClient {
       );
     }
     if (r.status === 404 || r.status === 401) return null;
-    let doc: unknown = null;
-    try {
-      doc = JSON.parse(r.text);
-    } catch {
-      // not a document: unproven below
-    }
-    if (r.status !== 200 || !verifyIdentity(doc, r.fingerprint, token))
+    if (!r.proven)
       throw new ExecError(
         "IDENTITY_UNPROVEN",
         `agent ${this.target.url} did not prove its certificate ${r.fingerprint.slice(0, 16)}… with this token: nothing was sent`,
         "a wrong token, or not the agent you meant: pin its certificate with --fingerprint (kosmosctl inspect shows it)",
       );
-    return this.fetchPinned(r.fingerprint);
+    return r.certificatePem;
   }
 
   private fetchPinned(expected: string): Promise<string> {

@@ -16,13 +16,13 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseLabConfig } from "../../internal/lab/config.ts";
 import { AGENT_ENTRY, agentCommand, MIGRATIONS_DIR } from "../../internal/lab/bundle.ts";
+import { parseLabConfig } from "../../internal/lab/config.ts";
 import { agentFetch } from "../../internal/lab/lab.ts";
 import { planLab } from "../../internal/lab/plan.ts";
 import { openStore } from "../../internal/store/index.ts";
 import type { Node, Topology } from "../../internal/topology/index.ts";
-import { type BenchResult, percentile, printResults } from "./lib.ts";
+import { type BenchResult, cpuMs, percentile, printResults } from "./lib.ts";
 
 const SETTLE_MS = 5_000;
 const WINDOW_MS = 15_000;
@@ -85,9 +85,7 @@ interface Status {
 async function status(pid: number): Promise<Status> {
   const s = await readFile(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? Number.NaN);
-  const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]?.split(" ") ?? [];
-  const ticks = Number(stat[11]) + Number(stat[12]); // utime + stime, clock ticks (100/s)
-  return { rss: kb("VmRSS") / 1024, anon: kb("RssAnon") / 1024, cpuMs: ticks * 10 };
+  return { rss: kb("VmRSS") / 1024, anon: kb("RssAnon") / 1024, cpuMs: cpuMs(pid) };
 }
 
 interface Launch {

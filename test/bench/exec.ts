@@ -5,13 +5,12 @@
  * upload is measured against an agent in a child process (as in real use: kosmosctl and the agent
  * are different processes), so client and agent each get a core, like cp's reader and writer.
  */
-import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type AgentTarget, AgentClient } from "../../internal/exec/client.ts";
+import { AgentClient, type AgentTarget } from "../../internal/exec/client.ts";
 import { startTestAgent } from "../../internal/exec/testing.ts";
-import { type BenchResult, percentile, printResults } from "./lib.ts";
+import { type BenchResult, cpuMs, percentile, printResults } from "./lib.ts";
 
 async function time(fn: () => Promise<unknown>, n: number): Promise<number[]> {
   const out: number[] = [];
@@ -83,15 +82,6 @@ async function startSshd(dir: string): Promise<{ argv: string[]; stop: () => voi
 }
 
 /** An exec agent (startTestAgent) in a child process; its TLS target and upload root. */
-/** CPU time (user + system, ms) of a process so far, from /proc (Linux). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
-}
-/** USER_HZ: the unit of /proc/PID/stat times (100 on Linux for all practical configurations). */
-const CLK_TCK = 100;
-
 async function startChildAgent(): Promise<{
   target: AgentTarget;
   root: string;

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 /** One measured figure of a benchmark, optionally compared with a baseline measured in the same run. */
 export interface BenchResult {
   name: string;
@@ -6,6 +7,21 @@ export interface BenchResult {
   baseline?: { name: string; value: number };
   target?: string;
   ok?: boolean;
+}
+
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc/PID/stat (Linux; clock ticks
+ * of 100/s). 0 when the process is gone.
+ */
+export function cpuMs(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return 0;
+  }
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 /** Percentile (0..100) of a list of numbers (nearest-rank). */

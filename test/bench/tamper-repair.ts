@@ -7,62 +7,23 @@
  * until it is back (polled every 10 ms). Idle CPU: the test process's CPU (the loop runs in it) plus
  * the monitors' CPU (/proc) over an idle window, with and without the watcher, interleaved.
  */
-import { readFileSync } from "node:fs";
 import { ControlLoop } from "../../internal/agent/loop.ts";
 import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
 import { KernelWatcher } from "../../internal/dataplane/watch.ts";
 import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
 import { openStore } from "../../internal/store/index.ts";
-import type { Node, Topology } from "../../internal/topology/index.ts";
-import { makePair, NODES } from "../dataplane/fixtures.ts";
+import { makePair, NODES, PAIR_TOPOLOGY } from "../dataplane/fixtures.ts";
 import { execHost, type Netns, NetnsScope } from "../helpers/netns.ts";
+import { cpuMs } from "./lib.ts";
 
 const N = Number(process.env.N ?? 10);
 const IDLE_MS = Number(process.env.IDLE_MS ?? 20_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const node = (name: string, cluster: string, ipv4: string, pod: string): Node => ({
-  name,
-  cluster,
-  ipv4,
-  podCIDRs: [pod],
-  gatewayCandidate: false,
-  interfaceName: "ul0",
-});
-const cluster = (name: string, pods: string, services: string): Topology["clusters"][number] => ({
-  name,
-  networkType: "p2p",
-  ipFamily: "ipv4",
-  podCIDRs: [pods],
-  serviceCIDRs: [services],
-  globalCIDRs: {},
-  bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
-  localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
-});
-const topology: Topology = {
-  clusters: [cluster("c1", "10.1.0.0/16", "10.201.0.0/16"), cluster("c2", "10.2.0.0/16", "10.202.0.0/16")],
-  nodes: [
-    node("n1", "c1", NODES[1].underlay4, NODES[1].pod4),
-    node("n2", "c2", NODES[2].underlay4, NODES[2].pod4),
-  ],
-};
-
-const clk = () => {
-  const hz = 100;
-  return (pid: number): number => {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-      return ((Number(f[11]) + Number(f[12])) / hz) * 1000;
-    } catch {
-      return 0;
-    }
-  };
-};
-const cpuOf = clk();
 
 async function withLoop<T>(a: Netns, watch: boolean, fn: (loop: ControlLoop) => Promise<T>): Promise<T> {
   const runner = a.runner();
   const store = await openStore(":memory:", { node: "n1" });
-  store.seed(topology);
+  store.seed(PAIR_TOPOLOGY);
   const loop = new ControlLoop({
     node: "n1",
     store,
@@ -109,10 +70,10 @@ async function idleCpu(a: Netns): Promise<number> {
     .filter(Boolean)
     .map(Number);
   const c0 = process.cpuUsage();
-  const k0 = pids.reduce((s, p) => s + cpuOf(p), 0);
+  const k0 = pids.reduce((s, p) => s + cpuMs(p), 0);
   await sleep(IDLE_MS);
   const c1 = process.cpuUsage(c0);
-  const k1 = pids.reduce((s, p) => s + cpuOf(p), 0);
+  const k1 = pids.reduce((s, p) => s + cpuMs(p), 0);
   return ((c1.user + c1.system) / 1000 + (k1 - k0)) / (IDLE_MS / 1000);
 }
 

@@ -3,9 +3,9 @@ import { ControlLoop } from "../../internal/agent/loop.ts";
 import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
 import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
 import { openStore } from "../../internal/store/index.ts";
-import type { MemberState, Node, Topology } from "../../internal/topology/index.ts";
+import type { MemberState } from "../../internal/topology/index.ts";
 import { canUseNetns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
-import { makePair, NODES } from "./fixtures.ts";
+import { makePair, NODES, PAIR_TOPOLOGY, topoNode } from "./fixtures.ts";
 
 const root = await canUseNetns();
 const scope = new NetnsScope();
@@ -16,34 +16,7 @@ beforeAll(async () => {
 afterEach(() => scope.cleanup());
 afterAll(() => scope.cleanup());
 
-const node = (name: string, cluster: string, ipv4: string, pod: string): Node => ({
-  name,
-  cluster,
-  ipv4,
-  podCIDRs: [pod],
-  gatewayCandidate: false,
-  interfaceName: "ul0",
-});
-
-const cluster = (name: string, pods: string, services: string): Topology["clusters"][number] => ({
-  name,
-  networkType: "p2p",
-  ipFamily: "ipv4",
-  podCIDRs: [pods],
-  serviceCIDRs: [services],
-  globalCIDRs: {},
-  bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
-  localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
-});
-
-const topology: Topology = {
-  clusters: [cluster("c1", "10.1.0.0/16", "10.201.0.0/16"), cluster("c2", "10.2.0.0/16", "10.202.0.0/16")],
-  nodes: [
-    node("n1", "c1", NODES[1].underlay4, NODES[1].pod4),
-    node("n2", "c2", NODES[2].underlay4, NODES[2].pod4),
-  ],
-};
-const n3 = node("n3", "c2", "192.168.77.3", "10.2.1.0/24");
+const n3 = topoNode("n3", "c2", "192.168.77.3", "10.2.1.0/24");
 const dsts = (routes: Array<{ dst: string }> | undefined) => (routes ?? []).map((r) => r.dst).sort();
 
 describe.skipIf(!root)("agent control loop on a real kernel", () => {
@@ -51,7 +24,7 @@ describe.skipIf(!root)("agent control loop on a real kernel", () => {
     const { a } = await makePair(scope);
     const runner = a.runner();
     const store = await openStore(":memory:", { node: "n1" });
-    store.seed(topology);
+    store.seed(PAIR_TOPOLOGY);
     let members: Record<string, MemberState> = { n2: "alive" };
     const loop = new ControlLoop({
       node: "n1",
@@ -82,7 +55,7 @@ describe.skipIf(!root)("agent control loop on a real kernel", () => {
       expect(repaired.applied).toBe(true);
 
       // A replica change re-plans.
-      store.seed({ ...topology, nodes: [...topology.nodes, n3] });
+      store.seed({ ...PAIR_TOPOLOGY, nodes: [...PAIR_TOPOLOGY.nodes, n3] });
       members = { n2: "alive", n3: "alive" };
       const grown = await loop.runNow("replica");
       expect(grown.plan).not.toBe(planned);

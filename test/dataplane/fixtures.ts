@@ -1,6 +1,7 @@
 /** Hand-built HostStates and a two-node underlay for dataplane tests. */
 import type { HostState, VxlanDevice } from "../../internal/planner/hoststate.ts";
 import { emptyHostState } from "../../internal/planner/hoststate.ts";
+import type { Node, Topology } from "../../internal/topology/index.ts";
 import type { Netns, NetnsScope } from "../helpers/netns.ts";
 
 export interface NodeSpec {
@@ -186,3 +187,37 @@ export function canonical(s: Record<string, string>): Record<string, unknown> {
   }
   return out;
 }
+
+/** A topology node on the fixture underlay (ul0). */
+export const topoNode = (name: string, cluster: string, ipv4: string, pod: string): Node => ({
+  name,
+  cluster,
+  ipv4,
+  podCIDRs: [pod],
+  gatewayCandidate: false,
+  interfaceName: "ul0",
+});
+
+/** A P2P IPv4 cluster with the default bridge/local CIDRs. */
+export const topoCluster = (name: string, pods: string, services: string): Topology["clusters"][number] => ({
+  name,
+  networkType: "p2p",
+  ipFamily: "ipv4",
+  podCIDRs: [pods],
+  serviceCIDRs: [services],
+  globalCIDRs: {},
+  bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
+  localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
+});
+
+/** Two P2P clusters, one node each: n1 (NODES[1]) and n2 (NODES[2]). */
+export const PAIR_TOPOLOGY: Topology = {
+  clusters: [
+    topoCluster("c1", "10.1.0.0/16", "10.201.0.0/16"),
+    topoCluster("c2", "10.2.0.0/16", "10.202.0.0/16"),
+  ],
+  nodes: [
+    topoNode("n1", "c1", NODES[1].underlay4, NODES[1].pod4),
+    topoNode("n2", "c2", NODES[2].underlay4, NODES[2].pod4),
+  ],
+};

@@ -9,9 +9,8 @@ import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.t
 import { KernelWatcher } from "../../internal/dataplane/watch.ts";
 import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
 import { openStore, type Store } from "../../internal/store/index.ts";
-import type { Node, Topology } from "../../internal/topology/index.ts";
 import { canUseNetns, execHost, type Netns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
-import { makePair, NODES } from "./fixtures.ts";
+import { makePair, NODES, PAIR_TOPOLOGY } from "./fixtures.ts";
 
 const root = await canUseNetns();
 const scope = new NetnsScope();
@@ -21,32 +20,6 @@ beforeAll(async () => {
 });
 afterEach(() => scope.cleanup());
 afterAll(() => scope.cleanup());
-
-const node = (name: string, cluster: string, ipv4: string, pod: string): Node => ({
-  name,
-  cluster,
-  ipv4,
-  podCIDRs: [pod],
-  gatewayCandidate: false,
-  interfaceName: "ul0",
-});
-const cluster = (name: string, pods: string, services: string): Topology["clusters"][number] => ({
-  name,
-  networkType: "p2p",
-  ipFamily: "ipv4",
-  podCIDRs: [pods],
-  serviceCIDRs: [services],
-  globalCIDRs: {},
-  bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
-  localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
-});
-const topology: Topology = {
-  clusters: [cluster("c1", "10.1.0.0/16", "10.201.0.0/16"), cluster("c2", "10.2.0.0/16", "10.202.0.0/16")],
-  nodes: [
-    node("n1", "c1", NODES[1].underlay4, NODES[1].pod4),
-    node("n2", "c2", NODES[2].underlay4, NODES[2].pod4),
-  ],
-};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -112,7 +85,7 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
   test("owned route, FDB entry, neighbour and nft table come back with the resync out of the way; foreign changes trigger nothing; no loop; monitors restart and stop", async () => {
     const { a } = await makePair(scope);
     const store = await openStore(":memory:", { node: "n1" });
-    store.seed(topology);
+    store.seed(PAIR_TOPOLOGY);
     const { loop, watchers } = await harness(a, store);
     try {
       loop.start();
@@ -157,7 +130,10 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
         const listing = (await a.exec(nft)).stdout;
         passes = loop.status.kernelPasses;
         await a.exec(["nft", "flush", "table", "inet", "kosmos"]);
-        await until("nft table refilled", async () => (await a.exec(nft, { allowFail: true })).stdout === listing);
+        await until(
+          "nft table refilled",
+          async () => (await a.exec(nft, { allowFail: true })).stdout === listing,
+        );
         expect(loop.status.kernelPasses).toBeGreaterThan(passes);
         await settle(loop);
         passes = loop.status.kernelPasses;

@@ -7,12 +7,10 @@
  * until it is back (polled every 10 ms). Idle CPU: the test process's CPU (the loop runs in it) plus
  * the monitors' CPU (/proc) over an idle window, with and without the watcher, interleaved.
  */
-import { ControlLoop } from "../../internal/agent/loop.ts";
-import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
+import type { ControlLoop } from "../../internal/agent/loop.ts";
 import { KernelWatcher } from "../../internal/dataplane/watch.ts";
-import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
 import { openStore } from "../../internal/store/index.ts";
-import { makePair, NODES, PAIR_TOPOLOGY } from "../dataplane/fixtures.ts";
+import { loopOn, makePair, NODES, PAIR_TOPOLOGY } from "../dataplane/fixtures.ts";
 import { execHost, type Netns, NetnsScope } from "../helpers/netns.ts";
 import { cpuMs } from "./lib.ts";
 
@@ -21,18 +19,9 @@ const IDLE_MS = Number(process.env.IDLE_MS ?? 20_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function withLoop<T>(a: Netns, watch: boolean, fn: (loop: ControlLoop) => Promise<T>): Promise<T> {
-  const runner = a.runner();
   const store = await openStore(":memory:", { node: "n1" });
   store.seed(PAIR_TOPOLOGY);
-  const loop = new ControlLoop({
-    node: "n1",
-    store,
-    reconciler: new Reconciler({ runner }),
-    capabilities: await detectCapabilities(runner),
-    logger: silentLogger(),
-    registry: createRegistry(),
-    members: () => ({ n2: "alive" }),
-    debounceMs: 0,
+  const loop = await loopOn(a, store, {
     resyncMs: 10_000,
     kernelWatch: watch ? (onEvent) => new KernelWatcher({ onEvent, prefix: a.prefix() }) : undefined,
   });

@@ -1,11 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { ControlLoop } from "../../internal/agent/loop.ts";
-import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
-import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
 import { openStore } from "../../internal/store/index.ts";
 import type { MemberState } from "../../internal/topology/index.ts";
 import { canUseNetns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
-import { makePair, NODES, PAIR_TOPOLOGY, topoNode } from "./fixtures.ts";
+import { loopOn, makePair, NODES, PAIR_TOPOLOGY, topoNode } from "./fixtures.ts";
 
 const root = await canUseNetns();
 const scope = new NetnsScope();
@@ -22,21 +19,10 @@ const dsts = (routes: Array<{ dst: string }> | undefined) => (routes ?? []).map(
 describe.skipIf(!root)("agent control loop on a real kernel", () => {
   test("a resync with unchanged inputs reuses the plan and still repairs the kernel; replica and membership changes re-plan", async () => {
     const { a } = await makePair(scope);
-    const runner = a.runner();
     const store = await openStore(":memory:", { node: "n1" });
     store.seed(PAIR_TOPOLOGY);
     let members: Record<string, MemberState> = { n2: "alive" };
-    const loop = new ControlLoop({
-      node: "n1",
-      store,
-      reconciler: new Reconciler({ runner }),
-      capabilities: await detectCapabilities(runner),
-      logger: silentLogger(),
-      registry: createRegistry(),
-      members: () => members,
-      debounceMs: 0,
-      resyncMs: 60_000,
-    });
+    const loop = await loopOn(a, store, { members: () => members });
     try {
       expect((await loop.runNow("start")).applied).toBe(true);
       await loop.runNow("gateways settle"); // the first pass's gateways become an input of the next

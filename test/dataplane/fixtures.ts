@@ -1,6 +1,10 @@
 /** Hand-built HostStates and a two-node underlay for dataplane tests. */
 import type { HostState, VxlanDevice } from "../../internal/planner/hoststate.ts";
 import { emptyHostState } from "../../internal/planner/hoststate.ts";
+import { ControlLoop, type LoopDeps } from "../../internal/agent/loop.ts";
+import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
+import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
+import type { Store } from "../../internal/store/index.ts";
 import type { Node, Topology } from "../../internal/topology/index.ts";
 import type { Netns, NetnsScope } from "../helpers/netns.ts";
 
@@ -221,3 +225,23 @@ export const PAIR_TOPOLOGY: Topology = {
     topoNode("n2", "c2", NODES[2].underlay4, NODES[2].pod4),
   ],
 };
+
+/**
+ * A ControlLoop for node n1 of PAIR_TOPOLOGY acting on namespace `ns` with the real Reconciler
+ * (n2 alive, no debounce, silent); `deps` overrides any of that.
+ */
+export async function loopOn(ns: Netns, store: Store, deps: Partial<LoopDeps> = {}): Promise<ControlLoop> {
+  const runner = ns.runner();
+  return new ControlLoop({
+    node: "n1",
+    store,
+    reconciler: new Reconciler({ runner }),
+    capabilities: await detectCapabilities(runner),
+    logger: silentLogger(),
+    registry: createRegistry(),
+    members: () => ({ n2: "alive" }),
+    debounceMs: 0,
+    resyncMs: 60_000,
+    ...deps,
+  });
+}

@@ -4,13 +4,11 @@
  * watcher can repair. Polls with deadlines; no timing assertions.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { ControlLoop } from "../../internal/agent/loop.ts";
-import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
+import type { ControlLoop } from "../../internal/agent/loop.ts";
 import { KernelWatcher } from "../../internal/dataplane/watch.ts";
-import { createRegistry, silentLogger } from "../../internal/observability/index.ts";
 import { openStore, type Store } from "../../internal/store/index.ts";
 import { canUseNetns, execHost, type Netns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
-import { makePair, NODES, PAIR_TOPOLOGY } from "./fixtures.ts";
+import { loopOn, makePair, NODES, PAIR_TOPOLOGY } from "./fixtures.ts";
 
 const root = await canUseNetns();
 const scope = new NetnsScope();
@@ -53,17 +51,8 @@ async function settle(loop: ControlLoop, quietMs = 1000): Promise<void> {
 }
 
 async function harness(ns: Netns, store: Store) {
-  const runner = ns.runner();
   const watchers: KernelWatcher[] = [];
-  const loop = new ControlLoop({
-    node: "n1",
-    store,
-    reconciler: new Reconciler({ runner }),
-    capabilities: await detectCapabilities(runner),
-    logger: silentLogger(),
-    registry: createRegistry(),
-    members: () => ({ n2: "alive" }),
-    debounceMs: 0,
+  const loop = await loopOn(ns, store, {
     resyncMs: 600_000,
     kernelWatch: (onEvent) => {
       const w = new KernelWatcher({ onEvent, prefix: ns.prefix(), backoffMs: 100 });
@@ -226,7 +215,7 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
       await until("monitors running", async () => (await nsPids(a)).length >= 2);
       await sleep(300);
       const runs = loop.status.runs;
-      await a.exec([
+      const add = [
         "ip",
         "route",
         "add",
@@ -237,20 +226,10 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
         "200",
         "proto",
         "75",
-      ]);
+      ];
+      await a.exec(add);
       await a.exec(["ip", "route", "del", "10.2.0.0/24", "table", "200"]);
-      await a.exec([
-        "ip",
-        "route",
-        "add",
-        "10.2.0.0/24",
-        "via",
-        NODES[2].underlay4,
-        "table",
-        "200",
-        "proto",
-        "75",
-      ]);
+      await a.exec(add);
       await until("events seen", () => loop.status.kernelEvents >= 3, 5000);
       await sleep(500);
       expect(loop.status.kernelPasses).toBe(0);

@@ -97,7 +97,6 @@ export class ControlLoop {
   private watch: KernelWatch | undefined;
   private resync: ReturnType<typeof setInterval> | undefined;
   private running: Promise<void> | undefined;
-  private again = false;
   private stopped = false;
   private gateways: Record<string, string> = {};
   private savedHash: string | undefined;
@@ -191,8 +190,8 @@ export class ControlLoop {
   trigger(reason: string, delayMs = this.deps.debounceMs): void {
     if (this.stopped) return;
     if (this.running) {
-      this.again = true;
-      if (ALWAYS_RECONCILE.has(reason)) this.againReason = reason;
+      // one more pass after this one; a reason that must read the kernel wins over a plain one
+      this.againReason = ALWAYS_RECONCILE.has(reason) ? reason : (this.againReason ?? "coalesced");
       return;
     }
     if (this.timer) {
@@ -217,10 +216,9 @@ export class ControlLoop {
     this.running = this.pass(reason).finally(() => {
       this.running = undefined;
       this.quietUntil = performance.now() + (this.deps.kernelQuietMs ?? 250);
-      if (this.again && !this.stopped) {
-        const next = this.againReason ?? "coalesced";
-        this.again = false;
-        this.againReason = undefined;
+      const next = this.againReason;
+      this.againReason = undefined;
+      if (next !== undefined && !this.stopped) {
         this.trigger(next);
       }
     });

@@ -111,9 +111,13 @@ export class Agent {
     if (!this.cfg.watchKernel) return undefined;
     if (this.deps.runner && !this.deps.watchPrefix) return undefined;
     const logger = this.rootLogger.child({ component: "watch" });
-    const nft = this.capabilities.nftables.ok;
-    return (onEvent) =>
-      new KernelWatcher({ onEvent, logger, prefix: this.deps.watchPrefix, specs: monitorSpecs({ nft }) });
+    const caps = this.capabilities;
+    const specs = monitorSpecs({
+      nft: caps.nftables.ok,
+      xfrm: caps.xfrmPolicy.ok,
+      xfrmStates: caps.xfrmEsp.ok,
+    });
+    return (onEvent) => new KernelWatcher({ onEvent, logger, prefix: this.deps.watchPrefix, specs });
   }
 
   get adminSocket(): string {

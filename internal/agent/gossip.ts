@@ -296,6 +296,7 @@ export function prepareGossip(agent: Agent): { mount: () => void; start: () => A
       if ((state === "dead" || state === "left") && !topoNames.has(name)) scheduleSync();
     });
     node.onRows(() => agent.loop.trigger("gossip"));
+    node.onIncarnation((inc) => store.setMeta("gossip_incarnation", String(inc)));
     // A peer that restarted gets a fresh connection: the old one may be dead without an error yet
     // (its machine was gone), and the acks and refutations sent on it would be lost for seconds.
     node.codec.onRestart = (_from, peerAddr) => transport.reset(peerAddr);

@@ -1,5 +1,6 @@
 /**
- * Kernel watcher: long-lived `ip monitor` / `bridge monitor fdb` / `nft monitor` processes whose
+ * Kernel watcher: long-lived `ip monitor` / `bridge monitor fdb` / `nft monitor` /
+ * `ip xfrm monitor` processes whose
  * one-line events are filtered down to what Kosmos owns, so the agent can repair tampering at once
  * instead of on the next periodic resync.
  *
@@ -8,9 +9,10 @@
  */
 import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO } from "../planner/hoststate.ts";
 import { KOSMOS_DEVICES } from "./normalize.ts";
+import { KOSMOS_REQID_MAX, KOSMOS_REQID_MIN } from "./read.ts";
 
-export type KernelEventKind = "link" | "addr" | "route" | "rule" | "neigh" | "fdb" | "nft";
-export type MonitorSource = "ip" | "bridge" | "nft";
+export type KernelEventKind = "link" | "addr" | "route" | "rule" | "neigh" | "fdb" | "nft" | "xfrm";
+export type MonitorSource = "ip" | "bridge" | "nft" | "xfrm";
 
 export interface KernelEvent {
   kind: KernelEventKind;
@@ -32,6 +34,9 @@ const PROTO_RE = new RegExp(`(?:^|\\s)proto ${KOSMOS_ROUTE_PROTO}(?:\\s|$)`);
 const NFT_RE = new RegExp(`(?:^|\\s)inet ${KOSMOS_NFT_TABLE}(?:\\s|$)`);
 const LABEL_RE = /^\[(LINK|ADDR|ROUTE|RULE|NEIGH)\]/;
 const DEV_RE = /(?:^|\s)dev (\S+)/;
+const REQID_RE = /(?:^|\s)reqid (\d+)(?:\s|$)/;
+/** Hex runs as long as a key (the monitor runs with `nokeys`; this is the second belt). */
+const LONG_HEX_RE = /0x[0-9a-f]{16,}/gi;
 
 /** "Deleted 4: vx-bridge: <...>" / "6: foo0@foo1: <...>" / "4: vx-bridge    inet ..." -> device. */
 function ifName(body: string): string | undefined {
@@ -48,7 +53,10 @@ function ifName(body: string): string | undefined {
  * - route/rule: `proto 75` (KOSMOS_ROUTE_PROTO), in any table;
  * - neigh/fdb: on an owned device, and permanent (what the agent installs) or a deletion (a
  *   deleted permanent neighbour is reported as FAILED); dynamic entries changing state are not;
- * - nft: anything in `table inet kosmos`.
+ * - nft: anything in `table inet kosmos`;
+ * - xfrm (`ip -o xfrm monitor nokeys policy SA`): a policy or state whose reqid lies in the
+ *   reserved range (KOSMOS_REQID_MIN..MAX, what the planner allocates), and any flush (it may have
+ *   removed ours). The line is kept without anything that looks like key material.
  */
 export function classifyLine(source: MonitorSource, raw: string): KernelEvent | undefined {
   if (raw.length > MAX_LINE) return undefined;
@@ -57,6 +65,12 @@ export function classifyLine(source: MonitorSource, raw: string): KernelEvent | 
   if (source === "nft") {
     if (line.startsWith("#")) return undefined;
     return NFT_RE.test(line) ? { kind: "nft", line } : undefined;
+  }
+  if (source === "xfrm") {
+    if (line.startsWith("Flushed ")) return { kind: "xfrm", line };
+    const reqid = Number(REQID_RE.exec(line)?.[1] ?? Number.NaN);
+    if (!(reqid >= KOSMOS_REQID_MIN && reqid <= KOSMOS_REQID_MAX)) return undefined;
+    return { kind: "xfrm", line: line.replace(LONG_HEX_RE, "0x…") };
   }
   if (source === "bridge") {
     const body = line.replace(/^Deleted\s+/, "");
@@ -122,8 +136,13 @@ export interface MonitorSpec {
   argv: string[];
 }
 
-/** The monitors the agent runs (`nft` only when nftables is usable). */
-export function monitorSpecs(opts: { nft?: boolean } = {}): MonitorSpec[] {
+/**
+ * The monitors the agent runs: `nft` only when nftables is usable, `xfrm` only when xfrm policies
+ * are (and its SA events only when ESP states can be installed at all).
+ */
+export function monitorSpecs(
+  opts: { nft?: boolean; xfrm?: boolean; xfrmStates?: boolean } = {},
+): MonitorSpec[] {
   const specs: MonitorSpec[] = [
     {
       source: "ip",
@@ -132,6 +151,10 @@ export function monitorSpecs(opts: { nft?: boolean } = {}): MonitorSpec[] {
     { source: "bridge", argv: ["bridge", "monitor", "fdb"] },
   ];
   if (opts.nft !== false) specs.push({ source: "nft", argv: ["nft", "monitor"] });
+  if (opts.xfrm !== false) {
+    const objects = opts.xfrmStates === false ? ["policy"] : ["policy", "SA"];
+    specs.push({ source: "xfrm", argv: ["ip", "-o", "xfrm", "monitor", "nokeys", ...objects] });
+  }
   return specs;
 }
 

@@ -231,6 +231,7 @@ interface Forgotten {
 
 type MemberListener = (name: string, state: MemberState, info: MemberInfo) => void;
 type RowsListener = (rows: ReplicatedRow[], from: string) => void;
+type IncarnationListener = (incarnation: number) => void;
 
 const rowId = (r: ReplicatedRow): string => `${r.table}\0${r.key}`;
 /** Confirmed and alive or suspect: probed, and a gossip / anti-entropy / helper target. */
@@ -289,6 +290,7 @@ export class GossipNode {
   private readonly timers = new Set<Cancel>();
   private readonly memberListeners: MemberListener[] = [];
   private readonly rowListeners: RowsListener[] = [];
+  private readonly incarnationListeners: IncarnationListener[] = [];
   private readonly bucketOf = new Map<string, number>();
   private readonly termOf = new Map<string, { v: number; c: number; h: string; hi: number; lo: number }>();
   private probeOrder: string[] = [];
@@ -455,6 +457,14 @@ export class GossipNode {
   /** Rows from peers that changed the local replica (the agent re-plans on these). */
   onRows(cb: RowsListener): void {
     this.rowListeners.push(cb);
+  }
+
+  /**
+   * Our own incarnation went up (a refutation). The agent persists it so that after a restart it
+   * starts above every incarnation peers may still hold for it, and needs no refutation round.
+   */
+  onIncarnation(cb: IncarnationListener): void {
+    this.incarnationListeners.push(cb);
   }
 
   get currentIncarnation(): number {
@@ -1034,6 +1044,7 @@ export class GossipNode {
   private refute(seen: number): void {
     this.incarnation = Math.max(this.incarnation, seen) + 1;
     this.stats.refutations += 1;
+    for (const cb of this.incarnationListeners) cb(this.incarnation);
     // Lifeguard: being suspected is a hint that we are the slow one
     this.applyHealth(1);
     this.enqueueMember(this.selfUpdate());

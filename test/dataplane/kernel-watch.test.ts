@@ -179,6 +179,83 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
     await until("monitors gone", async () => (await nsPids(a)).length === 0, 5000);
   }, 120_000);
 
+  test("owned xfrm policies come back after a delete and after a flush; a foreign policy triggers nothing", async () => {
+    const { a } = await makePair(scope);
+    const store = await openStore(":memory:", { node: "n1" });
+    // Elastic IPs on both nodes: the plan has IPsec policies (no states: no ipsecSecret here).
+    const [n1, n2] = PAIR_TOPOLOGY.nodes;
+    store.seed({
+      ...PAIR_TOPOLOGY,
+      nodes: [
+        { ...n1!, elasticIP: "198.51.100.1" },
+        { ...n2!, elasticIP: "198.51.100.2" },
+      ],
+    });
+    const { loop } = await harness(a, store);
+    const policies = async () =>
+      (await a.exec(["ip", "xfrm", "policy", "list"])).stdout
+        .split("\n")
+        .filter((l) => l.startsWith("src "))
+        .sort();
+    try {
+      loop.start();
+      await until("first apply", () => loop.status.applied);
+      await settle(loop);
+      const planned = await policies();
+      expect(planned.length).toBeGreaterThan(0);
+      expect(planned.length).toBe(loop.status.plan?.xfrm.policies.length ?? -1);
+
+      // 1. One owned policy deleted.
+      const [src, , dst] = (planned[0] ?? "").split(" ").slice(1);
+      const dir = loop.status.plan?.xfrm.policies.find((p) => p.src === src && p.dst === dst)?.dir ?? "out";
+      let passes = loop.status.kernelPasses;
+      await a.exec(["ip", "xfrm", "policy", "delete", "src", src ?? "", "dst", dst ?? "", "dir", dir]);
+      await until("xfrm policy repaired", async () => (await policies()).join() === planned.join());
+      expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+      await settle(loop);
+
+      // 2. Every policy flushed.
+      passes = loop.status.kernelPasses;
+      await a.exec(["ip", "xfrm", "policy", "flush"]);
+      await until(
+        "xfrm policies repaired after a flush",
+        async () => (await policies()).join() === planned.join(),
+      );
+      expect(loop.status.kernelPasses).toBeGreaterThan(passes);
+      await settle(loop);
+
+      // 3. A foreign policy (reqid outside the reserved range) added and deleted: no pass.
+      passes = loop.status.kernelPasses;
+      const runs = loop.status.runs;
+      const sel = ["src", "10.77.0.0/16", "dst", "10.78.0.0/16", "dir", "out"];
+      await a.exec([
+        "ip",
+        "xfrm",
+        "policy",
+        "add",
+        ...sel,
+        "tmpl",
+        "src",
+        "192.0.2.1",
+        "dst",
+        "192.0.2.2",
+        "proto",
+        "esp",
+        "reqid",
+        "7",
+        "mode",
+        "tunnel",
+      ]);
+      await a.exec(["ip", "xfrm", "policy", "delete", ...sel]);
+      await sleep(1000);
+      expect(loop.status.kernelPasses).toBe(passes);
+      expect(loop.status.runs).toBe(runs);
+    } finally {
+      await loop.stop();
+      store.close();
+    }
+  }, 60_000);
+
   test("the monitors die with an agent killed by SIGKILL (no stop() ran)", async () => {
     if (!root) return;
     const ns = await scope.netns("kw");

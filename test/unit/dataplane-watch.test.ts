@@ -1,5 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { classifyLine, LineSplitter, MAX_LINE, ownedDevice } from "../../internal/dataplane/watch.ts";
+import {
+  classifyLine,
+  LineSplitter,
+  MAX_LINE,
+  monitorSpecs,
+  ownedDevice,
+} from "../../internal/dataplane/watch.ts";
 
 // Lines captured on this machine (iproute2 6.1, nftables 1.0.6) by running
 // `ip -o -N monitor label link address route neigh rule`, `bridge monitor fdb` and `nft monitor`
@@ -102,6 +108,26 @@ const FOREIGN_NFT = [
   "add table inet kosmosx",
 ];
 
+// `ip -o xfrm monitor nokeys policy SA`, captured the same way (policy add, update, delete, flush;
+// 1258291201 = 0x4b000001, in the reserved reqid range). This kernel cannot install ESP states, so
+// the state lines follow iproute2's xfrm_state_print format instead of a capture.
+const OWNED_XFRM = [
+  "src 10.1.0.0/16 dst 10.2.0.0/16 \\\tdir out priority 100 ptype main \\\ttmpl src 1.1.1.1 dst 2.2.2.2\\\t\tproto esp reqid 1258291201 mode tunnel\\",
+  "Updated src 10.1.0.0/16 dst 10.2.0.0/16 \\\tdir out priority 101 ptype main \\\ttmpl src 1.1.1.1 dst 2.2.2.2\\\t\tproto esp reqid 1258291201 mode tunnel\\",
+  "src fd00:1::/64 dst fd00:2::/64 \\\tdir in priority 100 ptype main \\\ttmpl src fc00::1 dst fc00::2\\\t\tproto esp reqid 1258291202 mode tunnel\\",
+  "Deleted src 10.1.0.0/16 dst 10.2.0.0/16 \\\tdir out priority 101 ptype main \\\ttmpl src 1.1.1.1 dst 2.2.2.2\\\t\tproto esp reqid 1258291201 mode tunnel\\",
+  "Flushed policy ptype main \\",
+  "Flushed state proto esp",
+  "src 192.0.2.1 dst 192.0.2.2 \\\tproto esp spi 0x00000100 reqid 1258291201 mode tunnel\\\treplay-window 0 \\\taead rfc4106(gcm(aes)) 0x0102030405060708090a0b0c0d0e0f1011121314 128\\",
+];
+const FOREIGN_XFRM = [
+  "src 10.5.0.0/16 dst 10.6.0.0/16 \\\tdir out priority 100 ptype main \\\ttmpl src 1.1.1.1 dst 2.2.2.2\\\t\tproto esp reqid 7 mode tunnel\\",
+  "src 10.7.0.0/16 dst 10.8.0.0/16 \\\tdir out priority 0 ptype main \\",
+  "Deleted src 10.5.0.0/16 dst 10.6.0.0/16 \\\tdir out priority 100 ptype main \\\ttmpl src 1.1.1.1 dst 2.2.2.2\\\t\tproto esp reqid 7 mode tunnel\\",
+  // reqid just outside the reserved range (0x4c000000)
+  "src 10.5.0.0/16 dst 10.6.0.0/16 \\\tdir out priority 100 ptype main \\\ttmpl src 1.1.1.1 dst 2.2.2.2\\\t\tproto esp reqid 1275068416 mode tunnel\\",
+];
+
 describe("kernel watcher line filter", () => {
   test("owned ip monitor lines are events of the right kind", () => {
     for (const [kind, line] of OWNED_IP)
@@ -122,6 +148,23 @@ describe("kernel watcher line filter", () => {
       expect({ line, kind: classifyLine("nft", line)?.kind }).toEqual({ line, kind: "nft" });
     for (const line of FOREIGN_NFT)
       expect({ line, ev: classifyLine("nft", line) }).toEqual({ line, ev: undefined });
+  });
+  test("ip xfrm monitor: policies and states with a reserved reqid, and flushes; key material never kept", () => {
+    for (const line of OWNED_XFRM)
+      expect({ line, kind: classifyLine("xfrm", line)?.kind }).toEqual({ line, kind: "xfrm" });
+    for (const line of FOREIGN_XFRM)
+      expect({ line, ev: classifyLine("xfrm", line) }).toEqual({ line, ev: undefined });
+    const state = classifyLine("xfrm", OWNED_XFRM.at(-1) ?? "");
+    expect(state?.line).not.toContain("0102030405060708");
+    expect(state?.line).toContain("spi 0x00000100 reqid 1258291201");
+  });
+  test("monitorSpecs: nft and xfrm only when usable; SA events only when ESP states are", () => {
+    const argv = (o: Parameters<typeof monitorSpecs>[0]) => monitorSpecs(o).map((s) => s.argv.join(" "));
+    expect(argv({})).toContain("ip -o xfrm monitor nokeys policy SA");
+    expect(argv({ xfrmStates: false })).toContain("ip -o xfrm monitor nokeys policy");
+    expect(argv({ nft: false, xfrm: false }).some((a) => a.startsWith("nft") || a.includes("xfrm"))).toBe(
+      false,
+    );
   });
   test("owned devices: the planner's names and vx-*", () => {
     expect(["vx-bridge", "vx-local", "vx-bridge-6", "vx-local-6", "vx-other"].every(ownedDevice)).toBe(true);

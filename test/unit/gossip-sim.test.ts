@@ -283,6 +283,35 @@ describe("replica members never heard from (phantoms)", () => {
     },
     T,
   );
+
+  test(
+    "an agent that persisted its refuted incarnation (onIncarnation) and restarts above it needs no refutation",
+    () => {
+      const sim = new Sim({ seed: 25, secret: "s3cret" });
+      const names = sim.addNodes(20);
+      sim.run(2000);
+      const persisted: number[] = [];
+      sim.node("n5").onIncarnation((inc) => persisted.push(inc));
+      // suspected at incarnation 3 by a liar: n5 refutes at 4 and reports it
+      const liar = new Codec({ secret: "s3cret", name: "n1", addr: "n1", epoch: 1e12 });
+      sim.inject(
+        "n5",
+        liar.encode({ t: "push", rows: [], m: [{ n: "n5", a: "n5", i: 3, s: "suspect", f: "n1" }] }),
+      );
+      sim.run(10);
+      expect(persisted).toEqual([4]);
+      const incarnationOf5 = (x: string) => sim.node(x).memberList().find((m) => m.name === "n5")?.incarnation;
+      const everyoneHas4 = () => names.every((x) => x === "n5" || incarnationOf5(x) === 4);
+      expect(sim.runUntil(() => allSee(sim, "n5", "alive") && everyoneHas4(), 10_000)).toBe(true);
+      sim.crash("n5");
+      expect(sim.runUntil(() => allSee(sim, "n5", "dead"), 20_000)).toBe(true);
+      // the agent starts at the persisted incarnation + 1 (internal/agent/gossip.ts)
+      const back = sim.restart("n5", { members: names, incarnation: (persisted.at(-1) ?? 0) + 1 });
+      expect(sim.runUntil(() => allSee(sim, "n5", "alive"), 5000)).toBe(true);
+      expect(back.stats.refutations).toBe(0);
+    },
+    T,
+  );
 });
 
 describe("Lifeguard", () => {

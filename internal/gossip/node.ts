@@ -1028,8 +1028,11 @@ export class GossipNode {
       Math.round((c.unconfirmedPingsPerSec * this.scaled(c.probeIntervalMs)) / 1000),
     );
     let sent = 0;
-    for (let scanned = 0; scanned < n && sent < perTick; scanned++) {
-      if (this.sweepIdx >= n) this.sweepIdx = 0;
+    // A tick stops at the end of the list; the next one prunes it and starts over. (Wrapping here
+    // instead left the cursor where a tick began once nothing was left to ping, so it was at the end
+    // only by chance and the list was never pruned: an agent whose 1,006 replica members had all
+    // been declared dead scanned every one of them twice per probe tick, for as long as it ran.)
+    for (let scanned = 0; scanned < n && sent < perTick && this.sweepIdx < n; scanned++) {
       const m = this.members.get(this.unconfirmed[this.sweepIdx++]!);
       if (!pending(m) || m.pings >= c.unconfirmedPings || (m.pings > 0 && now - m.lastPing < spacing))
         continue;

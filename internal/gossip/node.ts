@@ -1051,7 +1051,13 @@ export class GossipNode {
   private refute(seen: number): void {
     this.incarnation = Math.max(this.incarnation, seen) + 1;
     this.stats.refutations += 1;
-    for (const cb of this.incarnationListeners) cb(this.incarnation);
+    for (const cb of this.incarnationListeners) {
+      try {
+        cb(this.incarnation);
+      } catch {
+        // persisting is best effort (a restart then refutes once more); never break the refutation
+      }
+    }
     // Lifeguard: being suspected is a hint that we are the slow one
     this.applyHealth(1);
     this.enqueueMember(this.selfUpdate());

@@ -291,6 +291,10 @@ describe("replica members never heard from (phantoms)", () => {
       const names = sim.addNodes(20);
       sim.run(2000);
       const persisted: number[] = [];
+      // a failing listener (say, a full disk) does not stop the refutation nor the other listeners
+      sim.node("n5").onIncarnation(() => {
+        throw new Error("disk full");
+      });
       sim.node("n5").onIncarnation((inc) => persisted.push(inc));
       // suspected at incarnation 3 by a liar: n5 refutes at 4 and reports it
       const liar = new Codec({ secret: "s3cret", name: "n1", addr: "n1", epoch: 1e12 });

@@ -1,17 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { openStore } from "../../internal/store/index.ts";
 import type { MemberState } from "../../internal/topology/index.ts";
-import { canUseNetns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
+import { netnsSuite } from "../helpers/netns-suite.ts";
 import { loopOn, makePair, NODES, PAIR_TOPOLOGY, topoNode } from "./fixtures.ts";
 
-const root = await canUseNetns();
-const scope = new NetnsScope();
-
-beforeAll(async () => {
-  if (root) await sweepLeftovers();
-});
-afterEach(() => scope.cleanup());
-afterAll(() => scope.cleanup());
+const { root, scope } = await netnsSuite();
 
 const n3 = topoNode("n3", "c2", "192.168.77.3", "10.2.1.0/24");
 const dsts = (routes: Array<{ dst: string }> | undefined) => (routes ?? []).map((r) => r.dst).sort();

@@ -1,12 +1,9 @@
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { detectCapabilities, Reconciler, type Runner } from "../../internal/dataplane/index.ts";
-import { canUseNetns, NetnsScope } from "../helpers/netns.ts";
+import { netnsSuite } from "../helpers/netns-suite.ts";
 import { canonical, makePair, NODES, p2pState, snapshot } from "./fixtures.ts";
 
-const root = await canUseNetns();
-const scope = new NetnsScope();
-afterEach(() => scope.cleanup());
-afterAll(() => scope.cleanup());
+const { root, scope } = await netnsSuite({ sweep: false });
 
 class Killed extends Error {
   readonly code = "KILLED";

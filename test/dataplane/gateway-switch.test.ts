@@ -10,7 +10,7 @@
  *  - state changed behind the reconciler's back is not seen by a pass from memory, but its verify
  *    read reports it, and the next pass reads the kernel and repairs it.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   actualOf,
   type Change,
@@ -22,17 +22,10 @@ import {
 } from "../../internal/dataplane/index.ts";
 import { type HostState, plan } from "../../internal/planner/index.ts";
 import type { Node, Topology } from "../../internal/topology/index.ts";
-import { canUseNetns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
+import { netnsSuite } from "../helpers/netns-suite.ts";
 import { makePair, NODES } from "./fixtures.ts";
 
-const root = await canUseNetns();
-const scope = new NetnsScope();
-
-beforeAll(async () => {
-  if (root) await sweepLeftovers();
-});
-afterEach(() => scope.cleanup());
-afterAll(() => scope.cleanup());
+const { root, scope } = await netnsSuite();
 
 const node = (name: string, cluster: string, n: number, gatewayCandidate = false): Node => ({
   name,

@@ -3,21 +3,15 @@
  * KernelWatcher in a test namespace, with the periodic resync out of the way (600 s), so only the
  * watcher can repair. Polls with deadlines; no timing assertions.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { ControlLoop } from "../../internal/agent/loop.ts";
 import { KernelWatcher } from "../../internal/dataplane/watch.ts";
 import { openStore, type Store } from "../../internal/store/index.ts";
-import { canUseNetns, execHost, type Netns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
+import { execHost, type Netns } from "../helpers/netns.ts";
+import { netnsSuite } from "../helpers/netns-suite.ts";
 import { loopOn, makePair, NODES, PAIR_TOPOLOGY } from "./fixtures.ts";
 
-const root = await canUseNetns();
-const scope = new NetnsScope();
-
-beforeAll(async () => {
-  if (root) await sweepLeftovers();
-});
-afterEach(() => scope.cleanup());
-afterAll(() => scope.cleanup());
+const { root, scope } = await netnsSuite();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,12 +1,10 @@
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { Reconciler } from "../../internal/dataplane/index.ts";
-import { canUseNetns, type Netns, NetnsScope } from "../helpers/netns.ts";
+import type { Netns } from "../helpers/netns.ts";
+import { netnsSuite } from "../helpers/netns-suite.ts";
 import { makePair, NODES, p2pState, podIp } from "./fixtures.ts";
 
-const root = await canUseNetns();
-const scope = new NetnsScope();
-afterEach(() => scope.cleanup());
-afterAll(() => scope.cleanup());
+const { root, scope } = await netnsSuite({ sweep: false });
 
 async function icmpSources(ns: Netns): Promise<string> {
   return (await ns.exec(["conntrack", "-L", "-p", "icmp"], { allowFail: true })).stdout;

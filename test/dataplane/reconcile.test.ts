@@ -1,16 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { Reconciler, readActual } from "../../internal/dataplane/index.ts";
-import { canUseNetns, NetnsScope, sweepLeftovers } from "../helpers/netns.ts";
+import { netnsSuite } from "../helpers/netns-suite.ts";
 import { emptyState, makePair, NODES, p2pState, podIp, snapshot } from "./fixtures.ts";
 
-const root = await canUseNetns();
-const scope = new NetnsScope();
-
-beforeAll(async () => {
-  if (root) await sweepLeftovers();
-});
-afterEach(() => scope.cleanup());
-afterAll(() => scope.cleanup());
+const { root, scope } = await netnsSuite();
 
 describe.skipIf(!root)("dataplane reconciler on a real kernel (P2P pair)", () => {
   test("dual stack: pods reach each other over vxlan; second reconcile is a no-op", async () => {

@@ -3,6 +3,7 @@ import {
   classifyLine,
   LineSplitter,
   MAX_LINE,
+  type MonitorSource,
   monitorSpecs,
   ownedDevice,
 } from "../../internal/dataplane/watch.ts";
@@ -128,32 +129,35 @@ const FOREIGN_XFRM = [
   "src 10.5.0.0/16 dst 10.6.0.0/16 \\\tdir out priority 100 ptype main \\\ttmpl src 1.1.1.1 dst 2.2.2.2\\\t\tproto esp reqid 1275068416 mode tunnel\\",
 ];
 
+/** Every [kind, line] pair: the line is an event of that kind (a failure names the line). */
+function expectKind(source: MonitorSource, pairs: Array<[string, string]>): void {
+  for (const [kind, line] of pairs)
+    expect({ line, kind: classifyLine(source, line)?.kind }).toEqual({ line, kind: kind as never });
+}
+const all = (kind: string, lines: string[]): Array<[string, string]> => lines.map((l) => [kind, l]);
+/** No line is an event. */
+function expectIgnored(source: MonitorSource, lines: string[]): void {
+  for (const line of lines) expect({ line, ev: classifyLine(source, line) }).toEqual({ line, ev: undefined });
+}
+
 describe("kernel watcher line filter", () => {
   test("owned ip monitor lines are events of the right kind", () => {
-    for (const [kind, line] of OWNED_IP)
-      expect({ line, kind: classifyLine("ip", line)?.kind }).toEqual({ line, kind: kind as never });
+    expectKind("ip", OWNED_IP);
   });
   test("foreign ip monitor lines are not events", () => {
-    for (const line of FOREIGN_IP)
-      expect({ line, ev: classifyLine("ip", line) }).toEqual({ line, ev: undefined });
+    expectIgnored("ip", FOREIGN_IP);
   });
   test("bridge monitor fdb: permanent entries and deletions on owned devices only", () => {
-    for (const line of OWNED_FDB)
-      expect({ line, kind: classifyLine("bridge", line)?.kind }).toEqual({ line, kind: "fdb" });
-    for (const line of FOREIGN_FDB)
-      expect({ line, ev: classifyLine("bridge", line) }).toEqual({ line, ev: undefined });
+    expectKind("bridge", all("fdb", OWNED_FDB));
+    expectIgnored("bridge", FOREIGN_FDB);
   });
   test("nft monitor: table inet kosmos only", () => {
-    for (const line of OWNED_NFT)
-      expect({ line, kind: classifyLine("nft", line)?.kind }).toEqual({ line, kind: "nft" });
-    for (const line of FOREIGN_NFT)
-      expect({ line, ev: classifyLine("nft", line) }).toEqual({ line, ev: undefined });
+    expectKind("nft", all("nft", OWNED_NFT));
+    expectIgnored("nft", FOREIGN_NFT);
   });
   test("ip xfrm monitor: policies and states with a reserved reqid, and flushes; key material never kept", () => {
-    for (const line of OWNED_XFRM)
-      expect({ line, kind: classifyLine("xfrm", line)?.kind }).toEqual({ line, kind: "xfrm" });
-    for (const line of FOREIGN_XFRM)
-      expect({ line, ev: classifyLine("xfrm", line) }).toEqual({ line, ev: undefined });
+    expectKind("xfrm", all("xfrm", OWNED_XFRM));
+    expectIgnored("xfrm", FOREIGN_XFRM);
     const state = classifyLine("xfrm", OWNED_XFRM.at(-1) ?? "");
     expect(state?.line).not.toContain("0102030405060708");
     expect(state?.line).toContain("spi 0x00000100 reqid 1258291201");

@@ -1,6 +1,7 @@
 import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, type VxlanDevice } from "../planner/hoststate.ts";
 import { renderNftDelete } from "./nft.ts";
 import { canonCidr, ZERO_MAC } from "./normalize.ts";
+import { redactKeys } from "./redact.ts";
 import type { Runner } from "./runner.ts";
 import type { ApplyError, ApplyReport, Change, ChangeKind } from "./types.ts";
 
@@ -282,7 +283,8 @@ export async function apply(
   const report: ApplyReport = {
     counts,
     applied: changes.length,
-    errors,
+    // failing commands are logged and served (/v1/state): never with the ESP keys they carried
+    errors: errors.map((e) => ({ ...e, command: redactKeys(e.command) })),
     ipsec,
     sysctlSkipped,
     durationMs: now() - t0,

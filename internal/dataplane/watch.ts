@@ -10,6 +10,7 @@
 import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO } from "../planner/hoststate.ts";
 import { KOSMOS_DEVICES } from "./normalize.ts";
 import { KOSMOS_REQID_MAX, KOSMOS_REQID_MIN } from "./read.ts";
+import { redactKeys } from "./redact.ts";
 
 export type KernelEventKind = "link" | "addr" | "route" | "rule" | "neigh" | "fdb" | "nft" | "xfrm";
 export type MonitorSource = "ip" | "bridge" | "nft" | "xfrm";
@@ -35,8 +36,6 @@ const NFT_RE = new RegExp(`(?:^|\\s)inet ${KOSMOS_NFT_TABLE}(?:\\s|$)`);
 const LABEL_RE = /^\[(LINK|ADDR|ROUTE|RULE|NEIGH)\]/;
 const DEV_RE = /(?:^|\s)dev (\S+)/;
 const REQID_RE = /(?:^|\s)reqid (\d+)(?:\s|$)/;
-/** Hex runs as long as a key (the monitor runs with `nokeys`; this is the second belt). */
-const LONG_HEX_RE = /0x[0-9a-f]{16,}/gi;
 
 /** "Deleted 4: vx-bridge: <...>" / "6: foo0@foo1: <...>" / "4: vx-bridge    inet ..." -> device. */
 function ifName(body: string): string | undefined {
@@ -70,7 +69,8 @@ export function classifyLine(source: MonitorSource, raw: string): KernelEvent | 
     if (line.startsWith("Flushed ")) return { kind: "xfrm", line };
     const reqid = Number(REQID_RE.exec(line)?.[1] ?? Number.NaN);
     if (!(reqid >= KOSMOS_REQID_MIN && reqid <= KOSMOS_REQID_MAX)) return undefined;
-    return { kind: "xfrm", line: line.replace(LONG_HEX_RE, "0x…") };
+    // the monitor runs with `nokeys`; redacting anyway is the second belt
+    return { kind: "xfrm", line: redactKeys(line) };
   }
   if (source === "bridge") {
     const body = line.replace(/^Deleted\s+/, "");

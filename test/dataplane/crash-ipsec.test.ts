@@ -127,6 +127,9 @@ describe.skipIf(!root)("crash safety and IPsec", () => {
       expect(rep.ipsec.status).toBe("degraded");
       expect(rep.ipsec.message).toMatch(/not found/);
       expect(rep.errors.map((e) => e.change)).toEqual(["xfrm-state-add"]);
+      // the failing command is reported (logs, /v1/state) without its key
+      expect(rep.errors[0]?.command).toContain("aead rfc4106(gcm(aes)) 0x… 128");
+      expect(JSON.stringify(rep)).not.toContain("ab".repeat(20));
     }
     await r.uninstall();
     expect((await a.exec(["ip", "xfrm", "policy", "list"])).stdout).toBe("");

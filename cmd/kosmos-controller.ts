@@ -1,9 +1,9 @@
 #!/usr/bin/env bun
 /** kosmos-controller: flags/env → startController. No logic here. */
-import { KubeConfig } from "@kubernetes/client-node";
 import { Command } from "commander";
 import { type AgentEndpoint, startController } from "../internal/controller/index.ts";
-import { createLogger, createRegistry } from "../internal/observability/index.ts";
+import { loadKubeConfig } from "../internal/kube/index.ts";
+import { createLogger, createRegistry, Gauge } from "../internal/observability/index.ts";
 
 const program = new Command("kosmos-controller")
   .description("Watches Kosmos Clusters and seeds the topology into agents")
@@ -59,9 +59,7 @@ if (!Number.isInteger(perCluster) || perCluster < 1)
   throw new Error(`--agents-per-cluster: bad ${o.agentsPerCluster}`);
 if (o.agentScheme !== "https" && o.agentScheme !== "http") throw new Error("--agent-scheme: https or http");
 
-const kc = new KubeConfig();
-if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
-else kc.loadFromDefault();
+const kc = loadKubeConfig(o.kubeconfig);
 
 const ctl = await startController({
   kubeconfig: kc,
@@ -72,6 +70,22 @@ const ctl = await startController({
   logger: log,
 });
 const registry = createRegistry();
+new Gauge({
+  name: "kosmos_controller_leader",
+  help: "1 while this replica holds the kosmos-controller Lease",
+  registers: [registry],
+  collect() {
+    this.set(ctl.isLeader() ? 1 : 0);
+  },
+});
+new Gauge({
+  name: "kosmos_controller_ready",
+  help: "1 while the controller can do its job (caches synced, Lease loop talking to the API server)",
+  registers: [registry],
+  collect() {
+    this.set(ctl.ready().ready ? 1 : 0);
+  },
+});
 const [hostname, port] = [
   o.listen.slice(0, o.listen.lastIndexOf(":")),
   Number(o.listen.slice(o.listen.lastIndexOf(":") + 1)),
@@ -81,10 +95,15 @@ const server = Bun.serve({
   port,
   fetch: async (req) => {
     const path = new URL(req.url).pathname;
-    if (path === "/healthz" || path === "/readyz") return new Response("ok");
+    if (path === "/healthz") return new Response("ok");
+    if (path === "/readyz") {
+      const r = ctl.ready();
+      return new Response(`${r.ready ? "ok" : "not ready"}: ${r.reason}\n`, { status: r.ready ? 200 : 503 });
+    }
     if (path === "/metrics")
       return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
-    if (path === "/status") return Response.json({ leader: ctl.isLeader(), seeder: ctl.seeder.status() });
+    if (path === "/status")
+      return Response.json({ leader: ctl.isLeader(), ready: ctl.ready(), seeder: ctl.seeder.status() });
     return new Response("not found", { status: 404 });
   },
 });

@@ -5,7 +5,7 @@
  * rotates to the next ones when a push fails (the agents gossip the topology to everyone else).
  */
 import type { AgentEndpoint } from "./push.ts";
-import type { ClusterNodeObject } from "./types.ts";
+import { type ClusterNodeObject, clusterOf, isGatewayRole } from "./types.ts";
 
 /** ClusterNode (and member Node) annotation carrying the agent's TLS certificate SHA-256 fingerprint. */
 export const FINGERPRINT_ANNOTATION = "kosmos.io/agent-fingerprint";
@@ -18,31 +18,39 @@ export interface DiscoveryOptions {
   scheme?: "http" | "https";
 }
 
-/** Candidate agents per cluster, in preference order (gateway candidates first, then by node name). */
+/**
+ * Candidate agents per cluster, in preference order (gateway candidates first, then by node name).
+ * With `clusters`, ClusterNodes of any other cluster are ignored (left behind by an unjoin).
+ */
 export function discoverAgents(
   clusterNodes: ClusterNodeObject[],
   o: DiscoveryOptions,
+  clusters?: Set<string>,
 ): Record<string, AgentEndpoint[]> {
   const port = o.port ?? 5678;
   const scheme = o.scheme ?? "https";
   const out: Record<string, AgentEndpoint[]> = {};
   const sorted = [...clusterNodes]
-    .filter((n) => n.spec?.clusterName && (n.spec.ip || n.spec.ip6))
+    .filter((n) => {
+      const c = clusterOf(n);
+      return c !== undefined && (!clusters || clusters.has(c)) && (n.spec?.ip || n.spec?.ip6);
+    })
     .sort((a, b) => {
-      const ga = (a.spec.roles ?? []).includes("gateway") ? 0 : 1;
-      const gb = (b.spec.roles ?? []).includes("gateway") ? 0 : 1;
+      const ga = isGatewayRole(a.spec?.roles) ? 0 : 1;
+      const gb = isGatewayRole(b.spec?.roles) ? 0 : 1;
       return ga - gb || a.metadata.name.localeCompare(b.metadata.name);
     });
   for (const n of sorted) {
-    const host = n.spec.ip ? n.spec.ip : `[${n.spec.ip6}]`;
+    const host = n.spec?.ip ? n.spec.ip : `[${n.spec?.ip6}]`;
     const fp = n.metadata.annotations?.[FINGERPRINT_ANNOTATION];
     const ep: AgentEndpoint = { url: `${scheme}://${host}:${port}`, token: o.token };
     // Self-signed agent certificates: pin the published fingerprint; without one, the pusher has the
     // agent prove its certificate with the token before it sends the token (api/identity.ts).
     if (scheme === "https" && fp) ep.tls = { fingerprint256: fp };
-    const list = out[n.spec.clusterName] ?? [];
+    const cluster = clusterOf(n)!;
+    const list = out[cluster] ?? [];
     list.push(ep);
-    out[n.spec.clusterName] = list;
+    out[cluster] = list;
   }
   return out;
 }

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { type IpFamily, type Topology, TopologySchema } from "../topology/index.ts";
 import { FINGERPRINT_ANNOTATION } from "./discovery.ts";
 import type { ClusterNodeObject, ClusterNodeSpec, ClusterObject } from "./types.ts";
-import { GATEWAY_LABEL } from "./types.ts";
+import { clusterOf, GATEWAY_LABEL, isGatewayRole } from "./types.ts";
 
 export function mapIpFamily(v: string | undefined): IpFamily {
   if (v === "all" || v === "dual") return "dual";
@@ -22,7 +22,7 @@ export function toTopology(clusters: ClusterObject[], clusterNodes: ClusterNodeO
   const enabled = clusters
     .filter((c) => c.spec?.clusterLinkOptions?.enable !== false)
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
-  const byName = new Map(enabled.map((c) => [c.metadata.name, c]));
+  const byName = new Map<string | undefined, ClusterObject>(enabled.map((c) => [c.metadata.name, c]));
   const outClusters = enabled.map((c) => {
     const o = c.spec.clusterLinkOptions ?? {};
     const status = c.status?.clusterLinkStatus ?? {};
@@ -41,19 +41,20 @@ export function toTopology(clusters: ClusterObject[], clusterNodes: ClusterNodeO
     };
   });
   const nodes = clusterNodes
-    .filter((n) => byName.has(n.spec?.clusterName))
+    .filter((n) => byName.has(clusterOf(n)))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
     .map((n) => {
-      const s = n.spec;
-      const eipMap = byName.get(s.clusterName)?.spec.clusterLinkOptions?.nodeElasticIPMap ?? {};
-      const elasticIP = s.elasticip || eipMap[s.nodeName];
+      const s = n.spec ?? {};
+      const cluster = clusterOf(n)!;
+      const eipMap = byName.get(cluster)?.spec.clusterLinkOptions?.nodeElasticIPMap ?? {};
+      const elasticIP = s.elasticip || eipMap[s.nodeName ?? n.metadata.name];
       return {
         name: n.metadata.name,
-        cluster: s.clusterName,
+        cluster,
         ...(s.ip ? { ipv4: s.ip } : {}),
         ...(s.ip6 ? { ipv6: s.ip6 } : {}),
         podCIDRs: uniq(s.podCIDRs ?? []),
-        gatewayCandidate: (s.roles ?? []).includes("gateway"),
+        gatewayCandidate: isGatewayRole(s.roles),
         ...(elasticIP ? { elasticIP } : {}),
         ...(s.interfaceName ? { interfaceName: s.interfaceName } : {}),
       };

@@ -7,6 +7,9 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   resourceVersion?: string;
   generation?: number;
+  uid?: string;
+  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
+  deletionTimestamp?: string;
 }
 
 export interface CidrPair {
@@ -33,6 +36,25 @@ export interface ClusterLinkOptions {
   mtu?: number;
 }
 
+/** Upstream's ClusterTree options (what `kosmosctl join --leaf-model` writes). */
+export interface LeafModel {
+  leafNodeName?: string;
+  labels?: Record<string, string>;
+  taints?: { key: string; value?: string; effect: string; timeAdded?: string }[];
+  nodeSelector?: {
+    nodeName?: string;
+    labelSelector?: {
+      matchLabels?: Record<string, string>;
+      matchExpressions?: { key: string; operator: string; values?: string[] }[];
+    };
+  };
+}
+
+export interface ClusterTreeOptions {
+  enable?: boolean;
+  leafModels?: LeafModel[];
+}
+
 export interface ClusterObject {
   apiVersion?: string;
   kind?: string;
@@ -42,10 +64,11 @@ export interface ClusterObject {
     kubeconfigSecretRef?: { name: string; namespace?: string; key?: string };
     namespace?: string;
     clusterLinkOptions?: ClusterLinkOptions;
+    clusterTreeOptions?: ClusterTreeOptions;
   };
   status?: {
     clusterLinkStatus?: { podCIDRs?: string[]; serviceCIDRs?: string[] };
-    observedGeneration?: number;
+    clusterTreeStatus?: { leafNodeItems?: { leafNodeName: string }[] };
     nodeCount?: number;
     conditions?: {
       type: string;
@@ -58,12 +81,14 @@ export interface ClusterObject {
 }
 
 export interface ClusterNodeSpec {
-  clusterName: string;
-  nodeName: string;
+  /** Upstream's tools may omit it; see mapping.clusterOf. */
+  clusterName?: string;
+  nodeName?: string;
   ip?: string;
   ip6?: string;
   podCIDRs?: string[];
-  roles?: "gateway"[];
+  /** `gateway` marks a gateway candidate; compared case-insensitively like upstream. */
+  roles?: string[];
   interfaceName?: string;
   elasticip?: string;
 }
@@ -72,7 +97,7 @@ export interface ClusterNodeObject {
   apiVersion?: string;
   kind?: string;
   metadata: ObjectMeta;
-  spec: ClusterNodeSpec;
+  spec?: ClusterNodeSpec;
 }
 
 export const GROUP = "kosmos.io";
@@ -81,3 +106,11 @@ export const VERSION = "v1alpha1";
 export const CLUSTER_LABEL = "kosmos.io/cluster";
 /** Node label that makes a member node a gateway candidate. */
 export const GATEWAY_LABEL = "kosmos.io/gateway";
+
+/** Upstream compares roles case-insensitively (`roles: [Gateway]` is a gateway too). */
+export const isGatewayRole = (roles: string[] | undefined): boolean =>
+  (roles ?? []).some((r) => r.toLowerCase() === "gateway");
+
+/** The cluster of a ClusterNode: `spec.clusterName`, else our `kosmos.io/cluster` label (upstream may omit it). */
+export const clusterOf = (n: ClusterNodeObject): string | undefined =>
+  n.spec?.clusterName || n.metadata.labels?.[CLUSTER_LABEL] || undefined;

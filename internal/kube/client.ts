@@ -1,5 +1,6 @@
-/** Small helpers around @kubernetes/client-node. */
+/** Loading kubeconfigs (client-node's KubeConfig: files, in-cluster service accounts, exec plugins). */
 import { KubeConfig } from "@kubernetes/client-node";
+import { KubeClient } from "./rest.ts";
 
 /** A KubeConfig loaded from a kubeconfig YAML string. */
 export function kubeConfigFromYaml(yaml: string): KubeConfig {
@@ -8,11 +9,17 @@ export function kubeConfigFromYaml(yaml: string): KubeConfig {
   return kc;
 }
 
-/** HTTP status code of an error thrown by client-node (ApiException `code`) or by its Watch (`statusCode`). */
-export function errorCode(e: unknown): number | undefined {
-  if (typeof e !== "object" || e === null) return undefined;
-  const o = e as { code?: unknown; statusCode?: unknown };
-  if (typeof o.code === "number") return o.code;
-  if (typeof o.statusCode === "number") return o.statusCode;
-  return undefined;
+/** A KubeConfig from a file, or the default chain (in-cluster, then $KUBECONFIG / ~/.kube/config). */
+export function loadKubeConfig(file?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (file) kc.loadFromFile(file);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/** A raw client from a kubeconfig YAML string, a loaded KubeConfig or a file path. */
+export function kubeClient(from: { yaml: string } | { file?: string } | KubeConfig): KubeClient {
+  if (from instanceof KubeConfig) return new KubeClient(from);
+  if ("yaml" in from) return new KubeClient(kubeConfigFromYaml(from.yaml));
+  return new KubeClient(loadKubeConfig(from.file));
 }

@@ -1,23 +1,18 @@
 /**
- * A lab whose topology comes from Kubernetes: fake API servers (one host cluster holding the Kosmos
- * Cluster objects and the member kubeconfig Secrets, one per member cluster serving its Nodes and
- * kube-system control-plane Pods), and the real controller pointed at the lab's agents. The agents
- * are started unseeded: everything they know comes from Cluster/Node objects through the controller.
+ * A lab whose topology comes from Kubernetes: real control planes from the envtest assets
+ * (KUBEBUILDER_ASSETS; one etcd, one API server per cluster — a host cluster holding the Kosmos
+ * Cluster objects and the member kubeconfig Secrets, and one per member cluster serving its Nodes),
+ * and the real controller pointed at the lab's agents. The agents are started unseeded: everything
+ * they know comes from Cluster/Node objects through the controller.
  *
  * The objects are derived from the LabPlan (pure: `kubeObjectsForLab`) the way a real cluster would
  * expose them: member Node names are the lab nodes' short names (the controller names ClusterNodes
  * `<cluster>-<node>`, which is the lab agent's --node), InternalIP addresses are the underlay IPs,
- * spec.podCIDRs the per-node pod CIDRs, gateway candidates carry `kosmos.io/gateway=true`, the
- * cluster pod CIDRs come from kube-controller-manager's --cluster-cidr and the service CIDRs from
- * kube-apiserver's --service-cluster-ip-range (both read by the controller's CIDR detection).
+ * spec.podCIDRs the per-node pod CIDRs, gateway candidates carry `kosmos.io/gateway=true`. The
+ * control planes run as processes (no kube-system pods whose flags could be read), so the Cluster
+ * objects carry upstream's `clusterpodCIDRs` override, and the service CIDRs are detected from the
+ * Service API's refusal of an out-of-range clusterIP — what a user of such a cluster gets.
  */
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type V1Node,
-  type V1Pod,
-} from "@kubernetes/client-node";
 import {
   type AgentEndpoint,
   type ClusterObject,
@@ -27,18 +22,34 @@ import {
   startController,
   VERSION,
 } from "../controller/index.ts";
-import { type FakeApiServer, kubeConfigFromYaml, loadKosmosCrds, startFakeApiServer } from "../kube/index.ts";
+import { ControlPlane, type Etcd, findAssets, startEtcd } from "../controlplane/index.ts";
+import {
+  applyObjects,
+  KubeClient,
+  type KubeObject,
+  kubeConfigFromYaml,
+  loadKosmosCrds,
+} from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
 import type { LabConfig } from "./config.ts";
 import { agentSocket, labUp, type UpOptions } from "./lab.ts";
 import type { LabClusterPlan, LabPlan } from "./plan.ts";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export const KOSMOS_NAMESPACE = "kosmos-system";
 
+/** A Node as the lab describes it. */
+export type LabNodeObject = KubeObject & {
+  spec: { podCIDR?: string; podCIDRs: string[] };
+  status: { addresses: { type: string; address: string }[] };
+};
+
 export interface LabKubeObjects {
   clusters: ClusterObject[];
-  /** Per member cluster: its Nodes and its kube-system control-plane Pods. */
-  members: Record<string, { nodes: V1Node[]; pods: V1Pod[] }>;
+  /** Per member cluster: its Nodes. */
+  members: Record<string, { nodes: LabNodeObject[] }>;
 }
 
 export const memberSecretName = (cluster: string): string => `kosmos-member-${cluster}`;
@@ -62,6 +73,7 @@ export function clusterObjectFor(c: LabClusterPlan, plan: LabPlan): ClusterObjec
         ipFamily: upstreamFamily(c.ipFamily),
         defaultNICName: "eth0",
         globalCIDRsMap: { ...c.globalCIDRs },
+        clusterpodCIDRs: [...c.podCIDRs],
         ...(topo?.bridgeCIDRs ? { bridgeCIDRs: topo.bridgeCIDRs } : {}),
         ...(topo?.localCIDRs ? { localCIDRs: topo.localCIDRs } : {}),
       },
@@ -75,7 +87,7 @@ export function kubeObjectsForLab(plan: LabPlan): LabKubeObjects {
   for (const c of plan.clusters) {
     const nodes = plan.nodes
       .filter((n) => n.cluster === c.name)
-      .map((n): V1Node => {
+      .map((n): LabNodeObject => {
         const addresses = [
           ...(c.ipFamily !== "ipv6" ? [{ type: "InternalIP", address: n.ipv4 }] : []),
           ...(c.ipFamily !== "ipv4" ? [{ type: "InternalIP", address: n.ipv6 }] : []),
@@ -96,31 +108,7 @@ export function kubeObjectsForLab(plan: LabPlan): LabKubeObjects {
           status: { addresses },
         };
       });
-    const controlPlanePod = (component: string, flag: string, values: string[]): V1Pod => ({
-      apiVersion: "v1",
-      kind: "Pod",
-      metadata: {
-        name: `${component}-cp`,
-        namespace: "kube-system",
-        labels: { component, tier: "control-plane" },
-      },
-      spec: {
-        containers: [
-          {
-            name: component,
-            image: `registry.k8s.io/${component}:v1.31.0`,
-            command: [component, `--${flag}=${values.join(",")}`],
-          },
-        ],
-      },
-    });
-    members[c.name] = {
-      nodes,
-      pods: [
-        controlPlanePod("kube-apiserver", "service-cluster-ip-range", c.serviceCIDRs),
-        controlPlanePod("kube-controller-manager", "cluster-cidr", c.podCIDRs),
-      ],
-    };
+    members[c.name] = { nodes };
   }
   return { clusters: plan.clusters.map((c) => clusterObjectFor(c, plan)), members };
 }
@@ -140,18 +128,23 @@ export interface KubeLab {
   name: string;
   plan: LabPlan;
   token: string;
-  host: FakeApiServer;
-  members: Map<string, FakeApiServer>;
-  hostKubeConfig: KubeConfig;
-  memberKubeConfig(cluster: string): KubeConfig;
+  etcd: Etcd;
+  host: ControlPlane;
+  members: Map<string, ControlPlane>;
+  hostClient: KubeClient;
+  memberClient(cluster: string): KubeClient;
   controller: RunningController;
   agents: AgentEndpoint[];
-  /** Stop the controller and the API servers (the lab itself is removed with labDown). */
+  /** Stop the controller and the control planes (the lab itself is removed with labDown). */
   stop(): Promise<void>;
 }
 
+/** The service CIDRs of a lab cluster as one API server flag (IPv4 first, as the API server wants). */
+const serviceRange = (c: LabClusterPlan): string =>
+  [...c.serviceCIDRs].sort((a, b) => Number(a.includes(":")) - Number(b.includes(":"))).join(",");
+
 /**
- * Bring up a lab with unseeded agents, describe it in fake API servers and run the controller.
+ * Bring up a lab with unseeded agents, describe it in real control planes and run the controller.
  * Resolves once the controller has seeded its first topology into at least one agent.
  */
 export async function labFromKubernetes(
@@ -159,51 +152,52 @@ export async function labFromKubernetes(
   config: LabConfig,
   opts: KubeLabOptions = {},
 ): Promise<KubeLab> {
+  const assets = findAssets(); // fail before the lab is up when there is no control plane to run
   const { seedNodes, logger, minBackoffMs, maxBackoffMs, leaderElection, ...up } = opts;
   const handle = await labUp(name, config, { ...up, seedCount: 0, noWait: true });
   const { plan, token } = handle;
-  const started: FakeApiServer[] = [];
+  const dir = await mkdtemp(join(tmpdir(), `kosmos-lab-k8s-${name}-`));
+  const started: ControlPlane[] = [];
+  let etcd: Etcd | undefined;
   let controller: RunningController | undefined;
   try {
-    const host = await startFakeApiServer({ crds: loadKosmosCrds() });
-    started.push(host);
-    const hostKc = kubeConfigFromYaml(host.kubeconfig({ context: "kosmos-host" }));
-    const hcore = hostKc.makeApiClient(CoreV1Api);
-    const hcustom = hostKc.makeApiClient(CustomObjectsApi);
-    await hcore.createNamespace({ body: { metadata: { name: KOSMOS_NAMESPACE } } });
+    etcd = await startEtcd(assets, join(dir, "etcd"));
+    const shared = etcd;
+    const start = (cp: string, serviceCIDR?: string): Promise<ControlPlane> =>
+      ControlPlane.start({ name: `${name}-${cp}`, etcd: shared, assets, dir: join(dir, cp), serviceCIDR });
+    const [host, ...memberPlanes] = await Promise.all([
+      start("host"),
+      ...plan.clusters.map((c) => start(c.name, serviceRange(c))),
+    ]);
+    started.push(host!, ...memberPlanes);
+    const hostClient = new KubeClient(kubeConfigFromYaml(host!.kubeconfig()));
+    await hostClient.create("/api/v1/namespaces", {
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name: KOSMOS_NAMESPACE },
+    });
+    await applyObjects(hostClient, loadKosmosCrds());
     const objs = kubeObjectsForLab(plan);
-    const members = new Map<string, FakeApiServer>();
-    for (const c of plan.clusters) {
-      const m = await startFakeApiServer();
-      started.push(m);
-      members.set(c.name, m);
-      const mkc = kubeConfigFromYaml(m.kubeconfig({ context: c.name }));
-      const mcore = mkc.makeApiClient(CoreV1Api);
-      await mcore.createNamespace({ body: { metadata: { name: "kube-system" } } }).catch(() => undefined);
-      const mo = objs.members[c.name]!;
-      for (const n of mo.nodes) await mcore.createNode({ body: n });
-      for (const p of mo.pods) await mcore.createNamespacedPod({ namespace: "kube-system", body: p });
-      await hcore.createNamespacedSecret({
-        namespace: KOSMOS_NAMESPACE,
-        body: {
-          metadata: { name: memberSecretName(c.name) },
-          type: "Opaque",
-          data: { kubeconfig: Buffer.from(m.kubeconfig({ context: c.name })).toString("base64") },
-        },
+    const members = new Map<string, ControlPlane>();
+    for (const [i, c] of plan.clusters.entries()) {
+      const cp = memberPlanes[i]!;
+      members.set(c.name, cp);
+      const mc = new KubeClient(kubeConfigFromYaml(cp.kubeconfig()));
+      for (const n of objs.members[c.name]!.nodes) await mc.create("/api/v1/nodes", n);
+      mc.close();
+      await hostClient.create(`/api/v1/namespaces/${KOSMOS_NAMESPACE}/secrets`, {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: memberSecretName(c.name) },
+        type: "Opaque",
+        data: { kubeconfig: Buffer.from(cp.kubeconfig()).toString("base64") },
       });
     }
-    for (const c of objs.clusters) {
-      await hcustom.createClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: "clusters",
-        body: c,
-      });
-    }
+    for (const c of objs.clusters) await hostClient.create(`/apis/${GROUP}/${VERSION}/clusters`, c);
     const seeds = seedNodes ?? plan.clusters.map((c) => plan.nodes.find((n) => n.cluster === c.name)!.name);
     const agents: AgentEndpoint[] = seeds.map((n) => ({ url: `unix:${agentSocket(name, n)}`, token }));
     controller = await startController({
-      kubeconfig: hostKc,
+      kubeconfig: host!.kubeconfig(),
       agents,
       namespace: KOSMOS_NAMESPACE,
       leaderElection: leaderElection ?? true,
@@ -213,28 +207,35 @@ export async function labFromKubernetes(
     });
     const ctl = controller;
     await ctl.seeder.settled({ any: true });
+    const stopAll = async (): Promise<void> => {
+      await ctl.stop();
+      hostClient.close();
+      for (const s of started) await s.stop();
+      await shared.stop();
+      await rm(dir, { recursive: true, force: true });
+    };
     return {
       name,
       plan,
       token,
-      host,
+      etcd: shared,
+      host: host!,
       members,
-      hostKubeConfig: hostKc,
-      memberKubeConfig: (cluster) => {
+      hostClient,
+      memberClient: (cluster) => {
         const m = members.get(cluster);
         if (!m) throw new Error(`no member cluster ${cluster}`);
-        return kubeConfigFromYaml(m.kubeconfig({ context: cluster }));
+        return new KubeClient(kubeConfigFromYaml(m.kubeconfig()));
       },
       controller: ctl,
       agents,
-      async stop() {
-        await ctl.stop();
-        for (const s of started) await s.stop();
-      },
+      stop: stopAll,
     };
   } catch (e) {
     await controller?.stop().catch(() => undefined);
     for (const s of started) await s.stop().catch(() => undefined);
+    await etcd?.stop().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
     throw e;
   }
 }

@@ -1,0 +1,109 @@
+/** The objects `kosmosctl install` and `join` write (pure builders over manifests/). */
+import { randomBytes } from "node:crypto";
+import { loadManifestDir, MANIFESTS_DIR, type ManifestObject } from "../kube/index.ts";
+
+export const KOSMOS_NS = "kosmos-system";
+
+/** Files in manifests/ that are not part of the default install (see their headers). */
+export const NOT_INSTALLED = ["probe-daemonset.yaml"];
+
+/** Install order: CRDs, namespace, service accounts, RBAC, workloads. */
+export function installObjects(dir = MANIFESTS_DIR): ManifestObject[] {
+  const rank = (k: string): number =>
+    ["CustomResourceDefinition", "Namespace", "ServiceAccount"].indexOf(k) + 1 || 4;
+  return [...loadManifestDir(`${dir}/crds`), ...loadManifestDir(dir, { exclude: NOT_INSTALLED })].sort(
+    (a, b) => rank(a.kind) - rank(b.kind),
+  );
+}
+
+/** The Secret + Cluster that `join cluster` creates on the host cluster. */
+export function joinObjects(
+  name: string,
+  memberKubeconfig: string,
+  networkType: string,
+  ipFamily: string,
+): ManifestObject[] {
+  const secretName = memberSecretName(name);
+  return [
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: secretName, namespace: KOSMOS_NS, labels: { "kosmos.io/cluster": name } },
+      type: "Opaque",
+      data: { kubeconfig: Buffer.from(memberKubeconfig).toString("base64") },
+    },
+    {
+      apiVersion: "kosmos.io/v1alpha1",
+      kind: "Cluster",
+      metadata: { name },
+      spec: {
+        kubeconfigSecretRef: { name: secretName, namespace: KOSMOS_NS, key: "kubeconfig" },
+        clusterLinkOptions: { networkType, ipFamily },
+      },
+    },
+  ];
+}
+
+export const memberSecretName = (cluster: string): string => `kosmos-member-${cluster}`;
+
+/**
+ * What `join cluster` installs into a member: the namespace, the agents' service account, the agent
+ * DaemonSet (KOSMOS_CLUSTER_NAME = the member's name) and the host's kosmos-token + kosmos-secret, so that
+ * every agent of the installation shares the bearer token and the gossip/IPsec secret.
+ */
+export function memberAgentObjects(name: string, token: string, secret: Uint8Array): ManifestObject[] {
+  const base = installObjects().filter(
+    (o) =>
+      o.kind === "Namespace" ||
+      o.kind === "DaemonSet" ||
+      (o.kind === "ServiceAccount" && o.metadata.name === "kosmos-agent"),
+  );
+  const [ns, ...rest] = withClusterName(base, name);
+  return [ns!, ...installSecrets(token, secret), ...rest];
+}
+
+/** The agent bearer token Secret and the installation secret (gossip HMAC, IPsec keys), random. */
+export function installSecrets(
+  token = randomBytes(32).toString("hex"),
+  secret: Uint8Array = randomBytes(32),
+): ManifestObject[] {
+  const meta = (name: string) => ({
+    name,
+    namespace: KOSMOS_NS,
+    labels: { "app.kubernetes.io/part-of": "kosmos" },
+  });
+  return [
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: meta("kosmos-token"),
+      type: "Opaque",
+      data: { token: Buffer.from(token).toString("base64") },
+    },
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: meta("kosmos-secret"),
+      type: "Opaque",
+      data: { secret: Buffer.from(secret).toString("base64") },
+    },
+  ];
+}
+
+interface ContainerLike {
+  env?: { name: string; value?: string }[];
+}
+
+/** Set KOSMOS_CLUSTER_NAME in the agent DaemonSet (its node names are <cluster>-<node>). */
+export function withClusterName(objs: ManifestObject[], cluster: string): ManifestObject[] {
+  return objs.map((o) => {
+    if (o.kind !== "DaemonSet") return o;
+    const c = structuredClone(o) as ManifestObject & {
+      spec?: { template?: { spec?: { containers?: ContainerLike[] } } };
+    };
+    for (const ct of c.spec?.template?.spec?.containers ?? []) {
+      for (const e of ct.env ?? []) if (e.name === "KOSMOS_CLUSTER_NAME") e.value = cluster;
+    }
+    return c;
+  });
+}

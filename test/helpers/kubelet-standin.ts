@@ -1,0 +1,132 @@
+/**
+ * A kubelet stand-in for tests of workload rollouts on a real control plane, where no container can
+ * run: it registers Nodes (capacity, Ready, a Lease renewed in kube-node-lease), marks the pods the
+ * real scheduler binds to them Running and Ready, and finishes their graceful deletion, as a kubelet
+ * would. It runs nothing — tests that need processes to run use the lab.
+ */
+import { Informer, type KubeClient, type KubeObject, microTime } from "../../internal/kube/index.ts";
+
+type Pod = KubeObject & {
+  spec?: { nodeName?: string; containers?: { name: string; image?: string }[] };
+  status?: { phase?: string };
+};
+
+export interface KubeletStandIn {
+  nodes: string[];
+  stop(): Promise<void>;
+}
+
+export async function startKubeletStandIn(
+  client: KubeClient,
+  nodes: { name: string; ip: string; labels?: Record<string, string> }[],
+): Promise<KubeletStandIn> {
+  const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  for (const n of nodes) {
+    const resources = { cpu: "4", memory: "8Gi", pods: "110" };
+    const node = await client.create<KubeObject>("/api/v1/nodes", {
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: {
+        name: n.name,
+        labels: { "kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", ...(n.labels ?? {}) },
+      },
+    });
+    await client.patch(
+      `/api/v1/nodes/${n.name}/status`,
+      {
+        status: {
+          capacity: resources,
+          allocatable: resources,
+          addresses: [
+            { type: "InternalIP", address: n.ip },
+            { type: "Hostname", address: n.name },
+          ],
+          conditions: [
+            {
+              type: "Ready",
+              status: "True",
+              reason: "KubeletReady",
+              message: "stand-in",
+              lastHeartbeatTime: now(),
+              lastTransitionTime: now(),
+            },
+          ],
+          nodeInfo: {
+            kubeletVersion: "v1.28.7",
+            osImage: "stand-in",
+            architecture: "amd64",
+            operatingSystem: "linux",
+          },
+        },
+      },
+      "strategic",
+    );
+    void node;
+  }
+  const names = new Set(nodes.map((n) => n.name));
+  const renew = async (): Promise<void> => {
+    for (const n of names) {
+      const path = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${n}`;
+      const spec = { holderIdentity: n, leaseDurationSeconds: 40, renewTime: microTime(new Date()) };
+      await client
+        .apply(
+          path,
+          {
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            metadata: { name: n, namespace: "kube-node-lease" },
+            spec,
+          },
+          "kubelet-standin",
+        )
+        .catch(() => undefined);
+    }
+  };
+  await renew();
+  const leases = setInterval(() => void renew(), 10_000);
+  const pods = new Informer<Pod>({ client, path: "/api/v1/pods", name: "standin-pods" });
+  const handle = async (p: Pod): Promise<void> => {
+    if (!p.spec?.nodeName || !names.has(p.spec.nodeName)) return;
+    const path = `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`;
+    if (p.metadata.deletionTimestamp) {
+      await client.delete(path, { gracePeriodSeconds: 0 }).catch(() => undefined);
+      return;
+    }
+    if (p.status?.phase === "Running") return;
+    const cond = (type: string) => ({ type, status: "True", lastTransitionTime: now() });
+    await client
+      .patch(
+        `${path}/status`,
+        {
+          status: {
+            phase: "Running",
+            startTime: now(),
+            conditions: ["Initialized", "Ready", "ContainersReady", "PodScheduled"].map(cond),
+            containerStatuses: (p.spec.containers ?? []).map((c) => ({
+              name: c.name,
+              image: c.image ?? "",
+              imageID: "",
+              ready: true,
+              started: true,
+              restartCount: 0,
+              state: { running: { startedAt: now() } },
+            })),
+          },
+        },
+        "strategic",
+      )
+      .catch(() => undefined);
+  };
+  pods
+    .on("add", (p) => void handle(p))
+    .on("update", (p) => void handle(p))
+    .start();
+  await pods.waitSynced();
+  return {
+    nodes: [...names],
+    async stop() {
+      clearInterval(leases);
+      await pods.stop();
+    },
+  };
+}

@@ -105,7 +105,9 @@ export class Members {
     const relevant = (n: NodeObject, old?: NodeObject): void => {
       if (!old || nodeShape(n) !== nodeShape(old)) changed();
     };
-    nodes.on("add", changed).on("update", relevant).on("delete", changed).start();
+    nodes.on("add", changed).on("update", relevant).on("delete", changed);
+    nodes.onHealth(changed); // unreachable ↔ back: the Cluster's status says so
+    nodes.start();
     const m: Member = { name, source: got.yaml, client, nodes };
     this.members.set(name, m);
     this.o.logger.info({ cluster: name, server: client.server.origin }, "watching member cluster");

@@ -53,7 +53,7 @@ export async function reconcileCluster(ctx: ReconcileContext, name: string): Pro
     await writeStatus(ctx.client, c, { ready: "False", reason: m.reason, message: m.message });
     return "no-member";
   }
-  if (!m.nodes.hasSynced()) {
+  if (!m.nodes.hasSynced() || m.nodes.health() === "failing") {
     // Not reachable (yet): keep the ClusterNodes we have — the network must not lose a cluster
     // because its API server is down — and say why.
     await writeStatus(ctx.client, c, {

@@ -1,6 +1,12 @@
 export { kubeClient, kubeConfigFromYaml, loadKubeConfig } from "./client.ts";
 export { errorStatus, isConflict, isGone, isNotFound, KubeApiError, type KubeStatus } from "./errors.ts";
-export { Informer, type InformerEvent, type InformerOptions, objectKey } from "./informer.ts";
+export {
+  Informer,
+  type InformerEvent,
+  type InformerHealth,
+  type InformerOptions,
+  objectKey,
+} from "./informer.ts";
 export {
   type LeaderElectionOptions,
   type LeaderElector,

@@ -12,6 +12,8 @@ import { errorStatus, KubeApiError } from "./errors.ts";
 import type { KubeClient, Named, Query } from "./rest.ts";
 
 export type InformerEvent = "add" | "update" | "delete";
+/** Connected: listed and watching; failing: the last list/watch attempt failed. */
+export type InformerHealth = "connecting" | "connected" | "failing";
 type Handler<T> = (obj: T, old?: T) => void;
 
 export interface InformerOptions {
@@ -45,7 +47,11 @@ export class Informer<T extends Named = Named> {
   private resourceVersion: string | undefined;
   /** Consecutive failures since the last healthy watch. */
   failures = 0;
+  /** Full lists done (the first one, and one per 410 Gone or restart without a resourceVersion). */
+  relists = 0;
   lastError: string | undefined;
+  private healthState: InformerHealth = "connecting";
+  private readonly healthHandlers: ((h: InformerHealth) => void)[] = [];
 
   constructor(readonly o: InformerOptions) {}
 
@@ -64,6 +70,22 @@ export class Informer<T extends Named = Named> {
 
   hasSynced(): boolean {
     return this.synced;
+  }
+
+  health(): InformerHealth {
+    return this.healthState;
+  }
+
+  /** Called when the health changes (connected ↔ failing). */
+  onHealth(fn: (h: InformerHealth) => void): this {
+    this.healthHandlers.push(fn);
+    return this;
+  }
+
+  private setHealth(h: InformerHealth): void {
+    if (h === this.healthState) return;
+    this.healthState = h;
+    for (const fn of this.healthHandlers) fn(h);
   }
 
   /** Resolves after the first successful list. */
@@ -126,6 +148,8 @@ export class Informer<T extends Named = Named> {
       else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit("update", obj, old);
     }
     this.resourceVersion = rv;
+    this.relists++;
+    this.setHealth("connected");
     if (!this.synced) {
       this.synced = true;
       for (const w of this.syncWaiters.splice(0)) w();
@@ -156,6 +180,7 @@ export class Informer<T extends Named = Named> {
     );
     for await (const ev of events) {
       this.failures = 0;
+      this.setHealth("connected");
       this.resourceVersion = ev.object.metadata.resourceVersion ?? this.resourceVersion;
       if (ev.type !== "BOOKMARK") this.apply(ev.type, ev.object);
     }
@@ -179,6 +204,7 @@ export class Informer<T extends Named = Named> {
           continue;
         }
         this.failures++;
+        this.setHealth("failing");
         needList ||= !this.resourceVersion;
         const min = this.o.minBackoffMs ?? 200;
         const base = Math.min(this.o.maxBackoffMs ?? 30_000, min * 2 ** (this.failures - 1));

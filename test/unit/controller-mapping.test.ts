@@ -22,6 +22,32 @@ const cluster = (
 });
 
 describe("mapping CRDs → Topology", () => {
+  test("upstream-shaped ClusterNodes: roles compared case-insensitively, cluster from the label when spec.clusterName is missing", () => {
+    const t = toTopology(
+      [cluster("c1", {}, { clusterLinkStatus: { podCIDRs: ["10.0.0.0/16"] } })],
+      [
+        {
+          metadata: { name: "c1-a", labels: { "kosmos.io/cluster": "c1" } },
+          spec: { ip: "192.168.0.1", roles: ["Gateway"] },
+        },
+        {
+          metadata: { name: "c1-b" },
+          spec: { clusterName: "c1", nodeName: "b", ip: "192.168.0.2", roles: ["GATEWAY"] },
+        },
+        {
+          metadata: { name: "c1-c" },
+          spec: { clusterName: "c1", nodeName: "c", ip: "192.168.0.3", roles: ["other"] },
+        },
+        { metadata: { name: "orphan" }, spec: { ip: "192.168.0.4" } },
+      ],
+    );
+    expect(t.nodes.map((n) => [n.name, n.cluster, n.gatewayCandidate])).toEqual([
+      ["c1-a", "c1", true],
+      ["c1-b", "c1", true],
+      ["c1-c", "c1", false],
+    ]);
+  });
+
   test("upstream fields map to the topology model", () => {
     const t = toTopology(
       [

@@ -11,6 +11,7 @@ import {
   type KubeClient,
   type KubeObject,
   kubeConfigFromYaml,
+  type ManifestObject,
   KubeClient as RawClient,
   ResourceMapper,
 } from "../kube/index.ts";
@@ -23,6 +24,8 @@ import {
   memberSecretName,
   withClusterName,
 } from "./k8s-objects.ts";
+
+const describeObject = (o: ManifestObject): string => `${o.kind.toLowerCase()}/${o.metadata.name}`;
 
 export class KosmosCliError extends Error {
   override readonly name = "KosmosCliError";
@@ -73,13 +76,15 @@ export async function install(
   o: {
     clusterName: string;
     timeoutMs: number;
-    onProgress?: (done: number, total: number) => void;
+    onProgress?: (done: number, total: number, what: string) => void;
     onWait?: () => void;
   },
 ): Promise<string[]> {
   await waitNamespaceGone(client, { timeoutMs: o.timeoutMs, onWait: o.onWait });
   const objs = withClusterName(installObjects(), o.clusterName);
-  await applyObjects(client, objs, { onProgress: (n) => o.onProgress?.(n, objs.length) });
+  await applyObjects(client, objs, {
+    onProgress: (n, obj) => o.onProgress?.(n, objs.length, describeObject(obj)),
+  });
   return await ensureSecrets(client, installSecrets());
 }
 
@@ -220,13 +225,15 @@ export async function uninstall(
   host: KubeClient,
   o: {
     timeoutMs: number;
-    onProgress?: (done: number, total: number) => void;
+    onProgress?: (done: number, total: number, what: string) => void;
     onMember?: (name: string, r: UnjoinResult) => void;
   },
 ): Promise<void> {
   for (const name of await joinedClusters(host)) o.onMember?.(name, await unjoin(host, name));
   const objs = [...installObjects(), ...installSecrets()];
-  await deleteObjects(host, objs, { onProgress: (n) => o.onProgress?.(n, objs.length) });
+  await deleteObjects(host, objs, {
+    onProgress: (n, obj) => o.onProgress?.(n, objs.length, describeObject(obj)),
+  });
   await waitNamespaceGone(host, { timeoutMs: o.timeoutMs });
 }
 

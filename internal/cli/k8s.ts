@@ -75,7 +75,7 @@ function installCommand(): Command {
               process.stderr.write(
                 "namespace kosmos-system is being deleted (a recent uninstall): waiting for it to go\n",
               ),
-            onProgress: (n, total) => bar.update(n, "objects", total),
+            onProgress: (n, total, what) => bar.update(n, what, total),
           });
         } finally {
           bar.stop();
@@ -106,7 +106,7 @@ function uninstallCommand(): Command {
         await uninstall(client(o.kubeconfig), {
           timeoutMs: o.timeout * 1000,
           onMember: (name, r) => process.stderr.write(`member ${name}: ${describeUnjoin(r)}\n`),
-          onProgress: (n, total) => bar.update(n, "objects", total),
+          onProgress: (n, total, what) => bar.update(n, what, total),
         });
       } finally {
         bar.stop();

@@ -184,6 +184,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
           ready: false,
           reason: `informers not synced: ${clusters.lastError ?? clusterNodes.lastError ?? "listing"}`,
         };
+      const failing = [clusters, clusterNodes].find((i) => i.health() === "failing");
+      if (failing) return { ready: false, reason: `cannot watch ${failing.o.name}: ${failing.lastError}` };
       if (elector && !elector.healthy())
         return { ready: false, reason: "the Lease cannot be read or written" };
       return { ready: true, reason: leader ? "leader" : `standby (leader: ${elector?.holder() ?? "?"})` };

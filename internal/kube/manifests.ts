@@ -108,7 +108,11 @@ export const FIELD_MANAGER = "kosmosctl";
 export async function applyObjects(
   client: KubeClient,
   objects: ManifestObject[],
-  o: { fieldManager?: string; onProgress?: (done: number) => void; mapper?: ResourceMapper } = {},
+  o: {
+    fieldManager?: string;
+    onProgress?: (done: number, obj: ManifestObject) => void;
+    mapper?: ResourceMapper;
+  } = {},
 ): Promise<void> {
   const mapper = o.mapper ?? new ResourceMapper(client);
   let done = 0;
@@ -116,7 +120,7 @@ export async function applyObjects(
     const { object } = await mapper.paths(obj, 30_000);
     await client.apply(object, obj, o.fieldManager ?? FIELD_MANAGER);
     if (obj.kind === "CustomResourceDefinition") await waitEstablished(client, obj.metadata.name);
-    o.onProgress?.(++done);
+    o.onProgress?.(++done, obj);
   }
 }
 
@@ -125,7 +129,7 @@ export async function deleteObjects(
   client: KubeClient,
   objects: ManifestObject[],
   o: {
-    onProgress?: (done: number) => void;
+    onProgress?: (done: number, obj: ManifestObject) => void;
     mapper?: ResourceMapper;
     propagation?: "Foreground" | "Background";
   } = {},
@@ -140,7 +144,7 @@ export async function deleteObjects(
       if (errorStatus(e) !== 404) throw e;
     }
     if (path) await client.delete(path, { propagationPolicy: o.propagation ?? "Background" });
-    o.onProgress?.(++done);
+    o.onProgress?.(++done, obj);
   }
 }
 

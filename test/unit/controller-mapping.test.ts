@@ -188,7 +188,7 @@ describe("mapping CRDs → Topology", () => {
     ]);
     // gateway cluster without labelled nodes: every node is a candidate
     const g = desiredClusterNodes(cluster("g", { networkType: "gateway" }), [{ metadata: { name: "x" } }]);
-    expect(g[0]!.spec.roles).toEqual(["gateway"]);
+    expect(g[0]!.spec?.roles).toEqual(["gateway"]);
     expect(clusterNodeName("c", "Node_A.example")).toBe("c-node-a-example");
     expect(clusterNodeName("c".repeat(40), "n".repeat(40)).length).toBeLessThanOrEqual(63);
   });

@@ -1,0 +1,112 @@
+import { describe, expect, test } from "bun:test";
+import { EnvError, expand, fieldValue, type PodFacts, resolveEnv } from "../../internal/kubelet/env.ts";
+import { imageKind, imageRepo, programFor } from "../../internal/kubelet/images.ts";
+
+const pod: PodFacts = {
+  name: "web-1",
+  namespace: "demo",
+  uid: "u-1",
+  nodeName: "node-1",
+  serviceAccountName: "default",
+  hostIP: "192.168.1.1",
+  podIPs: ["10.244.1.5", "fd10:1::5"],
+  labels: { app: "web" },
+  annotations: { note: 'say "hi"' },
+  resources: { "limits.memory": "64Mi" },
+};
+const look = {
+  configMap: (n: string) => (n === "cfg" ? { data: { MODE: "fast", URL: "http://x" } } : undefined),
+  secret: (n: string) => (n === "sec" ? { data: { token: "s3cret" } } : undefined),
+};
+
+describe("container environment (pure)", () => {
+  test("envFrom with prefix, then env in order; $(VAR) expands what came before, $$ escapes, unknown stays", () => {
+    const env = resolveEnv(
+      {
+        envFrom: [{ configMapRef: { name: "cfg" }, prefix: "CFG_" }],
+        env: [
+          { name: "A", value: "a" },
+          { name: "B", value: "$(A)-$(CFG_MODE)-$(LATER)-$$(A)" },
+          { name: "LATER", value: "l" },
+          { name: "POD", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+          { name: "NODE_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
+          { name: "IPS", valueFrom: { fieldRef: { fieldPath: "status.podIPs" } } },
+          { name: "APP", valueFrom: { fieldRef: { fieldPath: "metadata.labels['app']" } } },
+          { name: "TOKEN", valueFrom: { secretKeyRef: { name: "sec", key: "token" } } },
+          { name: "OPT", valueFrom: { secretKeyRef: { name: "nope", key: "x", optional: true } } },
+          { name: "MEM", valueFrom: { resourceFieldRef: { resource: "limits.memory" } } },
+        ],
+      },
+      pod,
+      look,
+    );
+    expect(Object.fromEntries(env)).toEqual({
+      CFG_MODE: "fast",
+      CFG_URL: "http://x",
+      A: "a",
+      B: "a-fast-$(LATER)-$(A)",
+      LATER: "l",
+      POD: "web-1",
+      NODE_IP: "192.168.1.1",
+      IPS: "10.244.1.5,fd10:1::5",
+      APP: "web",
+      TOKEN: "s3cret",
+      MEM: "64Mi",
+    });
+  });
+
+  test("a missing required reference is a CreateContainerConfigError naming the variable", () => {
+    expect(() =>
+      resolveEnv(
+        { env: [{ name: "T", valueFrom: { secretKeyRef: { name: "nope", key: "k" } } }] },
+        pod,
+        look,
+      ),
+    ).toThrow(new EnvError('secret "nope" not found (env T)'));
+    expect(() =>
+      resolveEnv(
+        { env: [{ name: "T", valueFrom: { configMapKeyRef: { name: "cfg", key: "k" } } }] },
+        pod,
+        look,
+      ),
+    ).toThrow("couldn't find key k in ConfigMap cfg (env T)");
+    expect(() => fieldValue(pod, "spec.bogus")).toThrow("unsupported fieldRef spec.bogus");
+    expect(fieldValue(pod, "metadata.annotations")).toBe('note="say \\"hi\\""');
+    expect(expand("$(X)", new Map())).toBe("$(X)");
+  });
+});
+
+describe("images map to local programs", () => {
+  test("repository without registry and tag; the table decides the kind", () => {
+    expect(imageRepo("ghcr.io/kosmos-io/kosmos-ts:latest")).toBe("kosmos-io/kosmos-ts");
+    expect(imageRepo("localhost:5000/busybox@sha256:abc")).toBe("busybox");
+    expect(imageRepo("nginx")).toBe("nginx");
+    expect(imageKind("registry.k8s.io/e2e-test-images/agnhost:2.39")).toBe("echo");
+    expect(imageKind("busybox:1.36")).toBe("shell");
+    expect(imageKind("registry.k8s.io/pause:3.9")).toBe("sleep");
+  });
+  test("Kosmos binaries run from this checkout; a shell image runs its command; echo listens on its ports", () => {
+    const bun = "/x/bun";
+    const agent = programFor({
+      image: "ghcr.io/kosmos-io/kosmos-ts:latest",
+      command: ["/usr/local/bin/kosmos-agent"],
+      args: ["--x"],
+      ports: [],
+      podName: "p",
+      bun,
+    });
+    expect(agent[0]).toBe(bun);
+    expect(agent[1]).toMatch(/cmd\/kosmos-agent\.ts$/);
+    expect(agent[2]).toBe("--x");
+    expect(
+      programFor({ image: "busybox", command: ["sh", "-c", "echo hi"], ports: [], podName: "p", bun }),
+    ).toEqual(["sh", "-c", "echo hi"]);
+    expect(programFor({ image: "busybox", ports: [], podName: "p", bun })).toEqual(["sleep", "infinity"]);
+    expect(programFor({ image: "nginx", ports: [80, 8080], podName: "web-1", bun })[2]).toContain(
+      "TCP6-LISTEN:80,",
+    );
+    expect(() =>
+      programFor({ image: "kosmos-ts", command: ["/bin/true"], ports: [], podName: "p", bun }),
+    ).toThrow("unknown Kosmos binary");
+  });
+});

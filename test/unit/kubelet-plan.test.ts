@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { EnvError, expand, fieldValue, type PodFacts, resolveEnv } from "../../internal/kubelet/env.ts";
 import { imageKind, imageRepo, programFor } from "../../internal/kubelet/images.ts";
+import { MountError, planVolume } from "../../internal/kubelet/volumes.ts";
 
 const pod: PodFacts = {
   name: "web-1",
@@ -108,5 +109,78 @@ describe("images map to local programs", () => {
     expect(() =>
       programFor({ image: "kosmos-ts", command: ["/bin/true"], ports: [], podName: "p", bun }),
     ).toThrow("unknown Kosmos binary");
+  });
+});
+
+describe("volumes as files (pure)", () => {
+  const vlook = { ...look, token: (aud: string | undefined) => `tok-${aud ?? "api"}` };
+  test("configMap items and modes, secret, projected SA token + root CA + namespace, downwardAPI", () => {
+    expect(
+      planVolume(
+        { name: "c", configMap: { name: "cfg", items: [{ key: "MODE", path: "conf/mode", mode: 0o600 }] } },
+        pod,
+        vlook,
+      ),
+    ).toEqual({
+      name: "c",
+      kind: "files",
+      files: [{ path: "conf/mode", content: "fast", mode: 0o600 }],
+    });
+    expect(planVolume({ name: "s", secret: { secretName: "sec", defaultMode: 0o400 } }, pod, vlook)).toEqual({
+      name: "s",
+      kind: "files",
+      files: [{ path: "token", content: "s3cret", mode: 0o400 }],
+    });
+    const sa = planVolume(
+      {
+        name: "kube-api-access",
+        projected: {
+          sources: [
+            { serviceAccountToken: { path: "token", expirationSeconds: 3607 } },
+            { configMap: { name: "cfg", items: [{ key: "URL", path: "ca.crt" }] } },
+            {
+              downwardAPI: { items: [{ path: "namespace", fieldRef: { fieldPath: "metadata.namespace" } }] },
+            },
+          ],
+        },
+      },
+      pod,
+      vlook,
+    );
+    expect(sa.kind === "files" && sa.files.map((f) => [f.path, f.content])).toEqual([
+      ["token", "tok-api"],
+      ["ca.crt", "http://x"],
+      ["namespace", "demo"],
+    ]);
+    expect(planVolume({ name: "h", hostPath: { path: "/var/lib/kosmos" } }, pod, vlook)).toEqual({
+      name: "h",
+      kind: "hostPath",
+      path: "/var/lib/kosmos",
+    });
+  });
+  test("missing sources fail the mount unless optional; hostile paths are refused", () => {
+    expect(() => planVolume({ name: "x", secret: { secretName: "nope" } }, pod, vlook)).toThrow(
+      new MountError('secret "nope" not found'),
+    );
+    expect(planVolume({ name: "x", secret: { secretName: "nope", optional: true } }, pod, vlook)).toEqual({
+      name: "x",
+      kind: "files",
+      files: [],
+    });
+    expect(() =>
+      planVolume(
+        { name: "x", configMap: { name: "cfg", items: [{ key: "MODE", path: "../../etc/passwd" }] } },
+        pod,
+        vlook,
+      ),
+    ).toThrow("must be relative and stay inside the volume");
+    expect(() =>
+      planVolume(
+        { name: "x", configMap: { name: "cfg", items: [{ key: "MODE", path: "/abs" }] } },
+        pod,
+        vlook,
+      ),
+    ).toThrow("must be relative");
+    expect(() => planVolume({ name: "x" } as never, pod, vlook)).toThrow("unsupported volume type");
   });
 });

@@ -1,6 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { EnvError, expand, fieldValue, type PodFacts, resolveEnv } from "../../internal/kubelet/env.ts";
 import { imageKind, imageRepo, programFor } from "../../internal/kubelet/images.ts";
+import {
+  type ContainerRuntime,
+  type PodCondition,
+  podPhase,
+  podStatus,
+  restartBackoffMs,
+  shouldRestart,
+} from "../../internal/kubelet/status.ts";
 import { MountError, planVolume } from "../../internal/kubelet/volumes.ts";
 
 const pod: PodFacts = {
@@ -182,5 +190,73 @@ describe("volumes as files (pure)", () => {
       ),
     ).toThrow("must be relative");
     expect(() => planVolume({ name: "x" } as never, pod, vlook)).toThrow("unsupported volume type");
+  });
+});
+
+describe("pod status from container states (pure)", () => {
+  const now = "2026-12-02T12:00:00Z";
+  const run = { running: { startedAt: now } };
+  const exit = (exitCode: number) => ({
+    terminated: { exitCode, reason: exitCode ? "Error" : "Completed", finishedAt: now },
+  });
+  const c = (state: ContainerRuntime["state"], o: Partial<ContainerRuntime> = {}): ContainerRuntime => ({
+    name: "c",
+    image: "busybox",
+    state,
+    restartCount: 0,
+    ready: true,
+    started: "running" in state,
+    ...o,
+  });
+  test("phase follows the restart policy and exit codes", () => {
+    expect(podPhase("Always", [c({ waiting: { reason: "ContainerCreating" } })])).toBe("Pending");
+    expect(podPhase("Always", [c(run)])).toBe("Running");
+    expect(podPhase("Never", [c(exit(0))])).toBe("Succeeded");
+    expect(podPhase("Never", [c(exit(0)), c(exit(2))])).toBe("Failed");
+    expect(podPhase("OnFailure", [c(exit(2))])).toBe("Running");
+    expect(podPhase("OnFailure", [c(exit(0))])).toBe("Succeeded");
+    expect(podPhase("Always", [c({ waiting: { reason: "CrashLoopBackOff" } }, { restartCount: 3 })])).toBe(
+      "Running",
+    );
+    expect(shouldRestart("OnFailure", 0)).toBe(false);
+    expect([1, 2, 3, 10].map((n) => restartBackoffMs(n))).toEqual([10_000, 20_000, 40_000, 300_000]);
+  });
+  test("Ready needs every container running and ready; transition times stay while a condition holds", () => {
+    const first = podStatus({
+      restartPolicy: "Always",
+      containers: [c(run, { ready: false })],
+      hostIP: "192.168.1.1",
+      podIPs: ["10.244.1.5", "fd10::5"],
+      startTime: now,
+      now,
+    });
+    expect(first.phase).toBe("Running");
+    expect(first.podIP).toBe("10.244.1.5");
+    expect(first.podIPs).toEqual([{ ip: "10.244.1.5" }, { ip: "fd10::5" }]);
+    const conds = first.conditions as PodCondition[];
+    expect(conds.find((x) => x.type === "Ready")).toEqual({
+      type: "Ready",
+      status: "False",
+      reason: "ContainersNotReady",
+      lastTransitionTime: now,
+    });
+    const later = "2026-12-02T12:00:05Z";
+    const second = podStatus({
+      restartPolicy: "Always",
+      containers: [c(run)],
+      hostIP: "192.168.1.1",
+      podIPs: ["10.244.1.5"],
+      startTime: now,
+      previous: conds,
+      now: later,
+    });
+    const c2 = second.conditions as PodCondition[];
+    expect(c2.find((x) => x.type === "Ready")).toEqual({
+      type: "Ready",
+      status: "True",
+      lastTransitionTime: later,
+    });
+    expect(c2.find((x) => x.type === "PodScheduled")?.lastTransitionTime).toBe(now);
+    expect((second.containerStatuses as { ready: boolean }[])[0]!.ready).toBe(true);
   });
 });

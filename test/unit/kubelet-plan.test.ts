@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { installObjects } from "../../internal/cli/k8s-objects.ts";
 import { EnvError, expand, fieldValue, type PodFacts, resolveEnv } from "../../internal/kubelet/env.ts";
 import { imageKind, imageRepo, programFor } from "../../internal/kubelet/images.ts";
+import { type PodSpecLike, planPod } from "../../internal/kubelet/podplan.ts";
 import {
   type ContainerRuntime,
   type PodCondition,
@@ -258,5 +260,83 @@ describe("pod status from container states (pure)", () => {
     });
     expect(c2.find((x) => x.type === "PodScheduled")?.lastTransitionTime).toBe(now);
     expect((second.containerStatuses as { ready: boolean }[])[0]!.ready).toBe(true);
+  });
+});
+
+describe("a pod's plan (pure)", () => {
+  const vlook = { ...look, token: () => "tok" };
+  test("the agent DaemonSet's pod: hostNetwork, downward-API env, secret volume mounted, HTTPS probes on the listen port", () => {
+    const ds = installObjects().find((o) => o.kind === "DaemonSet") as unknown as {
+      spec: { template: { spec: PodSpecLike } };
+    };
+    const spec = structuredClone(ds.spec.template.spec);
+    const withToken = {
+      ...vlook,
+      secret: (n: string): { data: Record<string, string> } | undefined =>
+        n === "kosmos-token"
+          ? { data: { token: "t0k" } }
+          : n === "kosmos-secret"
+            ? { data: { secret: "s" } }
+            : undefined,
+    };
+    const plan = planPod(spec, pod, withToken, "/bun");
+    expect(plan.hostNetwork).toBe(true);
+    const c = plan.containers[0]!;
+    expect(c.argv[1]).toMatch(/cmd\/kosmos-agent\.ts$/);
+    expect(c.env.KOSMOS_TOKEN).toBe("t0k");
+    expect(c.env.K8S_NODE_NAME).toBe("node-1");
+    expect(c.env.KOSMOS_ADVERTISE_URL).toBe("https://192.168.1.1:5678");
+    expect(c.readiness?.action).toEqual({
+      http: { scheme: "HTTPS", host: undefined, port: 5678, path: "/readyz" },
+    });
+    expect(c.mounts.map((m) => m.volume)).toContain("secret");
+    expect(plan.volumes.find((v) => v.name === "secret")).toEqual({
+      name: "secret",
+      kind: "files",
+      files: [{ path: "secret", content: "s", mode: 0o400 }],
+    });
+  });
+  test("named probe ports resolve; a probe on an undeclared port, a mount of no volume, are errors; the unsupported is listed", () => {
+    const spec: PodSpecLike = {
+      initContainers: [{ name: "init", image: "busybox" }],
+      containers: [
+        {
+          name: "web",
+          image: "nginx",
+          ports: [{ name: "http", containerPort: 80 }],
+          readinessProbe: { httpGet: { port: "http" } },
+          startupProbe: { tcpSocket: { port: 80 } },
+        },
+      ],
+    };
+    const plan = planPod(spec, pod, vlook, "/bun");
+    expect(plan.containers[0]!.readiness).toEqual({
+      action: { http: { scheme: "HTTP", host: undefined, port: 80, path: "/" } },
+      initialDelayMs: 0,
+      periodMs: 10_000,
+      timeoutMs: 1000,
+      failureThreshold: 3,
+      successThreshold: 1,
+    });
+    expect(plan.unsupported).toEqual([
+      "initContainers (not run)",
+      "container web: startupProbe (treated as started)",
+    ]);
+    expect(() =>
+      planPod(
+        { containers: [{ name: "w", image: "nginx", livenessProbe: { tcpSocket: { port: "nope" } } }] },
+        pod,
+        vlook,
+        "/bun",
+      ),
+    ).toThrow('probe port "nope" is not a declared port');
+    expect(() =>
+      planPod(
+        { containers: [{ name: "w", image: "nginx", volumeMounts: [{ name: "v", mountPath: "/x" }] }] },
+        pod,
+        vlook,
+        "/bun",
+      ),
+    ).toThrow("volumeMount v names no volume");
   });
 });

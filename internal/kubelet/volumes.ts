@@ -135,24 +135,17 @@ export function planVolume(v: VolumeSpec, pod: PodFacts, look: VolumeLookups): P
   let files: FileToWrite[];
   if (v.emptyDir) return { name: v.name, kind: "emptyDir" };
   if (v.hostPath) return { name: v.name, kind: "hostPath", path: v.hostPath.path };
-  if (v.configMap)
-    files = keyFiles(
-      "configmap",
-      v.configMap.name,
-      look.configMap(v.configMap.name)?.data,
-      v.configMap.items,
-      v.configMap.defaultMode ?? 0o644,
-      v.configMap.optional,
-    );
-  else if (v.secret)
-    files = keyFiles(
-      "secret",
-      v.secret.secretName,
-      look.secret(v.secret.secretName)?.data,
-      v.secret.items,
-      v.secret.defaultMode ?? 0o644,
-      v.secret.optional,
-    );
+  const src = v.configMap
+    ? { kind: "configmap" as const, ...v.configMap, data: look.configMap(v.configMap.name)?.data }
+    : v.secret
+      ? {
+          kind: "secret" as const,
+          ...v.secret,
+          name: v.secret.secretName,
+          data: look.secret(v.secret.secretName)?.data,
+        }
+      : undefined;
+  if (src) files = keyFiles(src.kind, src.name, src.data, src.items, src.defaultMode ?? 0o644, src.optional);
   else if (v.downwardAPI) files = downwardFiles(v.downwardAPI.items, pod, v.downwardAPI.defaultMode ?? 0o644);
   else if (v.projected) files = projectedFiles(v.projected, pod, look);
   else

@@ -146,7 +146,7 @@ describe.skipIf(problem !== undefined)("kosmosctl on real control planes", () =>
   test(
     "install rolls out (controller 2/2 available, agents on both nodes); re-install keeps the secrets",
     async () => {
-      const r = await kosmosctl([
+      const installHost = [
         "install",
         "--kubeconfig",
         files.host,
@@ -154,22 +154,15 @@ describe.skipIf(problem !== undefined)("kosmosctl on real control planes", () =>
         "hostc",
         "--timeout",
         "60",
-      ]);
+      ];
+      const r = await kosmosctl(installHost);
       expect(r.stderr).not.toContain("error");
       expect(r.exitCode).toBe(0);
       expect(r.stdout).toContain("secrets: created kosmos-token, kosmos-secret.");
       expect(r.stdout).toContain("Kosmos installed.");
       expect(r.stderr).toContain("kosmos-controller 2/2, kosmos-agent 2/2");
       const token = await secretData(host(), "kosmos-token");
-      const again = await kosmosctl([
-        "install",
-        "--kubeconfig",
-        files.host,
-        "--cluster-name",
-        "hostc",
-        "--timeout",
-        "60",
-      ]);
+      const again = await kosmosctl(installHost);
       expect(again.exitCode).toBe(0);
       expect(again.stdout).toContain("kept existing kosmos-token, kosmos-secret");
       expect(await secretData(host(), "kosmos-token")).toEqual(token);

@@ -49,6 +49,18 @@ export interface ControllerOptions {
   maxBackoffMs?: number;
 }
 
+/** One informer's state: synced, and how often it had to list again (410 Gone after an outage). */
+export interface WatchStatus {
+  name: string;
+  synced: boolean;
+  relists: number;
+  expired: number;
+  failures: number;
+  lastError?: string;
+}
+
+type WatchedInformer = Pick<Informer, "o" | "hasSynced" | "relists" | "expired" | "failures" | "lastError">;
+
 export interface RunningController {
   readonly seeder: Seeder;
   isLeader(): boolean;
@@ -58,6 +70,8 @@ export interface RunningController {
   topology(): Topology;
   /** Resolve once every queued reconcile has run (tests, CLI). */
   idle(): Promise<void>;
+  /** Its informers (Clusters, ClusterNodes, then each watched member's Nodes), as they are now. */
+  watches(): WatchStatus[];
   stop(): Promise<void>;
 }
 
@@ -192,6 +206,17 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     },
     topology: () => toTopology(clusters.list(), clusterNodes.list()),
     idle: () => queue.idle(),
+    watches: () =>
+      [clusters, clusterNodes, ...members.names().flatMap((n) => members.get(n)?.nodes ?? [])].map(
+        (i: WatchedInformer) => ({
+          name: i.o.name,
+          synced: i.hasSynced(),
+          relists: i.relists,
+          expired: i.expired,
+          failures: i.failures,
+          ...(i.lastError ? { lastError: i.lastError } : {}),
+        }),
+      ),
     async stop() {
       queue.stop();
       seeder.stop();

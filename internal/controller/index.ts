@@ -1,5 +1,10 @@
 export { detectPodCIDRs, detectServiceCIDRs, flagValue, serviceCidrFromError } from "./cidr.ts";
-export { type ControllerOptions, type RunningController, startController } from "./controller.ts";
+export {
+  type ControllerOptions,
+  type RunningController,
+  startController,
+  type WatchStatus,
+} from "./controller.ts";
 export { type DiscoveryOptions, discoverAgents, FINGERPRINT_ANNOTATION } from "./discovery.ts";
 export {
   clusterNodeName,

@@ -7,9 +7,15 @@
  * object), so status is written with a merge patch on the object itself. It carries no
  * observedGeneration: without a status subresource every status write bumps the generation.
  */
-import { isConflict, isNotFound, type KubeClient, type KubeObject } from "../kube/index.ts";
+import { isConflict, isNotFound, KubeApiError, type KubeClient, type KubeObject } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
-import { detectPodCIDRs, detectServiceCIDRs, type IpPoolLike, type PodLike } from "./cidr.ts";
+import {
+  detectPodCIDRs,
+  detectServiceCIDRs,
+  type IpPoolLike,
+  type PodLike,
+  serviceCidrFromError,
+} from "./cidr.ts";
 import { desiredClusterNodes } from "./mapping.ts";
 import type { Member, MemberProblem } from "./members.ts";
 import {
@@ -173,29 +179,36 @@ async function detectCIDRs(
 }
 
 /**
- * The service CIDR of a cluster whose API server is not a pod (a process, a managed service): create
+ * The service CIDRs of a cluster whose API server is not a pod (a process, a managed service): create
  * a Service with an out-of-range clusterIP and read the valid range from the refusal (dry run: nothing
- * is created even when the IP happens to be valid).
+ * is created even when the IP happens to be valid). The API server names only the range of the
+ * family it allocated from, so each family is asked for on its own (IPv4 first); a family the cluster
+ * does not have is refused with another message and contributes nothing.
  */
 export async function probeServiceCidr(client: KubeClient): Promise<string[]> {
-  try {
-    await client.create(
-      "/api/v1/namespaces/default/services",
-      {
-        apiVersion: "v1",
-        kind: "Service",
-        metadata: { name: "kosmos-service-cidr-probe" },
-        spec: { clusterIP: "0.0.0.1", ports: [{ port: 80 }] },
-      },
-      { dryRun: "All" },
-    );
-    return [];
-  } catch (e) {
-    const m = /The range of valid IPs is ([0-9a-fA-F.:/]+)(?: and ([0-9a-fA-F.:/]+))?/.exec(
-      (e as Error).message,
-    );
-    return m ? [m[1]!, ...(m[2] ? [m[2]] : [])] : [];
+  const out: string[] = [];
+  for (const [family, ip] of [
+    ["IPv4", "0.0.0.1"],
+    ["IPv6", "::1"],
+  ] as const) {
+    try {
+      await client.create(
+        "/api/v1/namespaces/default/services",
+        {
+          apiVersion: "v1",
+          kind: "Service",
+          metadata: { name: "kosmos-service-cidr-probe" },
+          spec: { clusterIP: ip, ipFamilies: [family], ports: [{ port: 80 }] },
+        },
+        { dryRun: "All" },
+      );
+    } catch (e) {
+      // No answer is no information: fail the reconcile (retried) rather than cache "none".
+      if (e instanceof KubeApiError && e.unreachable) throw e;
+      for (const cidr of serviceCidrFromError((e as Error).message)) if (!out.includes(cidr)) out.push(cidr);
+    }
   }
+  return out;
 }
 
 interface StatusInput {

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { formatIp, parseCidr } from "../topology/cidr.ts";
 import { type Assets, findAssets } from "./assets.ts";
 import { Daemon, freePort, waitUntil } from "./daemon.ts";
 import { type CertAuthority, issueCert, type KeyPair, makeCA, makeServiceAccountKey } from "./pki.ts";
@@ -88,6 +89,15 @@ export interface ControlPlaneOptions {
   port?: number;
 }
 
+/** A second API server of a control plane (see ControlPlane.startReplica). */
+export interface ApiServerReplica {
+  url: string;
+  port: number;
+  /** Admin kubeconfig pointing at this replica. */
+  kubeconfig(o?: { token?: string; user?: string }): string;
+  stop(): Promise<void>;
+}
+
 /** A started control plane: its URL, admin credentials and processes. */
 export class ControlPlane {
   readonly daemons = new Map<string, Daemon>();
@@ -126,7 +136,7 @@ export class ControlPlane {
         "kubernetes.default",
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
-        firstServiceIP(serviceCIDR),
+        ...firstServiceIPs(serviceCIDR),
         ...(o.hosts ?? []),
       ],
     });
@@ -210,13 +220,48 @@ export class ControlPlane {
     });
   }
 
-  /** GET /readyz answered 200. */
-  async ready(): Promise<boolean> {
-    const r = await fetch(`${this.url}/readyz`, {
+  /** GET /readyz answered 200 (this control plane's URL, or a replica's). */
+  async ready(url = this.url): Promise<boolean> {
+    const r = await fetch(`${url}/readyz`, {
       headers: { Authorization: `Bearer ${this.adminToken}` },
       tls: { ca: this.ca.pem },
     } as RequestInit);
     return r.ok;
+  }
+
+  /**
+   * A second API server of this cluster (an HA control plane): the same etcd and prefix, certificates,
+   * tokens and service-account keys, on another loopback port. Clients of the first one do not see it:
+   * changes made through it while the first is down reach them only through etcd once it is back.
+   * `stop()` of the control plane stops it too.
+   */
+  async startReplica(o: { port?: number } = {}): Promise<ApiServerReplica> {
+    const port = o.port ?? (await freePort());
+    const url = `https://127.0.0.1:${port}`;
+    const key = `kube-apiserver-replica-${port}`;
+    const argv = this.apiServerArgv.map((a) =>
+      a.startsWith("--secure-port=") ? `--secure-port=${port}` : a,
+    );
+    const d = new Daemon(
+      `kube-apiserver(${this.name}, replica :${port})`,
+      argv,
+      join(this.dir, `${key}.log`),
+    );
+    this.daemons.set(key, d);
+    const stop = async (): Promise<void> => {
+      await d.stop();
+      this.daemons.delete(key);
+    };
+    try {
+      await waitUntil(`${this.name}'s replica API server /readyz`, () => this.ready(url), {
+        timeoutMs: 60_000,
+        daemon: d,
+      });
+    } catch (e) {
+      await stop();
+      throw e;
+    }
+    return { url, port, kubeconfig: (k = {}) => this.kubeconfig({ ...k, server: url }), stop };
   }
 
   private async startComponent(c: Component, o: ControlPlaneOptions, saKey: string): Promise<void> {
@@ -266,18 +311,24 @@ export class ControlPlane {
 
   /** Stop every process (and etcd when it is this control plane's own); remove its temp dir. */
   async stop(): Promise<void> {
-    const order = ["kube-scheduler", "kube-controller-manager", "kube-apiserver"];
+    const replicas = [...this.daemons.keys()].filter((k) => k.startsWith("kube-apiserver-replica-"));
+    const order = ["kube-scheduler", "kube-controller-manager", ...replicas, "kube-apiserver"];
     for (const n of order) await this.daemons.get(n)?.stop();
     if (this.ownsEtcd) await this.etcd.stop();
     if (this.ownsDir) await rm(this.dir, { recursive: true, force: true });
   }
 }
 
-function firstServiceIP(cidr: string): string {
-  const [base] = cidr.split("/");
-  const parts = base!.split(".").map(Number);
-  parts[3] = (parts[3] ?? 0) + 1;
-  return parts.join(".");
+/** The first address of each service CIDR (`10.96.0.0/12,fd00::/108`): the `kubernetes` Service's IPs. */
+function firstServiceIPs(cidrs: string): string[] {
+  return cidrs
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const c = parseCidr(s);
+      return formatIp(c.family, c.base + 1n);
+    });
 }
 
 function apiServerArgv(
@@ -301,7 +352,8 @@ function apiServerArgv(
     `--etcd-prefix=/${o.name}`,
     `--secure-port=${o.port}`,
     "--bind-address=127.0.0.1",
-    "--advertise-address=127.0.0.1",
+    // Of the primary service CIDR's family, or an IPv6-primary API server refuses to start.
+    `--advertise-address=${o.serviceCIDR.split(",")[0]!.includes(":") ? "::1" : "127.0.0.1"}`,
     `--tls-cert-file=${o.serving.certPath}`,
     `--tls-private-key-file=${o.serving.keyPath}`,
     `--client-ca-file=${o.ca.certPath}`,

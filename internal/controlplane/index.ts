@@ -1,5 +1,6 @@
 export { type Assets, AssetsMissingError, assetsProblem, type Binary, findAssets } from "./assets.ts";
 export {
+  type ApiServerReplica,
   type Component,
   ControlPlane,
   type ControlPlaneOptions,

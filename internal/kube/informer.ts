@@ -47,8 +47,10 @@ export class Informer<T extends Named = Named> {
   private resourceVersion: string | undefined;
   /** Consecutive failures since the last healthy watch. */
   failures = 0;
-  /** Full lists done (the first one, and one per 410 Gone or restart without a resourceVersion). */
+  /** Completed full lists after the first one (after a 410 Gone, or a failure before any resourceVersion). */
   relists = 0;
+  /** Watches the server refused or ended with 410 Gone (the resourceVersion was too old). */
+  expired = 0;
   lastError: string | undefined;
   private healthState: InformerHealth = "connecting";
   private readonly healthHandlers: ((h: InformerHealth) => void)[] = [];
@@ -148,9 +150,9 @@ export class Informer<T extends Named = Named> {
       else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit("update", obj, old);
     }
     this.resourceVersion = rv;
-    this.relists++;
     this.setHealth("connected");
-    if (!this.synced) {
+    if (this.synced) this.relists++;
+    else {
       this.synced = true;
       for (const w of this.syncWaiters.splice(0)) w();
     }
@@ -200,6 +202,7 @@ export class Informer<T extends Named = Named> {
       } catch (e) {
         if (this.stopped) break;
         if (errorStatus(e) === 410) {
+          this.expired++;
           needList = true; // too old: relist at once, no backoff
           continue;
         }

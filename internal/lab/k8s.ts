@@ -122,6 +122,8 @@ export interface KubeLabOptions extends Omit<UpOptions, "seedCount" | "noWait"> 
   maxBackoffMs?: number;
   /** Leader election through a Lease on the host cluster (default true, as deployed). */
   leaderElection?: boolean;
+  /** How long the controller may take to seed its first topology (default 120 s); then it fails. */
+  seedTimeoutMs?: number;
 }
 
 export interface KubeLab {
@@ -139,6 +141,29 @@ export interface KubeLab {
   stop(): Promise<void>;
 }
 
+/** Resolve once the controller has pushed a topology to an agent; fail (saying why) after `ms`. */
+async function firstSeed(ctl: RunningController, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const failing = ctl.seeder
+        .status()
+        .agents.filter((a) => a.lastError)
+        .map((a) => `${a.url}: ${a.lastError}`);
+      reject(
+        new Error(
+          `the controller seeded no agent in ${ms} ms (${ctl.ready().reason}${failing.length > 0 ? `; ${failing.join("; ")}` : ""})`,
+        ),
+      );
+    }, ms);
+  });
+  try {
+    await Promise.race([ctl.seeder.settled({ any: true }), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The service CIDRs of a lab cluster as one API server flag (IPv4 first, as the API server wants). */
 const serviceRange = (c: LabClusterPlan): string =>
   [...c.serviceCIDRs].sort((a, b) => Number(a.includes(":")) - Number(b.includes(":"))).join(",");
@@ -153,7 +178,7 @@ export async function labFromKubernetes(
   opts: KubeLabOptions = {},
 ): Promise<KubeLab> {
   const assets = findAssets(); // fail before the lab is up when there is no control plane to run
-  const { seedNodes, logger, minBackoffMs, maxBackoffMs, leaderElection, ...up } = opts;
+  const { seedNodes, logger, minBackoffMs, maxBackoffMs, leaderElection, seedTimeoutMs, ...up } = opts;
   const handle = await labUp(name, config, { ...up, seedCount: 0, noWait: true });
   const { plan, token } = handle;
   const dir = await mkdtemp(join(tmpdir(), `kosmos-lab-k8s-${name}-`));
@@ -206,13 +231,17 @@ export async function labFromKubernetes(
       maxBackoffMs: maxBackoffMs ?? 2000,
     });
     const ctl = controller;
-    await ctl.seeder.settled({ any: true });
+    await firstSeed(ctl, seedTimeoutMs ?? 120_000);
     const stopAll = async (): Promise<void> => {
-      await ctl.stop();
+      // Everything is stopped even when a step fails; the first failure is reported at the end.
+      const errors: unknown[] = [];
+      const step = (p: Promise<unknown>) => p.catch((e: unknown) => errors.push(e));
+      await step(ctl.stop());
       hostClient.close();
-      for (const s of started) await s.stop();
-      await shared.stop();
-      await rm(dir, { recursive: true, force: true });
+      for (const s of started) await step(s.stop());
+      await step(shared.stop());
+      await step(rm(dir, { recursive: true, force: true }));
+      if (errors.length > 0) throw errors[0];
     };
     return {
       name,

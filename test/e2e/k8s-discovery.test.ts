@@ -1,14 +1,16 @@
 /**
- * Agent discovery end to end: fake host + member API servers; the member Nodes' InternalIPs are loopback
- * addresses 127.0.0.1x where fake agents (HTTP servers recording pushes) listen on one common port. The
- * controller gets no agent list: it finds the agents through the ClusterNodes it maintains, seeds up to
- * `perCluster` of them (gateway candidates first) and rotates to another one when an agent is down.
+ * Agent discovery end to end: real host + member API servers (upstream kube-apiserver from
+ * KUBEBUILDER_ASSETS, one etcd); the member Nodes' InternalIPs are loopback addresses 127.0.0.1x where
+ * fake agents (HTTP servers recording pushes) listen on one common port. The controller gets no agent
+ * list: it finds the agents through the ClusterNodes it maintains, seeds up to `perCluster` of them
+ * (gateway candidates first) and rotates to another one when an agent is down. The TLS tests (pinning,
+ * identity proofs, a real agent) need no control plane and run without the assets too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { closeSync, openSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { Agent } from "../../internal/agent/agent.ts";
 import { AgentClient, type ExecError } from "../../internal/exec/index.ts";
 import { IDENTITY_PATH, identityDocument } from "../../internal/api/identity.ts";
@@ -23,13 +25,10 @@ import {
   proveAgentCertificate,
   startController,
 } from "../../internal/controller/index.ts";
-import {
-  type FakeApiServer,
-  kubeConfigFromYaml,
-  loadKosmosCrds,
-  startFakeApiServer,
-} from "../../internal/kube/index.ts";
+import { ControlPlane, type Etcd, findAssets, startEtcd } from "../../internal/controlplane/index.ts";
+import { applyObjects, type KubeClient, loadKosmosCrds } from "../../internal/kube/index.ts";
 import type { Topology } from "../../internal/topology/index.ts";
+import { clientOf, kubeSkip } from "../helpers/k8s.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const TOKEN = "disc-token";
@@ -41,8 +40,13 @@ interface FakeAgent {
   server?: ReturnType<typeof Bun.serve>;
 }
 
-let host: FakeApiServer;
-let member: FakeApiServer;
+const skip = kubeSkip();
+let dir: string | undefined;
+let etcd: Etcd | undefined;
+let host: ControlPlane | undefined;
+let member: ControlPlane | undefined;
+let hostClient: KubeClient | undefined;
+let memberClient: KubeClient | undefined;
 let port = 0;
 const agents: FakeAgent[] = IPS.map((ip) => ({ ip, got: [] }));
 
@@ -59,83 +63,98 @@ function serve(a: FakeAgent): void {
   });
 }
 
-async function until<T>(f: () => T | undefined | false | Promise<T | undefined | false>, what: string) {
-  for (let i = 0; i < 1500; i++) {
+async function until<T>(
+  f: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 60_000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
     const v = await f();
     if (v !== undefined && v !== false) return v;
     await Bun.sleep(10);
   }
-  throw new Error(`timed out waiting for ${what}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-beforeAll(async () => {
-  // One port free on every address: take an ephemeral one on the first, retry on conflicts.
+/** Serve the fake agents on one port free on every address (retry on conflicts). */
+function serveAgents(): void {
   for (let attempt = 0; ; attempt++) {
     try {
-      port = 0;
-      agents[0]!.server = undefined;
       const first = Bun.serve({ hostname: IPS[0], port: 0, fetch: () => new Response("") });
       port = first.port ?? 0;
       first.stop(true);
       for (const a of agents) serve(a);
-      break;
+      return;
     } catch (e) {
       for (const a of agents) a.server?.stop(true);
       if (attempt > 5) throw e;
     }
   }
-  host = await startFakeApiServer({ crds: loadKosmosCrds() });
-  member = await startFakeApiServer({ serviceCIDR: "10.96.0.0/12" });
-  const hkc = kubeConfigFromYaml(host.kubeconfig());
-  const core = hkc.makeApiClient(CoreV1Api);
-  await core.createNamespace({ body: { metadata: { name: "kosmos-system" } } });
-  await core.createNamespacedSecret({
-    namespace: "kosmos-system",
-    body: {
-      metadata: { name: "kosmos-member-m" },
-      data: { kubeconfig: Buffer.from(member.kubeconfig()).toString("base64") },
-    },
+}
+
+/** Host and member API servers on one etcd; the member's Nodes, its kubeconfig Secret and its Cluster. */
+async function startClusters(): Promise<void> {
+  const assets = findAssets();
+  dir = await mkdtemp(join(tmpdir(), "kosmos-disc-k8s-"));
+  etcd = await startEtcd(assets, join(dir, "etcd"));
+  const shared = etcd;
+  [host, member] = await Promise.all(
+    ["host", "member"].map((name) =>
+      ControlPlane.start({ name, etcd: shared, assets, dir: join(dir!, name), serviceCIDR: "10.96.0.0/12" }),
+    ),
+  );
+  hostClient = clientOf(host!);
+  memberClient = clientOf(member!);
+  await applyObjects(hostClient, loadKosmosCrds());
+  await hostClient.create("/api/v1/namespaces", { metadata: { name: "kosmos-system" } });
+  await hostClient.create("/api/v1/namespaces/kosmos-system/secrets", {
+    metadata: { name: "kosmos-member-m" },
+    data: { kubeconfig: Buffer.from(member!.kubeconfig()).toString("base64") },
   });
-  const mcore = kubeConfigFromYaml(member.kubeconfig()).makeApiClient(CoreV1Api);
   for (const [i, ip] of IPS.entries()) {
-    await mcore.createNode({
-      body: {
-        // n4 is the only gateway candidate: it must be preferred although it sorts last.
-        metadata: { name: `n${i + 1}`, labels: i === 3 ? { "kosmos.io/gateway": "true" } : {} },
-        spec: { podCIDRs: [`10.244.${i}.0/24`] },
-        status: { addresses: [{ type: "InternalIP", address: ip }] },
-      },
+    // n4 is the only gateway candidate: it must be preferred although it sorts last. n2 has no pod
+    // CIDR yet (a real API server lets a Node's podCIDRs change only from none to some): the first
+    // test gives it one, a topology change that must reach two agents.
+    await memberClient.create("/api/v1/nodes", {
+      metadata: { name: `n${i + 1}`, labels: i === 3 ? { "kosmos.io/gateway": "true" } : {} },
+      spec: i === 1 ? {} : { podCIDRs: [`10.244.${i}.0/24`] },
+      status: { addresses: [{ type: "InternalIP", address: ip }] },
     });
   }
-  await hkc.makeApiClient(CustomObjectsApi).createClusterCustomObject({
-    group: "kosmos.io",
-    version: "v1alpha1",
-    plural: "clusters",
-    body: {
-      apiVersion: "kosmos.io/v1alpha1",
-      kind: "Cluster",
-      metadata: { name: "m" },
-      spec: {
-        kubeconfigSecretRef: { name: "kosmos-member-m" },
-        clusterLinkOptions: { networkType: "gateway", cni: "flannel" },
-      },
+  await hostClient.create("/apis/kosmos.io/v1alpha1/clusters", {
+    apiVersion: "kosmos.io/v1alpha1",
+    kind: "Cluster",
+    metadata: { name: "m" },
+    spec: {
+      kubeconfigSecretRef: { name: "kosmos-member-m" },
+      clusterLinkOptions: { networkType: "gateway", cni: "flannel" },
     },
   });
-});
+}
 
 afterAll(async () => {
   for (const a of agents) a.server?.stop(true);
+  hostClient?.close();
+  memberClient?.close();
   await member?.stop();
   await host?.stop();
-});
+  await etcd?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+}, 60_000);
 
 const full = (t: Topology | undefined): boolean =>
   t !== undefined && t.nodes.length === 4 && (t.clusters[0]?.serviceCIDRs.length ?? 0) > 0;
 
-describe("controller agent discovery through ClusterNodes", () => {
+describe.skipIf(skip)("controller agent discovery through ClusterNodes of a real API server", () => {
+  beforeAll(async () => {
+    serveAgents();
+    await startClusters();
+  }, 180_000);
+
   test("seeds 2 of 4 agents (gateway first), rotates to the next candidate when one is down", async () => {
     const ctl = await startController({
-      kubeconfig: host.kubeconfig(),
+      kubeconfig: host!.kubeconfig(),
       agents: [],
       discovery: { token: TOKEN, port, scheme: "http", perCluster: 2 },
       leaderElection: false,
@@ -161,12 +180,11 @@ describe("controller agent discovery through ClusterNodes", () => {
       for (const a of agents) a.got.length = 0;
       agents[0]!.server!.stop(true);
       stopped = true;
-      const mcore = kubeConfigFromYaml(member.kubeconfig()).makeApiClient(CoreV1Api);
-      const n2 = await mcore.readNode({ name: "n2" });
-      await mcore.replaceNode({
-        name: "n2",
-        body: { ...n2, spec: { ...n2.spec, podCIDRs: ["10.244.9.0/24"] } },
-      });
+      await memberClient!.patch(
+        "/api/v1/nodes/n2",
+        { spec: { podCIDR: "10.244.9.0/24", podCIDRs: ["10.244.9.0/24"] } },
+        "merge",
+      );
       const changed = (t: Topology | undefined) =>
         t?.nodes.find((n) => n.name === "m-n2")?.podCIDRs[0] === "10.244.9.0/24";
       await until(() => changed(agents[3]!.got.at(-1)), "n4 got the change");
@@ -183,12 +201,13 @@ describe("controller agent discovery through ClusterNodes", () => {
       await ctl.stop();
       if (stopped) serve(agents[0]!);
     }
-  }, 30_000);
+  }, 120_000);
 
   test("the real kosmos-controller binary with KOSMOS_AGENTS empty discovers and seeds the agents", async () => {
     for (const a of agents) a.got.length = 0;
-    const kcFile = join(tmpdir(), `kosmos-disc-${process.pid}.kubeconfig`);
-    await writeFile(kcFile, host.kubeconfig());
+    const kcFile = await host!.kubeconfigFile("kosmos-controller.kubeconfig");
+    const log = join(host!.dir, "kosmos-controller.log");
+    const fd = openSync(log, "a");
     const p = Bun.spawn(
       [
         process.execPath,
@@ -207,23 +226,29 @@ describe("controller agent discovery through ClusterNodes", () => {
           KOSMOS_AGENT_PORT: String(port),
           KOSMOS_AGENT_SCHEME: "http",
         },
-        stdout: "pipe",
-        stderr: "pipe",
+        stdout: fd,
+        stderr: fd,
       },
     );
+    closeSync(fd);
     try {
-      // Default per cluster: 3, the gateway candidate n4 first, then n1, n2 (n2's pod CIDR changed above).
+      // Default per cluster: 3, the gateway candidate n4 first, then n1, n2 (n2's pod CIDR set above).
       await until(
-        () => [0, 1, 3].every((i) => full(agents[i]!.got.at(-1))),
+        () => [0, 1, 3].every((i) => full(agents[i]!.got.at(-1))) || (p.exitCode !== null && "exited"),
         "n4, n1, n2 seeded with the whole topology",
       );
+      expect(p.exitCode).toBeNull();
+    } catch (e) {
+      console.error(`kosmos-controller log:\n${await readFile(log, "utf8")}`);
+      throw e;
     } finally {
       p.kill();
       await p.exited;
-      await rm(kcFile, { force: true });
     }
-  }, 30_000);
+  }, 120_000);
+});
 
+describe("pushing to agents over https (no control plane needed)", () => {
   test("https with the agent's self-signed certificate: pinned, or proven with the token; impostors and wrong pins get nothing", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kosmos-disc-tls-"));
     // an agent-like server: the identity document of its certificate (api/identity.ts), then the push

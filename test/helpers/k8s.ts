@@ -6,6 +6,7 @@
  *
  * `kubeSuite({ components })` starts one control plane for the file (beforeAll) and stops it (afterAll,
  * also after failures). Names are unique per process, so files and parallel runs never collide.
+ * `kubeSkip()` is the same check and warning alone, for files that start their own control planes.
  */
 import { afterAll, beforeAll } from "bun:test";
 import {
@@ -27,15 +28,24 @@ export interface KubeSuite {
   admin(): KubeClient;
 }
 
-export function kubeSuite(
-  o: { components?: Component[] } & Omit<ControlPlaneOptions, "components"> = {},
-): KubeSuite {
+/**
+ * Whether tests against real control planes must skip (no KUBEBUILDER_ASSETS, binaries missing); says
+ * why once per process, loudly. For files that start their control planes themselves (labs).
+ */
+export function kubeSkip(): boolean {
   if (problem && !warned) {
     warned = true;
     console.warn(
       `SKIPPED: tests against a real Kubernetes control plane: ${problem} — set KUBEBUILDER_ASSETS (bash scripts/kube-assets)`,
     );
   }
+  return problem !== undefined;
+}
+
+export function kubeSuite(
+  o: { components?: Component[] } & Omit<ControlPlaneOptions, "components"> = {},
+): KubeSuite {
+  kubeSkip();
   let cp: ControlPlane | undefined;
   let admin: KubeClient | undefined;
   if (!problem) {

@@ -21,19 +21,20 @@ import {
   tryParseCidr,
 } from "../topology/index.ts";
 import { electGateways, electServiceNodes, isAlive } from "./election.ts";
-import type {
-  FdbEntry,
-  HostState,
-  Neighbor,
-  NftIntent,
-  PrefixMap,
-  Route,
-  Sysctl,
-  VxlanDevice,
-  XfrmPolicy,
-  XfrmState,
-} from "./hoststate.ts";
-import { KOSMOS_ROUTE_TABLE, KOSMOS_RULE_PRIORITY } from "./hoststate.ts";
+import {
+  type FdbEntry,
+  type HostState,
+  KOSMOS_ROUTE_TABLE,
+  KOSMOS_RULE_PRIORITY,
+  type Neighbor,
+  type NftIntent,
+  type PrefixMap,
+  type Route,
+  type Sysctl,
+  type VxlanDevice,
+  type XfrmPolicy,
+  type XfrmState,
+} from "../dataplane/index.ts";
 import { ipsecKey, ipsecReqid, ipsecSpi, KOSMOS_XFRM_ICV_BITS, KOSMOS_XFRM_PRIORITY } from "./ipsec.ts";
 import { vtepMac } from "./mac.ts";
 

@@ -2,15 +2,15 @@
  * Deterministic order: every list of the HostState sorted (IPv4 addresses and CIDRs in numeric
  * order, IPv6 in text order), so equal inputs give deep-equal plans and a plan can be hashed.
  */
-import type {
-  FdbEntry,
-  HostState,
-  Neighbor,
-  PolicyRule,
-  Sysctl,
-  VxlanDevice,
+import {
+  type FdbEntry,
+  type HostState,
+  KOSMOS_ROUTE_TABLE,
+  type Neighbor,
+  type PolicyRule,
+  type Sysctl,
+  type VxlanDevice,
 } from "../../dataplane/index.ts";
-import { KOSMOS_ROUTE_TABLE } from "../../dataplane/index.ts";
 import { cmp, type PlanContext } from "../context.ts";
 import type { NftParts } from "./nft.ts";
 import type { PeerGroup } from "./peers.ts";

@@ -1,4 +1,4 @@
-import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, type VxlanDevice } from "../planner/hoststate.ts";
+import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, type VxlanDevice } from "./hoststate.ts";
 import { renderNftDelete } from "./nft.ts";
 import { canonCidr, ZERO_MAC } from "./normalize.ts";
 import { redactKeys } from "./redact.ts";

@@ -1,5 +1,5 @@
-import type { HostState, Neighbor, Route, VxlanDevice, XfrmPolicy, XfrmState } from "../planner/hoststate.ts";
-import { emptyHostState } from "../planner/hoststate.ts";
+import type { HostState, Neighbor, Route, VxlanDevice, XfrmPolicy, XfrmState } from "./hoststate.ts";
+import { emptyHostState } from "./hoststate.ts";
 import { renderNft } from "./nft.ts";
 import { canonAddr, canonCidr, canonMac, ZERO_MAC } from "./normalize.ts";
 import type { ActualDevice, ActualRoute, ActualState, Change } from "./types.ts";

@@ -2,6 +2,25 @@ export { apply, batchErrors, planSteps, type ApplyOptions, type Step } from "./a
 export { detectCapabilities, type Capabilities, type Capability } from "./capabilities.ts";
 export { actualOf, conflicts, diff, uninstallChanges, type DiffMemo } from "./diff.ts";
 export { DataplaneError } from "./errors.ts";
+export {
+  emptyHostState,
+  type Family,
+  type FdbEntry,
+  type HostState,
+  KOSMOS_NFT_TABLE,
+  KOSMOS_ROUTE_PROTO,
+  KOSMOS_ROUTE_TABLE,
+  KOSMOS_RULE_PRIORITY,
+  type Neighbor,
+  type NftIntent,
+  type PolicyRule,
+  type PrefixMap,
+  type Route,
+  type Sysctl,
+  type VxlanDevice,
+  type XfrmPolicy,
+  type XfrmState,
+} from "./hoststate.ts";
 export { renderNft, renderNftDelete } from "./nft.ts";
 export { canonAddr, canonCidr, KOSMOS_DEVICES } from "./normalize.ts";
 export * as parse from "./parse.ts";

@@ -1,5 +1,5 @@
-import type { NftIntent, PrefixMap } from "../planner/hoststate.ts";
-import { KOSMOS_NFT_TABLE } from "../planner/hoststate.ts";
+import type { NftIntent, PrefixMap } from "./hoststate.ts";
+import { KOSMOS_NFT_TABLE } from "./hoststate.ts";
 import { canonCidr, fnv1a64 } from "./normalize.ts";
 
 /**

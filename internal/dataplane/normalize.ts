@@ -27,8 +27,8 @@ export const ZERO_MAC = "00:00:00:00:00:00";
 /** Device names Kosmos owns (together with kind vxlan). */
 export const KOSMOS_DEVICES = ["vx-bridge", "vx-local", "vx-bridge-6", "vx-local-6"] as const;
 
-/** Route protocol / rule protocol number (see planner/hoststate.ts). */
-export { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, KOSMOS_ROUTE_TABLE } from "../planner/hoststate.ts";
+/** Route protocol / rule protocol number (see hoststate.ts). */
+export { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, KOSMOS_ROUTE_TABLE } from "./hoststate.ts";
 
 /**
  * Small deterministic string hash (FNV-1a 64-bit over UTF-16 code units, hex); pure. Computed on four

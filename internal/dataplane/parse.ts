@@ -1,6 +1,6 @@
 /** Pure parsers: text/JSON printed by `ip`, `bridge`, `nft`, `ip xfrm`, `sysctl` → typed values. */
-import type { Family, FdbEntry, PolicyRule, XfrmPolicy, XfrmState } from "../planner/hoststate.ts";
-import { KOSMOS_ROUTE_PROTO } from "../planner/hoststate.ts";
+import type { Family, FdbEntry, PolicyRule, XfrmPolicy, XfrmState } from "./hoststate.ts";
+import { KOSMOS_ROUTE_PROTO } from "./hoststate.ts";
 import type { ActualDevice, ActualNeighbor, ActualNft, ActualRoute } from "./types.ts";
 import { canonAddr, canonCidr, canonMac } from "./normalize.ts";
 

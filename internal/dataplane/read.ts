@@ -1,5 +1,5 @@
-import type { HostState } from "../planner/hoststate.ts";
-import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO } from "../planner/hoststate.ts";
+import type { HostState } from "./hoststate.ts";
+import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO } from "./hoststate.ts";
 import { KOSMOS_DEVICES } from "./normalize.ts";
 import {
   parseFdb,

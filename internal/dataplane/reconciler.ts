@@ -1,5 +1,5 @@
 import type { Logger } from "../observability/index.ts";
-import type { HostState } from "../planner/hoststate.ts";
+import type { HostState } from "./hoststate.ts";
 import { apply } from "./apply.ts";
 import { actualOf, conflicts, diff, uninstallChanges } from "./diff.ts";
 import { readActual, readOptionsFor } from "./read.ts";

@@ -8,7 +8,7 @@ import type {
   VxlanDevice,
   XfrmPolicy,
   XfrmState,
-} from "../planner/hoststate.ts";
+} from "./hoststate.ts";
 
 /** A vxlan link with a Kosmos device name, as read from the kernel. */
 export interface ActualDevice {

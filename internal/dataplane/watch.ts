@@ -7,7 +7,7 @@
  * The filter (`classifyLine`) is pure; `KernelWatcher` holds the side effects (spawning, restarts
  * with backoff, stopping the children). The watcher never throws into its owner.
  */
-import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO } from "../planner/hoststate.ts";
+import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO } from "./hoststate.ts";
 import { KOSMOS_DEVICES } from "./normalize.ts";
 import { KOSMOS_REQID_MAX, KOSMOS_REQID_MIN } from "./read.ts";
 import { redactKeys } from "./redact.ts";

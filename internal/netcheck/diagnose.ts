@@ -4,7 +4,7 @@
  * one the kernel routes differently, the tunnel peer (neighbour/FDB), the gateway, the MTU — and the
  * node it is on. Findings are ordered from the most specific (on the forward path) to context.
  */
-import type { HostState, Route } from "../planner/hoststate.ts";
+import type { HostState, Route } from "../dataplane/index.ts";
 import { canonicalCidr, cidrContains, parseCidr } from "../topology/cidr.ts";
 import type { KernelRoute, NodeFacts } from "./facts.ts";
 import type { ClusterInfo, Finding, Pair, PairResult } from "./types.ts";

@@ -2,7 +2,7 @@
  * Facts about a node for the diagnosis: its agent's plan and state (HTTP) and its live kernel
  * (one exec: Kosmos routing table, neighbours, FDB, link MTUs, `ip route get` for the targets).
  */
-import type { HostState } from "../planner/hoststate.ts";
+import type { HostState } from "../dataplane/index.ts";
 import type { AgentExecutor, AgentStateLike } from "./agents.ts";
 
 export interface KernelRoute {

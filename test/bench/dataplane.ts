@@ -9,7 +9,7 @@
  * `vx-bridge` device. The send loop runs inside the namespace; the kernel work is in the send path.
  */
 import { apply, diff, readActual, Reconciler, renderNft } from "../../internal/dataplane/index.ts";
-import type { HostState } from "../../internal/planner/hoststate.ts";
+import type { HostState } from "../../internal/dataplane/index.ts";
 import { emptyState, makePair, NODES, p2pState } from "../dataplane/fixtures.ts";
 import { NetnsScope } from "../helpers/netns.ts";
 import { type BenchResult, printResults } from "./lib.ts";

@@ -1,6 +1,5 @@
 /** Hand-built HostStates and a two-node underlay for dataplane tests. */
-import type { HostState, VxlanDevice } from "../../internal/planner/hoststate.ts";
-import { emptyHostState } from "../../internal/planner/hoststate.ts";
+import { emptyHostState, type HostState, type VxlanDevice } from "../../internal/dataplane/index.ts";
 import { ControlLoop, type LoopDeps } from "../../internal/agent/loop.ts";
 import { detectCapabilities, Reconciler } from "../../internal/dataplane/index.ts";
 import { createRegistry, silentLogger } from "../../internal/observability/index.ts";

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { renderNft } from "../../internal/dataplane/nft.ts";
 import { fnv1a64 } from "../../internal/dataplane/normalize.ts";
-import { emptyHostState } from "../../internal/planner/hoststate.ts";
+import { emptyHostState } from "../../internal/dataplane/index.ts";
 
 /** The textbook definition (BigInt), which the limb implementation must match digit for digit. */
 function reference(s: string): string {

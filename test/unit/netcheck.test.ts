@@ -22,7 +22,7 @@ import {
 } from "../../internal/netcheck/index.ts";
 import type { NodeFacts } from "../../internal/netcheck/facts.ts";
 import type { CheckReport } from "../../internal/netcheck/types.ts";
-import type { HostState } from "../../internal/planner/hoststate.ts";
+import type { HostState } from "../../internal/dataplane/index.ts";
 
 const plan = planLab("unit", parseLabConfig(DEFAULT_LAB));
 const inv = labInventory(plan);

@@ -3,6 +3,11 @@
  * and applied by the dataplane reconciler (like Tailscale's router Config). Pure data, JSON-safe,
  * deterministic ordering (the planner sorts every list) so two plans can be compared by value.
  *
+ * The type lives here, beside the code that applies it, as Tailscale's wgengine/router owns its
+ * Config: the dataplane defines what it can enforce, the planner (and anything else that builds a
+ * desired state, e.g. tests) imports it from dataplane/index.ts, and the dataplane depends on no
+ * planner.
+ *
  * Everything described here is owned by Kosmos; the reconciler removes owned objects that are
  * no longer desired and never touches anything else.
  */

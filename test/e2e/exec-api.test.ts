@@ -4,7 +4,7 @@ import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:
 import { join } from "node:path";
 import { GMAC, gmacChecksum, newGmacParams, SHA256_SEE_CHECKSUM } from "../../internal/exec/checksum.ts";
 import { AgentClient } from "../../internal/exec/client.ts";
-import { legacyCall, startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
+import { legacyCall, startTestAgent, type TestAgent } from "../helpers/exec-agent.ts";
 
 let agent: TestAgent;
 let client: AgentClient;

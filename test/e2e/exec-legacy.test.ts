@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { legacyCall, startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
+import { legacyCall, startTestAgent, type TestAgent } from "../helpers/exec-agent.ts";
 
 let agent: TestAgent;
 beforeAll(async () => {

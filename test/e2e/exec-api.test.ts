@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { GMAC, gmacChecksum, newGmacParams, SHA256_SEE_CHECKSUM } from "../../internal/exec/checksum.ts";
 import { AgentClient } from "../../internal/exec/client.ts";
 import { legacyCall, startTestAgent, type TestAgent } from "../helpers/exec-agent.ts";
+import { alive, until } from "../helpers/wait.ts";
 
 let agent: TestAgent;
 let client: AgentClient;
@@ -18,23 +19,6 @@ afterAll(async () => {
 });
 
 const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, tries = 500): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await cond()) return;
-    await Bun.sleep(20);
-  }
-  throw new Error(`condition never became true: ${what}`);
-}
 
 const legacy = (path: string, send: (string | Uint8Array)[] = []) => legacyCall(agent, path, send);
 

@@ -2,7 +2,7 @@
  * A stand-in agent API for tests and benches: the exec routes behind the real auth middleware, TLS and
  * the admin unix socket on 127.0.0.1, with an in-memory audit.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
@@ -41,6 +41,8 @@ export async function startTestAgent(
 ): Promise<TestAgent> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "kosmos-exec-")));
   const root = join(dir, "root");
+  // tests may write into the root before any upload created it (and run one at a time with -t)
+  await mkdir(root, { recursive: true });
   const token = "test-token-0123456789abcdef";
   const basic = { user: "kosmos", password: "s3cret-pass" };
   const auth: AuthConfig = { basic: [basic], tokens: [token] };

@@ -1,0 +1,29 @@
+/** Waiting on a condition in tests: polls, and fails the test with what it waited for. */
+
+/**
+ * Resolve once `cond` holds (polled every `everyMs`); throw `condition never became true: <what>`
+ * after `timeoutMs`. Never returns silently on a timeout, so its caller cannot skip the assertion.
+ */
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+  everyMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() >= deadline) throw new Error(`condition never became true within ${timeoutMs} ms: ${what}`);
+    await Bun.sleep(everyMs);
+  }
+}
+
+/** Whether a process with this pid exists (signal 0). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

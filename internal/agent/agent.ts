@@ -217,6 +217,7 @@ export class Agent {
   private async authConfig(): Promise<AuthConfig> {
     const cfg: AuthConfig = this.cfg.authFile ? await loadAuthConfig(this.cfg.authFile) : {};
     if (this.cfg.token) cfg.tokens = [...(cfg.tokens ?? []), this.cfg.token];
+    if (this.cfg.basicAuth) cfg.basic = [...(cfg.basic ?? []), this.cfg.basicAuth];
     return cfg;
   }
 

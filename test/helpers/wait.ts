@@ -13,7 +13,8 @@ export async function until(
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return;
-    if (Date.now() >= deadline) throw new Error(`condition never became true within ${timeoutMs} ms: ${what}`);
+    if (Date.now() >= deadline)
+      throw new Error(`condition never became true within ${timeoutMs} ms: ${what}`);
     await Bun.sleep(everyMs);
   }
 }

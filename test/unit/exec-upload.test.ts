@@ -177,6 +177,24 @@ describe("AtomicUpload", () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  test("two commits in the same millisecond: each backs up what it replaced; no backup is replaced", async () => {
+    const target = join(dir, "conf");
+    await writeFile(target, "v0");
+    const now = new Date(2024, 4, 1, 13, 45, 1, 7);
+    const install = async (content: string) => {
+      const u = await AtomicUpload.open(target, { checksum: { algorithm: "none" } });
+      await u.write(new TextEncoder().encode(content));
+      return u.commit(now);
+    };
+    const first = await install("v1");
+    const second = await install("v2");
+    expect(first.backup).toBe(`${target}_2024-05-01-134501007_bak`);
+    expect(second.backup).toBe(`${target}_2024-05-01-134501008_bak`);
+    expect(await readFile(first.backup as string, "utf8")).toBe("v0");
+    expect(await readFile(second.backup as string, "utf8")).toBe("v1");
+    expect(await readFile(target, "utf8")).toBe("v2");
+  });
+
   test("too large: refused, nothing installed", async () => {
     const target = join(dir, "big");
     const u = await AtomicUpload.open(target, { maxBytes: 1000, checksum: { algorithm: "none" } });

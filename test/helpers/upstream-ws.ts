@@ -115,6 +115,8 @@ export function dialUpstream(
   url: string,
   target: string,
   basic: { user: string; password: string },
+  /** more request headers (e.g. Sec-WebSocket-Protocol for /v1/exec) */
+  headers: Record<string, string> = {},
 ): Promise<UpstreamWs> {
   const u = new URL(url);
   const key = randomBytes(16).toString("base64");
@@ -130,6 +132,7 @@ export function dialUpstream(
     `Sec-WebSocket-Key: ${key}`,
     "Sec-WebSocket-Version: 13",
     "Upgrade: websocket",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
     "",
     "",
   ].join("\r\n");

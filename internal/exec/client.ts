@@ -156,8 +156,8 @@ export class AgentClient {
   }
 
   /**
-   * The agent's certificate (PEM) once its identity document proves it under `token`; null when
-   * the agent has no identity document (older agent: the system store decides, as before).
+   * The agent's certificate (PEM) once the identity exchange proves it under `token`; null when
+   * the agent has no identity exchange (older agent: the system store decides, as before).
    */
   private async fetchProven(token: string): Promise<string | null> {
     let r: IdentityCheck;
@@ -171,6 +171,12 @@ export class AgentClient {
       );
     }
     if (r.status === 404 || r.status === 401) return null;
+    if (r.status === 429)
+      throw new ExecError(
+        "UNAUTHORIZED",
+        `agent ${this.target.url} refused the identity exchange: too many failed authentications or identity exchanges from this address`,
+        "wait a minute (every identity exchange counts as a guess until this address authenticates), or pin the certificate with --fingerprint",
+      );
     if (!r.proven)
       throw new ExecError(
         "IDENTITY_UNPROVEN",

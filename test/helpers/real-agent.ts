@@ -12,7 +12,7 @@ import { Agent } from "../../internal/agent/agent.ts";
 import type { AgentConfigInput } from "../../internal/agent/config.ts";
 import type { Runner } from "../../internal/dataplane/runner.ts";
 import type { AgentTarget } from "../../internal/exec/client.ts";
-import { silentLogger } from "../../internal/observability/index.ts";
+import { type Logger, silentLogger } from "../../internal/observability/index.ts";
 
 /** A row of the agent's exec_sessions table (docs/operations.md), as sqlite3 shows it. */
 export interface AuditRow {
@@ -57,7 +57,10 @@ const noKernel: Runner = {
   run: async (argv) => ({ stdout: "", stderr: `${argv[0]}: not run by the exec tests`, code: 1 }),
 };
 
-export async function startRealAgent(config: Partial<AgentConfigInput> = {}): Promise<RealAgent> {
+export async function startRealAgent(
+  config: Partial<AgentConfigInput> = {},
+  logger: Logger = silentLogger(),
+): Promise<RealAgent> {
   const dir = await mkdtemp(join(tmpdir(), "kosmos-real-agent-"));
   const root = join(dir, "root");
   await mkdir(root, { recursive: true });
@@ -74,7 +77,7 @@ export async function startRealAgent(config: Partial<AgentConfigInput> = {}): Pr
       logLevel: "silent",
       ...config,
     },
-    { runner: noKernel, logger: silentLogger() },
+    { runner: noKernel, logger },
   );
   try {
     await agent.start();

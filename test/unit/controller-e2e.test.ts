@@ -95,7 +95,7 @@ const start = async (
 ): Promise<RunningController> => {
   const c = await startController({
     kubeconfig: host.kubeconfig(),
-    agents: [{ url: agentUrl, token: "s3cret" }],
+    agents: [{ url: agentUrl, token: "controller-token-0123456789" }],
     minBackoffMs: 20,
     maxBackoffMs: 100,
     ...extra,
@@ -107,7 +107,7 @@ const start = async (
 describe("kosmos-controller against fake apiservers", () => {
   test("member Nodes → ClusterNodes + Cluster status → topology pushed to the agent", async () => {
     const { host, custom, mcore } = await setup();
-    const agent = fakeAgent("s3cret");
+    const agent = fakeAgent("controller-token-0123456789");
     const ctl = await start(host, agent.url);
     const last = () => agent.got[agent.got.length - 1];
     await until(
@@ -149,7 +149,7 @@ describe("kosmos-controller against fake apiservers", () => {
 
   test("survives a host API-server restart with history loss (relist), then keeps seeding", async () => {
     const { host } = await setup();
-    const agent = fakeAgent("s3cret");
+    const agent = fakeAgent("controller-token-0123456789");
     await start(host, agent.url);
     const last = () => agent.got[agent.got.length - 1];
     await until(() => last()?.nodes.length === 2, "initial push");
@@ -173,7 +173,7 @@ describe("kosmos-controller against fake apiservers", () => {
 
   test("two replicas: exactly one leader seeds; the other takes over when it stops", async () => {
     const { host } = await setup();
-    const agent = fakeAgent("s3cret");
+    const agent = fakeAgent("controller-token-0123456789");
     const a = await start(host, agent.url, { leaderElection: true, identity: "a", leaseDurationSeconds: 1 });
     await until(() => a.isLeader(), "a leads");
     const b = await start(host, agent.url, { leaderElection: true, identity: "b", leaseDurationSeconds: 1 });

@@ -60,7 +60,6 @@ export class Reconciler {
     const tRead = this.now();
     const report = await apply(this.opts.runner, changes, { now: this.now });
     const tApply = this.now();
-    if (changes.some((c) => c.kind === "route-del")) throw new TypeError("MUTATION: bug on the route-del path");
     this.remember(report, changes);
     for (const s of report.sysctlSkipped) this.sysctlSkip.add(s.key);
     let residual = 0;

@@ -3,6 +3,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { legacyCall, startTestAgent, type TestAgent } from "../helpers/exec-agent.ts";
+import { until } from "../helpers/wait.ts";
 
 let agent: TestAgent;
 beforeAll(async () => {
@@ -83,11 +84,18 @@ describe("upstream-compatible endpoints", () => {
     });
     ws.send("partial new data");
     ws.close();
-    // wait until the server recorded the aborted upload and removed its temp file
-    const settled = async () =>
-      agent.audit.list().some((a) => a.error === "client disconnected before EOF") &&
-      !(await readdir(agent.root)).some((f) => f.endsWith(".tmp"));
-    for (let i = 0; i < 500 && !(await settled()); i++) await Bun.sleep(10);
+    // the server records the aborted upload (this session's record: its command names the target)
+    // and removes its temp file; `until` fails the test when either never happens
+    const aborted = () =>
+      agent.audit
+        .list()
+        .find((a) => a.command.join(" ") === `upload ${target}` && a.endedAt !== undefined);
+    await until(() => aborted() !== undefined, "the aborted upload is audited");
+    expect(aborted()).toMatchObject({ exitCode: null, error: "client disconnected before EOF" });
+    await until(
+      async () => !(await readdir(agent.root)).some((f) => f.endsWith(".tmp")),
+      "the temp file of the aborted upload is removed",
+    );
     expect(await readFile(target, "utf8")).toBe("old");
     expect((await readdir(agent.root)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });

@@ -47,9 +47,16 @@ export interface ExecOptions {
   onStderr?: (chunk: Uint8Array) => void;
   /** Called with a function that sends a resize (for SIGWINCH forwarding). */
   onResizer?: (resize: (cols: number, rows: number) => void) => void;
+  /**
+   * The subprotocol to offer (default: v5.channel.k8s.io, then v4). v4 has no stdin half-close:
+   * the end of `stdin` is not signalled, so the command must not wait for it.
+   */
+  protocol?: typeof PROTOCOL_V5 | typeof PROTOCOL_V4;
 }
 
 export interface ExecResult {
+  /** the subprotocol the agent chose */
+  protocol: string;
   exitCode: number;
   status: K8sStatus;
   /** collected output when no onStdout/onStderr callbacks were given */
@@ -291,7 +298,10 @@ export class AgentClient {
     for (const [k, v] of Object.entries(opts.env ?? {})) q.append("env", `${k}=${v}`);
     if (opts.cwd) q.set("workingDir", opts.cwd);
     if (opts.timeout) q.set("timeout", String(opts.timeout));
-    const ws = await this.openWs(`/v1/exec?${q}`, [PROTOCOL_V5, PROTOCOL_V4]);
+    const ws = await this.openWs(
+      `/v1/exec?${q}`,
+      opts.protocol ? [opts.protocol] : [PROTOCOL_V5, PROTOCOL_V4],
+    );
     const dec = { out: new TextDecoder(), err: new TextDecoder() };
     let stdout = "";
     let stderr = "";
@@ -324,7 +334,7 @@ export class AgentClient {
         "connection closed without an exit status",
         "the agent or the network dropped the session",
       );
-    return { exitCode: exitCodeOf(st), status: st, stdout, stderr };
+    return { protocol: ws.protocol, exitCode: exitCodeOf(st), status: st, stdout, stderr };
   }
 
   private async pumpStdin(ws: WebSocket, input: NonNullable<ExecOptions["stdin"]>): Promise<void> {
@@ -341,7 +351,9 @@ export class AgentClient {
       const it = input instanceof ReadableStream ? (input as unknown as AsyncIterable<Uint8Array>) : input;
       for await (const chunk of it) await send(chunk);
     }
-    if (ws.readyState === WebSocket.OPEN) ws.send(new Uint8Array([STREAM.close, STREAM.stdin]));
+    // half-close is v5's; a v4 agent would take stream 255 for an unknown stream
+    if (ws.readyState === WebSocket.OPEN && ws.protocol === PROTOCOL_V5)
+      ws.send(new Uint8Array([STREAM.close, STREAM.stdin]));
   }
 
   /**

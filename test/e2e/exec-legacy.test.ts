@@ -2,12 +2,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { legacyCall, startTestAgent, type TestAgent } from "../helpers/exec-agent.ts";
+import { legacyCall } from "../helpers/exec-agent.ts";
+import { type RealAgent, startRealAgent } from "../helpers/real-agent.ts";
 import { until } from "../helpers/wait.ts";
 
-let agent: TestAgent;
+/** The real agent, with upstream's WEB_USER/WEB_PASS Basic credentials (test/helpers/real-agent.ts). */
+let agent: RealAgent;
 beforeAll(async () => {
-  agent = await startTestAgent({ limits: { maxSessions: 200 } });
+  agent = await startRealAgent();
 });
 afterAll(async () => {
   await agent?.stop();
@@ -87,11 +89,15 @@ describe("upstream-compatible endpoints", () => {
     // the server records the aborted upload (this session's record: its command names the target)
     // and removes its temp file; `until` fails the test when either never happens
     const aborted = () =>
-      agent.audit
-        .list()
-        .find((a) => a.command.join(" ") === `upload ${target}` && a.endedAt !== undefined);
+      agent
+        .audit()
+        .find((a) => a.command === "upload" && a.args === JSON.stringify([target]) && a.ended_at !== null);
     await until(() => aborted() !== undefined, "the aborted upload is audited");
-    expect(aborted()).toMatchObject({ exitCode: null, error: "client disconnected before EOF" });
+    expect(aborted()).toMatchObject({
+      endpoint: "/upload",
+      exit_code: null,
+      error: "client disconnected before EOF",
+    });
     await until(
       async () => !(await readdir(agent.root)).some((f) => f.endsWith(".tmp")),
       "the temp file of the aborted upload is removed",
@@ -125,9 +131,16 @@ describe("upstream-compatible endpoints", () => {
     expect(r.reason).toBe("5");
   });
 
-  test("compat sessions are audited with their endpoint", async () => {
+  test("compat sessions are audited in the agent's SQLite with their endpoint and Basic user", async () => {
     await legacy("/cmd?command=true");
-    expect(agent.audit.list().some((a) => a.endpoint === "/cmd" && a.exitCode === 0)).toBe(true);
-    expect(agent.audit.list().some((a) => a.endpoint === "/upload")).toBe(true);
+    const rows = agent.audit();
+    expect(rows.find((a) => a.endpoint === "/cmd" && a.command === "true")).toMatchObject({
+      principal: `basic:${agent.basic.user}`,
+      args: "[]",
+      exit_code: 0,
+    });
+    expect(rows.some((a) => a.endpoint === "/upload" && a.exit_code === 0 && a.bytes_in === 8)).toBe(true);
+    expect(rows.some((a) => a.endpoint === "/check" && a.command === "check")).toBe(true);
+    expect(rows.find((a) => a.endpoint === "/tty")).toMatchObject({ command: "sh", exit_code: 5 });
   });
 });

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { legacyCall } from "../helpers/exec-agent.ts";
 import { type RealAgent, startRealAgent } from "../helpers/real-agent.ts";
+import { dialUpstream, goQueryEscape } from "../helpers/upstream-ws.ts";
 import { until } from "../helpers/wait.ts";
 
 /** The real agent, with upstream's WEB_USER/WEB_PASS Basic credentials (test/helpers/real-agent.ts). */
@@ -32,6 +33,30 @@ describe("upstream-compatible endpoints", () => {
     const r = await legacy("/cmd?command=sh&args=-c&args=echo%20o1;%20echo%20e1%20%3E%262;%20echo%20o2");
     expect([...r.frames].sort()).toEqual(["e1", "o1", "o2"]);
     expect(r.reason).toBe("0");
+  });
+
+  test("/cmd: stdout and stderr lines arrive in the order written (upstream sends all stdout, then all stderr)", async () => {
+    // each line is written only after the client saw the one before: the command waits on a fifo
+    const dir = await mkdtemp(join(agent.dir, "fifo-"));
+    const [f1, f2] = [join(dir, "1"), join(dir, "2")];
+    for (const f of [f1, f2]) expect(Bun.spawnSync(["mkfifo", f]).exitCode).toBe(0);
+    const script = `echo o1; cat ${f1} >/dev/null; echo e1 >&2; cat ${f2} >/dev/null; echo o2`;
+    const ws = await dialUpstream(
+      agent.url,
+      `/cmd/?command=sh&&args=-c&&args=${goQueryEscape(script)}`,
+      agent.basic,
+    );
+    const lines = () => ws.messages.map((m) => new TextDecoder().decode(m.data));
+    try {
+      await until(() => lines().includes("o1"), "o1 arrives while the command still runs");
+      await writeFile(f1, "go\n");
+      await until(() => lines().includes("e1"), "e1 (stderr) arrives before stdout has ended");
+      await writeFile(f2, "go\n");
+      expect(await ws.closed).toEqual({ code: 1000, reason: "0" });
+      expect(lines()).toEqual(["o1", "e1", "o2"]);
+    } finally {
+      ws.drop();
+    }
   });
 
   test("/cmd: unknown program closes with 127", async () => {

@@ -30,6 +30,15 @@ export function parseStat(pid: number, stat: string): ProcStat | null {
   return Number.isInteger(ppid) && Number.isInteger(sid) ? { pid, ppid, sid } : null;
 }
 
+/** Whether `pid` exists and is not a zombie (a dead process stays one until it is reaped). */
+export function isRunning(pid: number): boolean {
+  try {
+    return parseStat(pid, readFileSync(`/proc/${pid}/stat`, "utf8")) !== null;
+  } catch {
+    return false;
+  }
+}
+
 function readProcs(procDir: string): ProcStat[] {
   const out: ProcStat[] = [];
   let names: string[];

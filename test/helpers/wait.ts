@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { isRunning } from "../../internal/exec/proctree.ts";
 
 /** Waiting on a condition in tests: polls, and fails the test with what it waited for. */
 
@@ -22,19 +22,7 @@ export async function until(
 }
 
 /**
- * Whether a process with this pid is running: it exists (signal 0) and is not a zombie (a killed
- * process whose parent died stays a zombie until init reaps it, which can take seconds).
+ * Whether a process with this pid is running: it exists and is not a zombie (a killed process whose
+ * parent died stays a zombie until init reaps it, which can take seconds).
  */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(")") + 2));
-  } catch {
-    return false;
-  }
-}
+export const alive = isRunning;

@@ -3,6 +3,7 @@
 import { Command, Option } from "commander";
 import { Agent } from "../internal/agent/agent.ts";
 import { AGENT_VERSION } from "../internal/agent/agent.ts";
+import { webCredentials } from "../internal/agent/config.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -16,7 +17,7 @@ const program = new Command("kosmos-agent")
   .addOption(new Option("--advertise <url>", "URL peers reach this agent at").env("KOSMOS_ADVERTISE_URL"))
   .addOption(new Option("--admin-socket <path>", "plain-HTTP admin unix socket (default <data-dir>/agent.sock)"))
   .addOption(new Option("--token <token>", "bearer token accepted by the API").env("KOSMOS_TOKEN"))
-  .addOption(new Option("--auth-file <file>", "credentials file ({tokens: [...], basic: [{user, password}]})"))
+  .addOption(new Option("--auth-file <file>", "credentials file ({tokens: [...], basic: [{user, password}]}); WEB_USER/WEB_PASS add a Basic user"))
   .addOption(new Option("--secret-file <file>", "installation secret (gossip HMAC, IPsec keys)").env("KOSMOS_SECRET_FILE"))
   .addOption(new Option("--seed <url>", "gossip seed agent URL (repeatable)").argParser(collect).default([]))
   .addOption(new Option("--upload-root <dir>", "directory uploads may write into (repeatable)").argParser(collect).default([]))
@@ -50,6 +51,14 @@ const idx = o.listen.lastIndexOf(":");
 const listenHost = o.listen ? o.listen.slice(0, idx).replace(/^\[|\]$/g, "") : "";
 const listenPort = o.listen ? Number(o.listen.slice(idx + 1)) : 0;
 
+let basicAuth: ReturnType<typeof webCredentials>;
+try {
+  basicAuth = webCredentials(process.env);
+} catch (e) {
+  console.error(`kosmos-agent: ${(e as Error).message}`);
+  process.exit(2);
+}
+
 const agent = new Agent({
   node: o.node,
   stateDir: o.dataDir,
@@ -60,6 +69,7 @@ const agent = new Agent({
   adminSocket: o.adminSocket,
   token: o.token,
   authFile: o.authFile,
+  basicAuth,
   secretFile: o.secretFile,
   seeds: o.seed,
   uploadRoots: o.uploadRoot,
@@ -79,6 +89,9 @@ try {
   await agent.start();
 } catch (e) {
   agent.logger.fatal({ err: e }, "agent failed to start");
+  // and one plain line for whoever started it (config errors carry a hint)
+  const hint = (e as { hint?: unknown }).hint;
+  console.error(`kosmos-agent: ${(e as Error).message}${typeof hint === "string" ? `\nhint: ${hint}` : ""}`);
   process.exit(1);
 }
 await Bun.write(`${o.dataDir}/agent.pid`, `${process.pid}\n`);

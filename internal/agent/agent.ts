@@ -7,8 +7,9 @@ import { join } from "node:path";
 import { and, eq, isNotNull } from "drizzle-orm";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
-import { type AuthConfig, authMiddleware, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
-import { IDENTITY_PATH, identityDocument } from "../api/identity.ts";
+import { type AuthConfig, authMiddleware, checkToken, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
+import { IDENTITY_PATH, IdentityError, IdentityResponder } from "../api/identity.ts";
+import { TOKEN_MIN_LENGTH, TOKEN_POLICY } from "../api/token.ts";
 import { type RunningServer, startServer } from "../api/server.ts";
 import { loadOrCreateTls, type TlsMaterial } from "../api/tls.ts";
 import {
@@ -132,6 +133,8 @@ export class Agent {
 
   async start(): Promise<void> {
     const { cfg, logger } = this;
+    // credentials first: a weak token stops the agent before it touches anything
+    this.auth = await this.authConfig();
     await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
     this.store = await openStore(cfg.db ?? join(cfg.stateDir, "kosmos.db"), { node: cfg.node, logger });
     if (this.store.recovered) {
@@ -214,9 +217,32 @@ export class Agent {
     );
   }
 
+  private auth: AuthConfig = {};
+
+  /**
+   * Credentials from --auth-file, --token/KOSMOS_TOKEN and WEB_USER/WEB_PASS. Every token meets
+   * the one strength rule (api/token.ts) or the agent does not start; the start-up log says what
+   * was accepted and the rule. Short Basic passwords are accepted (upstream installs choose them)
+   * with a warning: they can only be guessed online, against the rate limiter.
+   */
   private async authConfig(): Promise<AuthConfig> {
     const cfg: AuthConfig = this.cfg.authFile ? await loadAuthConfig(this.cfg.authFile) : {};
-    if (this.cfg.token) cfg.tokens = [...(cfg.tokens ?? []), this.cfg.token];
+    if (this.cfg.token !== undefined) {
+      checkToken(this.cfg.token, "--token / KOSMOS_TOKEN");
+      cfg.tokens = [...(cfg.tokens ?? []), this.cfg.token];
+    }
+    if (this.cfg.basicAuth) cfg.basic = [...(cfg.basic ?? []), this.cfg.basicAuth];
+    const tokens = cfg.tokens?.length ?? 0;
+    const basic = cfg.basic ?? [];
+    this.logger.info(
+      { tokens, basicUsers: basic.map((b) => b.user), tokenPolicy: TOKEN_POLICY },
+      `auth: ${tokens} bearer token(s), each checked: at least ${TOKEN_MIN_LENGTH} characters; ${basic.length} Basic user(s)`,
+    );
+    for (const b of basic.filter((u) => [...u.password].length < TOKEN_MIN_LENGTH))
+      this.logger.warn(
+        { user: b.user },
+        `Basic user ${b.user} has a password shorter than ${TOKEN_MIN_LENGTH} characters: it can be guessed online (5 tries per minute per address)`,
+      );
     return cfg;
   }
 
@@ -225,12 +251,27 @@ export class Agent {
     const { websocket } = createBunWebSocket();
     const app = new Hono<AgentEnv>();
     const api = createAgentRoutes(this, this.registry);
-    const auth = await this.authConfig();
+    const auth = this.auth;
     // Gossip frames carry their own HMAC (cluster secret) and replay protection: no bearer token.
-    // The identity document is public: it proves the certificate to token holders (api/identity.ts).
-    app.use("*", authMiddleware(auth, { exempt: [...DEFAULT_EXEMPT, GOSSIP_PATH, IDENTITY_PATH] }));
-    const identity = identityDocument(cfg.node, this.tls.fingerprint, auth.tokens ?? []);
-    app.get(IDENTITY_PATH, (c) => c.json(identity));
+    // The identity exchange is public but each one is a guess at a token: it is rate-limited like
+    // a failed authentication (api/identity.ts).
+    app.use(
+      "*",
+      authMiddleware(auth, {
+        exempt: [...DEFAULT_EXEMPT, GOSSIP_PATH, IDENTITY_PATH],
+        charged: [{ method: "POST", path: IDENTITY_PATH }],
+      }),
+    );
+    const identity = new IdentityResponder(cfg.node, this.tls.fingerprint, auth.tokens ?? []);
+    app.get(IDENTITY_PATH, (c) => c.json(identity.describe()));
+    app.post(IDENTITY_PATH, async (c) => {
+      try {
+        return c.json(identity.answer(await c.req.json().catch(() => null)));
+      } catch (e) {
+        if (!(e instanceof IdentityError)) throw e;
+        return c.json({ code: e.code, message: e.message, hint: e.hint }, 400);
+      }
+    });
     app.route("/", api);
     const exec = createExecRoutes({
       audit: new SqliteAudit(this.store.db),

@@ -17,6 +17,11 @@ export const AgentConfigSchema = z.object({
   authFile: z.string().optional(),
   /** Bearer token (alternative to authFile; also used to push topology). */
   token: z.string().optional(),
+  /**
+   * Basic credentials from upstream node-agent's environment (`WEB_USER`/`WEB_PASS`, which its
+   * install scripts write to agent.env), accepted besides those of authFile.
+   */
+  basicAuth: z.object({ user: z.string().min(1), password: z.string().min(1) }).optional(),
   /** Installation secret (gossip HMAC, IPsec key derivation); file path. */
   secretFile: z.string().optional(),
   /** Directories uploads may write into. */
@@ -43,3 +48,17 @@ export const AgentConfigSchema = z.object({
 });
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+
+/** Upstream node-agent's Basic credentials from the environment: both of WEB_USER and WEB_PASS, or neither. */
+export function webCredentials(
+  env: Record<string, string | undefined>,
+): { user: string; password: string } | undefined {
+  const user = env.WEB_USER ?? "";
+  const password = env.WEB_PASS ?? "";
+  if (!user && !password) return undefined;
+  if (!user || !password)
+    throw new Error(
+      `${user ? "WEB_PASS" : "WEB_USER"} is not set but ${user ? "WEB_USER" : "WEB_PASS"} is: set both (upstream node-agent's agent.env) or neither`,
+    );
+  return { user, password };
+}

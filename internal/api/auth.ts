@@ -10,10 +10,17 @@ import { readFile } from "node:fs/promises";
 import type { MiddlewareHandler } from "hono";
 import { z } from "zod";
 import type { ServerBindings } from "./server.ts";
+import { TOKEN_POLICY, tokenWeakness } from "./token.ts";
+
+/** A bearer token that meets the one strength rule (token.ts); the message never shows the token. */
+const StrongToken = z.string().superRefine((t, ctx) => {
+  const weak = tokenWeakness(t);
+  if (weak) ctx.addIssue({ code: "custom", message: `the token ${weak}` });
+});
 
 export const AuthConfigSchema = z.object({
   basic: z.array(z.object({ user: z.string().min(1), password: z.string().min(1) })).optional(),
-  tokens: z.array(z.string().min(16, "tokens must be at least 16 characters")).optional(),
+  tokens: z.array(StrongToken).optional(),
 });
 export type AuthConfig = z.infer<typeof AuthConfigSchema>;
 
@@ -26,6 +33,15 @@ export class AuthConfigError extends Error {
     super(message);
     this.name = "AuthConfigError";
   }
+}
+
+/**
+ * Refuse a token given on its own (a flag or an environment variable) that a file would refuse:
+ * throws AuthConfigError naming `source`, never showing the token.
+ */
+export function checkToken(token: string, source: string): void {
+  const weak = tokenWeakness(token);
+  if (weak) throw new AuthConfigError(`the token given by ${source} ${weak}`, TOKEN_POLICY);
 }
 
 /** Load an AuthConfig from a JSON or YAML file. */
@@ -41,8 +57,8 @@ export async function loadAuthConfig(path: string): Promise<AuthConfig> {
   const parsed = AuthConfigSchema.safeParse(parse(text));
   if (!parsed.success) {
     throw new AuthConfigError(
-      `invalid auth config ${path}: ${parsed.error.message}`,
-      "expected {basic: [{user, password}], tokens: [string]}",
+      `invalid auth config ${path}: ${parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`,
+      `expected {basic: [{user, password}], tokens: [string]}; ${TOKEN_POLICY}`,
     );
   }
   return parsed.data;
@@ -60,6 +76,12 @@ export interface RateLimitOptions {
 export interface AuthOptions {
   /** Paths served without auth (default /healthz /readyz /metrics). */
   exempt?: string[];
+  /**
+   * Requests served without auth that are nevertheless a guess at a credential (the identity
+   * exchange, identity.ts): each counts as one failed authentication of the client address and is
+   * refused (429) while the address is blocked; a later successful authentication clears them.
+   */
+  charged?: { method: string; path: string }[];
   rateLimit?: Partial<RateLimitOptions>;
   now?: () => number;
 }
@@ -151,12 +173,14 @@ export function authMiddleware(
 ): MiddlewareHandler<{ Bindings: ServerBindings; Variables: AuthVariables }> {
   const verify = createVerifier(cfg);
   const exempt = new Set(opts.exempt ?? DEFAULT_EXEMPT);
+  const charged = new Set((opts.charged ?? []).map((r) => `${r.method.toUpperCase()} ${r.path}`));
   const limiter = new FailureLimiter(
     { maxFailures: 5, windowMs: 60_000, blockMs: 60_000, ...opts.rateLimit },
     opts.now ?? Date.now,
   );
   return async (c, next) => {
-    if (exempt.has(c.req.path)) return next();
+    const isCharged = charged.has(`${c.req.method} ${c.req.path}`);
+    if (!isCharged && exempt.has(c.req.path)) return next();
     const env = c.env as ServerBindings | undefined;
     if (env?.transport === "unix") {
       c.set("principal", "unix");
@@ -172,6 +196,10 @@ export function authMiddleware(
           "Retry-After": String(wait),
         },
       );
+    }
+    if (isCharged) {
+      limiter.fail(client);
+      return next();
     }
     const principal = verify(c.req.header("authorization"));
     if (!principal) {

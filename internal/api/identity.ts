@@ -1,89 +1,159 @@
 /**
  * Agent identity proof: how a client that holds the agents' bearer token but no certificate pin
- * learns, without trusting the network, which self-signed certificate belongs to the agent.
+ * learns, without trusting the network and without sending the token, which self-signed
+ * certificate belongs to the agent.
  *
- * The agent serves `GET /v1/identity` without authentication:
- *   { node, fingerprint256, proofs: [hex HMAC-SHA256(token, IDENTITY_LABEL + fingerprint256)] }
- * with one proof per bearer token it accepts. The client reads the certificate fingerprint of that
- * TLS connection itself, checks that the document names the same fingerprint and that one proof is
- * the HMAC under its own token, and then pins that fingerprint for the request that carries the
- * token. A machine in the middle can relay the document, but it is bound to the agent's
- * certificate, whose key the middle does not have; it cannot make a proof for its own certificate
- * without the token. Tokens are high-entropy (≥ 16 characters; `kosmosctl install` generates 32
- * random bytes), so the public HMAC does not help guess them.
+ * One exchange (`POST /v1/identity`, no credentials), a PAKE keyed by the token (pake.ts):
+ *   client → { share: hex X25519(x, G(token)) }
+ *   agent  ← { node, fingerprint256, proofs: [{ share: hex Y, confirm: hex tag }] }  (one per token)
+ * with K = X25519(y, X) = X25519(x, Y) and tag = HMAC-SHA256(ISK, "agent-confirm"), where ISK =
+ * SHA-512(label, certificate fingerprint, node, X, Y, K). The client takes the fingerprint from
+ * its own TLS connection, so a proof checks only if the agent that made it holds the token and
+ * the certificate of that connection; a machine in the middle can relay the exchange, but the
+ * fingerprint it shows differs from the one the agent bound into the tag.
+ *
+ * Guessing: the answer tells an attacker (playing the client) whether the one guess its share
+ * was made from is right, and nothing else; playing the agent, it learns nothing (a client sends
+ * nothing derived from the token but a uniformly random point). So tokens can only be guessed
+ * online, one per exchange, and every exchange counts as a failed authentication for the client
+ * address in the agent's rate limiter (auth.ts), until that address authenticates. `GET
+ * /v1/identity` names the node and fingerprint only.
  */
-import { createHmac, timingSafeEqual, X509Certificate } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual, X509Certificate } from "node:crypto";
+import { generatorFor, lengthPrefixed, newShare, x25519 } from "./pake.ts";
 import { tlsRequest } from "./tls-request.ts";
 import { normalizeFingerprint as normalizeFp } from "./tls.ts";
 
 export const IDENTITY_PATH = "/v1/identity";
-const IDENTITY_LABEL = "kosmos-agent-identity/v1\n";
+/** Domain separation of the generators and transcripts (v1 was a public HMAC of the fingerprint). */
+const LABEL = "kosmos-agent-identity/v2";
+/** Proofs an agent answers with (one per token) and a client looks at. */
+const MAX_PROOFS = 16;
 
-export interface IdentityDocument {
+export interface IdentityAnswer {
   node: string;
   /** lowercase hex, no colons */
   fingerprint256: string;
-  proofs: string[];
+  proofs: { share: string; confirm: string }[];
 }
 
-export function identityProof(token: string, fingerprint256: string): string {
-  return createHmac("sha256", token)
-    .update(IDENTITY_LABEL + normalizeFp(fingerprint256))
-    .digest("hex");
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function confirmTag(fp: string, node: string, x: Uint8Array, y: Uint8Array, k: Uint8Array): Buffer {
+  const isk = createHash("sha512")
+    .update(lengthPrefixed(LABEL, "isk", Buffer.from(fp, "hex"), node, x, y, k))
+    .digest();
+  return createHmac("sha256", isk).update(`${LABEL}/agent-confirm`).digest();
 }
 
-export function identityDocument(node: string, fingerprint256: string, tokens: string[]): IdentityDocument {
-  const fp = normalizeFp(fingerprint256);
-  return { node, fingerprint256: fp, proofs: tokens.map((t) => identityProof(t, fp)) };
+export class IdentityError extends Error {
+  readonly code = "IDENTITY_BAD_REQUEST";
+  readonly hint = 'POST {"share": "<64 hex: an X25519 u-coordinate>"} (internal/api/identity.ts)';
 }
 
 /**
- * Whether `doc` proves, under `token`, that `observedFp` (read from the TLS connection that
- * delivered the document) is the agent's certificate. Constant-time comparison of the proofs.
+ * The agent's side: generators of its tokens computed once; `answer` makes a fresh proof per
+ * token for a client share. Throws IdentityError on a malformed or low-order share.
  */
-export function verifyIdentity(doc: unknown, observedFp: string, token: string): boolean {
-  if (!doc || typeof doc !== "object") return false;
-  const d = doc as Partial<IdentityDocument>;
-  const fp = normalizeFp(observedFp);
-  if (typeof d.fingerprint256 !== "string" || normalizeFp(d.fingerprint256) !== fp || fp.length !== 64)
-    return false;
-  if (!Array.isArray(d.proofs)) return false;
-  const want = Buffer.from(identityProof(token, fp), "hex");
-  let ok = false;
-  for (const p of d.proofs.slice(0, 16)) {
-    if (typeof p !== "string" || !/^[0-9a-f]{64}$/.test(p)) continue;
-    if (timingSafeEqual(Buffer.from(p, "hex"), want)) ok = true;
+export class IdentityResponder {
+  private readonly fp: string;
+  private readonly generators: Uint8Array[];
+
+  constructor(
+    readonly node: string,
+    fingerprint256: string,
+    tokens: readonly string[],
+  ) {
+    this.fp = normalizeFp(fingerprint256);
+    this.generators = tokens.slice(0, MAX_PROOFS).map((t) => generatorFor(LABEL, t));
   }
-  return ok;
+
+  /** What GET /v1/identity shows: the node and its certificate, no proof. */
+  describe(): { node: string; fingerprint256: string } {
+    return { node: this.node, fingerprint256: this.fp };
+  }
+
+  answer(body: unknown): IdentityAnswer {
+    const hex = (body as { share?: unknown } | null)?.share;
+    if (typeof hex !== "string" || !HEX64.test(hex))
+      throw new IdentityError("identity exchange: share must be 64 lowercase hex characters");
+    const x = Buffer.from(hex, "hex");
+    const proofs = this.generators.map((g) => {
+      const { scalar, share: y } = newShare(g);
+      const k = x25519(scalar, x);
+      if (!k) throw new IdentityError("identity exchange: the share is a low-order point");
+      return {
+        share: Buffer.from(y).toString("hex"),
+        confirm: confirmTag(this.fp, this.node, x, y, k).toString("hex"),
+      };
+    });
+    return { node: this.node, fingerprint256: this.fp, proofs };
+  }
+}
+
+/** The client's side of one exchange: the share to send, and the check of the answer. */
+export function identityOffer(token: string): {
+  share: string;
+  /** Whether `answer` proves, under the token, the certificate `observedFp` of this connection. */
+  verify(answer: unknown, observedFp: string): boolean;
+} {
+  const { scalar, share: x } = newShare(generatorFor(LABEL, token));
+  return {
+    share: Buffer.from(x).toString("hex"),
+    verify(answer, observedFp) {
+      const a = answer as Partial<IdentityAnswer> | null;
+      const fp = normalizeFp(observedFp);
+      if (!a || typeof a.node !== "string" || !Array.isArray(a.proofs) || fp.length !== 64) return false;
+      let ok = false;
+      for (const p of a.proofs.slice(0, MAX_PROOFS)) {
+        if (typeof p?.share !== "string" || typeof p.confirm !== "string") continue;
+        if (!HEX64.test(p.share) || !HEX64.test(p.confirm)) continue;
+        const y = Buffer.from(p.share, "hex");
+        const k = x25519(scalar, y);
+        if (!k) continue;
+        // no early exit: every proof is checked
+        if (timingSafeEqual(confirmTag(fp, a.node, x, y, k), Buffer.from(p.confirm, "hex"))) ok = true;
+      }
+      return ok;
+    },
+  };
 }
 
 export interface IdentityCheck {
-  /** HTTP status of `GET /v1/identity` (401/404: an agent without the endpoint). */
+  /** HTTP status of `POST /v1/identity` (401/404/405: an agent without the exchange). */
   status: number;
-  /** The certificate of the connection that delivered the document: fingerprint and PEM. */
+  /** The certificate of the connection the exchange ran on: fingerprint and PEM. */
   fingerprint: string;
   certificatePem: string;
-  /** The document proves that certificate under the token (verifyIdentity). */
+  /** The answer proves that certificate under the token. */
   proven: boolean;
 }
 
 /**
- * Fetch `GET /v1/identity` from `url` (https://host:port) without credentials, over one TLS
- * connection whose certificate is not verified, and check the document against that connection's
- * certificate and `token`. Network errors are thrown as they are.
+ * Run the identity exchange with `url` (https://host:port) over one TLS connection whose
+ * certificate is not verified, and check the answer against that connection's certificate and
+ * `token`. Network errors are thrown as they are.
  */
 export async function checkIdentity(url: string, token: string): Promise<IdentityCheck> {
-  const r = await tlsRequest(url, "GET", IDENTITY_PATH, null, { accept: "application/json" }, "");
-  let doc: unknown = null;
+  const offer = identityOffer(token);
+  const r = await tlsRequest(
+    url,
+    "POST",
+    IDENTITY_PATH,
+    null,
+    { accept: "application/json", "content-type": "application/json" },
+    JSON.stringify({ share: offer.share }),
+  );
+  let answer: unknown = null;
   try {
-    doc = JSON.parse(r.text);
+    answer = JSON.parse(r.text);
   } catch {
-    // not a document: unproven
+    // not an answer: unproven
   }
   return {
     status: r.status,
     fingerprint: r.fingerprint,
     certificatePem: r.certificate.length > 0 ? new X509Certificate(r.certificate).toString() : "",
-    proven: r.status === 200 && verifyIdentity(doc, r.fingerprint, token),
+    proven: r.status === 200 && offer.verify(answer, r.fingerprint),
   };
 }

@@ -11,7 +11,7 @@ export interface AgentEndpoint {
   /**
    * TLS: PEM CA to trust; or pin the server certificate's SHA-256 fingerprint; or skip verification
    * (explicitly). None of them on an https URL: the agent proves its certificate with the token
-   * first (`GET /v1/identity`, api/identity.ts), and only then is the token sent.
+   * first (the `POST /v1/identity` exchange, api/identity.ts), and only then is the token sent.
    */
   tls?: { ca?: string; fingerprint256?: string; insecureSkipVerify?: boolean };
 }
@@ -66,23 +66,30 @@ export async function pinnedPost(
   }
 }
 
-/** Certificates proven through the agents' identity documents, per agent URL (see learnPin). */
+/** Certificates proven through the agents' identity exchanges, per agent URL (see learnPin). */
 const provenPins = new Map<string, string>();
 
 /**
- * The fingerprint of an agent's certificate, proven with the token (api/identity.ts): fetch
- * `GET /v1/identity` without credentials, check that it names the certificate this connection saw
- * and carries the HMAC of that fingerprint under our token. Remembered per URL until a pinned
- * request fails (the agent's certificate changed: it is proven again).
+ * The fingerprint of an agent's certificate, proven with the token (api/identity.ts): run the
+ * identity exchange without credentials and check that the agent's proof binds the certificate
+ * this connection saw under our token. Remembered per URL until a pinned request fails (the
+ * agent's certificate changed: it is proven again).
  */
 async function learnPin(endpoint: AgentEndpoint, url: string): Promise<{ pin: string; cached: boolean }> {
   const cached = provenPins.get(url);
   if (cached) return { pin: cached, cached: true };
   const r = await checkIdentity(url, endpoint.token);
+  if (r.status === 429)
+    throw new PushError(
+      "KOSMOS_PUSH_TLS_IDENTITY",
+      `agent ${url} refused the identity exchange: too many failed authentications or identity exchanges from this address`,
+      "it is retried with backoff; every exchange counts as a guess until this address authenticates (or pin with the kosmos.io/agent-fingerprint annotation)",
+      r.status,
+    );
   if (r.status !== 200)
     throw new PushError(
       "KOSMOS_PUSH_TLS_IDENTITY",
-      `agent ${url} has no identity document (${IDENTITY_PATH} answered ${r.status})`,
+      `agent ${url} has no identity exchange (POST ${IDENTITY_PATH} answered ${r.status})`,
       "an agent older than the controller: pin its certificate with the kosmos.io/agent-fingerprint annotation",
       r.status,
     );

@@ -3,8 +3,8 @@
  * Targets: https://host:port (TLS; pin the agent's SHA-256 fingerprint, or trust a CA) or
  * unix:/path.sock (admin socket, no credentials needed). Auth: bearer token or Basic.
  */
-import { createHash, X509Certificate } from "node:crypto";
-import { type FileHandle, open } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
+import { open } from "node:fs/promises";
 import { connect as tlsConnect } from "node:tls";
 import { checkIdentity, type IdentityCheck } from "../api/identity.ts";
 import { normalizeFingerprint } from "../api/tls.ts";
@@ -21,7 +21,10 @@ import {
   SHA256_TRAILER,
   sha256Checksum,
 } from "./checksum.ts";
+import { fileBody, sha256File, type UploadProgress } from "./filebody.ts";
 import type { UploadResult } from "./upload.ts";
+
+export { sha256File, type UploadProgress };
 import { type K8sStatus, exitCodeOf, frame, PROTOCOL_V4, PROTOCOL_V5, resizeFrame, STREAM } from "./k8s.ts";
 
 export interface AgentTarget {
@@ -47,24 +50,21 @@ export interface ExecOptions {
   onStderr?: (chunk: Uint8Array) => void;
   /** Called with a function that sends a resize (for SIGWINCH forwarding). */
   onResizer?: (resize: (cols: number, rows: number) => void) => void;
+  /**
+   * The subprotocol to offer (default: v5.channel.k8s.io, then v4). v4 has no stdin half-close:
+   * the end of `stdin` is not signalled, so the command must not wait for it.
+   */
+  protocol?: typeof PROTOCOL_V5 | typeof PROTOCOL_V4;
 }
 
 export interface ExecResult {
+  /** the subprotocol the agent chose */
+  protocol: string;
   exitCode: number;
   status: K8sStatus;
   /** collected output when no onStdout/onStderr callbacks were given */
   stdout: string;
   stderr: string;
-}
-
-/** Read size of uploads (one positioned read per chunk, the next one read ahead). */
-const UPLOAD_CHUNK = 1024 * 1024;
-/** Read buffers reused round-robin (see fileBody). */
-const READ_BUFFERS = 4;
-
-export interface UploadProgress {
-  sent: number;
-  total: number;
 }
 
 export interface UploadOptions {
@@ -156,8 +156,8 @@ export class AgentClient {
   }
 
   /**
-   * The agent's certificate (PEM) once its identity document proves it under `token`; null when
-   * the agent has no identity document (older agent: the system store decides, as before).
+   * The agent's certificate (PEM) once the identity exchange proves it under `token`; null when
+   * the agent has no identity exchange (older agent: the system store decides, as before).
    */
   private async fetchProven(token: string): Promise<string | null> {
     let r: IdentityCheck;
@@ -171,6 +171,12 @@ export class AgentClient {
       );
     }
     if (r.status === 404 || r.status === 401) return null;
+    if (r.status === 429)
+      throw new ExecError(
+        "UNAUTHORIZED",
+        `agent ${this.target.url} refused the identity exchange: too many failed authentications or identity exchanges from this address`,
+        "wait a minute (every identity exchange counts as a guess until this address authenticates), or pin the certificate with --fingerprint",
+      );
     if (!r.proven)
       throw new ExecError(
         "IDENTITY_UNPROVEN",
@@ -285,7 +291,10 @@ export class AgentClient {
     for (const [k, v] of Object.entries(opts.env ?? {})) q.append("env", `${k}=${v}`);
     if (opts.cwd) q.set("workingDir", opts.cwd);
     if (opts.timeout) q.set("timeout", String(opts.timeout));
-    const ws = await this.openWs(`/v1/exec?${q}`, [PROTOCOL_V5, PROTOCOL_V4]);
+    const ws = await this.openWs(
+      `/v1/exec?${q}`,
+      opts.protocol ? [opts.protocol] : [PROTOCOL_V5, PROTOCOL_V4],
+    );
     const dec = { out: new TextDecoder(), err: new TextDecoder() };
     let stdout = "";
     let stderr = "";
@@ -318,7 +327,7 @@ export class AgentClient {
         "connection closed without an exit status",
         "the agent or the network dropped the session",
       );
-    return { exitCode: exitCodeOf(st), status: st, stdout, stderr };
+    return { protocol: ws.protocol, exitCode: exitCodeOf(st), status: st, stdout, stderr };
   }
 
   private async pumpStdin(ws: WebSocket, input: NonNullable<ExecOptions["stdin"]>): Promise<void> {
@@ -335,7 +344,9 @@ export class AgentClient {
       const it = input instanceof ReadableStream ? (input as unknown as AsyncIterable<Uint8Array>) : input;
       for await (const chunk of it) await send(chunk);
     }
-    if (ws.readyState === WebSocket.OPEN) ws.send(new Uint8Array([STREAM.close, STREAM.stdin]));
+    // half-close is v5's; a v4 agent would take stream 255 for an unknown stream
+    if (ws.readyState === WebSocket.OPEN && ws.protocol === PROTOCOL_V5)
+      ws.send(new Uint8Array([STREAM.close, STREAM.stdin]));
   }
 
   /**
@@ -413,69 +424,6 @@ export class AgentClient {
   }
 }
 
-/**
- * The request body: `total` bytes of the file in UPLOAD_CHUNK reads (the next read is issued
- * before the current chunk is handed over, so reading overlaps checksumming and sending), then
- * the hex checksum when `checksum` is given. Fails when the file shrinks or grows meanwhile.
- *
- * The reads go to a ring of READ_BUFFERS buffers instead of a fresh buffer per chunk (which cost
- * the client ~80-120 ms of CPU per 256 MiB in page faults and GC). That is safe because Bun's fetch
- * copies a chunk into its HTTP thread's send buffer when its stream sink takes it (the sink's
- * write() gets a borrowed byte slice), and a buffer is refilled only three chunks after the sink
- * took it. Were that ever not so, the data sent would not match the checksum computed here and
- * the agent would refuse the upload (CHECKSUM_MISMATCH), never install it.
- */
-function fileBody(
-  fh: FileHandle,
-  localPath: string,
-  total: number,
-  checksum: Checksum | null,
-  onProgress?: (p: UploadProgress) => void,
-): ReadableStream<Uint8Array> {
-  let pos = 0;
-  const ring: Buffer[] = [];
-  let reads = 0;
-  const readAt = async (at: number): Promise<Uint8Array> => {
-    const want = Math.min(UPLOAD_CHUNK, total - at);
-    const slot = reads++ % READ_BUFFERS;
-    ring[slot] ??= Buffer.allocUnsafe(Math.max(1, Math.min(UPLOAD_CHUNK, total)));
-    const buf = ring[slot] as Buffer;
-    // one byte past the end to notice a file that grew
-    const { bytesRead } = await fh.read(buf, 0, want > 0 ? want : 1, at);
-    if (want > 0 ? bytesRead !== want : bytesRead !== 0)
-      throw new ExecError("UPLOAD_FAILED", `${localPath} changed during the upload`, "retry");
-    return buf.subarray(0, bytesRead);
-  };
-  let next: Promise<Uint8Array> | null = readAt(0);
-  // a read-ahead that fails before it is awaited must not be an unhandled rejection
-  next.catch(() => {});
-  return new ReadableStream<Uint8Array>({
-    async pull(ctl) {
-      if (!next) return;
-      let chunk: Uint8Array;
-      try {
-        chunk = await next;
-      } catch (err) {
-        next = null;
-        ctl.error(err);
-        return;
-      }
-      if (chunk.byteLength === 0) {
-        next = null;
-        if (checksum) ctl.enqueue(Buffer.from(checksum.digest(), "latin1"));
-        ctl.close();
-        return;
-      }
-      pos += chunk.byteLength;
-      next = readAt(pos);
-      next.catch(() => {});
-      checksum?.update(chunk);
-      onProgress?.({ sent: pos, total });
-      ctl.enqueue(chunk);
-    },
-  });
-}
-
 export interface WorkflowEventLike {
   type: string;
   [k: string]: unknown;
@@ -497,20 +445,4 @@ export async function runRemoteWorkflow(
   if (code !== 1000)
     throw new ExecError("WORKFLOW_FAILED", `workflow refused (${code}): ${reason}`, "check the spec");
   return reason === "0";
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.allocUnsafe(UPLOAD_CHUNK);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.byteLength, null);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-    }
-  } finally {
-    await fh.close();
-  }
-  return h.digest("hex");
 }

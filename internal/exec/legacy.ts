@@ -21,6 +21,13 @@ import { messageBytes, upgradeWs, WsPeer } from "./ws.ts";
 
 export const CLOSE = { normal: 1000, invalidPayload: 1007, internal: 1011 } as const;
 
+/**
+ * The paths an upstream endpoint answers on: upstream's server matches by prefix, and its clients
+ * dial `/cmd/?…`, `/upload/?…`, `/tty/?…`, `/check/?…` (and the operator `cmd/`, `upload/`, `check/`)
+ * with a trailing slash. Both spellings are accepted; other paths under the prefix are not.
+ */
+const compatPaths = (path: string): string[] => [path, `${path}/`];
+
 const dec = new TextDecoder();
 const isEof = (b: Uint8Array) => b.length === 3 && b[0] === 69 && b[1] === 79 && b[2] === 70;
 
@@ -67,7 +74,7 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
     return s;
   };
 
-  app.get("/cmd", (c) => {
+  app.on("GET", compatPaths("/cmd"), (c) => {
     const command = c.req.query("command");
     const args = c.req.queries("args") ?? [];
     const info = sessionInfo(c, "/cmd");
@@ -96,7 +103,7 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
   });
 
   const script = (path: "/sh" | "/py", interpreter: string[]) =>
-    app.get(path, (c) => {
+    app.on("GET", compatPaths(path), (c) => {
       const args = c.req.queries("args") ?? [];
       const info = sessionInfo(c, path);
       if (!sessions.tryAcquire()) return tooMany(c, sessions.limits.maxSessions);
@@ -163,7 +170,7 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
   script("/sh", ["sh"]);
   script("/py", ["python3", "-u"]);
 
-  app.get("/tty", (c) => {
+  app.on("GET", compatPaths("/tty"), (c) => {
     const command = c.req.query("command");
     const info = sessionInfo(c, "/tty");
     if (!command) return c.text("command is required", 400);
@@ -198,7 +205,7 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
     return res ?? c.text("websocket upgrade required", 426);
   });
 
-  app.get("/check", (c) => {
+  app.on("GET", compatPaths("/check"), (c) => {
     const port = Number(c.req.query("port"));
     const finish = sessions.record(sessionInfo(c, "/check"), ["check", String(c.req.query("port"))]);
     const res = upgradeWs(c, {
@@ -218,7 +225,7 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
     return res ?? c.text("websocket upgrade required", 426);
   });
 
-  app.get("/upload", (c) => {
+  app.on("GET", compatPaths("/upload"), (c) => {
     const fileName = c.req.query("file_name") ?? "";
     const filePath = c.req.query("file_path") ?? "";
     const finish = sessions.record(sessionInfo(c, "/upload"), ["upload", join(filePath, fileName)]);

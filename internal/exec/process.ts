@@ -1,10 +1,12 @@
 /**
- * Child processes for exec sessions. Each child runs in its own session/process group
- * (Bun.spawn `detached` = setsid), so the whole tree is signalled with kill(-pgid).
+ * Child processes for exec sessions. Each child runs in its own session (Bun.spawn `detached` =
+ * setsid), and the whole session is signalled: its process group, and the jobs a shell put in
+ * groups of their own (proctree.ts).
  * PTY sessions use Bun's built-in `terminal` option (openpty; the child gets it as controlling tty).
  * stdout and stderr are read concurrently; a sink may return a promise to apply backpressure.
  */
 import type { Subprocess } from "bun";
+import { signalSession } from "./proctree.ts";
 
 export interface ProcessSpec {
   argv: string[];
@@ -33,8 +35,11 @@ export interface RunningProcess {
   write(data: Uint8Array | string): void;
   closeStdin(): void;
   resize(cols: number, rows: number): void;
-  /** Signal the whole process group (ignored when already gone). */
-  killGroup(signal?: NodeJS.Signals | number): void;
+  /**
+   * Signal every process of the child's session: its process group, other groups of the session
+   * (shell jobs) and their descendants (ignored when already gone).
+   */
+  killSession(signal?: NodeJS.Signals | number): void;
   /** Resolves after the process exited and its output streams were drained. */
   readonly result: Promise<ExitResult>;
 }
@@ -54,7 +59,7 @@ function failedProcess(argv0: string, err: NodeJS.ErrnoException, sink: OutputSi
     await sink.stderr(enc.encode(msg));
     return { exitCode, signal: null };
   })();
-  return { pid: -1, write() {}, closeStdin() {}, resize() {}, killGroup() {}, result };
+  return { pid: -1, write() {}, closeStdin() {}, resize() {}, killSession() {}, result };
 }
 
 async function pump(
@@ -132,12 +137,9 @@ export function startProcess(spec: ProcessSpec, sink: OutputSink, opts: StartOpt
     return failedProcess(argv0, err as NodeJS.ErrnoException, sink);
   }
   const pid = proc.pid;
-  const killGroup = (signal: NodeJS.Signals | number = "SIGTERM") => {
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      // group already gone
-    }
+  // setsid made the child a session leader: the session id is its pid
+  const killSession = (signal: NodeJS.Signals | number = "SIGTERM") => {
+    signalSession(pid, signal);
   };
   const streams: Promise<void>[] = [];
   if (ptyDone) streams.push(ptyDone);
@@ -151,7 +153,7 @@ export function startProcess(spec: ProcessSpec, sink: OutputSink, opts: StartOpt
     const timer = new Promise<boolean>((r) => setTimeout(() => r(false), graceMs));
     if (!(await Promise.race([drained, timer]))) {
       // background children still hold the output open: end them with the session
-      killGroup("SIGKILL");
+      killSession("SIGKILL");
       if (spec.tty) proc.terminal?.close();
       await Promise.race([drained, new Promise((r) => setTimeout(r, 500))]);
     }
@@ -164,7 +166,7 @@ export function startProcess(spec: ProcessSpec, sink: OutputSink, opts: StartOpt
   return {
     pid,
     result,
-    killGroup,
+    killSession,
     write(data) {
       if (stdinClosed) return;
       try {

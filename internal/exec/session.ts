@@ -157,8 +157,8 @@ export class SessionManager {
 
     const terminate = (why: string) => {
       log.info({ why }, "terminating process group");
-      proc.killGroup("SIGTERM");
-      killTimer ??= setTimeout(() => proc.killGroup("SIGKILL"), limits.killGraceMs);
+      proc.killSession("SIGTERM");
+      killTimer ??= setTimeout(() => proc.killSession("SIGKILL"), limits.killGraceMs);
     };
     const armIdle = () => {
       if (!limits.idleTimeoutMs) return;
@@ -193,8 +193,8 @@ export class SessionManager {
       clearTimeout(sessionTimer);
       clearTimeout(idleTimer);
       clearTimeout(killTimer);
-      // nothing of the session may outlive it
-      proc.killGroup("SIGKILL");
+      // nothing of the session may outlive it (jobs in groups of their own included)
+      proc.killSession("SIGKILL");
       this.release();
       this.deps.audit.finish(id, {
         endedAt: Date.now(),

@@ -72,11 +72,55 @@ export async function confinePath(roots: string[], dir: string, name?: string): 
   );
 }
 
-/** upstream: time.Now().Format("2006-01-02-150405000") → e.g. 2024-05-01-134501000 */
+/**
+ * `<file>_<YYYY-MM-DD-HHMMSSmmm>_bak`: upstream's name (Go layout "2006-01-02-150405000", whose
+ * last three digits are a literal 000) with the milliseconds in those digits, so two commits in
+ * the same second do not want the same name.
+ */
 export function backupName(file: string, now: Date): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  const ts = `${now.getFullYear()}-${p(now.getMonth() + 1)}-${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}000`;
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  const ts = `${now.getFullYear()}-${p(now.getMonth() + 1)}-${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}${p(now.getMilliseconds(), 3)}`;
   return `${file}_${ts}_bak`;
+}
+
+/** Install steps in progress per target path: commits to one path run one after the other. */
+const installing = new Map<string, Promise<unknown>>();
+
+/** Run `fn` once every earlier install of `target` (in this process) has finished. */
+async function withInstallLock<T>(target: string, fn: () => Promise<T>): Promise<T> {
+  const before = installing.get(target) ?? Promise.resolve();
+  const mine = before.then(fn, fn);
+  const settled = mine.catch(() => undefined);
+  installing.set(target, settled);
+  try {
+    return await mine;
+  } finally {
+    if (installing.get(target) === settled) installing.delete(target);
+  }
+}
+
+/** Backup names tried (one per millisecond after `now`) before a commit gives up. */
+const BACKUP_NAME_TRIES = 1000;
+
+/**
+ * Hard-link the current `target` (when it is a regular file) to a backup name nobody uses yet:
+ * link(2) never replaces, so an existing backup is never lost. Returns the backup path or null.
+ */
+async function linkBackup(target: string, now: Date): Promise<string | null> {
+  const st = await lstat(target).catch(() => null);
+  if (!st?.isFile()) return null;
+  for (let i = 0; i < BACKUP_NAME_TRIES; i++) {
+    const name = backupName(target, new Date(now.getTime() + i));
+    try {
+      await link(target, name);
+      return name;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return null; // the target went away meanwhile: nothing to back up
+      if (code !== "EEXIST") throw err;
+    }
+  }
+  throw new Error(`no free backup name for ${target} in ${BACKUP_NAME_TRIES} tries`);
 }
 
 export interface UploadResult {
@@ -284,14 +328,12 @@ export class AtomicUpload {
       await this.fh?.sync();
       await this.fh?.close();
       this.fh = null;
-      let backup: string | null = null;
-      const st = await lstat(this.target).catch(() => null);
-      if (st?.isFile()) {
-        backup = backupName(this.target, now);
-        await rm(backup, { force: true });
-        await link(this.target, backup);
-      }
-      await rename(this.tmp, this.target);
+      // one commit at a time per target: each backs up exactly the version it replaces
+      const backup = await withInstallLock(this.target, async () => {
+        const b = await linkBackup(this.target, now);
+        await rename(this.tmp, this.target);
+        return b;
+      });
       const result: UploadResult = { path: this.target, bytes: this.bytes, backup };
       if (sum !== undefined && this.checksum) {
         result.checksum = { algorithm: this.checksum.algorithm, value: sum, verified: expect !== undefined };

@@ -149,13 +149,13 @@ async function runArgv(
   const p = startProcess({ argv, env: opts.env, cwd: opts.cwd }, { stdout: add, stderr: add });
   const timer = opts.timeoutSec
     ? setTimeout(() => {
-        p.killGroup("SIGTERM");
-        setTimeout(() => p.killGroup("SIGKILL"), 2000).unref?.();
+        p.killSession("SIGTERM");
+        setTimeout(() => p.killSession("SIGKILL"), 2000).unref?.();
       }, opts.timeoutSec * 1000)
     : undefined;
   const r = await p.result;
   clearTimeout(timer);
-  p.killGroup("SIGKILL");
+  p.killSession("SIGKILL");
   return { exitCode: r.exitCode, output };
 }
 

@@ -127,7 +127,7 @@ async function runAgent(launch: Launch, mode: "preseeded" | "api"): Promise<Run>
   const { topology, self } = labTopology();
   const big = withThousandPeers(topology);
   const dir = await mkdtemp(join(tmpdir(), "kosmos-bench-agent-"));
-  const token = "bench-token";
+  const token = "bench-token-0123456789abcdef";
   await writeFile(join(dir, "secret"), crypto.getRandomValues(new Uint8Array(32)));
   if (mode === "preseeded") {
     const store = await openStore(join(dir, "kosmos.db"), { node: self.name });

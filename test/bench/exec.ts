@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentClient, type AgentTarget } from "../../internal/exec/client.ts";
-import { startTestAgent } from "../../internal/exec/testing.ts";
+import { startTestAgent } from "../helpers/exec-agent.ts";
 import { type BenchResult, cpuMs, percentile, printResults } from "./lib.ts";
 
 async function time(fn: () => Promise<unknown>, n: number): Promise<number[]> {
@@ -88,7 +88,7 @@ async function startChildAgent(): Promise<{
   pid: number;
   stop: () => Promise<void>;
 }> {
-  const testing = new URL("../../internal/exec/testing.ts", import.meta.url).pathname;
+  const testing = new URL("../helpers/exec-agent.ts", import.meta.url).pathname;
   const code = [
     `import { startTestAgent } from ${JSON.stringify(testing)};`,
     "const a = await startTestAgent({});",

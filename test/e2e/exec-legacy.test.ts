@@ -1,12 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { legacyCall, startTestAgent, type TestAgent } from "../../internal/exec/testing.ts";
+import { legacyCall } from "../helpers/exec-agent.ts";
+import { type RealAgent, startRealAgent } from "../helpers/real-agent.ts";
+import { dialUpstream, goQueryEscape } from "../helpers/upstream-ws.ts";
+import { until } from "../helpers/wait.ts";
 
-let agent: TestAgent;
+/** The real agent, with upstream's WEB_USER/WEB_PASS Basic credentials (test/helpers/real-agent.ts). */
+let agent: RealAgent;
 beforeAll(async () => {
-  agent = await startTestAgent({ limits: { maxSessions: 200 } });
+  agent = await startRealAgent();
 });
 afterAll(async () => {
   await agent?.stop();
@@ -29,6 +33,30 @@ describe("upstream-compatible endpoints", () => {
     const r = await legacy("/cmd?command=sh&args=-c&args=echo%20o1;%20echo%20e1%20%3E%262;%20echo%20o2");
     expect([...r.frames].sort()).toEqual(["e1", "o1", "o2"]);
     expect(r.reason).toBe("0");
+  });
+
+  test("/cmd: stdout and stderr lines arrive in the order written (upstream sends all stdout, then all stderr)", async () => {
+    // each line is written only after the client saw the one before: the command waits on a fifo
+    const dir = await mkdtemp(join(agent.dir, "fifo-"));
+    const [f1, f2] = [join(dir, "1"), join(dir, "2")];
+    for (const f of [f1, f2]) expect(Bun.spawnSync(["mkfifo", f]).exitCode).toBe(0);
+    const script = `echo o1; cat ${f1} >/dev/null; echo e1 >&2; cat ${f2} >/dev/null; echo o2`;
+    const ws = await dialUpstream(
+      agent.url,
+      `/cmd/?command=sh&&args=-c&&args=${goQueryEscape(script)}`,
+      agent.basic,
+    );
+    const lines = () => ws.messages.map((m) => new TextDecoder().decode(m.data));
+    try {
+      await until(() => lines().includes("o1"), "o1 arrives while the command still runs");
+      await writeFile(f1, "go\n");
+      await until(() => lines().includes("e1"), "e1 (stderr) arrives before stdout has ended");
+      await writeFile(f2, "go\n");
+      expect(await ws.closed).toEqual({ code: 1000, reason: "0" });
+      expect(lines()).toEqual(["o1", "e1", "o2"]);
+    } finally {
+      ws.drop();
+    }
   });
 
   test("/cmd: unknown program closes with 127", async () => {
@@ -83,11 +111,22 @@ describe("upstream-compatible endpoints", () => {
     });
     ws.send("partial new data");
     ws.close();
-    // wait until the server recorded the aborted upload and removed its temp file
-    const settled = async () =>
-      agent.audit.list().some((a) => a.error === "client disconnected before EOF") &&
-      !(await readdir(agent.root)).some((f) => f.endsWith(".tmp"));
-    for (let i = 0; i < 500 && !(await settled()); i++) await Bun.sleep(10);
+    // the server records the aborted upload (this session's record: its command names the target)
+    // and removes its temp file; `until` fails the test when either never happens
+    const aborted = () =>
+      agent
+        .audit()
+        .find((a) => a.command === "upload" && a.args === JSON.stringify([target]) && a.ended_at !== null);
+    await until(() => aborted() !== undefined, "the aborted upload is audited");
+    expect(aborted()).toMatchObject({
+      endpoint: "/upload",
+      exit_code: null,
+      error: "client disconnected before EOF",
+    });
+    await until(
+      async () => !(await readdir(agent.root)).some((f) => f.endsWith(".tmp")),
+      "the temp file of the aborted upload is removed",
+    );
     expect(await readFile(target, "utf8")).toBe("old");
     expect((await readdir(agent.root)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
@@ -117,9 +156,16 @@ describe("upstream-compatible endpoints", () => {
     expect(r.reason).toBe("5");
   });
 
-  test("compat sessions are audited with their endpoint", async () => {
+  test("compat sessions are audited in the agent's SQLite with their endpoint and Basic user", async () => {
     await legacy("/cmd?command=true");
-    expect(agent.audit.list().some((a) => a.endpoint === "/cmd" && a.exitCode === 0)).toBe(true);
-    expect(agent.audit.list().some((a) => a.endpoint === "/upload")).toBe(true);
+    const rows = agent.audit();
+    expect(rows.find((a) => a.endpoint === "/cmd" && a.command === "true")).toMatchObject({
+      principal: `basic:${agent.basic.user}`,
+      args: "[]",
+      exit_code: 0,
+    });
+    expect(rows.some((a) => a.endpoint === "/upload" && a.exit_code === 0 && a.bytes_in === 8)).toBe(true);
+    expect(rows.some((a) => a.endpoint === "/check" && a.command === "check")).toBe(true);
+    expect(rows.find((a) => a.endpoint === "/tty")).toMatchObject({ command: "sh", exit_code: 5 });
   });
 });

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Agent } from "../../internal/agent/agent.ts";
 import { AgentClient, type ExecError } from "../../internal/exec/index.ts";
-import { IDENTITY_PATH, identityDocument } from "../../internal/api/identity.ts";
+import { IDENTITY_PATH, IdentityResponder } from "../../internal/api/identity.ts";
 import { loadOrCreateTls } from "../../internal/api/tls.ts";
 import {
   type ClusterNodeObject,
@@ -31,7 +31,7 @@ import type { Topology } from "../../internal/topology/index.ts";
 import { clientOf, kubeSkip } from "../helpers/k8s.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
-const TOKEN = "disc-token";
+const TOKEN = "disc-token-0123456789abcdef";
 const IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"];
 
 interface FakeAgent {
@@ -251,15 +251,16 @@ describe.skipIf(skip)("controller agent discovery through ClusterNodes of a real
 describe("pushing to agents over https (no control plane needed)", () => {
   test("https with the agent's self-signed certificate: pinned, or proven with the token; impostors and wrong pins get nothing", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kosmos-disc-tls-"));
-    // an agent-like server: the identity document of its certificate (api/identity.ts), then the push
-    const agentLike = (ip: string, tls: { cert: string; key: string }, identity: () => unknown) => {
+    // an agent-like server: the identity exchange (api/identity.ts) as `identity` answers it, then the push
+    const agentLike = (ip: string, tls: { cert: string; key: string }, identity: IdentityResponder) => {
       const got: string[] = [];
       const server = Bun.serve({
         hostname: ip,
         port: 0,
         tls: { cert: tls.cert, key: tls.key },
         fetch: async (req) => {
-          if (new URL(req.url).pathname === IDENTITY_PATH) return Response.json(identity());
+          if (new URL(req.url).pathname === IDENTITY_PATH)
+            return Response.json(identity.answer(await req.json()));
           if (req.headers.get("authorization") !== `Bearer ${TOKEN}`)
             return new Response("no", { status: 401 });
           got.push(await req.text());
@@ -274,17 +275,19 @@ describe("pushing to agents over https (no control plane needed)", () => {
         commonName: "m-n1",
         hosts: ["127.0.0.15"],
       });
-      const real = agentLike("127.0.0.15", tls, () => identityDocument("m-n1", tls.fingerprint, [TOKEN]));
-      // an impostor with its own certificate that relays the real agent's identity document
+      const real = agentLike("127.0.0.15", tls, new IdentityResponder("m-n1", tls.fingerprint, [TOKEN]));
+      // an impostor with its own certificate that relays the real agent's identity answers
       const other = await loadOrCreateTls({
         stateDir: join(dir, "b"),
         commonName: "m-n1",
         hosts: ["127.0.0.16"],
       });
-      const relay = agentLike("127.0.0.16", other, () => identityDocument("m-n1", tls.fingerprint, [TOKEN]));
+      const relay = agentLike("127.0.0.16", other, new IdentityResponder("m-n1", tls.fingerprint, [TOKEN]));
       // an agent whose token is not ours: it cannot prove its certificate to us
-      const stranger = agentLike("127.0.0.17", other, () =>
-        identityDocument("m-n1", other.fingerprint, ["another-token-0123456789"]),
+      const stranger = agentLike(
+        "127.0.0.17",
+        other,
+        new IdentityResponder("m-n1", other.fingerprint, ["another-token-0123456789"]),
       );
       forgetProvenPins();
       try {

@@ -29,7 +29,7 @@ describe("discoverAgents (pure)", () => {
     cn("b-n3", "b", {}), // no address yet: skipped
   ];
   test("per cluster, gateway candidates first then by name; IPv4 preferred, IPv6 bracketed", () => {
-    const g = discoverAgents(nodes, { token: "t", port: 7000 });
+    const g = discoverAgents(nodes, { token: "discovery-token-0123456789", port: 7000 });
     expect(Object.keys(g).sort()).toEqual(["a", "b"]);
     expect(g.a!.map((e) => e.url)).toEqual([
       "https://10.0.0.2:7000",
@@ -37,13 +37,13 @@ describe("discoverAgents (pure)", () => {
       "https://10.0.0.3:7000",
     ]);
     expect(g.b!.map((e) => e.url)).toEqual(["https://[fd00::1]:7000", "https://10.1.0.2:7000"]);
-    expect(g.a!.every((e) => e.token === "t")).toBe(true);
+    expect(g.a!.every((e) => e.token === "discovery-token-0123456789")).toBe(true);
   });
   test("TLS: the published fingerprint is pinned, otherwise no TLS options (the pusher proves the certificate); http has no TLS", () => {
-    const g = discoverAgents(nodes, { token: "t" });
+    const g = discoverAgents(nodes, { token: "discovery-token-0123456789" });
     expect(g.a![0]).toMatchObject({ url: "https://10.0.0.2:5678", tls: { fingerprint256: "AB:CD" } });
     expect(g.a![1]!.tls).toBeUndefined();
-    const h = discoverAgents(nodes, { token: "t", scheme: "http" });
+    const h = discoverAgents(nodes, { token: "discovery-token-0123456789", scheme: "http" });
     expect(h.a![0]!.url).toBe("http://10.0.0.2:5678");
     expect(h.a![0]!.tls).toBeUndefined();
   });
@@ -51,7 +51,7 @@ describe("discoverAgents (pure)", () => {
 
 describe("Seeder groups", () => {
   const topo = (n: number): Topology => ({ clusters: [], nodes: [], mtu: 1400 + n }) as unknown as Topology;
-  const ep = (url: string): AgentEndpoint => ({ url, token: "t" });
+  const ep = (url: string): AgentEndpoint => ({ url, token: "discovery-token-0123456789" });
 
   test("only `perGroup` agents per group are pushed; a failed push rotates to the next candidate", async () => {
     const down = new Set(["a1"]);

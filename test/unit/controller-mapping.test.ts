@@ -242,7 +242,7 @@ describe("Seeder", () => {
     let failNext = 1;
     const timers: (() => void)[] = [];
     const s = new Seeder({
-      agents: [{ url: "http://a", token: "t" }],
+      agents: [{ url: "http://a", token: "mapping-token-0123456789" }],
       pusher: async (_e, t) => {
         calls.push(t.clusters[0]!.name);
         if (failNext-- > 0) throw new Error("down");

@@ -15,6 +15,7 @@ import {
 import { ExecError } from "../../internal/exec/errors.ts";
 import { STAGE_BYTES, STAGES, StagedFileWriter } from "../../internal/exec/filewriter.ts";
 import { AtomicUpload } from "../../internal/exec/upload.ts";
+import { fdHasODirect, findDirectIoPlace, tempDirIn } from "../helpers/direct-io.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 /** One-shot GMAC with node:crypto (AES-256-GCM, data as AAD, empty plaintext). */
@@ -176,6 +177,24 @@ describe("AtomicUpload", () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  test("two commits in the same millisecond: each backs up what it replaced; no backup is replaced", async () => {
+    const target = join(dir, "conf");
+    await writeFile(target, "v0");
+    const now = new Date(2024, 4, 1, 13, 45, 1, 7);
+    const install = async (content: string) => {
+      const u = await AtomicUpload.open(target, { checksum: { algorithm: "none" } });
+      await u.write(new TextEncoder().encode(content));
+      return u.commit(now);
+    };
+    const first = await install("v1");
+    const second = await install("v2");
+    expect(first.backup).toBe(`${target}_2024-05-01-134501007_bak`);
+    expect(second.backup).toBe(`${target}_2024-05-01-134501008_bak`);
+    expect(await readFile(first.backup as string, "utf8")).toBe("v0");
+    expect(await readFile(second.backup as string, "utf8")).toBe("v1");
+    expect(await readFile(target, "utf8")).toBe("v2");
+  });
+
   test("too large: refused, nothing installed", async () => {
     const target = join(dir, "big");
     const u = await AtomicUpload.open(target, { maxBytes: 1000, checksum: { algorithm: "none" } });
@@ -187,88 +206,139 @@ describe("AtomicUpload", () => {
   });
 });
 
+/** Where O_DIRECT works (tmpdir(), else the repository's tmp/); the O_DIRECT tests skip elsewhere. */
+const directIo = await findDirectIoPlace();
+if (!directIo.parent) console.warn(`skipped: the O_DIRECT writer tests, because ${directIo.reason}`);
+const noDirectIo = directIo.parent === null;
+
 describe("StagedFileWriter", () => {
   let dir: string;
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), "kosmos-writer-"));
+    dir = await tempDirIn(directIo.parent ?? tmpdir(), "kosmos-writer-");
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  for (const direct of [true, false]) {
-    test(`${direct ? "O_DIRECT (where the filesystem allows it)" : "buffered"}: the file holds exactly the bytes written`, async () => {
-      // more full buffers than STAGES, so buffers are reused
-      const data = randomBytes((2 * STAGES + 1) * STAGE_BYTES + 12_345);
-      const path = join(dir, `f-${direct}`);
-      const fh = await open(path, "wx");
-      try {
-        const w = await StagedFileWriter.open(fh, { direct });
-        if (!direct) expect(w.usesDirectIo).toBe(false);
-        for (const c of chunks(data, 300_000)) {
-          await w.write(c);
-          c.fill(0); // the writer copied it: reusing the chunk must not change the file
-        }
-        await w.finish();
-        await w.close();
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      expect(sha(await readFile(path))).toBe(sha(data));
-    });
-  }
-
-  test("O_DIRECT refused half-way (EINVAL on the 3rd write): the rest goes buffered, the file is exact", async () => {
-    const data = randomBytes((2 * STAGES + 1) * STAGE_BYTES + 777);
-    const path = join(dir, "f-fallback");
+  /** Writes `data` through a writer on a new file; returns the writer's state and the file's SHA-256. */
+  async function writeThrough(
+    data: Uint8Array,
+    opts: Parameters<typeof StagedFileWriter.open>[1],
+    max: number,
+  ): Promise<{ usedDirectAtOpen: boolean; usedDirectAtEnd: boolean; sha: string }> {
+    const path = join(dir, "f");
     const fh = await open(path, "wx");
-    let directWrites = 0;
-    let refused = 0;
+    let usedDirectAtOpen: boolean;
+    let usedDirectAtEnd: boolean;
     try {
-      const w = await StagedFileWriter.open(fh, {
-        directWrite: async (d, bytes, at) => {
-          if (directWrites >= 2) {
-            refused += 1;
-            throw Object.assign(new Error("EINVAL: invalid argument, write"), { code: "EINVAL" });
-          }
-          directWrites += 1;
-          await d.write(bytes, 0, bytes.byteLength, at);
-        },
-      });
-      if (!w.usesDirectIo) return; // this filesystem refuses O_DIRECT at open: nothing to fall back from
-      for (const c of chunks(data, 1_000_000)) await w.write(c);
+      const w = await StagedFileWriter.open(fh, opts);
+      usedDirectAtOpen = w.usesDirectIo;
+      for (const c of chunks(data, max)) {
+        await w.write(c);
+        c.fill(0); // the writer copied it: reusing the chunk must not change the file
+      }
       await w.finish();
-      expect(w.error).toBeNull();
-      expect(w.usesDirectIo as boolean).toBe(false); // narrowed to true above
+      usedDirectAtEnd = w.usesDirectIo;
       await w.close();
       await fh.sync();
     } finally {
       await fh.close();
     }
-    expect(directWrites).toBe(2);
-    // writes already queued when the first one was refused may each be refused once too
-    expect(refused).toBeGreaterThanOrEqual(1);
-    expect(refused).toBeLessThanOrEqual(STAGES);
-    expect(sha(await readFile(path))).toBe(sha(data));
+    return { usedDirectAtOpen, usedDirectAtEnd, sha: sha(await readFile(path)) };
+  }
+
+  test.skipIf(noDirectIo)(
+    "O_DIRECT: every full staging buffer goes out through an O_DIRECT descriptor; the file is exact",
+    async () => {
+      // more full buffers than STAGES, so buffers are reused
+      const full = 2 * STAGES + 1;
+      const data = randomBytes(full * STAGE_BYTES + 12_345);
+      const directFds: boolean[] = [];
+      const r = await writeThrough(
+        data,
+        {
+          // the default pwrite, recording whether the descriptor really has O_DIRECT set
+          directWrite: async (d, bytes, at) => {
+            directFds.push(await fdHasODirect(d.fd));
+            await d.write(bytes, 0, bytes.byteLength, at);
+          },
+        },
+        300_000,
+      );
+      expect(r.usedDirectAtOpen).toBe(true);
+      expect(r.usedDirectAtEnd).toBe(true);
+      expect(directFds).toEqual(Array(full).fill(true));
+      expect(r.sha).toBe(sha(data));
+    },
+  );
+
+  test("buffered (direct: false): no O_DIRECT write; the file holds exactly the bytes written", async () => {
+    const data = randomBytes((2 * STAGES + 1) * STAGE_BYTES + 12_345);
+    let directWrites = 0;
+    const r = await writeThrough(
+      data,
+      {
+        direct: false,
+        directWrite: async () => {
+          directWrites += 1;
+        },
+      },
+      300_000,
+    );
+    expect(r.usedDirectAtOpen).toBe(false);
+    expect(directWrites).toBe(0);
+    expect(r.sha).toBe(sha(data));
   });
 
-  test("another O_DIRECT write error (EIO) fails the writer instead of falling back", async () => {
-    const fh = await open(join(dir, "f-eio"), "wx");
-    try {
-      const w = await StagedFileWriter.open(fh, {
-        directWrite: async () => {
-          throw Object.assign(new Error("EIO: i/o error, write"), { code: "EIO" });
+  test.skipIf(noDirectIo)(
+    "O_DIRECT refused half-way (EINVAL on the 3rd write): the rest goes buffered, the file is exact",
+    async () => {
+      const data = randomBytes((2 * STAGES + 1) * STAGE_BYTES + 777);
+      let directWrites = 0;
+      let refused = 0;
+      const r = await writeThrough(
+        data,
+        {
+          directWrite: async (d, bytes, at) => {
+            if (directWrites >= 2) {
+              refused += 1;
+              throw Object.assign(new Error("EINVAL: invalid argument, write"), { code: "EINVAL" });
+            }
+            directWrites += 1;
+            await d.write(bytes, 0, bytes.byteLength, at);
+          },
         },
-      });
-      if (!w.usesDirectIo) return;
-      for (const c of chunks(randomBytes(3 * STAGE_BYTES), STAGE_BYTES)) await w.write(c);
-      await expect(w.finish()).rejects.toThrow("EIO");
-      expect(w.error?.message).toContain("EIO");
-      expect(w.usesDirectIo).toBe(true);
-      await w.close();
-    } finally {
-      await fh.close();
-    }
-  });
+        1_000_000,
+      );
+      expect(r.usedDirectAtOpen).toBe(true);
+      expect(r.usedDirectAtEnd).toBe(false);
+      expect(directWrites).toBe(2);
+      // writes already queued when the first one was refused may each be refused once too
+      expect(refused).toBeGreaterThanOrEqual(1);
+      expect(refused).toBeLessThanOrEqual(STAGES);
+      expect(r.sha).toBe(sha(data));
+    },
+  );
+
+  test.skipIf(noDirectIo)(
+    "another O_DIRECT write error (EIO) fails the writer instead of falling back",
+    async () => {
+      const fh = await open(join(dir, "f-eio"), "wx");
+      try {
+        const w = await StagedFileWriter.open(fh, {
+          directWrite: async () => {
+            throw Object.assign(new Error("EIO: i/o error, write"), { code: "EIO" });
+          },
+        });
+        expect(w.usesDirectIo).toBe(true);
+        for (const c of chunks(randomBytes(3 * STAGE_BYTES), STAGE_BYTES)) await w.write(c);
+        await expect(w.finish()).rejects.toThrow("EIO");
+        expect(w.error?.message).toContain("EIO");
+        expect(w.usesDirectIo).toBe(true);
+        await w.close();
+      } finally {
+        await fh.close();
+      }
+    },
+  );
 });

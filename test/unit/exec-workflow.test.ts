@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { AgentClient, runRemoteWorkflow } from "../../internal/exec/client.ts";
 import { SqliteJournal } from "../../internal/exec/journal-sqlite.ts";
-import { startTestAgent } from "../../internal/exec/testing.ts";
+import { startTestAgent } from "../helpers/exec-agent.ts";
 import {
   kubenestJoinSpec,
   recoverWorkflows,

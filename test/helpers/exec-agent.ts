@@ -1,17 +1,20 @@
-/** A real agent API (TLS + unix socket, auth, exec routes) on 127.0.0.1 for tests and benches. */
-import { mkdtemp, rm } from "node:fs/promises";
+/**
+ * A stand-in agent API for tests and benches: the exec routes behind the real auth middleware, TLS and
+ * the admin unix socket on 127.0.0.1, with an in-memory audit.
+ */
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
-import { type AuthConfig, authMiddleware, type RateLimitOptions } from "../api/auth.ts";
-import { type ServerBindings, startServer } from "../api/server.ts";
-import { loadOrCreateTls } from "../api/tls.ts";
-import { silentLogger } from "../observability/index.ts";
-import { type AuditSink, MemoryAudit } from "./audit.ts";
-import type { AgentTarget } from "./client.ts";
-import { createExecRoutes } from "./routes.ts";
-import type { ExecLimits, SessionManager } from "./session.ts";
+import { type AuthConfig, authMiddleware, type RateLimitOptions } from "../../internal/api/auth.ts";
+import { type ServerBindings, startServer } from "../../internal/api/server.ts";
+import { loadOrCreateTls } from "../../internal/api/tls.ts";
+import { silentLogger } from "../../internal/observability/index.ts";
+import { type AuditSink, MemoryAudit } from "../../internal/exec/audit.ts";
+import type { AgentTarget } from "../../internal/exec/client.ts";
+import { createExecRoutes } from "../../internal/exec/routes.ts";
+import type { ExecLimits, SessionManager } from "../../internal/exec/session.ts";
 
 export interface TestAgent {
   dir: string;
@@ -38,6 +41,8 @@ export async function startTestAgent(
 ): Promise<TestAgent> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "kosmos-exec-")));
   const root = join(dir, "root");
+  // tests may write into the root before any upload created it (and run one at a time with -t)
+  await mkdir(root, { recursive: true });
   const token = "test-token-0123456789abcdef";
   const basic = { user: "kosmos", password: "s3cret-pass" };
   const auth: AuthConfig = { basic: [basic], tokens: [token] };

@@ -1,12 +1,8 @@
+import type { RangeDigest } from "../store/ranges.ts";
 import type { ReplicaPort, ReplicatedRow } from "../store/replicated.ts";
 
-/** Digest of the rows of one owner whose version is in (lo, hi]. */
-export interface RangeDigest {
-  lo: number;
-  hi: number;
-  count: number;
-  hash: string;
-}
+/** Range digests are computed by the store's pure functions (internal/store/ranges.ts). */
+export { type RangeDigest, splitRange } from "../store/ranges.ts";
 
 /**
  * ReplicaPort plus two OPTIONAL methods (additive extension) that let anti-entropy repair gaps
@@ -18,19 +14,4 @@ export interface RangeReplicaPort extends ReplicaPort {
   rangeDigest?(owner: string, lo: number, hi: number, parts: number): RangeDigest[];
   /** Rows of `owner` with lo < version <= hi, ascending by version. */
   rowsInRange?(owner: string, lo: number, hi: number): ReplicatedRow[];
-}
-
-/** Equal-width split of (lo, hi] into at most `parts` non-empty ranges (shared by both sides). */
-export function splitRange(lo: number, hi: number, parts: number): Array<[number, number]> {
-  const width = hi - lo;
-  if (width <= 0) return [];
-  const n = Math.max(1, Math.min(parts, width));
-  const out: Array<[number, number]> = [];
-  let prev = lo;
-  for (let i = 1; i <= n; i++) {
-    const b = i === n ? hi : lo + Math.floor((width * i) / n);
-    if (b > prev) out.push([prev, b]);
-    prev = b;
-  }
-  return out;
 }

@@ -1,8 +1,5 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { converged, MemoryReplica, Sim } from "../../internal/gossip/index.ts";
+import { afterEach, describe, expect, test } from "bun:test";
+import { converged, MemoryReplica, Sim, seededRandom } from "../../internal/gossip/index.ts";
 import {
   CONTROLLER_OWNER,
   mayWrite,
@@ -17,32 +14,21 @@ import {
   ZERO_HASH,
 } from "../../internal/store/index.ts";
 
-let dir: string;
 const stores: Store[] = [];
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "kosmos-ranges-"));
-});
 afterEach(() => {
   for (const s of stores.splice(0)) s.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
+/** A replica in memory (the range code does not depend on the file). */
 async function open(name: string): Promise<Store> {
-  const s = await openStore(join(dir, `${name}.db`), { node: name });
+  const s = await openStore(":memory:", { node: name });
   stores.push(s);
   return s;
 }
 
-/** Deterministic PRNG (mulberry32). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = seededRandom(seed);
+  return () => r.next();
 }
 
 const BASE = packHlc(Date.now() - 60_000, 0);

@@ -117,7 +117,7 @@ export class MemberTable {
   private liveCache: Member[] | null = null;
   private probeOrder: string[] = [];
   private probeIdx = 0;
-  /** Suspects to probe before resuming the round robin (GossipNode.startSuspicion). */
+  /** Suspects to probe before resuming the round robin (Membership.startSuspicion). */
   private readonly probeSoon = new Set<string>();
   /** XOR of the members' hash terms (membershipHash() adds our own). */
   private hashAcc = ZERO_HASH;
@@ -143,7 +143,7 @@ export class MemberTable {
   add(m: Member): void {
     this.members.set(m.name, m);
     if (m.confirmed) {
-      this.forgotten.delete(m.name);
+      this.dropMemory(m.name);
       this.rehash(m);
       this.liveNames.add(m.name);
       this.liveCache = null;

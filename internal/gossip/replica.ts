@@ -5,9 +5,10 @@ import type { ReplicaPort, ReplicatedRow } from "../store/replicated.ts";
 export { type RangeDigest, splitRange } from "../store/ranges.ts";
 
 /**
- * ReplicaPort plus two OPTIONAL methods (additive extension) that let anti-entropy repair gaps
- * inside a big owner (the controller's 100k seed rows) without resending everything.
- * Without them the gossip layer falls back to rowsOf(owner) (everything of that owner).
+ * ReplicaPort plus the two methods that let anti-entropy repair gaps inside a big owner (the
+ * controller's 100k seed rows) without resending everything. The SQLite store and MemoryReplica
+ * implement both; a replica without them gets the whole owner exchanged both ways (rowsOf), which
+ * the gossip bench uses as its baseline.
  */
 export interface RangeReplicaPort extends ReplicaPort {
   /** Split (lo, hi] into `parts` equal-width version ranges; one digest per range (empty ones too). */

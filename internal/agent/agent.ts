@@ -4,7 +4,6 @@
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { and, eq, isNotNull } from "drizzle-orm";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
 import { type AuthConfig, authMiddleware, checkToken, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
@@ -24,7 +23,7 @@ import { type KernelEvent, KernelWatcher, monitorSpecs } from "../dataplane/watc
 import { createExecRoutes, recoverWorkflows, SqliteAudit, SqliteJournal } from "../exec/index.ts";
 import { Counter, createLogger, createRegistry, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, isAlive } from "../planner/index.ts";
-import { nodeStatus, openStore, type Store } from "../store/index.ts";
+import { openStore, type Store } from "../store/index.ts";
 import type { MemberState, Topology } from "../topology/index.ts";
 import { type AgentEnv, createAgentRoutes } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
@@ -171,7 +170,7 @@ export class Agent {
       registry: this.registry,
       members: () => (this.planView ?? this.memberView)(),
       electionMembers: () => (this.electionView ?? this.planView ?? this.memberView)(),
-      gatewayClaims: () => this.gatewayClaims(),
+      gatewayClaims: () => this.store.gatewayClaims(),
       onApplied: (p) => this.updateGatewayClaim(p),
       ipsecSecret: this.secret,
       debounceMs: cfg.debounceMs,
@@ -302,19 +301,6 @@ export class Agent {
 
   get endpoint(): string | undefined {
     return this.cfg.advertiseUrl ?? this.server?.url;
-  }
-
-  /** Claims published in node_status rows (alive or not: the planner filters by liveness). */
-  private gatewayClaims(): Array<{ node: string; cluster: string; since: number }> {
-    // An indexed read of the few claiming rows, not a scan of the whole replica on every pass.
-    const rows = this.store.db
-      .select({ node: nodeStatus.name, cluster: nodeStatus.gatewayFor, since: nodeStatus.gatewaySince })
-      .from(nodeStatus)
-      .where(
-        and(eq(nodeStatus.deleted, 0), isNotNull(nodeStatus.gatewayFor), isNotNull(nodeStatus.gatewaySince)),
-      )
-      .all();
-    return rows.map((r) => ({ node: r.node, cluster: r.cluster as string, since: r.since as number }));
   }
 
   private claim: { gatewayFor?: string; gatewaySince?: number } = {};

@@ -4,6 +4,7 @@
  */
 import { Gauge } from "../observability/index.ts";
 import {
+  AGENT_GOSSIP_CONFIG,
   type GossipNode as GossipNodeT,
   GossipNode,
   type MemberInfo,
@@ -18,26 +19,8 @@ import { MemberEventLog } from "./member-events.ts";
 
 export const GOSSIP_PATH = "/v1/gossip";
 
-/**
- * Agent gossip timing. Probes every 300 ms (ack within 150 ms, else 3 indirect probes); suspicion
- * lasts 2.5·max(1, log10 n)·300 ms = 0.75 s in small fleets, up to 2× that while no other member
- * confirms it (memberlist: 4·log10(n)·1 s, max 6×). Chosen for the ≤ 3 s gateway failover, against
- * the previous 400 ms / 200 ms / 2.5 / 1.5×:
- *  - lab (default lab, JIT-less bundled agents on 2 loaded cores, 3 × 10 failovers each,
- *    interleaved): kill → first agent declares the gateway dead p50 1.3–1.4 s (1.7–2.1 s), max
- *    2.3–2.5 s (3.1–4.4 s); until pod traffic flows again max 2.7–2.9 s (3.5–4.8 s);
- *  - simulator (LAN latency): detection by every agent at 8 agents p50 1.29 s, max 2.33 s over 80
- *    crashes (1.66 s, 2.78 s); one of 100 agents starved for 60 s (frames read 0.8 / 2 s late): no
- *    healthy agent declared dead (as before), suspicions of healthy agents 99 / 456 (97 / 193;
- *    suspect counts as alive everywhere). Probe traffic is 4/3 of before.
- * Faster than memberlist's LAN profile on purpose (docs/gossip.md).
- */
-export const AGENT_GOSSIP_CONFIG = {
-  probeIntervalMs: 300,
-  probeTimeoutMs: 150,
-  suspicionMult: 2.5,
-  suspicionMaxMult: 2,
-} as const;
+/** The agent's gossip timings live with the other gossip tunables (internal/gossip/config.ts). */
+export { AGENT_GOSSIP_CONFIG } from "../gossip/index.ts";
 
 /** https://host:port (an agent URL) -> wss://host:port/v1/gossip. */
 export function gossipAddr(agentUrl: string): string {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command, Option } from "commander";
 import { plan as planNode } from "../planner/index.ts";
-import { openStore } from "../store/index.ts";
+import { openStore, snapshotReplica } from "../store/index.ts";
 import { type OutputFormat, parseOutput, printData, renderTable } from "./output.ts";
 
 interface InspectData {
@@ -26,14 +26,10 @@ async function snapshotDb(file: string): Promise<{ path: string; cleanup: () => 
   if (!existsSync(file)) throw Object.assign(new Error(`no such file: ${file}`), { hint: "the agent's replica is <data-dir>/kosmos.db" });
   const dir = await mkdtemp(join(tmpdir(), "kosmos-inspect-"));
   const copy = join(dir, "snapshot.db");
-  const { Database } = await import("bun:sqlite");
-  const src = new Database(file, { readonly: true });
   try {
-    src.run(`VACUUM INTO '${copy.replace(/'/g, "''")}'`);
+    await snapshotReplica(file, copy);
   } catch (e) {
     throw Object.assign(new Error(`cannot read ${file}: ${(e as Error).message}`), { hint: "is it a Kosmos replica?" });
-  } finally {
-    src.close();
   }
   return { path: copy, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -11,14 +11,9 @@ export {
   MessageSchema,
   type MessageType,
 } from "./messages.ts";
-export {
-  DEFAULT_CONFIG,
-  type GossipConfig,
-  GossipNode,
-  type GossipNodeOptions,
-  type GossipStats,
-  type MemberInfo,
-} from "./node.ts";
+export { AGENT_GOSSIP_CONFIG, DEFAULT_CONFIG, type GossipConfig, type GossipNodeOptions } from "./config.ts";
+export type { MemberInfo } from "./members.ts";
+export { GossipNode } from "./node.ts";
 export {
   type Cancel,
   type Clock,
@@ -31,6 +26,7 @@ export {
 } from "./ports.ts";
 export { BroadcastQueue } from "./queue.ts";
 export { type RangeDigest, type RangeReplicaPort, splitRange } from "./replica.ts";
+export type { GossipStats } from "./stats.ts";
 export {
   type AddNodeOptions,
   converged,

@@ -2,15 +2,17 @@
  * In-memory ReplicaPort for the simulator and tests: LWW per (table, key) with `wins`, per-owner
  * XOR digests maintained incrementally (same row hash as the SQLite store, see hash.ts).
  */
+import { type RangeDigest, rangeDigests, type VersionIndex, versionIndex } from "../store/ranges.ts";
 import { type OwnerDigest, type ReplicatedRow, wins } from "../store/replicated.ts";
 import { rowHash, xorHex, ZERO_HASH } from "./hash.ts";
-import { type RangeDigest, type RangeReplicaPort, splitRange } from "./replica.ts";
+import type { RangeReplicaPort } from "./replica.ts";
 
 interface OwnerState {
   rows: Map<string, ReplicatedRow>;
   hash: string;
   maxVersion: number;
   sorted: ReplicatedRow[] | null;
+  index: VersionIndex | null;
 }
 
 export interface MemoryReplicaOptions {
@@ -40,7 +42,7 @@ export class MemoryReplica implements RangeReplicaPort {
   private owner(name: string): OwnerState {
     let o = this.owners.get(name);
     if (!o) {
-      o = { rows: new Map(), hash: ZERO_HASH, maxVersion: 0, sorted: null };
+      o = { rows: new Map(), hash: ZERO_HASH, maxVersion: 0, sorted: null, index: null };
       this.owners.set(name, o);
     }
     return o;
@@ -58,6 +60,7 @@ export class MemoryReplica implements RangeReplicaPort {
         o.rows.delete(k);
         o.hash = xorHex(o.hash, rowHash(cur));
         o.sorted = null;
+        o.index = null;
         if (o.rows.size === 0) this.owners.delete(cur.owner);
         else if (cur.version === o.maxVersion) {
           let m = 0;
@@ -72,6 +75,7 @@ export class MemoryReplica implements RangeReplicaPort {
       o.hash = xorHex(o.hash, rowHash(copy));
       if (copy.version > o.maxVersion) o.maxVersion = copy.version;
       o.sorted = null;
+      o.index = null;
       changed.push(copy);
     }
     if (changed.length > 0) this.digestCache = null;
@@ -103,18 +107,14 @@ export class MemoryReplica implements RangeReplicaPort {
   }
 
   rangeDigest(owner: string, lo: number, hi: number, parts: number): RangeDigest[] {
-    const ranges = splitRange(lo, hi, parts);
-    const out: RangeDigest[] = ranges.map(([l, h]) => ({ lo: l, hi: h, count: 0, hash: ZERO_HASH }));
-    const rows = this.sortedRows(owner);
-    let j = 0;
-    for (const r of rows) {
-      if (r.version <= lo || r.version > hi) continue;
-      while (j < out.length && r.version > out[j]!.hi) j++;
-      const d = out[j];
-      if (!d) break;
-      d.count += 1;
-      d.hash = xorHex(d.hash, rowHash(r));
-    }
-    return out;
+    return rangeDigests(this.versionIndex(owner), lo, hi, parts);
+  }
+
+  /** The owner's (version, row hash) index, built when first needed after a change. */
+  private versionIndex(owner: string): VersionIndex {
+    const o = this.owners.get(owner);
+    if (!o) return versionIndex([]);
+    o.index ??= versionIndex(this.sortedRows(owner).map((r) => ({ version: r.version, hash: rowHash(r) })));
+    return o.index;
   }
 }

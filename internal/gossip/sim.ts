@@ -4,7 +4,8 @@
  * overloaded process) and byte counters. Same seed and same calls => same run. Addresses are node names.
  */
 import { MemoryReplica } from "./memory-replica.ts";
-import { type GossipConfig, GossipNode } from "./node.ts";
+import type { GossipConfig } from "./config.ts";
+import { GossipNode } from "./node.ts";
 import { type Cancel, type Clock, type Random, seededRandom, type Transport } from "./ports.ts";
 import type { RangeReplicaPort } from "./replica.ts";
 

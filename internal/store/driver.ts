@@ -39,15 +39,22 @@ export function isBun(): boolean {
   return typeof Bun !== "undefined";
 }
 
-export async function openDriver(path: string): Promise<Driver> {
-  return isBun() ? openBun(path) : openBetter(path);
+export interface OpenDriverOptions {
+  /** Open an existing file read-only (never created, never written). */
+  readonly?: boolean;
 }
 
-async function openBun(path: string): Promise<Driver> {
+export async function openDriver(path: string, opts: OpenDriverOptions = {}): Promise<Driver> {
+  return isBun() ? openBun(path, opts) : openBetter(path, opts);
+}
+
+async function openBun(path: string, opts: OpenDriverOptions): Promise<Driver> {
   const { Database } = await import("bun:sqlite");
   const { drizzle } = await import("drizzle-orm/bun-sqlite");
   const { migrate } = await import("drizzle-orm/bun-sqlite/migrator");
-  const client = new Database(path, { create: true, readwrite: true });
+  const client = opts.readonly
+    ? new Database(path, { readonly: true })
+    : new Database(path, { create: true, readwrite: true });
   const db = drizzle(client, { schema });
   return {
     kind: "bun:sqlite",
@@ -71,11 +78,14 @@ async function openBun(path: string): Promise<Driver> {
   };
 }
 
-async function openBetter(path: string): Promise<Driver> {
+async function openBetter(path: string, opts: OpenDriverOptions): Promise<Driver> {
   const { default: Database } = await import("better-sqlite3");
   const { drizzle } = await import("drizzle-orm/better-sqlite3");
   const { migrate } = await import("drizzle-orm/better-sqlite3/migrator");
-  const client = new Database(path);
+  const client = new Database(path, {
+    readonly: opts.readonly === true,
+    fileMustExist: opts.readonly === true,
+  });
   const db = drizzle(client, { schema });
   return {
     kind: "better-sqlite3",

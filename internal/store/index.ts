@@ -5,6 +5,7 @@ export { StoreError, type StoreErrorCode } from "./errors.ts";
 export { HLC_LOGICAL_BITS, HLC_MAX_DRIFT_MS, HybridClock, packHlc, unpackHlc } from "./hlc.ts";
 export {
   type AppliedRecord,
+  type GatewayClaim,
   MacSchema,
   type Member,
   MemberSchema,
@@ -20,14 +21,15 @@ export {
   wins,
 } from "./replicated.ts";
 export * from "./schema.ts";
-export {
-  type ChangeListener,
-  type OpenStoreOptions,
-  openStore,
-  type RecoveryInfo,
-  type RejectReason,
-  type Store,
-  type StoreStats,
+export { type OpenStoreOptions, openStore, snapshotReplica } from "./open.ts";
+export { type RangeDigest, rangeDigests, splitRange, type VersionIndex, versionIndex } from "./ranges.ts";
+export type {
+  ChangeListener,
+  LocalTables,
+  RecoveryInfo,
+  RejectReason,
+  Store,
+  StoreStats,
 } from "./store.ts";
 export {
   mayWrite,

@@ -54,3 +54,10 @@ export interface AppliedRecord<TPlan = unknown> {
   report?: unknown;
   capabilities?: unknown;
 }
+
+/** A gateway claim published in a node_status row: `node` is the active gateway of `cluster` since (Unix ms). */
+export interface GatewayClaim {
+  node: string;
+  cluster: string;
+  since: number;
+}

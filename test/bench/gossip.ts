@@ -11,6 +11,11 @@
  *    (every frame it gets is read up to 2 s late): with Lifeguard vs without, same seed
  *  - 1,000 replica members that never run an agent, known by 20 agents: time until all are dead
  *    everywhere, and the frames spent on them
+ *  - anti-entropy between two agents with SQLite replicas whose controller owner holds 100,000
+ *    rows, the second having missed 100 updates scattered over them (same max version, so only the
+ *    hashes differ): bytes sent until the replicas are equal, with range reconciliation vs the same
+ *    stores without it (what a real agent did before the store implemented it: the whole owner
+ *    both ways)
  * Baseline, measured in the same run: a memberlist-style configuration (rows only pushed on the
  * periodic gossip round, no eager forward; anti-entropy as full state push-pull of every owner
  * digest and the member list; LAN memberlist probe timings without Lifeguard's shrinking suspicion);
@@ -20,9 +25,19 @@
  *
  * Run directly: bun test/bench/gossip.ts
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { AGENT_GOSSIP_CONFIG } from "../../internal/agent/gossip.ts";
-import { type GossipConfig, Sim } from "../../internal/gossip/index.ts";
-import type { ReplicatedRow } from "../../internal/store/replicated.ts";
+import { converged, type GossipConfig, type RangeReplicaPort, Sim } from "../../internal/gossip/index.ts";
+import {
+  CONTROLLER_OWNER,
+  openStore,
+  packHlc,
+  type ReplicatedRow,
+  type Store,
+  snapshotReplica,
+} from "../../internal/store/index.ts";
 import { type BenchResult, percentile, printResults } from "./lib.ts";
 
 const NAIVE: Partial<GossipConfig> = {
@@ -189,6 +204,109 @@ function phantomCost(agents: number, phantoms: number, seed: number) {
   return { deadAfter, toPhantoms, steadyPerSec: sim.framesDropped / agents / (steadyMs / 1000) };
 }
 
+/** A controller-seeded node row of the 100k-row replica. */
+function seedRow(i: number, version: number): ReplicatedRow {
+  const name = `node-${i}`;
+  const ipv4 = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+  const data = { name, cluster: "c1", ipv4, podCIDRs: [`10.244.${i % 256}.0/24`], gatewayCandidate: false };
+  return { table: "nodes", key: name, owner: CONTROLLER_OWNER, version, deleted: false, data };
+}
+
+interface RepairRun {
+  /** Bytes sent by both agents until the replicas were equal. */
+  bytes: number;
+  /** Virtual time until then, and the wall time the simulation took (merges, index builds). */
+  simMs: number;
+  wallMs: number;
+  rangeRequests: number;
+}
+
+/** Where the replicas of rangeRepair() come from: `rows` controller rows at versions base + 7·i. */
+interface Template {
+  path: string;
+  rows: number;
+  base: number;
+}
+
+async function rangeTemplate(dir: string, rows: number): Promise<Template> {
+  const base = packHlc(Date.now() - 3_600_000, 0);
+  const path = join(dir, "template.db");
+  const store = await openStore(path, { node: "template" });
+  store.merge(Array.from({ length: rows }, (_, i) => seedRow(i, base + i * 7)));
+  store.close();
+  return { path, rows, base };
+}
+
+/**
+ * Two agents with copies of the template replica; the second missed `missed` updates (rows
+ * rewritten later, scattered over the owner) but has the newest one. `ranges: false` hides the
+ * stores' range methods from gossip: the fallback that exchanges the whole owner both ways.
+ */
+async function rangeRepair(t: Template, missed: number, ranges: boolean, dir: string): Promise<RepairRun> {
+  const open = async (name: string): Promise<Store> => {
+    await snapshotReplica(t.path, join(dir, `${name}.db`));
+    return openStore(join(dir, `${name}.db`), { node: name });
+  };
+  const [a, b] = [await open(`a-${ranges}`), await open(`b-${ranges}`)];
+  let v = t.base + t.rows * 7;
+  const updates = Array.from({ length: missed }, (_, k) =>
+    seedRow(Math.floor(((k + 0.5) * t.rows) / missed), ++v),
+  );
+  const newest = seedRow(t.rows - 1, ++v);
+  a.merge([...updates, newest]);
+  b.merge([newest]);
+  const port = (s: Store): RangeReplicaPort =>
+    ranges
+      ? s
+      : { digest: () => s.digest(), rowsOf: (o, since) => s.rowsOf(o, since), merge: (r) => s.merge(r) };
+  const sim = new Sim({ seed: 3 });
+  sim.addNode("a", { members: ["a", "b"], settled: true }, port(a));
+  sim.addNode("b", { members: ["a", "b"], settled: true }, port(b));
+  const t0 = performance.now();
+  const ok = sim.runUntil(() => converged(sim), 120_000, 10);
+  const wallMs = performance.now() - t0;
+  let bytes = 0;
+  for (const x of sim.bytes.values()) bytes += x.sent;
+  const rangeRequests = sim.node("a").stats.rangeRequests + sim.node("b").stats.rangeRequests;
+  for (const x of ["a", "b"]) sim.crash(x);
+  a.close();
+  b.close();
+  return { bytes: ok ? bytes : Number.POSITIVE_INFINITY, simMs: sim.time, wallMs, rangeRequests };
+}
+
+async function rangeResults(): Promise<BenchResult[]> {
+  const dir = await mkdtemp(join(tmpdir(), "kosmos-bench-ranges-"));
+  try {
+    const template = await rangeTemplate(dir, 100_000);
+    const ranged = await rangeRepair(template, 100, true, dir);
+    const whole = await rangeRepair(template, 100, false, dir);
+    const baseline = "whole owner (no range methods)";
+    return [
+      {
+        name: "anti-entropy, SQLite replicas, 100,000 rows of one owner, 100 missed updates: bytes sent until equal",
+        value: ranged.bytes / 1000,
+        unit: "kB",
+        baseline: { name: baseline, value: whole.bytes / 1000 },
+      },
+      {
+        name: "  same: virtual time until equal",
+        value: ranged.simMs / 1000,
+        unit: "s",
+        baseline: { name: baseline, value: whole.simMs / 1000 },
+      },
+      {
+        name: "  same: wall time of the simulation (merges, range digests)",
+        value: ranged.wallMs / 1000,
+        unit: "s",
+        baseline: { name: baseline, value: whole.wallMs / 1000 },
+      },
+      { name: "  same: range requests", value: ranged.rangeRequests, unit: "" },
+    ];
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export async function run(): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   for (const [n, changes] of [
@@ -317,11 +435,13 @@ export async function run(): Promise<BenchResult[]> {
     target: "<= 0.5/s",
     ok: ph.steadyPerSec <= 0.5,
   });
+  results.push(...(await rangeResults()));
   return results;
 }
 
 if (import.meta.main) {
   const t0 = performance.now();
-  printResults(await run());
+  // `bun test/bench/gossip.ts ranges`: only the SQLite range reconciliation figures
+  printResults(process.argv.includes("ranges") ? await rangeResults() : await run());
   console.log(`(wall ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 }

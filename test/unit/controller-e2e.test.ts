@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import { type RunningController, startController } from "../../internal/controller/index.ts";
 import {
   type FakeApiServer,
@@ -24,6 +24,30 @@ async function until<T>(
     await Bun.sleep(10);
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * A KubeConfig for `yaml` whose Lease reads are recorded once they complete (with the holder they
+ * saw). The elector decides on each read before it schedules the next one, so after n reads it has
+ * made at least n - 1 decisions.
+ */
+function recordingLeaseReads(yaml: string): { kc: KubeConfig; holders: Array<string | undefined> } {
+  const kc = kubeConfigFromYaml(yaml);
+  const holders: Array<string | undefined> = [];
+  const make = kc.makeApiClient.bind(kc);
+  kc.makeApiClient = ((cls: Parameters<typeof make>[0]) => {
+    const api = make(cls);
+    if (api instanceof CoordinationV1Api) {
+      const read = api.readNamespacedLease.bind(api);
+      api.readNamespacedLease = (async (param: Parameters<typeof read>[0]) => {
+        const lease = await read(param);
+        holders.push(lease.spec?.holderIdentity);
+        return lease;
+      }) as typeof read;
+    }
+    return api;
+  }) as typeof kc.makeApiClient;
+  return { kc, holders };
 }
 
 /** A fake agent: records POST /v1/topology bodies with a valid bearer token. */
@@ -174,11 +198,21 @@ describe("kosmos-controller against fake apiservers", () => {
   test("two replicas: exactly one leader seeds; the other takes over when it stops", async () => {
     const { host } = await setup();
     const agent = fakeAgent("s3cret");
-    const a = await start(host, agent.url, { leaderElection: true, identity: "a", leaseDurationSeconds: 1 });
+    // 2 s leases: a renews every ~0.7 s, so a loaded machine does not let the lease expire under b.
+    const a = await start(host, agent.url, { leaderElection: true, identity: "a", leaseDurationSeconds: 2 });
     await until(() => a.isLeader(), "a leads");
-    const b = await start(host, agent.url, { leaderElection: true, identity: "b", leaseDurationSeconds: 1 });
-    await Bun.sleep(50);
+    const { kc, holders } = recordingLeaseReads(host.kubeconfig());
+    const b = await start(host, agent.url, {
+      kubeconfig: kc,
+      leaderElection: true,
+      identity: "b",
+      leaseDurationSeconds: 2,
+    });
+    // b has looked at the lease three times (so decided at least twice) and saw a holding it each time.
+    await until(() => holders.length >= 3, "b to read the lease three times");
+    expect(holders.slice(0, 3)).toEqual(["a", "a", "a"]);
     expect(b.isLeader()).toBe(false);
+    expect(a.isLeader()).toBe(true);
     await a.stop();
     await until(() => b.isLeader(), "b takes over");
   });

@@ -166,7 +166,7 @@ export class ControlLoop {
     if (this.stopped) return;
     this.status.kernelEvents++;
     const t = performance.now();
-    if (!this.everApplied || this.running || t < this.quietUntil) {
+    if (!this.kernelArmed) {
       this.m.kernelEvents.inc({ kind: ev.kind, action: "ignored" });
       return;
     }
@@ -184,6 +184,22 @@ export class ControlLoop {
     await this.watch?.stop();
     this.watch = undefined;
     await this.running;
+  }
+
+  /**
+   * No pass is running, scheduled or queued. With every kernel event up to now handled (tests: a
+   * marker line of each monitor seen), nothing more runs until a new trigger.
+   */
+  get idle(): boolean {
+    return this.timer === undefined && this.running === undefined && this.againReason === undefined;
+  }
+
+  /**
+   * A kernel event about an owned object would schedule a pass now: a plan was applied, and no
+   * pass runs or ended less than `kernelQuietMs` ago (events then are its own changes).
+   */
+  get kernelArmed(): boolean {
+    return this.everApplied && !this.running && performance.now() >= this.quietUntil;
   }
 
   /** Schedule a run (debounced). */

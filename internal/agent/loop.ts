@@ -97,7 +97,7 @@ export class ControlLoop {
   private watch: KernelWatch | undefined;
   private resync: ReturnType<typeof setInterval> | undefined;
   private running: Promise<void> | undefined;
-  private stopped = false;
+  private halted = false;
   private gateways: Record<string, string> = {};
   private savedHash: string | undefined;
   /** Bumped on every replica change: the plan is a pure function of (replica, membership, claims, gateways). */
@@ -163,7 +163,7 @@ export class ControlLoop {
    * ended (its own changes come back as events).
    */
   kernelEvent(ev: KernelEvent): void {
-    if (this.stopped) return;
+    if (this.halted) return;
     this.status.kernelEvents++;
     const t = performance.now();
     if (!this.kernelArmed) {
@@ -177,13 +177,18 @@ export class ControlLoop {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.halted = true;
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     if (this.resync) clearInterval(this.resync);
     await this.watch?.stop();
     this.watch = undefined;
     await this.running;
+  }
+
+  /** stop() was called (an uninstall stops the loop): nothing schedules passes any more. */
+  get stopped(): boolean {
+    return this.halted;
   }
 
   /**
@@ -204,7 +209,7 @@ export class ControlLoop {
 
   /** Schedule a run (debounced). */
   trigger(reason: string, delayMs = this.deps.debounceMs): void {
-    if (this.stopped) return;
+    if (this.halted) return;
     if (this.running) {
       // one more pass after this one; a reason that must read the kernel wins over a plain one
       this.againReason = ALWAYS_RECONCILE.has(reason) ? reason : (this.againReason ?? "coalesced");
@@ -234,7 +239,7 @@ export class ControlLoop {
       this.quietUntil = performance.now() + (this.deps.kernelQuietMs ?? 250);
       const next = this.againReason;
       this.againReason = undefined;
-      if (next !== undefined && !this.stopped) {
+      if (next !== undefined && !this.halted) {
         this.trigger(next);
       }
     });

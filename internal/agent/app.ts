@@ -9,6 +9,7 @@ import type { ServerBindings } from "../api/server.ts";
 import type { Registry } from "../observability/index.ts";
 import { TopologyError, validateTopology } from "../topology/index.ts";
 import type { Agent } from "./agent.ts";
+import { redactPlanKeys } from "./loop.ts";
 
 export type AgentEnv = { Bindings: ServerBindings; Variables: { principal: string } };
 
@@ -30,9 +31,21 @@ export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentE
   app.get("/v1/state", (c) => c.json(agent.state()));
   app.get("/v1/plan", (c) => {
     const p = agent.loop.status.plan;
-    return p ? c.json(p) : c.json({ code: "NO_PLAN", message: agent.loop.status.waiting ?? "no plan yet" }, 404);
+    // ESP keys stay in the agent (derived per pair; never logged, stored or served)
+    if (p) return c.json(redactPlanKeys(p));
+    return c.json({ code: "NO_PLAN", message: agent.loop.status.waiting ?? "no plan yet" }, 404);
   });
   app.get("/v1/topology", (c) => c.json(agent.store.snapshot()));
+  // What `kosmosctl inspect` shows besides the plan (as `inspect --db` reads it from the file): the
+  // membership with incarnations and gossip addresses, and the replica's versions per owner.
+  app.get("/v1/replica", (c) =>
+    c.json({
+      node: agent.cfg.node,
+      certFingerprint: agent.tls.fingerprint,
+      members: agent.store.listMembers(),
+      owners: agent.store.digest(),
+    }),
+  );
 
   app.post(
     "/v1/topology",

@@ -75,8 +75,11 @@ export function hashPlan(p: HostState): string {
   return createHash("sha256").update(JSON.stringify(p)).digest("hex").slice(0, 16);
 }
 
-/** The applied plan as stored on disk: IPsec keys are re-derived at start, never written. */
-function redact(p: HostState): HostState {
+/**
+ * The plan without its IPsec keys: as stored on disk (keys are re-derived at start, never written)
+ * and as served on /v1/plan.
+ */
+export function redactPlanKeys(p: HostState): HostState {
   return {
     ...p,
     xfrm: { ...p.xfrm, states: p.xfrm.states.map((s) => ({ ...s, aeadKeyHex: "<derived>" })) },
@@ -339,7 +342,7 @@ export class ControlLoop {
       // the last plan and its gateways).
       if (hash !== this.savedHash || report.changes > 0 || report.errors.length > 0) {
         deps.store.saveApplied({
-          plan: redact(desired),
+          plan: redactPlanKeys(desired),
           planHash: hash,
           appliedAt: now(),
           report: { changes: report.changes, residual: report.residual, errors: report.errors, ipsec: report.ipsec },

@@ -143,7 +143,11 @@ async function applyIpsec(status: "ok" | "degraded") {
     states.set(n.name, state);
     if (state.capabilities.xfrmEsp.ok !== ESP.ok)
       problems.push(`${n.name}: agent says ESP ${state.capabilities.xfrmEsp.ok}, this test detected ${ESP.ok}`);
-    const planned = (await agentJson<HostState>(LAB, n.name, "/v1/plan")).body.xfrm.policies;
+    const served = (await agentJson<HostState>(LAB, n.name, "/v1/plan")).body.xfrm;
+    const planned = served.policies;
+    if (served.states.some((st) => st.aeadKeyHex !== "<derived>"))
+      problems.push(`${n.name}: /v1/plan serves ESP keys`);
+    if (isBridge && served.states.length === 0) problems.push(`${n.name}: no ESP states planned`);
     const kernel = parseXfrm((await inNs(n.ns, ["ip", "xfrm", "policy", "list"])).stdout);
     if (!isBridge) {
       if (planned.length + kernel.length > 0) problems.push(`${n.name}: not a bridge node but has xfrm policies`);

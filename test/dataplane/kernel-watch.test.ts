@@ -68,7 +68,11 @@ async function settle(h: Harness): Promise<void> {
  * lines containing each of `seen` (the change was delivered), then their markers (everything was
  * classified); no kernel event reached the loop, no pass ran and none is pending.
  */
-async function expectIgnored(h: Harness, change: () => Promise<unknown>, seen: Array<[MonitorSource, string]>) {
+async function expectIgnored(
+  h: Harness,
+  change: () => Promise<unknown>,
+  seen: Array<[MonitorSource, string]>,
+) {
   const events = h.loop.status.kernelEvents;
   const passes = h.loop.status.kernelPasses;
   const runs = h.loop.status.runs;
@@ -252,15 +256,23 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
 
       // 3. A foreign policy (reqid outside the reserved range) added and deleted: no pass.
       const sel = ["src", "10.77.0.0/16", "dst", "10.78.0.0/16", "dir", "out"];
-      const tmpl = ["tmpl", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "reqid", "7", "mode", "tunnel"];
-      await expectIgnored(
-        h,
-        async () => {
-          await a.exec(["ip", "xfrm", "policy", "add", ...sel, ...tmpl]);
-          await a.exec(["ip", "xfrm", "policy", "delete", ...sel]);
-        },
-        [["xfrm", "src 10.77.0.0/16 dst 10.78.0.0/16"]],
-      );
+      const tmpl = [
+        "tmpl",
+        "src",
+        "192.0.2.1",
+        "dst",
+        "192.0.2.2",
+        "proto",
+        "esp",
+        "reqid",
+        "7",
+        "mode",
+        "tunnel",
+      ];
+      await expectIgnored(h, async () => {
+        await a.exec(["ip", "xfrm", "policy", "add", ...sel, ...tmpl]);
+        await a.exec(["ip", "xfrm", "policy", "delete", ...sel]);
+      }, [["xfrm", "src 10.77.0.0/16 dst 10.78.0.0/16"]]);
     } finally {
       await loop.stop();
       store.close();

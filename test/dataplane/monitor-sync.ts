@@ -72,7 +72,10 @@ function marker(source: MonitorSource, id: string, n: number): { script: string;
       return { script: `nft add table inet ${id}; nft delete table inet ${id}`, needle: `table inet ${id}` };
     case "xfrm": {
       const sel = `src 10.254.${(n >> 8) & 255}.${n & 255}/32 dst 10.253.0.1/32`;
-      return { script: `ip xfrm policy add ${sel} dir out; ip xfrm policy delete ${sel} dir out`, needle: sel };
+      return {
+        script: `ip xfrm policy add ${sel} dir out; ip xfrm policy delete ${sel} dir out`,
+        needle: sel,
+      };
     }
   }
 }

@@ -235,7 +235,9 @@ describe("default lab: P2P, gateway and global-IP clusters", () => {
         const moved = JSON.stringify(planNow.gateways) !== JSON.stringify(planBefore.gateways);
         const what = `gateways ${JSON.stringify(planBefore.gateways)} -> ${JSON.stringify(planNow.gateways)}`;
         expect(moved, `${target}'s plan changed though its replica did not (${what})`).toBe(true);
-        console.warn(`kernel comparison skipped, because the gateway election moved during the test (${what})`);
+        console.warn(
+          `kernel comparison skipped, because the gateway election moved during the test (${what})`,
+        );
       }
       const res = await probeUntilPass(plan, { filter: touchesNode(target) });
       expect(res.failed, `failed probes:\n${res.failed.join("\n")}`).toEqual([]);

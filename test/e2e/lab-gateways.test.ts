@@ -137,12 +137,15 @@ async function applyIpsec(status: "ok" | "degraded") {
     const state = await until(`${n.name} to apply the IPsec topology`, 20_000, async () => {
       const s = await agentJson<AgentIpsecView>(LAB, n.name, "/v1/state");
       if (!s.body.ready) return undefined;
-      if (isBridge && s.body.ipsec?.status !== status) throw new Error(`ipsec ${JSON.stringify(s.body.ipsec)}`);
+      if (isBridge && s.body.ipsec?.status !== status)
+        throw new Error(`ipsec ${JSON.stringify(s.body.ipsec)}`);
       return s.body;
     });
     states.set(n.name, state);
     if (state.capabilities.xfrmEsp.ok !== ESP.ok)
-      problems.push(`${n.name}: agent says ESP ${state.capabilities.xfrmEsp.ok}, this test detected ${ESP.ok}`);
+      problems.push(
+        `${n.name}: agent says ESP ${state.capabilities.xfrmEsp.ok}, this test detected ${ESP.ok}`,
+      );
     const served = (await agentJson<HostState>(LAB, n.name, "/v1/plan")).body.xfrm;
     const planned = served.policies;
     if (served.states.some((st) => st.aeadKeyHex !== "<derived>"))
@@ -150,7 +153,8 @@ async function applyIpsec(status: "ok" | "degraded") {
     if (isBridge && served.states.length === 0) problems.push(`${n.name}: no ESP states planned`);
     const kernel = parseXfrm((await inNs(n.ns, ["ip", "xfrm", "policy", "list"])).stdout);
     if (!isBridge) {
-      if (planned.length + kernel.length > 0) problems.push(`${n.name}: not a bridge node but has xfrm policies`);
+      if (planned.length + kernel.length > 0)
+        problems.push(`${n.name}: not a bridge node but has xfrm policies`);
       continue;
     }
     problems.push(...policyProblems(n.name, n.cluster, planned, kernel, eip, bridgeNodes));
@@ -170,13 +174,17 @@ function policyProblems(
   const problems: string[] = [];
   const own = eip.get(self)!;
   // Peers with an elastic IP of the same family: the other clusters' bridge nodes.
-  const peers = bridgeNodes.filter((p) => p.cluster !== cluster && eip.get(p.name)!.includes(":") === own.includes(":"));
+  const peers = bridgeNodes.filter(
+    (p) => p.cluster !== cluster && eip.get(p.name)!.includes(":") === own.includes(":"),
+  );
   if (peers.length === 0) problems.push(`${self}: lab shape gives it no IPsec peer`);
   if (planned.length === 0) problems.push(`${self}: no planned policies`);
   const peerEips = new Set(peers.map((p) => eip.get(p.name)));
   for (const p of planned) {
     const okTmpl =
-      p.dir === "out" ? p.tmplSrc === own && peerEips.has(p.tmplDst) : p.tmplDst === own && peerEips.has(p.tmplSrc);
+      p.dir === "out"
+        ? p.tmplSrc === own && peerEips.has(p.tmplDst)
+        : p.tmplDst === own && peerEips.has(p.tmplSrc);
     if (!okTmpl) problems.push(`${self}: policy ${JSON.stringify(p)} does not join elastic IPs`);
   }
   for (const dir of ["out", "in", "fwd"]) {
@@ -250,7 +258,9 @@ describe("gateway <-> gateway and IPv6-only clusters", () => {
     T,
   );
 
-  test.skipIf(skipBecause(ESP.ok, `this kernel installs ESP states (${ESP.message}); the ESP test runs instead`))(
+  test.skipIf(
+    skipBecause(ESP.ok, `this kernel installs ESP states (${ESP.message}); the ESP test runs instead`),
+  )(
     "IPsec without ESP: planned xfrm policies in the kernel, states degraded with the kernel message, traffic fails closed",
     async () => {
       const ctx = await applyIpsec("degraded");
@@ -279,7 +289,9 @@ describe("gateway <-> gateway and IPv6-only clusters", () => {
         const kernel = (await inNs(n.ns, ["ip", "xfrm", "state", "list"])).stdout.match(/^src /gm) ?? [];
         if (planned.length === 0) ctx.problems.push(`${n.name}: no planned ESP states`);
         if (kernel.length !== planned.length)
-          ctx.problems.push(`${n.name}: ${kernel.length} ESP states in the kernel, ${planned.length} planned`);
+          ctx.problems.push(
+            `${n.name}: ${kernel.length} ESP states in the kernel, ${planned.length} planned`,
+          );
       }
       expect(ctx.problems, ctx.problems.join("\n")).toEqual([]);
       // Between the two gateways (elastic IP = underlay IPv4 here), captured in the fabric.

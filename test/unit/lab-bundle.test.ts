@@ -6,7 +6,9 @@ import { join } from "node:path";
 // Point the bundle cache at a private directory (bundle.ts reads it on every call).
 const cache = await mkdtemp(join(tmpdir(), "kosmos-bundle-"));
 process.env.KOSMOS_BUNDLE_CACHE = cache;
-const { agentBundle, agentCommand, bundleCacheDir, MIGRATIONS_DIR } = await import("../../internal/lab/bundle.ts");
+const { agentBundle, agentCommand, bundleCacheDir, MIGRATIONS_DIR } = await import(
+  "../../internal/lab/bundle.ts"
+);
 const { AGENT_RUNTIME_ENV } = await import("../../internal/agent/runtime.ts");
 afterAll(async () => {
   delete process.env.KOSMOS_BUNDLE_CACHE;

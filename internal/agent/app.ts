@@ -36,16 +36,31 @@ export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentE
     return c.json({ code: "NO_PLAN", message: agent.loop.status.waiting ?? "no plan yet" }, 404);
   });
   app.get("/v1/topology", (c) => c.json(agent.store.snapshot()));
-  // What `kosmosctl inspect` shows besides the plan (as `inspect --db` reads it from the file): the
-  // membership with incarnations and gossip addresses, and the replica's versions per owner.
-  app.get("/v1/replica", (c) =>
-    c.json({
+  // What `kosmosctl inspect` shows besides the plan: the membership with incarnations and gossip
+  // addresses — live from gossip (the replica's member rows are written on state changes only, so
+  // their incarnations lag), from the replica without gossip — and the replica's versions per owner.
+  app.get("/v1/replica", (c) => {
+    const live = agent.gossip?.node.memberList();
+    const members = live
+      ? live
+          .map((m) => ({
+            name: m.name,
+            state: m.state,
+            incarnation: m.incarnation,
+            address: m.addr,
+            updatedAt: m.since,
+            confirmed: m.confirmed,
+          }))
+          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      : agent.store.listMembers();
+    return c.json({
       node: agent.cfg.node,
       certFingerprint: agent.tls.fingerprint,
-      members: agent.store.listMembers(),
+      membersFrom: live ? "gossip" : "replica",
+      members,
       owners: agent.store.digest(),
-    }),
-  );
+    });
+  });
 
   app.post(
     "/v1/topology",

@@ -6,12 +6,20 @@ import { join } from "node:path";
 import { Command, Option } from "commander";
 import { AgentClient, type AgentTarget } from "../exec/index.ts";
 import { plan as planNode } from "../planner/index.ts";
-import { type Member, type OwnerDigest, openStore } from "../store/index.ts";
+import { type OwnerDigest, openStore } from "../store/index.ts";
 import { type OutputFormat, parseOutput, printData, renderTable } from "./output.ts";
 
 interface InspectData {
   node: string;
-  members: Array<{ name: string; state: string; incarnation: number; address?: string; updatedAt?: number }>;
+  members: Array<{
+    name: string;
+    state: string;
+    incarnation: number;
+    address?: string;
+    updatedAt?: number;
+    /** live view: heard from (false: known from the replica only, incarnation not known yet) */
+    confirmed?: boolean;
+  }>;
   owners: Array<{ owner: string; rows: number; maxVersion: number; hash: string }>;
   clusters: Array<{ name: string; networkType: string; ipFamily: string; podCIDRs: string[] }>;
   nodes: number;
@@ -90,7 +98,7 @@ async function fromAgent(target: AgentTarget): Promise<InspectData> {
   const replica = (await get("/v1/replica")) as {
     node: string;
     certFingerprint: string;
-    members: Member[];
+    members: InspectData["members"];
     owners: OwnerDigest[];
   };
   const topo = (await get("/v1/topology")) as { clusters: InspectData["clusters"]; nodes: unknown[] };

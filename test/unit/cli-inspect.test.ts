@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { identityDocument } from "../../internal/api/identity.ts";
 import { loadOrCreateTls } from "../../internal/api/tls.ts";
+import { kosmosctl } from "../helpers/kosmosctl.ts";
 
-const CLI = new URL("../../cmd/kosmosctl.ts", import.meta.url).pathname;
 const TOKEN = "inspect-test-token-0123456789abcdef";
 const dir = await mkdtemp(join(tmpdir(), "kosmos-inspect-"));
 const tls = await loadOrCreateTls({ stateDir: dir, commonName: "somebody" });
@@ -48,19 +48,7 @@ function server(knows: string) {
   return { url: `https://127.0.0.1:${s.port}`, seen, stop: () => s.stop(true) };
 }
 
-async function inspect(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn([process.execPath, CLI, "inspect", ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, KOSMOS_TOKEN: "" },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout, stderr };
-}
+const inspect = (args: string[]) => kosmosctl(["inspect", ...args], { env: { KOSMOS_TOKEN: "" } });
 
 describe("kosmosctl inspect --agent over TLS", () => {
   test("a server that cannot prove its certificate with the token never receives the token", async () => {
@@ -79,7 +67,16 @@ describe("kosmosctl inspect --agent over TLS", () => {
   test("a pinned fingerprint that does not match: refused, nothing sent", async () => {
     const s = server(TOKEN);
     try {
-      const r = await inspect(["--agent", s.url, "--token", TOKEN, "--fingerprint", "ab".repeat(32), "-o", "json"]);
+      const r = await inspect([
+        "--agent",
+        s.url,
+        "--token",
+        TOKEN,
+        "--fingerprint",
+        "ab".repeat(32),
+        "-o",
+        "json",
+      ]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain("does not match the pinned");
       expect(s.seen).toEqual([]);

@@ -48,47 +48,45 @@ function server(knows: string) {
   return { url: `https://127.0.0.1:${s.port}`, seen, stop: () => s.stop(true) };
 }
 
-const inspect = (args: string[]) => kosmosctl(["inspect", ...args], { env: { KOSMOS_TOKEN: "" } });
+/** `kosmosctl inspect --agent URL --token TOKEN ARGS -o json` against a fresh `server(knows)`. */
+async function inspectServer(
+  knows: string,
+  args: string[],
+  then: (r: Run, s: Server) => void,
+): Promise<void> {
+  const s = server(knows);
+  try {
+    const r = await kosmosctl(["inspect", "--agent", s.url, "--token", TOKEN, ...args, "-o", "json"], {
+      env: { KOSMOS_TOKEN: "" },
+    });
+    then(r, s);
+  } finally {
+    s.stop();
+  }
+}
+type Server = ReturnType<typeof server>;
+type Run = Awaited<ReturnType<typeof kosmosctl>>;
 
 describe("kosmosctl inspect --agent over TLS", () => {
   test("a server that cannot prove its certificate with the token never receives the token", async () => {
-    const s = server("another-token-that-is-not-ours-000");
-    try {
-      const r = await inspect(["--agent", s.url, "--token", TOKEN, "-o", "json"]);
+    await inspectServer("another-token-that-is-not-ours-000", [], (r, s) => {
       expect(s.seen.filter((l) => l.includes(TOKEN))).toEqual([]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain("did not prove its certificate");
       expect(s.seen.every((l) => l.startsWith("GET /v1/identity "))).toBe(true);
-    } finally {
-      s.stop();
-    }
+    });
   }, 30_000);
 
   test("a pinned fingerprint that does not match: refused, nothing sent", async () => {
-    const s = server(TOKEN);
-    try {
-      const r = await inspect([
-        "--agent",
-        s.url,
-        "--token",
-        TOKEN,
-        "--fingerprint",
-        "ab".repeat(32),
-        "-o",
-        "json",
-      ]);
+    await inspectServer(TOKEN, ["--fingerprint", "ab".repeat(32)], (r, s) => {
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain("does not match the pinned");
       expect(s.seen).toEqual([]);
-    } finally {
-      s.stop();
-    }
+    });
   }, 30_000);
 
   test("an agent that proves its certificate: members with incarnations, owners with versions", async () => {
-    const s = server(TOKEN);
-    try {
-      const r = await inspect(["--agent", s.url, "--token", TOKEN, "-o", "json"]);
+    await inspectServer(TOKEN, [], (r, s) => {
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
       const data = JSON.parse(r.stdout) as Record<string, unknown>;
@@ -103,8 +101,6 @@ describe("kosmosctl inspect --agent over TLS", () => {
       // the token went only over the proven connection, after the identity check
       expect(s.seen[0]).toBe("GET /v1/identity -");
       expect(s.seen.slice(1).every((l) => l.endsWith(`Bearer ${TOKEN}`))).toBe(true);
-    } finally {
-      s.stop();
-    }
+    });
   }, 30_000);
 });

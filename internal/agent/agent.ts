@@ -46,6 +46,11 @@ export interface AgentState {
   planHash?: string;
   lastRunAt?: number;
   runs: number;
+  /**
+   * The control loop schedules passes (false after POST /v1/uninstall: no resync, kernel event or
+   * replica change applies anything until the agent restarts).
+   */
+  reconciling: boolean;
   capabilities: Capabilities;
   ipsec?: ApplyReport["ipsec"];
   gateways: Record<string, string>;
@@ -402,6 +407,7 @@ export class Agent {
       planHash: s.planHash,
       lastRunAt: s.lastRunAt,
       runs: s.runs,
+      reconciling: !this.loop.stopped,
       capabilities: this.capabilities,
       ipsec: s.lastReport?.ipsec,
       gateways: s.plan?.gateways ?? {},

@@ -9,6 +9,7 @@ import type { ServerBindings } from "../api/server.ts";
 import type { Registry } from "../observability/index.ts";
 import { TopologyError, validateTopology } from "../topology/index.ts";
 import type { Agent } from "./agent.ts";
+import { redactPlanKeys } from "./loop.ts";
 
 export type AgentEnv = { Bindings: ServerBindings; Variables: { principal: string } };
 
@@ -30,9 +31,36 @@ export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentE
   app.get("/v1/state", (c) => c.json(agent.state()));
   app.get("/v1/plan", (c) => {
     const p = agent.loop.status.plan;
-    return p ? c.json(p) : c.json({ code: "NO_PLAN", message: agent.loop.status.waiting ?? "no plan yet" }, 404);
+    // ESP keys stay in the agent (derived per pair; never logged, stored or served)
+    if (p) return c.json(redactPlanKeys(p));
+    return c.json({ code: "NO_PLAN", message: agent.loop.status.waiting ?? "no plan yet" }, 404);
   });
   app.get("/v1/topology", (c) => c.json(agent.store.snapshot()));
+  // What `kosmosctl inspect` shows besides the plan: the membership with incarnations and gossip
+  // addresses — live from gossip (the replica's member rows are written on state changes only, so
+  // their incarnations lag), from the replica without gossip — and the replica's versions per owner.
+  app.get("/v1/replica", (c) => {
+    const live = agent.gossip?.node.memberList();
+    const members = live
+      ? live
+          .map((m) => ({
+            name: m.name,
+            state: m.state,
+            incarnation: m.incarnation,
+            address: m.addr,
+            updatedAt: m.since,
+            confirmed: m.confirmed,
+          }))
+          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      : agent.store.listMembers();
+    return c.json({
+      node: agent.cfg.node,
+      certFingerprint: agent.tls.fingerprint,
+      membersFrom: live ? "gossip" : "replica",
+      members,
+      owners: agent.store.digest(),
+    });
+  });
 
   app.post(
     "/v1/topology",

@@ -75,8 +75,11 @@ export function hashPlan(p: HostState): string {
   return createHash("sha256").update(JSON.stringify(p)).digest("hex").slice(0, 16);
 }
 
-/** The applied plan as stored on disk: IPsec keys are re-derived at start, never written. */
-function redact(p: HostState): HostState {
+/**
+ * The plan without its IPsec keys: as stored on disk (keys are re-derived at start, never written)
+ * and as served on /v1/plan.
+ */
+export function redactPlanKeys(p: HostState): HostState {
   return {
     ...p,
     xfrm: { ...p.xfrm, states: p.xfrm.states.map((s) => ({ ...s, aeadKeyHex: "<derived>" })) },
@@ -97,7 +100,7 @@ export class ControlLoop {
   private watch: KernelWatch | undefined;
   private resync: ReturnType<typeof setInterval> | undefined;
   private running: Promise<void> | undefined;
-  private stopped = false;
+  private halted = false;
   private gateways: Record<string, string> = {};
   private savedHash: string | undefined;
   /** Bumped on every replica change: the plan is a pure function of (replica, membership, claims, gateways). */
@@ -163,10 +166,10 @@ export class ControlLoop {
    * ended (its own changes come back as events).
    */
   kernelEvent(ev: KernelEvent): void {
-    if (this.stopped) return;
+    if (this.halted) return;
     this.status.kernelEvents++;
     const t = performance.now();
-    if (!this.everApplied || this.running || t < this.quietUntil) {
+    if (!this.kernelArmed) {
       this.m.kernelEvents.inc({ kind: ev.kind, action: "ignored" });
       return;
     }
@@ -177,7 +180,7 @@ export class ControlLoop {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.halted = true;
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     if (this.resync) clearInterval(this.resync);
@@ -186,9 +189,30 @@ export class ControlLoop {
     await this.running;
   }
 
+  /** stop() was called (an uninstall stops the loop): nothing schedules passes any more. */
+  get stopped(): boolean {
+    return this.halted;
+  }
+
+  /**
+   * No pass is running, scheduled or queued. With every kernel event up to now handled (tests: a
+   * marker line of each monitor seen), nothing more runs until a new trigger.
+   */
+  get idle(): boolean {
+    return this.timer === undefined && this.running === undefined && this.againReason === undefined;
+  }
+
+  /**
+   * A kernel event about an owned object would schedule a pass now: a plan was applied, and no
+   * pass runs or ended less than `kernelQuietMs` ago (events then are its own changes).
+   */
+  get kernelArmed(): boolean {
+    return this.everApplied && !this.running && performance.now() >= this.quietUntil;
+  }
+
   /** Schedule a run (debounced). */
   trigger(reason: string, delayMs = this.deps.debounceMs): void {
-    if (this.stopped) return;
+    if (this.halted) return;
     if (this.running) {
       // one more pass after this one; a reason that must read the kernel wins over a plain one
       this.againReason = ALWAYS_RECONCILE.has(reason) ? reason : (this.againReason ?? "coalesced");
@@ -218,7 +242,7 @@ export class ControlLoop {
       this.quietUntil = performance.now() + (this.deps.kernelQuietMs ?? 250);
       const next = this.againReason;
       this.againReason = undefined;
-      if (next !== undefined && !this.stopped) {
+      if (next !== undefined && !this.halted) {
         this.trigger(next);
       }
     });
@@ -318,7 +342,7 @@ export class ControlLoop {
       // the last plan and its gateways).
       if (hash !== this.savedHash || report.changes > 0 || report.errors.length > 0) {
         deps.store.saveApplied({
-          plan: redact(desired),
+          plan: redactPlanKeys(desired),
           planHash: hash,
           appliedAt: now(),
           report: { changes: report.changes, residual: report.residual, errors: report.errors, ipsec: report.ipsec },

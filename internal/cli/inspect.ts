@@ -4,18 +4,29 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command, Option } from "commander";
+import { AgentClient, type AgentTarget } from "../exec/index.ts";
 import { plan as planNode } from "../planner/index.ts";
-import { openStore, snapshotReplica } from "../store/index.ts";
+import { type OwnerDigest, openStore, snapshotReplica } from "../store/index.ts";
 import { type OutputFormat, parseOutput, printData, renderTable } from "./output.ts";
 
 interface InspectData {
   node: string;
-  members: Array<{ name: string; state: string; incarnation: number; address?: string; updatedAt?: number }>;
+  members: Array<{
+    name: string;
+    state: string;
+    incarnation: number;
+    address?: string;
+    updatedAt?: number;
+    /** live view: heard from (false: known from the replica only, incarnation not known yet) */
+    confirmed?: boolean;
+  }>;
   owners: Array<{ owner: string; rows: number; maxVersion: number; hash: string }>;
   clusters: Array<{ name: string; networkType: string; ipFamily: string; podCIDRs: string[] }>;
   nodes: number;
   plan?: { routes: Array<{ dst: string; via: string; dev: string }>; devices: string[]; warnings: string[] };
   applied?: { planHash: string; appliedAt: string };
+  /** A live agent's certificate (what `--fingerprint` pins). */
+  certFingerprint?: string;
 }
 
 /**
@@ -68,18 +79,24 @@ async function fromDb(file: string, nodeOverride?: string): Promise<InspectData>
   }
 }
 
-async function fromAgent(url: string, token?: string): Promise<InspectData> {
-  const unix = url.startsWith("unix:") ? url.slice(5) : undefined;
-  const base = unix ? "http://localhost" : url.replace(/\/$/, "");
-  const get = async (path: string) => {
-    const r = await fetch(`${base}${path}`, {
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      ...(unix ? { unix } : { tls: { rejectUnauthorized: false } }),
-    } as RequestInit);
+/**
+ * A live agent through the exec client: the admin socket, or TLS where the agent first proves its
+ * certificate with the token (api/identity.ts) or matches `fingerprint`; the token is only sent
+ * over a connection to that certificate.
+ */
+async function fromAgent(target: AgentTarget): Promise<InspectData> {
+  const client = new AgentClient(target);
+  const get = async (path: string): Promise<unknown> => {
+    const r = await client.request(path);
     if (!r.ok) throw new Error(`${path}: HTTP ${r.status} ${await r.text()}`);
     return r.json();
   };
-  const state = (await get("/v1/state")) as { node: string; members: Record<string, string> };
+  const replica = (await get("/v1/replica")) as {
+    node: string;
+    certFingerprint: string;
+    members: InspectData["members"];
+    owners: OwnerDigest[];
+  };
   const topo = (await get("/v1/topology")) as { clusters: InspectData["clusters"]; nodes: unknown[] };
   let p: InspectData["plan"];
   try {
@@ -93,13 +110,23 @@ async function fromAgent(url: string, token?: string): Promise<InspectData> {
     p = undefined;
   }
   return {
-    node: state.node,
-    members: Object.entries(state.members ?? {}).map(([name, s]) => ({ name, state: s, incarnation: 0 })),
-    owners: [],
-    clusters: topo.clusters,
+    node: replica.node,
+    members: replica.members,
+    owners: replica.owners.map((d) => ({ owner: d.owner, rows: d.count, maxVersion: d.maxVersion, hash: d.hash })),
+    clusters: topo.clusters.map((c) => ({ name: c.name, networkType: c.networkType, ipFamily: c.ipFamily, podCIDRs: c.podCIDRs })),
     nodes: topo.nodes.length,
     plan: p,
+    certFingerprint: replica.certFingerprint,
   };
+}
+
+interface InspectOptions {
+  db?: string;
+  agent?: string;
+  node?: string;
+  token?: string;
+  fingerprint?: string;
+  output: OutputFormat;
 }
 
 export function inspectCommand(): Command {
@@ -109,13 +136,17 @@ export function inspectCommand(): Command {
     .option("--agent <url>", "a live agent: https://host:port or unix:/path.sock")
     .option("--node <name>", "plan for this node instead of the replica's own")
     .addOption(new Option("--token <token>", "bearer token").env("KOSMOS_TOKEN"))
+    .option("--fingerprint <sha256>", "pin the agent certificate (default: the agent proves it with the token)")
     .addOption(new Option("-o, --output <format>", "table | json | yaml").default("table").argParser(parseOutput))
-    .action(async (o: { db?: string; agent?: string; node?: string; token?: string; output: OutputFormat }) => {
+    .action(async (o: InspectOptions) => {
       if (!o.db && !o.agent) throw Object.assign(new Error("give --db FILE or --agent URL"), { hint: "kosmosctl inspect --db /var/lib/kosmos/kosmos.db" });
-      const data = o.db ? await fromDb(o.db, o.node) : await fromAgent(o.agent as string, o.token);
+      const data = o.db
+        ? await fromDb(o.db, o.node)
+        : await fromAgent({ url: o.agent as string, token: o.token, fingerprint: o.fingerprint });
       printData(o.output, data, () => {
         const parts: string[] = [`node: ${data.node}   clusters: ${data.clusters.length}   nodes: ${data.nodes}`];
         if (data.applied) parts.push(`last applied plan ${data.applied.planHash} at ${data.applied.appliedAt}`);
+        if (data.certFingerprint) parts.push(`certificate sha256 ${data.certFingerprint}`);
         parts.push(
           renderTable(["MEMBER", "STATE", "INCARNATION", "ADDRESS"], data.members.map((m) => [m.name, m.state, m.incarnation, m.address ?? ""])),
         );

@@ -166,6 +166,12 @@ export interface WatcherLogger {
 export interface KernelWatcherOptions {
   /** Called for every line about an owned object. Exceptions are swallowed. */
   onEvent: (ev: KernelEvent) => void;
+  /**
+   * Called for every line a monitor prints, before filtering (tracing; tests use a line they
+   * provoked as the signal that a monitor is subscribed and has delivered everything before it).
+   * Exceptions are swallowed.
+   */
+  onLine?: (source: MonitorSource, line: string) => void;
   /** Argv prefix of every monitor (e.g. `ip netns exec NS` in tests); default: this namespace. */
   prefix?: string[];
   specs?: MonitorSpec[];
@@ -265,6 +271,11 @@ export class KernelWatcher {
       if (this.stopped) proc.kill(15);
       const split = new LineSplitter();
       const onLine = (line: string): void => {
+        try {
+          this.opts.onLine?.(spec.source, line);
+        } catch {
+          /* a tracer's problem, never the watcher's */
+        }
         const ev = classifyLine(spec.source, line);
         if (!ev) return;
         this.opts.logger?.debug({ monitor: spec.source, kind: ev.kind, line: ev.line }, "kernel event");

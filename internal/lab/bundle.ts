@@ -5,6 +5,7 @@
  * node_modules/.cache/kosmos/; rebuilt when any file it was built from (sources, dependencies, the
  * Bun version) changed, so editing the code and restarting an agent runs the new code.
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
@@ -13,8 +14,16 @@ import { AGENT_RUNTIME_ENV } from "../agent/runtime.ts";
 export const REPO_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "../..");
 export const AGENT_ENTRY = join(REPO_ROOT, "cmd/kosmos-agent.ts");
 export const MIGRATIONS_DIR = join(REPO_ROOT, "migrations");
-/** Read on every call (not at load): a test may point it elsewhere after another file loaded this module. */
-const cacheDir = (): string => process.env.KOSMOS_BUNDLE_CACHE ?? join(REPO_ROOT, "node_modules/.cache/kosmos");
+/**
+ * One cache per checkout: git worktrees often share one node_modules (a symlink), and a bundle built
+ * from another checkout would be "fresh" against that checkout's files while this one's changed.
+ * Read on every call (not at load): a test may point it elsewhere after another file loaded this module.
+ */
+export function bundleCacheDir(root = REPO_ROOT): string {
+  const env = process.env.KOSMOS_BUNDLE_CACHE;
+  if (env) return env;
+  return join(root, "node_modules/.cache/kosmos", createHash("sha256").update(root).digest("hex").slice(0, 12));
+}
 const BUNDLE = "kosmos-agent.js";
 
 export class BundleError extends Error {
@@ -53,7 +62,7 @@ export function agentBundle(): Promise<string> {
 }
 
 async function ensure(): Promise<string> {
-  const dir = cacheDir();
+  const dir = bundleCacheDir();
   const file = join(dir, BUNDLE);
   const stampFile = `${file}.inputs.json`;
   if (await fresh(file, stampFile)) return file;

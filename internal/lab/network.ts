@@ -6,7 +6,7 @@
 import { familyOf } from "./addr.ts";
 import type { LabClusterPlan, LabNodePlan, LabPlan, LabPodPlan, LabServicePlan } from "./plan.ts";
 import { LAB_ECHO_PORT } from "./plan.ts";
-import { inNs, ipBatch, listNetns, netnsPids, sh, spawnDetached } from "./sh.ts";
+import { inNs, ipBatch, isRunning, listNetns, netnsPids, sh, spawnDetached } from "./sh.ts";
 
 const SYSCTLS_ROUTER = [
   "net.ipv4.ip_forward=1",
@@ -267,26 +267,54 @@ export async function labNamespaces(prefix: string): Promise<string[]> {
   return (await listNetns()).filter((n) => n.startsWith(prefix));
 }
 
+/** Live processes (zombies excluded) in any of `namespaces`. */
+async function livePids(namespaces: string[]): Promise<number[]> {
+  return (await Promise.all(namespaces.map((ns) => netnsPids(ns)))).flat().filter(isRunning);
+}
+
 /**
- * Remove every namespace with the lab's prefix and every process inside them. Pods first, then
- * nodes, then the fabric, so no process keeps a namespace alive.
+ * Signal every live process in `namespaces` with `sig` (each once; processes that appear meanwhile,
+ * e.g. a monitor an agent restarts, are signalled as they appear) until none is left or `ms` passed.
+ */
+async function signalUntilGone(namespaces: string[], sig: NodeJS.Signals, ms: number, signalled: Set<number>) {
+  const sent = new Set<number>();
+  const end = Date.now() + ms;
+  for (;;) {
+    const live = await livePids(namespaces);
+    for (const pid of live.filter((p) => !sent.has(p))) {
+      try {
+        process.kill(pid, sig);
+        sent.add(pid);
+        signalled.add(pid);
+      } catch {
+        /* already gone */
+      }
+    }
+    if (live.length === 0 || Date.now() >= end) return;
+    await Bun.sleep(20);
+  }
+}
+
+/**
+ * Remove every namespace with the lab's prefix and every process inside them, and return only once
+ * those processes are gone (a killed process can take a while to exit on a loaded machine, and a
+ * deleted namespace no longer shows what still runs in it). SIGTERM first (agents stop cleanly),
+ * SIGKILL to whatever is left after 3 s, then the namespaces are deleted. Throws when a process
+ * survives 10 s of SIGKILL (the namespaces are deleted anyway).
  */
 export async function teardownNetwork(prefix: string): Promise<{ namespaces: number; processes: number }> {
   const namespaces = await labNamespaces(prefix);
-  let processes = 0;
-  for (const sig of ["TERM", "KILL"] as const) {
-    for (const ns of namespaces) {
-      for (const pid of await netnsPids(ns)) {
-        try {
-          process.kill(pid, `SIG${sig}`);
-          if (sig === "TERM") processes++;
-        } catch {
-          /* already gone */
-        }
-      }
-    }
-    if (sig === "TERM" && processes > 0) await Bun.sleep(300);
-  }
+  const signalled = new Set<number>();
+  await signalUntilGone(namespaces, "SIGTERM", 3000, signalled);
+  await signalUntilGone(namespaces, "SIGKILL", 10_000, signalled);
+  // Signalled processes that left the namespaces are waited for too.
+  const left = [...signalled].filter(isRunning);
   for (const ns of namespaces) await sh(["ip", "netns", "del", ns], { allowFail: true });
-  return { namespaces: namespaces.length, processes };
+  if (left.length > 0) {
+    throw Object.assign(new Error(`processes of the lab still run after SIGKILL: ${left.join(" ")}`), {
+      code: "LAB_PROCESSES_LEFT",
+      hint: "look at them with `ps -o pid,stat,wchan,args -p PID` (uninterruptible sleep?)",
+    });
+  }
+  return { namespaces: namespaces.length, processes: signalled.size };
 }

@@ -4,7 +4,7 @@
  * change (a new machine, a broken link, a crashed process) and, for a new node, update the lab's
  * plan and seed the new topology into ONE agent, as the controller would: the rest is gossip.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { familyOf, hostAt, prefixLen, subnet } from "./addr.ts";
@@ -23,7 +23,7 @@ import {
 } from "./lab.ts";
 import { buildNode, buildPod, cniGateway, renderFabricFilter, renderKubeProxy } from "./network.ts";
 import type { LabClusterPlan, LabNodePlan, LabPlan, LabPodPlan } from "./plan.ts";
-import { inNs, ipBatch, sh } from "./sh.ts";
+import { inNs, ipBatch, isRunning, sh } from "./sh.ts";
 
 async function savePlan(lab: string, plan: LabPlan): Promise<void> {
   await writeFile(labFiles(lab).plan, JSON.stringify(plan, null, 2));
@@ -314,21 +314,6 @@ export async function labHealAll(lab: string): Promise<void> {
  * The process exists and is not a zombie. An agent started with `setsid -f` is reparented to PID 1,
  * which may reap it a second or two after it died: until then kill(pid, 0) still succeeds.
  */
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2).charAt(0);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
 /** The pid the agent of `node` wrote (undefined when it never started or the file is gone). */
 export async function labAgentPid(lab: string, node: string): Promise<number | undefined> {
   const f = join(nodeDir(lab, node), "agent.pid");

@@ -1,5 +1,5 @@
 /** Thin process helpers for the lab (root, iproute2). */
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { execa } from "execa";
 
 export class LabCommandError extends Error {
@@ -81,5 +81,21 @@ export async function spawnDetached(
     if (code !== 0) throw new LabCommandError(argv, `could not start in ${ns}`, code);
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Whether `pid` is a live process (a zombie, dead but not yet reaped, is not). */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2).charAt(0);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
   }
 }

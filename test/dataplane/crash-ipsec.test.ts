@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { detectCapabilities, Reconciler, type Runner } from "../../internal/dataplane/index.ts";
+import type { HostState } from "../../internal/dataplane/index.ts";
 import { netnsSuite } from "../helpers/netns-suite.ts";
 import { canonical, makePair, NODES, p2pState, snapshot } from "./fixtures.ts";
 
@@ -8,6 +9,23 @@ const { root, scope } = await netnsSuite({ sweep: false });
 class Killed extends Error {
   readonly code = "KILLED";
   readonly hint = "simulated agent crash";
+}
+
+/** Commands that only read the kernel (the reconciler's listings); everything else changes it. */
+const isRead = (argv: string[], input: string | undefined): boolean =>
+  input === undefined &&
+  (argv.includes("show") || argv.includes("list") || (argv[0] === "sysctl" && !argv.includes("-w")));
+
+/** Counts the mutating commands an apply runs (the crash points a crashing runner can hit). */
+function countingRunner(inner: Runner): Runner & { mutating: string[] } {
+  const mutating: string[] = [];
+  return {
+    mutating,
+    async run(argv, opts) {
+      if (!isRead(argv, opts?.input)) mutating.push(argv.join(" "));
+      return inner.run(argv, opts);
+    },
+  };
 }
 
 /**
@@ -19,8 +37,7 @@ function crashingRunner(inner: Runner, budget: number): Runner {
   let left = budget;
   return {
     async run(argv, opts) {
-      const mutating = opts?.input !== undefined || argv.includes("-w");
-      if (!mutating) return inner.run(argv, opts);
+      if (isRead(argv, opts?.input)) return inner.run(argv, opts);
       if (left < 0) throw new Killed("agent killed");
       if (left === 0) {
         left--;
@@ -33,6 +50,17 @@ function crashingRunner(inner: Runner, budget: number): Runner {
       return inner.run(argv, opts);
     },
   };
+}
+
+/** Reconcile with a crashing runner: true when the injected kill ended it; any other error fails. */
+async function reconcileUntilKilled(r: Reconciler, desired: HostState): Promise<boolean> {
+  try {
+    await r.reconcile(desired);
+    return false;
+  } catch (e) {
+    if (e instanceof Killed) return true;
+    throw e;
+  }
 }
 
 describe.skipIf(!root)("crash safety and IPsec", () => {
@@ -50,26 +78,28 @@ describe.skipIf(!root)("crash safety and IPsec", () => {
     old.devices[1]!.mtu = 1300;
     old.routes.push({ dst: "10.77.0.0/16", via: NODES[2].overlay4, dev: "vx-bridge", family: 4, table: 200 });
     old.nft.noMasqueradeDst.v4.push("10.99.0.0/16");
-    let crashes = 0;
-    for (let budget = 0; budget < 10; budget++) {
+    // The crash points: every mutating command of an apply from `old` to `desired`.
+    await new Reconciler({ runner: a.runner() }).reconcile(old);
+    const counting = countingRunner(a.runner());
+    await new Reconciler({ runner: counting, verify: false }).reconcile(desired);
+    const points = counting.mutating.length;
+    expect(points, counting.mutating.join("\n")).toBeGreaterThanOrEqual(3);
+    await clean.uninstall();
+    // A kill before each of them (budget < points) and none at all (budget = points).
+    for (let budget = 0; budget <= points; budget++) {
       await new Reconciler({ runner: a.runner() }).reconcile(old);
       const crashing = new Reconciler({ runner: crashingRunner(a.runner(), budget) });
-      let crashed = false;
-      await crashing.reconcile(desired).catch((e: unknown) => {
-        crashed = e instanceof Killed;
-      });
+      const crashed = await reconcileUntilKilled(crashing, desired);
+      expect({ budget, crashed }).toEqual({ budget, crashed: budget < points });
       const restarted = new Reconciler({ runner: a.runner() });
       const r = await restarted.reconcile(desired);
       expect({ budget, errors: r.errors, residual: r.residual }).toEqual({ budget, errors: [], residual: 0 });
-      if (crashed) crashes++;
       // Same objects as a clean install (listing order / ifindex of recreated links may differ).
       expect(canonical(await snapshot(a))).toEqual(canonical(reference));
       expect((await restarted.reconcile(desired)).changes).toBe(0);
       await restarted.uninstall();
-      if (!crashed) break; // the budget outlasted the whole apply: every crash point was covered
     }
-    expect(crashes).toBeGreaterThanOrEqual(3);
-  });
+  }, 120_000);
 
   test("xfrm: policies installed, states degraded with the kernel message, uninstall removes them", async () => {
     const { a, aIf } = await makePair(scope);

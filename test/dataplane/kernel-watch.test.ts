@@ -1,15 +1,17 @@
 /**
  * Tamper repair driven by kernel events: the ControlLoop with the real Reconciler and the real
  * KernelWatcher in a test namespace, with the periodic resync out of the way (600 s), so only the
- * watcher can repair. Polls with deadlines; no timing assertions.
+ * watcher can repair. No sleeps: a marker line from each monitor (monitor-sync.ts) says that the
+ * monitors are subscribed and have delivered every earlier change, and the loop's `idle` that no
+ * pass is pending; "nothing happened" is asserted only once both hold, when it is final.
  */
 import { describe, expect, test } from "bun:test";
-import type { ControlLoop } from "../../internal/agent/loop.ts";
-import { KernelWatcher } from "../../internal/dataplane/watch.ts";
+import { KernelWatcher, type MonitorSource } from "../../internal/dataplane/watch.ts";
 import { openStore, type Store } from "../../internal/store/index.ts";
 import { execHost, type Netns } from "../helpers/netns.ts";
 import { netnsSuite } from "../helpers/netns-suite.ts";
 import { loopOn, makePair, NODES, PAIR_TOPOLOGY } from "./fixtures.ts";
+import { MonitorTap, syncMonitors } from "./monitor-sync.ts";
 
 const { root, scope } = await netnsSuite();
 
@@ -28,33 +30,59 @@ async function until(
   throw new Error(`timed out waiting for: ${what}`);
 }
 
-/** Wait until the loop has run no pass for `quietMs` (its own changes have settled). */
-async function settle(loop: ControlLoop, quietMs = 1000): Promise<void> {
-  let last = -1;
-  await until(
-    "passes settle",
-    async () => {
-      const now = loop.status.runs;
-      if (now === last) return true;
-      last = now;
-      await sleep(quietMs);
-      return false;
-    },
-    30_000,
-  );
-}
-
 async function harness(ns: Netns, store: Store) {
   const watchers: KernelWatcher[] = [];
+  const tap = new MonitorTap();
   const loop = await loopOn(ns, store, {
     resyncMs: 600_000,
     kernelWatch: (onEvent) => {
-      const w = new KernelWatcher({ onEvent, prefix: ns.prefix(), backoffMs: 100 });
+      const w = new KernelWatcher({ onEvent, onLine: tap.onLine, prefix: ns.prefix(), backoffMs: 100 });
       watchers.push(w);
       return w;
     },
   });
-  return { loop, watchers };
+  return { loop, watchers, tap, sync: () => syncMonitors(ns, tap) };
+}
+
+type Harness = Awaited<ReturnType<typeof harness>>;
+
+/**
+ * Wait until the loop is settled by construction: no pass running or pending while every kernel
+ * event up to now has been handled (a marker line from each monitor), and armed (past the quiet
+ * time after its last pass, in which events count as its own changes and are ignored). A pass
+ * whose own changes come back late and trigger one more is waited for; passes that keep
+ * triggering passes fail.
+ */
+async function settle(h: Harness): Promise<void> {
+  for (let round = 0; round < 20; round++) {
+    await until("no pass pending and kernel events armed", () => h.loop.idle && h.loop.kernelArmed, 30_000);
+    const runs = h.loop.status.runs;
+    await h.sync();
+    if (h.loop.idle && h.loop.status.runs === runs) return;
+  }
+  throw new Error("the loop did not settle: passes keep triggering passes");
+}
+
+/**
+ * After `change` (foreign to the agent), nothing happened, and nothing will: the monitors printed
+ * lines containing each of `seen` (the change was delivered), then their markers (everything was
+ * classified); no kernel event reached the loop, no pass ran and none is pending.
+ */
+async function expectIgnored(
+  h: Harness,
+  change: () => Promise<unknown>,
+  seen: Array<[MonitorSource, string]>,
+) {
+  const events = h.loop.status.kernelEvents;
+  const passes = h.loop.status.kernelPasses;
+  const runs = h.loop.status.runs;
+  await change();
+  await h.sync();
+  expect(seen.filter(([src, needle]) => !h.tap.saw(src, needle))).toEqual([]);
+  expect(h.loop.status.kernelEvents).toBe(events);
+  expect(h.loop.status.kernelPasses).toBe(passes);
+  expect(h.loop.status.runs).toBe(runs);
+  expect(h.loop.idle).toBe(true);
 }
 
 /** Processes living in the namespace (the watcher's monitors: nothing else runs there). */
@@ -69,11 +97,12 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
     const { a } = await makePair(scope);
     const store = await openStore(":memory:", { node: "n1" });
     store.seed(PAIR_TOPOLOGY);
-    const { loop, watchers } = await harness(a, store);
+    const h = await harness(a, store);
+    const { loop, watchers } = h;
     try {
       loop.start();
       await until("first apply", () => loop.status.applied);
-      await settle(loop);
+      await settle(h);
       const table = String(loop.status.plan?.table);
       const route = ["ip", "route", "show", "table", table, "proto", "75"];
       const fdb = ["bridge", "fdb", "show", "dev", "vx-bridge"];
@@ -90,14 +119,14 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
       await a.exec(["ip", "route", "del", NODES[2].pod4, "table", table]);
       await until("route repaired", () => has(a, route, NODES[2].pod4));
       expect(loop.status.kernelPasses).toBeGreaterThan(passes);
-      await settle(loop);
+      await settle(h);
 
       // 2. An owned FDB entry.
       passes = loop.status.kernelPasses;
       await a.exec(["bridge", "fdb", "del", peerMac, "dev", "vx-bridge", "dst", NODES[2].underlay4]);
       await until("fdb repaired", () => has(a, fdb, peerMac));
       expect(loop.status.kernelPasses).toBeGreaterThan(passes);
-      await settle(loop);
+      await settle(h);
 
       // 3. An owned neighbour.
       passes = loop.status.kernelPasses;
@@ -106,7 +135,7 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
       await a.exec(["ip", "neigh", "del", peerOverlay, "dev", "vx-bridge"]);
       await until("neighbour repaired", () => has(a, neigh, peerOverlay));
       expect(loop.status.kernelPasses).toBeGreaterThan(passes);
-      await settle(loop);
+      await settle(h);
 
       // 4. The nft table (flushed, then deleted).
       if (nftPlanned) {
@@ -118,35 +147,41 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
           async () => (await a.exec(nft, { allowFail: true })).stdout === listing,
         );
         expect(loop.status.kernelPasses).toBeGreaterThan(passes);
-        await settle(loop);
+        await settle(h);
         passes = loop.status.kernelPasses;
         await a.exec(["nft", "delete", "table", "inet", "kosmos"]);
         await until("nft table repaired", async () => (await a.exec(nft, { allowFail: true })).code === 0);
         expect(loop.status.kernelPasses).toBeGreaterThan(passes);
-        await settle(loop);
+        await settle(h);
       }
 
-      // 5. Foreign changes (another table, a neighbour on the underlay, a foreign nft table) do
-      // not trigger a pass.
-      const runs = loop.status.runs;
-      passes = loop.status.kernelPasses;
-      await a.sh(
-        `ip route add 10.99.0.0/24 via ${NODES[2].underlay4} table 100
-         ip route add 10.98.0.0/24 via ${NODES[2].underlay4} proto static
-         ip neigh replace ${NODES[2].underlay4} lladdr aa:bb:cc:dd:ee:01 dev ul0 nud permanent
-         nft add table inet kt_foreign
-         ip route del 10.99.0.0/24 table 100
-         ip route del 10.98.0.0/24
-         ip neigh del ${NODES[2].underlay4} dev ul0
-         nft delete table inet kt_foreign`,
+      // 5. Foreign changes (another table, a neighbour on the underlay, a foreign nft table) are
+      // seen by the monitors and trigger nothing.
+      await expectIgnored(
+        h,
+        () =>
+          a.sh(
+            `ip route add 10.99.0.0/24 via ${NODES[2].underlay4} table 100
+             ip route add 10.98.0.0/24 via ${NODES[2].underlay4} proto static
+             ip neigh replace ${NODES[2].underlay4} lladdr aa:bb:cc:dd:ee:01 dev ul0 nud permanent
+             nft add table inet kt_foreign
+             ip route del 10.99.0.0/24 table 100
+             ip route del 10.98.0.0/24
+             ip neigh del ${NODES[2].underlay4} dev ul0
+             nft delete table inet kt_foreign`,
+          ),
+        [
+          ["ip", "10.99.0.0/24"],
+          ["ip", "10.98.0.0/24"],
+          ["ip", "aa:bb:cc:dd:ee:01"],
+          ["nft", "table inet kt_foreign"],
+        ],
       );
-      await sleep(1000);
-      expect(loop.status.kernelPasses).toBe(passes);
-      expect(loop.status.runs).toBe(runs);
 
-      // 6. No loop: the passes' own changes settled (settle() returned after each repair); one more
-      // idle second runs nothing.
-      await sleep(1000);
+      // 6. No loop: after all of the above, the loop is idle with every event handled (final: a
+      // pass can only start from a new event), and settling again runs nothing.
+      const runs = loop.status.runs;
+      await settle(h);
       expect(loop.status.runs).toBe(runs);
 
       // 7. A monitor that dies is restarted and repair keeps working.
@@ -160,7 +195,7 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
         () => Object.values(w?.restarts ?? {}).reduce((x, y) => x + y, 0) >= pids.length,
       );
       await until("monitors running again", async () => (await nsPids(a)).length >= pids.length);
-      await sleep(300); // the restarted monitors subscribe
+      await h.sync(); // the restarted monitors are subscribed
       passes = loop.status.kernelPasses;
       await a.exec(["ip", "route", "del", NODES[2].pod4, "table", table]);
       await until("route repaired after monitor restart", () => has(a, route, NODES[2].pod4));
@@ -185,7 +220,8 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
         { ...n2!, elasticIP: "198.51.100.2" },
       ],
     });
-    const { loop } = await harness(a, store);
+    const h = await harness(a, store);
+    const { loop } = h;
     const policies = async () =>
       (await a.exec(["ip", "xfrm", "policy", "list"])).stdout
         .split("\n")
@@ -194,7 +230,7 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
     try {
       loop.start();
       await until("first apply", () => loop.status.applied);
-      await settle(loop);
+      await settle(h);
       const planned = await policies();
       expect(planned.length).toBeGreaterThan(0);
       expect(planned.length).toBe(loop.status.plan?.xfrm.policies.length ?? -1);
@@ -206,7 +242,7 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
       await a.exec(["ip", "xfrm", "policy", "delete", "src", src ?? "", "dst", dst ?? "", "dir", dir]);
       await until("xfrm policy repaired", async () => (await policies()).join() === planned.join());
       expect(loop.status.kernelPasses).toBeGreaterThan(passes);
-      await settle(loop);
+      await settle(h);
 
       // 2. Every policy flushed.
       passes = loop.status.kernelPasses;
@@ -216,18 +252,11 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
         async () => (await policies()).join() === planned.join(),
       );
       expect(loop.status.kernelPasses).toBeGreaterThan(passes);
-      await settle(loop);
+      await settle(h);
 
       // 3. A foreign policy (reqid outside the reserved range) added and deleted: no pass.
-      passes = loop.status.kernelPasses;
-      const runs = loop.status.runs;
       const sel = ["src", "10.77.0.0/16", "dst", "10.78.0.0/16", "dir", "out"];
-      await a.exec([
-        "ip",
-        "xfrm",
-        "policy",
-        "add",
-        ...sel,
+      const tmpl = [
         "tmpl",
         "src",
         "192.0.2.1",
@@ -239,11 +268,11 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
         "7",
         "mode",
         "tunnel",
-      ]);
-      await a.exec(["ip", "xfrm", "policy", "delete", ...sel]);
-      await sleep(1000);
-      expect(loop.status.kernelPasses).toBe(passes);
-      expect(loop.status.runs).toBe(runs);
+      ];
+      await expectIgnored(h, async () => {
+        await a.exec(["ip", "xfrm", "policy", "add", ...sel, ...tmpl]);
+        await a.exec(["ip", "xfrm", "policy", "delete", ...sel]);
+      }, [["xfrm", "src 10.77.0.0/16 dst 10.78.0.0/16"]]);
     } finally {
       await loop.stop();
       store.close();
@@ -280,11 +309,13 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
   test("an agent that never applied a plan touches nothing on kernel events", async () => {
     const { a } = await makePair(scope);
     const store = await openStore(":memory:", { node: "n1" }); // never seeded
-    const { loop } = await harness(a, store);
+    const h = await harness(a, store);
+    const { loop } = h;
     try {
       loop.start();
-      await until("monitors running", async () => (await nsPids(a)).length >= 2);
-      await sleep(300);
+      await h.sync(); // monitors subscribed
+      await until("the start pass to end", () => loop.status.runs >= 1 && loop.idle);
+      expect(loop.status.waiting).toBeDefined();
       const runs = loop.status.runs;
       const add = [
         "ip",
@@ -301,8 +332,10 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
       await a.exec(add);
       await a.exec(["ip", "route", "del", "10.2.0.0/24", "table", "200"]);
       await a.exec(add);
-      await until("events seen", () => loop.status.kernelEvents >= 3, 5000);
-      await sleep(500);
+      // Each event is handled (ignored: nothing was ever applied) as it arrives, so once all three
+      // have arrived and nothing is pending, no pass can follow from them.
+      await until("events seen", () => loop.status.kernelEvents >= 3, 15_000);
+      expect(loop.idle).toBe(true);
       expect(loop.status.kernelPasses).toBe(0);
       expect(loop.status.runs).toBe(runs);
       expect(await has(a, ["ip", "route", "show", "table", "200"], "10.2.0.0/24")).toBe(true);

@@ -363,10 +363,13 @@ describe("agent lifecycle in a lab", () => {
       }
       const d = diffListings(pristine.get(node)!, await kernelListings(n.ns));
       expect(d, `node differs from its pristine state after uninstall:\n${d.join("\n")}`).toEqual([]);
-      // The agent stays up, and does not re-apply on its own.
-      await Bun.sleep(1500);
+      // The agent stays up, and does not re-apply on its own: its loop is stopped (no resync,
+      // kernel event or replica change schedules a pass any more), so the pristine node is final.
       expect((await agentJson(LAB, node, "/healthz")).status).toBe(200);
+      const after = await agentJson<{ reconciling: boolean; runs: number }>(LAB, node, "/v1/state");
+      expect(after.body.reconciling).toBe(false);
       expect(diffListings(pristine.get(node)!, await kernelListings(n.ns))).toEqual([]);
+      expect((await agentJson<{ runs: number }>(LAB, node, "/v1/state")).body.runs).toBe(after.body.runs);
     },
     T,
   );

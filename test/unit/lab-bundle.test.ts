@@ -6,7 +6,9 @@ import { join } from "node:path";
 // Point the bundle cache at a private directory (bundle.ts reads it on every call).
 const cache = await mkdtemp(join(tmpdir(), "kosmos-bundle-"));
 process.env.KOSMOS_BUNDLE_CACHE = cache;
-const { agentBundle, agentCommand, MIGRATIONS_DIR } = await import("../../internal/lab/bundle.ts");
+const { agentBundle, agentCommand, bundleCacheDir, MIGRATIONS_DIR } = await import(
+  "../../internal/lab/bundle.ts"
+);
 const { AGENT_RUNTIME_ENV } = await import("../../internal/agent/runtime.ts");
 afterAll(async () => {
   delete process.env.KOSMOS_BUNDLE_CACHE;
@@ -39,6 +41,17 @@ describe("agent bundle (how labs start the agent)", () => {
     await agentBundle();
     expect((await stat(file)).mtimeMs).toBeGreaterThan(built);
   }, 60_000);
+
+  test("one cache per checkout: worktrees sharing node_modules never run each other's bundle", () => {
+    delete process.env.KOSMOS_BUNDLE_CACHE;
+    try {
+      const a = bundleCacheDir("/work/wt/a");
+      expect(a.startsWith("/work/wt/a/node_modules/.cache/kosmos/")).toBe(true);
+      expect(bundleCacheDir("/work/wt/b")).not.toBe(a.replace("/work/wt/a/", "/work/wt/b/"));
+    } finally {
+      process.env.KOSMOS_BUNDLE_CACHE = cache;
+    }
+  });
 
   test("the command carries the runtime environment and this checkout's migrations", async () => {
     const { argv, env } = await agentCommand(["--node", "n1"]);

@@ -22,7 +22,7 @@ function allSee(sim: Sim, about: string, state: MemberState, except: string[] = 
 }
 
 describe("gossip in the simulator (100 agents)", () => {
-  const T = 120_000; // a budget for a loaded CI machine: the 100-agent runs are pure CPU (≈5 s alone, 35 s at load 50)
+  const T = 120_000; // a budget for a loaded CI machine: the 100-agent runs are pure CPU (35 s each at load average 50)
   test(
     "seeded controller rows and every node's own row converge everywhere, under 1% loss",
     () => {

@@ -31,6 +31,7 @@ import {
   loadKosmosCrds,
 } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
+import type { Topology } from "../topology/index.ts";
 import type { LabConfig } from "./config.ts";
 import { agentSocket, labUp, type UpOptions } from "./lab.ts";
 import type { LabClusterPlan, LabPlan } from "./plan.ts";
@@ -122,7 +123,7 @@ export interface KubeLabOptions extends Omit<UpOptions, "seedCount" | "noWait"> 
   maxBackoffMs?: number;
   /** Leader election through a Lease on the host cluster (default true, as deployed). */
   leaderElection?: boolean;
-  /** How long the controller may take to seed its first topology (default 120 s); then it fails. */
+  /** How long the controller may take to derive and push the lab's topology (default 120 s); then it fails. */
   seedTimeoutMs?: number;
 }
 
@@ -141,21 +142,42 @@ export interface KubeLab {
   stop(): Promise<void>;
 }
 
-/** Resolve once the controller has pushed a topology to an agent; fail (saying why) after `ms`. */
-async function firstSeed(ctl: RunningController, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+/** The controller's topology describes the whole plan: every node, every cluster's detected service CIDRs. */
+export function describesPlan(t: Topology, plan: LabPlan): boolean {
+  const names = (xs: string[]) => JSON.stringify([...xs].sort());
+  if (names(t.nodes.map((n) => n.name)) !== names(plan.nodes.map((n) => n.name))) return false;
+  return plan.clusters.every(
+    (c) => names(t.clusters.find((x) => x.name === c.name)?.serviceCIDRs ?? []) === names(c.serviceCIDRs),
+  );
+}
+
+/**
+ * Resolve once the controller derives the whole plan from the objects and has pushed that topology to
+ * an agent (earlier pushes may be partial: ClusterNodes and statuses are written one by one); fail
+ * after `ms`, saying why.
+ */
+async function firstSeed(ctl: RunningController, plan: LabPlan, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  // The topology is derived from the controller's informer caches: watching them here is a look at
+  // memory, not at the API server.
+  while (!describesPlan(ctl.topology(), plan)) {
+    if (Date.now() > deadline) {
       const failing = ctl.seeder
         .status()
         .agents.filter((a) => a.lastError)
         .map((a) => `${a.url}: ${a.lastError}`);
-      reject(
-        new Error(
-          `the controller seeded no agent in ${ms} ms (${ctl.ready().reason}${failing.length > 0 ? `; ${failing.join("; ")}` : ""})`,
-        ),
+      throw new Error(
+        `the controller did not derive the lab's topology in ${ms} ms (${ctl.ready().reason}${failing.length > 0 ? `; ${failing.join("; ")}` : ""})`,
       );
-    }, ms);
+    }
+    await Bun.sleep(100);
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`the controller pushed the lab's topology to no agent in ${ms} ms`)),
+      Math.max(0, deadline - Date.now()),
+    );
   });
   try {
     await Promise.race([ctl.seeder.settled({ any: true }), late]);
@@ -170,7 +192,7 @@ const serviceRange = (c: LabClusterPlan): string =>
 
 /**
  * Bring up a lab with unseeded agents, describe it in real control planes and run the controller.
- * Resolves once the controller has seeded its first topology into at least one agent.
+ * Resolves once the controller has derived the whole plan and pushed it to at least one agent.
  */
 export async function labFromKubernetes(
   name: string,
@@ -231,7 +253,7 @@ export async function labFromKubernetes(
       maxBackoffMs: maxBackoffMs ?? 2000,
     });
     const ctl = controller;
-    await firstSeed(ctl, seedTimeoutMs ?? 120_000);
+    await firstSeed(ctl, plan, seedTimeoutMs ?? 120_000);
     const stopAll = async (): Promise<void> => {
       // Everything is stopped even when a step fails; the first failure is reported at the end.
       const errors: unknown[] = [];

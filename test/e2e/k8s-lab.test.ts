@@ -17,7 +17,7 @@ import {
 } from "../../internal/controller/index.ts";
 import { KubeClient, kubeConfigFromYaml } from "../../internal/kube/index.ts";
 import { DEFAULT_LAB, parseLabConfig } from "../../internal/lab/config.ts";
-import { type KubeLab, kubeObjectsForLab, labFromKubernetes } from "../../internal/lab/k8s.ts";
+import { describesPlan, type KubeLab, kubeObjectsForLab, labFromKubernetes } from "../../internal/lab/k8s.ts";
 import { agentFetch, agentSocket, labDown, waitAgentReady } from "../../internal/lab/lab.ts";
 import type { LabPlan } from "../../internal/lab/plan.ts";
 import { expectedProbes, type MatrixOptions, type ProbeResult, runProbes } from "../../internal/lab/probe.ts";
@@ -160,7 +160,9 @@ describe.skipIf(skip)("a lab whose topology comes from Kubernetes objects throug
         );
         expect(obj.status?.nodeCount).toBe(plan.nodes.filter((n) => n.cluster === c.name).length);
       }
-      // Every agent (seeded or not) holds the same nodes/CIDRs/gateways as the lab's own plan.
+      // Every agent (seeded or not) holds the same nodes/CIDRs/gateways as the lab's own plan (the
+      // controller may have pushed partial topologies first; gossip brings the last one everywhere).
+      await everyAgent("every agent holds the whole plan", (t) => describesPlan(t, plan));
       const want = plan.topology;
       for (const n of plan.nodes) {
         const t = await agentTopology(n.name);

@@ -7,7 +7,10 @@ interface BunSha256 {
 }
 const bunSha = (globalThis as { Bun?: BunSha256 }).Bun?.SHA256;
 
-/** SHA-256 digest: Bun's one-shot hash when running on Bun (~10x faster per call), else node:crypto. */
+/**
+ * SHA-256 digest: Bun's one-shot hash when running on Bun (an order of magnitude cheaper per call;
+ * a plan hashes one MAC per peer: docs/benchmarks.md, "Planner design figures"), else node:crypto.
+ */
 function sha256(s: string): Uint8Array {
   return bunSha ? bunSha.hash(s) : createHash("sha256").update(s).digest();
 }

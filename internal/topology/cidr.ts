@@ -1,9 +1,9 @@
 /**
  * CIDR and IP math for IPv4 and IPv6, on bigints (both families) with a number fast path for IPv4.
  *
- * Why not ip-num at runtime: parsing 100k IPv4 strings with ip-num takes ~380 ms and 100k IPv6
- * strings ~2.6 s on this machine, while the planner must plan a 100k-node topology in under a
- * second. ip-num stays the reference: test/unit/topology-cidr.test.ts checks this parser against
+ * Why not ip-num at runtime: it parses addresses an order of magnitude slower, and the planner must
+ * plan a 100k-node topology in under a second (figures: docs/benchmarks.md, "Planner design
+ * figures"). ip-num stays the reference: test/unit/topology-cidr.test.ts checks this parser against
  * it. Parsing is strict: no whitespace, no leading zeros in IPv4 octets or prefix lengths, no zone
  * ids. CIDRs with host bits set are accepted and canonicalized (host bits cleared).
  */

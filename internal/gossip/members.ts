@@ -58,10 +58,6 @@ export interface MemberNews {
   from?: string;
 }
 
-export function fromWire(u: MemberUpdate): MemberNews {
-  return { name: u.n, addr: u.a, incarnation: u.i, state: u.s, from: u.f };
-}
-
 export function toWire(news: MemberNews): MemberUpdate {
   const u: MemberUpdate = { n: news.name, a: news.addr, i: news.incarnation, s: news.state };
   if (news.from !== undefined) u.f = news.from;

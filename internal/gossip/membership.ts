@@ -11,7 +11,6 @@ import { chunk } from "./chunk.ts";
 import type { GossipConfig } from "./config.ts";
 import type { MemberUpdate, Message } from "./messages.ts";
 import {
-  fromWire,
   type Member,
   type MemberInfo,
   type MemberNews,
@@ -217,102 +216,106 @@ export class Membership {
   }
 
   applyUpdates(updates: MemberUpdate[], fromSync: boolean): void {
-    for (const u of updates) this.apply(fromWire(u), fromSync);
+    for (const u of updates) this.apply(u, fromSync);
   }
 
   /**
-   * Membership news (from a peer, a member list, or our own probe). `fromSync`: part of a full
-   * member list, where dead is taken as suspect (the member gets a chance to refute).
+   * Membership news (from a peer, a member list, or our own probe), in its wire form: it is passed
+   * on as it came (no copy per update: every probe carries some). `fromSync`: part of a full member
+   * list, where dead is taken as suspect (the member gets a chance to refute).
    */
-  apply(u: MemberNews, fromSync: boolean): void {
-    if (u.name === this.host.name) {
+  apply(u: MemberUpdate, fromSync: boolean): void {
+    const { n: name, a: addr, i: incarnation, s: reported, f: from } = u;
+    if (name === this.host.name) {
       if (this.host.isLeaving()) return;
-      if (u.state === "alive") {
-        if (u.incarnation > this.incarnation) this.refute(u.incarnation);
-      } else if (u.incarnation >= this.incarnation) this.refute(u.incarnation);
+      if (reported === "alive") {
+        if (incarnation > this.incarnation) this.refute(incarnation);
+      } else if (incarnation >= this.incarnation) this.refute(incarnation);
       return;
     }
-    const state = fromSync && u.state === "dead" ? "suspect" : u.state;
-    const m = this.table.get(u.name);
+    const state = fromSync && reported === "dead" ? "suspect" : reported;
+    const m = this.table.get(name);
     if (!m?.confirmed) {
       // alive news of a member we forgot, at the incarnation it was forgotten at or older: a peer
       // that has not learned its death yet (or a stale member list). Not news.
-      const t = this.table.recall(u.name);
-      if (state === "alive" && t && u.incarnation <= t.incarnation) return;
+      const t = this.table.recall(name);
+      if (state === "alive" && t && incarnation <= t.incarnation) return;
     }
     // SWIM: only alive news creates a member. Suspicion, death or leave of a member we do not know
     // (never heard of, or forgotten) is ignored and not passed on, so a member forgotten everywhere
     // is not resurrected by peers that forget it later than we did.
     if (!m && state !== "alive") return;
+    const news = state === reported ? u : { ...u, s: state };
     if (m?.confirmed) {
-      this.update(m, { ...u, state });
+      this.update(m, news);
       return;
     }
     if (m) {
       // first news of a replica-derived member: a peer has heard from it (only confirmed members
       // are announced), so take the peer's word, whatever our local verdict was
       if (state === "alive") {
-        this.confirm(m, u.addr, u.incarnation);
+        this.confirm(m, addr, incarnation);
         return;
       }
       this.table.replace(m);
     }
     // learn the member and its address (alive news; or bad news of a replica-derived member)
-    const nm = newMember(u.name, u.addr, u.incarnation, state, true, this.host.now());
+    const nm = newMember(name, addr, incarnation, state, true, this.host.now());
     this.table.insert(nm);
-    if (state === "suspect") this.startSuspicion(nm, u.from);
+    if (state === "suspect") this.startSuspicion(nm, from);
     this.emit(nm);
-    this.announce({ ...u, state });
+    this.enqueue(news);
   }
 
   /** News about a confirmed member: the SWIM transitions proper. */
-  private update(m: Member, u: MemberNews): void {
+  private update(m: Member, u: MemberUpdate): void {
+    const { a: addr, i: incarnation, s: state, f: from } = u;
     const now = this.host.now();
-    switch (u.state) {
+    switch (state) {
       case "alive": {
-        if (u.incarnation <= m.incarnation) return;
+        if (incarnation <= m.incarnation) return;
         const changed = m.state !== "alive";
         m.suspicion?.cancel();
         m.suspicion = undefined;
-        m.incarnation = u.incarnation;
-        m.addr = u.addr;
+        m.incarnation = incarnation;
+        m.addr = addr;
         this.table.rehash(m);
         if (changed) {
           m.state = "alive";
           m.since = now;
           this.emit(m);
         }
-        this.announce(u);
+        this.enqueue(u);
         return;
       }
       case "suspect": {
-        if (u.incarnation < m.incarnation || m.state === "dead" || m.state === "left") return;
-        if (m.state === "suspect" && u.incarnation === m.incarnation) {
-          if (u.from && m.suspicion?.confirm(u.from)) {
+        if (incarnation < m.incarnation || m.state === "dead" || m.state === "left") return;
+        if (m.state === "suspect" && incarnation === m.incarnation) {
+          if (from && m.suspicion?.confirm(from)) {
             this.armSuspicion(m);
-            this.announce(u);
+            this.enqueue(u);
           }
           return;
         }
-        m.incarnation = u.incarnation;
+        m.incarnation = incarnation;
         m.state = "suspect";
         m.since = now;
-        this.startSuspicion(m, u.from);
+        this.startSuspicion(m, from);
         this.emit(m);
-        this.announce(u);
+        this.enqueue(u);
         return;
       }
       case "dead":
       case "left": {
-        if (u.incarnation < m.incarnation || m.state === "left" || (m.state === "dead" && u.state === "dead"))
+        if (incarnation < m.incarnation || m.state === "left" || (m.state === "dead" && state === "dead"))
           return;
         m.suspicion?.cancel();
         m.suspicion = undefined;
-        m.incarnation = u.incarnation;
-        m.state = u.state;
+        m.incarnation = incarnation;
+        m.state = state;
         m.since = now;
         this.emit(m);
-        this.announce(u);
+        this.enqueue(u);
         return;
       }
     }

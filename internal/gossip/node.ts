@@ -329,7 +329,7 @@ export class GossipNode {
         this.probeFor(addr, m.id, m.target, m.addr, m.nack === true);
         return;
       case "join":
-        this.members.apply({ name: from, addr, incarnation: m.inc, state: "alive" }, false);
+        this.members.apply(toWire({ name: from, addr, incarnation: m.inc, state: "alive" }), false);
         this.members.sendMembers(addr, false);
         return;
       case "members":
@@ -435,7 +435,7 @@ export class GossipNode {
       if (!cur || !isLive(cur)) return;
       this.stats.suspicionsRaised += 1;
       const { name, addr, incarnation } = cur;
-      this.members.apply({ name, addr, incarnation, state: "suspect", from: this.name }, false);
+      this.members.apply(toWire({ name, addr, incarnation, state: "suspect", from: this.name }), false);
     };
     this.after(Math.max(timeout + 1, interval - 1), conclude);
   }

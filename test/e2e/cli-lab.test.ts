@@ -52,37 +52,45 @@ describe("kosmosctl in a lab", () => {
     T,
   );
 
-  test("lab status: every agent running and ready (json and table)", async () => {
-    const r = await ctl(["lab", "status", "--name", LAB, "-o", "json"]);
-    expect(r.code, out(r)).toBe(0);
-    const s = JSON.parse(r.stdout) as { nodes: Array<{ name: string; ready: boolean; agentPid?: number }> };
-    expect(s.nodes.map((n) => [n.name, n.ready, typeof n.agentPid])).toEqual(
-      plan.nodes.map((n) => [n.name, true, "number"]),
-    );
-    const table = await ctl(["lab", "status", "--name", LAB]);
-    expect(table.code, out(table)).toBe(0);
-    expect(table.stdout).toContain("READY");
-  });
+  test(
+    "lab status: every agent running and ready (json and table)",
+    async () => {
+      const r = await ctl(["lab", "status", "--name", LAB, "-o", "json"]);
+      expect(r.code, out(r)).toBe(0);
+      const s = JSON.parse(r.stdout) as { nodes: Array<{ name: string; ready: boolean; agentPid?: number }> };
+      expect(s.nodes.map((n) => [n.name, n.ready, typeof n.agentPid])).toEqual(
+        plan.nodes.map((n) => [n.name, true, "number"]),
+      );
+      const table = await ctl(["lab", "status", "--name", LAB]);
+      expect(table.code, out(table)).toBe(0);
+      expect(table.stdout).toContain("READY");
+    },
+    T,
+  );
 
-  test("lab exec: runs in a pod's namespace and exits with the command's code", async () => {
-    const dst = plan.nodes.find((n) => n.cluster === "b")!.pods[0]!;
-    const ping = await ctl([
-      "lab",
-      "exec",
-      "--name",
-      LAB,
-      "a/node-1/pod-1",
-      "--",
-      "ping",
-      "-c1",
-      "-W2",
-      dst.ipv4!,
-    ]);
-    expect(ping.code, out(ping)).toBe(0);
-    expect(ping.stdout).toContain("1 received");
-    const seven = await ctl(["lab", "exec", "--name", LAB, "a/node-1", "--", "sh", "-c", "exit 7"]);
-    expect(seven.code).toBe(7);
-  });
+  test(
+    "lab exec: runs in a pod's namespace and exits with the command's code",
+    async () => {
+      const dst = plan.nodes.find((n) => n.cluster === "b")!.pods[0]!;
+      const ping = await ctl([
+        "lab",
+        "exec",
+        "--name",
+        LAB,
+        "a/node-1/pod-1",
+        "--",
+        "ping",
+        "-c1",
+        "-W2",
+        dst.ipv4!,
+      ]);
+      expect(ping.code, out(ping)).toBe(0);
+      expect(ping.stdout).toContain("1 received");
+      const seven = await ctl(["lab", "exec", "--name", LAB, "a/node-1", "--", "sh", "-c", "exit 7"]);
+      expect(seven.code).toBe(7);
+    },
+    T,
+  );
 
   test(
     "lab probe and lab demo (running lab): every cross-cluster probe passes",
@@ -101,19 +109,23 @@ describe("kosmosctl in a lab", () => {
     T,
   );
 
-  test("exec and cp through a node's agent (lab name resolution, admin socket)", async () => {
-    const route = await ctl(["exec", "a-node-1", "--", "ip", "-br", "link", "show", "vx-bridge"]);
-    expect(route.code, out(route)).toBe(0);
-    expect(route.stdout).toContain("vx-bridge");
-    expect((await ctl(["exec", "a-node-1", "--", "sh", "-c", "exit 3"])).code).toBe(3);
-    const src = join(tmp, "payload.txt");
-    await writeFile(src, "kosmosctl cp\n".repeat(1000));
-    const dest = join(nodeDir(LAB, "a-node-1"), "uploads", "payload.txt");
-    const cp = await ctl(["cp", src, `a-node-1:${dest}`]);
-    expect(cp.code, out(cp)).toBe(0);
-    expect(cp.stdout).toContain(`${dest} 13000 bytes`);
-    expect(await readFile(dest, "utf8")).toBe(await readFile(src, "utf8"));
-  });
+  test(
+    "exec and cp through a node's agent (lab name resolution, admin socket)",
+    async () => {
+      const route = await ctl(["exec", "a-node-1", "--", "ip", "-br", "link", "show", "vx-bridge"]);
+      expect(route.code, out(route)).toBe(0);
+      expect(route.stdout).toContain("vx-bridge");
+      expect((await ctl(["exec", "a-node-1", "--", "sh", "-c", "exit 3"])).code).toBe(3);
+      const src = join(tmp, "payload.txt");
+      await writeFile(src, "kosmosctl cp\n".repeat(1000));
+      const dest = join(nodeDir(LAB, "a-node-1"), "uploads", "payload.txt");
+      const cp = await ctl(["cp", src, `a-node-1:${dest}`]);
+      expect(cp.code, out(cp)).toBe(0);
+      expect(cp.stdout).toContain(`${dest} 13000 bytes`);
+      expect(await readFile(dest, "utf8")).toBe(await readFile(src, "utf8"));
+    },
+    T,
+  );
 
   test(
     "inspect --db and --agent (admin socket; TLS with the token, from inside the lab)",

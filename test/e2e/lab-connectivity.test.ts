@@ -242,6 +242,6 @@ describe("default lab: P2P, gateway and global-IP clusters", () => {
       const res = await probeUntilPass(plan, { filter: touchesNode(target) });
       expect(res.failed, `failed probes:\n${res.failed.join("\n")}`).toEqual([]);
     },
-    T,
+    2 * T, // may wait 30 s for the plan of before, then probes
   );
 });

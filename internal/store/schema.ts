@@ -135,7 +135,7 @@ export const applied = sqliteTable(
   "applied",
   {
     id: integer("id").primaryKey(),
-    /** JSON HostState (internal/planner/hoststate.ts). */
+    /** JSON HostState (internal/dataplane/hoststate.ts). */
     planJson: text("plan_json").notNull(),
     planHash: text("plan_hash").notNull(),
     /** Unix epoch milliseconds. */

@@ -1,6 +1,9 @@
 /** The objects `kosmosctl install` and `join` write (pure builders over manifests/). */
 import { randomBytes } from "node:crypto";
+import { memberSecretName } from "../controller/index.ts";
 import { loadManifestDir, MANIFESTS_DIR, type ManifestObject } from "../kube/index.ts";
+
+export { memberSecretName };
 
 export const KOSMOS_NS = "kosmos-system";
 
@@ -43,8 +46,6 @@ export function joinObjects(
     },
   ];
 }
-
-export const memberSecretName = (cluster: string): string => `kosmos-member-${cluster}`;
 
 /**
  * What `join cluster` installs into a member: the namespace, the agents' service account, the agent

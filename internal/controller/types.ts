@@ -114,3 +114,6 @@ export const isGatewayRole = (roles: string[] | undefined): boolean =>
 /** The cluster of a ClusterNode: `spec.clusterName`, else our `kosmos.io/cluster` label (upstream may omit it). */
 export const clusterOf = (n: ClusterNodeObject): string | undefined =>
   n.spec?.clusterName || n.metadata.labels?.[CLUSTER_LABEL] || undefined;
+
+/** The Secret holding a member's kubeconfig, as `kosmosctl join` and the lab name it (kosmos-system). */
+export const memberSecretName = (cluster: string): string => `kosmos-member-${cluster}`;

@@ -98,28 +98,12 @@ function projectedFiles(
   const mode = v.defaultMode ?? 0o644;
   const out: FileToWrite[] = [];
   for (const s of v.sources ?? []) {
-    if (s.configMap)
-      out.push(
-        ...keyFiles(
-          "configmap",
-          s.configMap.name,
-          look.configMap(s.configMap.name)?.data,
-          s.configMap.items,
-          mode,
-          s.configMap.optional,
-        ),
-      );
-    if (s.secret)
-      out.push(
-        ...keyFiles(
-          "secret",
-          s.secret.name,
-          look.secret(s.secret.name)?.data,
-          s.secret.items,
-          mode,
-          s.secret.optional,
-        ),
-      );
+    const ref = s.configMap
+      ? { kind: "configmap" as const, ...s.configMap, data: look.configMap(s.configMap.name)?.data }
+      : s.secret
+        ? { kind: "secret" as const, ...s.secret, data: look.secret(s.secret.name)?.data }
+        : undefined;
+    if (ref) out.push(...keyFiles(ref.kind, ref.name, ref.data, ref.items, mode, ref.optional));
     if (s.downwardAPI) out.push(...downwardFiles(s.downwardAPI.items, pod, mode));
     if (s.serviceAccountToken) {
       const t = look.token(s.serviceAccountToken.audience, s.serviceAccountToken.expirationSeconds ?? 3607);

@@ -18,6 +18,7 @@ import {
   type ClusterObject,
   GATEWAY_LABEL,
   GROUP,
+  memberSecretName,
   type RunningController,
   startController,
   VERSION,
@@ -52,8 +53,6 @@ export interface LabKubeObjects {
   /** Per member cluster: its Nodes. */
   members: Record<string, { nodes: LabNodeObject[] }>;
 }
-
-export const memberSecretName = (cluster: string): string => `kosmos-member-${cluster}`;
 
 /** Upstream spelling of the IP family ("all" = dual stack). */
 const upstreamFamily = (f: LabClusterPlan["ipFamily"]): "ipv4" | "ipv6" | "all" => (f === "dual" ? "all" : f);

@@ -22,7 +22,7 @@ import {
 } from "../../internal/netcheck/index.ts";
 import type { NodeFacts } from "../../internal/netcheck/facts.ts";
 import type { CheckReport } from "../../internal/netcheck/types.ts";
-import type { HostState } from "../../internal/dataplane/index.ts";
+import { emptyHostState, type HostState } from "../../internal/dataplane/index.ts";
 
 const plan = planLab("unit", parseLabConfig(DEFAULT_LAB));
 const inv = labInventory(plan);
@@ -184,9 +184,7 @@ describe("script output, dns, kernel facts", () => {
 
 describe("diagnosis", () => {
   const hostPlan: HostState = {
-    node: "c1-node-1",
-    cluster: "c1",
-    table: 200,
+    ...emptyHostState("c1-node-1", "c1", 200),
     devices: [
       {
         name: "vx-bridge",
@@ -210,20 +208,9 @@ describe("diagnosis", () => {
         peer: "c2/c2-node-1",
       },
     ],
-    rules: [],
     fdb: [{ dev: "vx-bridge", mac: "aa:bb:cc:dd:ee:ff", dst: "192.168.2.1" }],
     neighbors: [{ dev: "vx-bridge", ip: "220.168.2.1", mac: "aa:bb:cc:dd:ee:ff", family: 4 }],
-    nft: {
-      overlayDevices: [],
-      mssClampDevices: [],
-      globalMaps: [],
-      masquerade: [],
-      noMasqueradeDst: { v4: [], v6: [] },
-    },
-    xfrm: { policies: [], states: [] },
-    sysctls: [],
     gateways: { c2: "c2-node-1" },
-    warnings: [],
   };
   const pair = buildMatrix(
     inv,

@@ -19,6 +19,17 @@ import { dialUpstream } from "../helpers/upstream-ws.ts";
 const ROOT = join(import.meta.dir, "..", "..");
 const insecure = { tls: { rejectUnauthorized: false } } as RequestInit;
 
+/** The error an agent start fails with; an agent that starts after all is stopped again (the test then fails). */
+async function startError(config: Parameters<typeof startRealAgent>[0]): Promise<unknown> {
+  try {
+    const started = await startRealAgent(config);
+    await started.stop();
+    return undefined;
+  } catch (e) {
+    return e;
+  }
+}
+
 async function withAgent<T>(
   fn: (a: RealAgent) => Promise<T>,
   config: Parameters<typeof startRealAgent>[0] = {},
@@ -42,7 +53,7 @@ describe("token strength, every way a token is given", () => {
         ["", "has 0 characters"],
       ] as const) {
         const stateDir = join(dir, "state");
-        const err = await startRealAgent({ token, stateDir }).catch((e: unknown) => e);
+        const err = await startError({ token, stateDir });
         expect(err).toBeInstanceOf(AuthConfigError);
         expect((err as AuthConfigError).message).toStartWith("the token given by --token / KOSMOS_TOKEN");
         expect((err as AuthConfigError).message).toContain(why);
@@ -60,7 +71,7 @@ describe("token strength, every way a token is given", () => {
     try {
       const file = join(dir, "auth.yaml");
       await writeFile(file, "tokens:\n  - 0123456789abcdef0123\n  - tiny\n");
-      const err = await startRealAgent({ authFile: file }).catch((e: unknown) => e);
+      const err = await startError({ authFile: file });
       expect(err).toBeInstanceOf(AuthConfigError);
       expect((err as Error).message).toContain(
         "tokens.1: the token has 4 characters, fewer than the 16 required",

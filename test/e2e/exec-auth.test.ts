@@ -19,6 +19,17 @@ import { dialUpstream } from "../helpers/upstream-ws.ts";
 const ROOT = join(import.meta.dir, "..", "..");
 const insecure = { tls: { rejectUnauthorized: false } } as RequestInit;
 
+/** The error an agent start fails with; an agent that starts after all is stopped again (the test then fails). */
+async function startError(config: Parameters<typeof startRealAgent>[0]): Promise<unknown> {
+  try {
+    const started = await startRealAgent(config);
+    await started.stop();
+    return undefined;
+  } catch (e) {
+    return e;
+  }
+}
+
 async function withAgent<T>(
   fn: (a: RealAgent) => Promise<T>,
   config: Parameters<typeof startRealAgent>[0] = {},
@@ -42,7 +53,7 @@ describe("token strength, every way a token is given", () => {
         ["", "has 0 characters"],
       ] as const) {
         const stateDir = join(dir, "state");
-        const err = await startRealAgent({ token, stateDir }).catch((e: unknown) => e);
+        const err = await startError({ token, stateDir });
         expect(err).toBeInstanceOf(AuthConfigError);
         expect((err as AuthConfigError).message).toStartWith("the token given by --token / KOSMOS_TOKEN");
         expect((err as AuthConfigError).message).toContain(why);
@@ -60,7 +71,7 @@ describe("token strength, every way a token is given", () => {
     try {
       const file = join(dir, "auth.yaml");
       await writeFile(file, "tokens:\n  - 0123456789abcdef0123\n  - tiny\n");
-      const err = await startRealAgent({ authFile: file }).catch((e: unknown) => e);
+      const err = await startError({ authFile: file });
       expect(err).toBeInstanceOf(AuthConfigError);
       expect((err as Error).message).toContain(
         "tokens.1: the token has 4 characters, fewer than the 16 required",
@@ -73,10 +84,15 @@ describe("token strength, every way a token is given", () => {
   test("cmd/kosmos-agent and cmd/kosmos-controller refuse `--token x` at start-up with the rule", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kosmos-weak-"));
     try {
-      const run = async (argv: string[]) => {
-        const p = Bun.spawn([process.execPath, ...argv], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+      const run = async (argv: string[], env: Record<string, string> = {}) => {
+        const p = Bun.spawn([process.execPath, ...argv], {
+          cwd: ROOT,
+          stdout: "pipe",
+          stderr: "pipe",
+          env: { ...process.env, ...env },
+        });
         // a process that accepted the token would run on: end it, the test then fails on the code
-        const guard = setTimeout(() => p.kill("SIGKILL"), 15_000);
+        const guard = setTimeout(() => p.kill("SIGKILL"), 60_000);
         const [out, err, code] = await Promise.all([
           new Response(p.stdout).text(),
           new Response(p.stderr).text(),
@@ -85,38 +101,26 @@ describe("token strength, every way a token is given", () => {
         clearTimeout(guard);
         return { code, text: out + err };
       };
-      const agent = await run([
-        "cmd/kosmos-agent.ts",
-        "--node",
-        "n",
-        "--data-dir",
-        join(dir, "s"),
-        "--token",
-        "x",
+      const agentArgs = ["cmd/kosmos-agent.ts", "--node", "n", "--data-dir", join(dir, "s")];
+      // in parallel: each process loads its whole module graph, seconds on a busy machine
+      const [agent, ctl, web] = await Promise.all([
+        run([...agentArgs, "--token", "x"]),
+        run(["cmd/kosmos-controller.ts", "--token", "x", "--no-leader-elect"]),
+        // upstream's environment: WEB_USER without WEB_PASS is an error naming the missing one
+        run(agentArgs, { WEB_USER: "kosmos", WEB_PASS: "" }),
       ]);
       expect(agent.code).toBe(1);
       expect(agent.text).toContain("the token given by --token / KOSMOS_TOKEN has 1 character");
       expect(existsSync(join(dir, "s"))).toBe(false);
-      const ctl = await run(["cmd/kosmos-controller.ts", "--token", "x", "--no-leader-elect"]);
       expect(ctl.code).toBe(2);
       expect(ctl.text).toContain("the token given by --token / KOSMOS_TOKEN has 1 character");
       expect(ctl.text).toContain("hint: bearer tokens need at least 16 characters");
-      // upstream's environment: WEB_USER without WEB_PASS is an error naming the missing one
-      const p = Bun.spawn(
-        [process.execPath, "cmd/kosmos-agent.ts", "--node", "n", "--data-dir", join(dir, "s")],
-        {
-          cwd: ROOT,
-          stdout: "pipe",
-          stderr: "pipe",
-          env: { ...process.env, WEB_USER: "kosmos", WEB_PASS: "" },
-        },
-      );
-      expect(await p.exited).toBe(2);
-      expect(await new Response(p.stderr).text()).toContain("WEB_PASS is not set but WEB_USER is");
+      expect(web.code).toBe(2);
+      expect(web.text).toContain("WEB_PASS is not set but WEB_USER is");
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }, 30_000);
+  }, 90_000); // a deadline for three cold starts of bun, not a timing assertion
 
   test("start-up says what was accepted and the rule; a short Basic password is accepted with a warning", async () => {
     const lines: Record<string, unknown>[] = [];

@@ -86,7 +86,14 @@ export async function startRealAgent(
     throw e;
   }
   const url = agent.endpoint as string;
-  const db = new Database(join(dir, "state", "kosmos.db"), { readonly: true });
+  let db: Database;
+  try {
+    db = new Database(agent.cfg.db ?? join(agent.cfg.stateDir, "kosmos.db"), { readonly: true });
+  } catch (e) {
+    await agent.stop();
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     agent,
     dir,

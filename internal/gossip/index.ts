@@ -36,3 +36,4 @@ export {
   type SimNode,
   type SimOptions,
 } from "./sim.ts";
+export { gossipRoute, WsTransport, type WsTransportOptions, type WsTransportStats } from "./ws-transport.ts";

@@ -15,7 +15,7 @@
  * heard from); membership follows the topology through addMembers() and forget(); only *alive*
  * news creates a member (docs/gossip.md, "Membership").
  */
-import type { ReplicatedRow } from "../store/replicated.ts";
+import type { ReplicatedRow } from "./replicated.ts";
 import type { MemberState } from "../topology/model.ts";
 import { AntiEntropyExchange } from "./anti-entropy-exchange.ts";
 import { Awareness } from "./awareness.ts";

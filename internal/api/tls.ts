@@ -6,7 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { defaultRunner } from "../dataplane/runner.ts";
+import { defaultRunner } from "../sys/index.ts";
 
 export class TlsError extends Error {
   constructor(

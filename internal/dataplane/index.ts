@@ -35,7 +35,7 @@ export {
   type Runner,
   type RunOptions,
   type RunResult,
-} from "./runner.ts";
+} from "../sys/index.ts";
 export type {
   ActualDevice,
   ActualNeighbor,

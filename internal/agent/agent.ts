@@ -6,11 +6,22 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
-import { type AuthConfig, authMiddleware, checkToken, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
-import { IDENTITY_PATH, IdentityError, IdentityResponder } from "../api/identity.ts";
-import { TOKEN_MIN_LENGTH, TOKEN_POLICY } from "../api/token.ts";
-import { type RunningServer, startServer } from "../api/server.ts";
-import { loadOrCreateTls, type TlsMaterial } from "../api/tls.ts";
+import {
+  type AuthConfig,
+  authMiddleware,
+  checkToken,
+  DEFAULT_EXEMPT,
+  loadAuthConfig,
+  IDENTITY_PATH,
+  IdentityError,
+  IdentityResponder,
+  TOKEN_MIN_LENGTH,
+  TOKEN_POLICY,
+  type RunningServer,
+  startServer,
+  loadOrCreateTls,
+  type TlsMaterial,
+} from "../api/index.ts";
 import {
   type ApplyReport,
   type Capabilities,
@@ -18,8 +29,10 @@ import {
   detectCapabilities,
   Reconciler,
   type Runner,
+  type KernelEvent,
+  KernelWatcher,
+  monitorSpecs,
 } from "../dataplane/index.ts";
-import { type KernelEvent, KernelWatcher, monitorSpecs } from "../dataplane/watch.ts";
 import { createExecRoutes, recoverWorkflows, SqliteAudit, SqliteJournal } from "../exec/index.ts";
 import { Counter, createLogger, createRegistry, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, isAlive } from "../planner/index.ts";

@@ -1,11 +1,26 @@
 /** `kosmosctl lab up|down|status|exec|check|demo`: the local multi-cluster lab. */
 import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
-import { DEFAULT_LAB, type LabConfig, parseLabConfig } from "../lab/config.ts";
-import { agentSocket, labDown, labStatus, labUp, loadLab, resolveTarget } from "../lab/lab.ts";
-import type { LabPlan } from "../lab/plan.ts";
-import { labAddNode, labHeal, labHealAll, labKillAgent, labPartition, labRestartAgent } from "../lab/ops.ts";
-import { connectivityMatrix, type ProbeResult } from "../lab/probe.ts";
+import {
+  DEFAULT_LAB,
+  type LabConfig,
+  parseLabConfig,
+  agentSocket,
+  labDown,
+  labStatus,
+  labUp,
+  loadLab,
+  resolveTarget,
+  type LabPlan,
+  labAddNode,
+  labHeal,
+  labHealAll,
+  labKillAgent,
+  labPartition,
+  labRestartAgent,
+  connectivityMatrix,
+  type ProbeResult,
+} from "../lab/index.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
 const DEFAULT_NAME = process.env.KOSMOS_LAB ?? "kosmos";

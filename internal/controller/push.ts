@@ -1,7 +1,11 @@
 /** Pushing a Topology to an agent: POST /v1/topology with a bearer token, over TCP (http/https) or a unix socket. */
-import { checkIdentity, IDENTITY_PATH } from "../api/identity.ts";
-import { normalizeFingerprint as normFp } from "../api/tls.ts";
-import { PinMismatchError, tlsRequest } from "../api/tls-request.ts";
+import {
+  checkIdentity,
+  IDENTITY_PATH,
+  normalizeFingerprint as normFp,
+  PinMismatchError,
+  tlsRequest,
+} from "../api/index.ts";
 import type { Topology } from "../topology/index.ts";
 
 export interface AgentEndpoint {

@@ -16,7 +16,7 @@
  * news creates a member (docs/gossip.md, "Membership").
  */
 import type { ReplicatedRow } from "./replicated.ts";
-import type { MemberState } from "../topology/model.ts";
+import type { MemberState } from "../topology/index.ts";
 import { AntiEntropyExchange } from "./anti-entropy-exchange.ts";
 import { Awareness } from "./awareness.ts";
 import { Codec } from "./codec.ts";

@@ -1,7 +1,7 @@
 /**
  * Talking to the node agents: exec (probe batches, kernel facts) and their /v1/plan and /v1/state.
  */
-import { AgentClient, type AgentTarget } from "../exec/client.ts";
+import { AgentClient, type AgentTarget } from "../exec/index.ts";
 import type { HostState } from "../dataplane/index.ts";
 import type { ExecOutcome, ProbeExecutor } from "./runner.ts";
 

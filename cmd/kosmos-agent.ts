@@ -114,7 +114,9 @@ try {
   agent.logger.fatal({ err: e }, "agent failed to start");
   // and one plain line for whoever started it (config errors carry a hint)
   const hint = (e as { hint?: unknown }).hint;
-  console.error(`kosmos-agent: ${(e as Error).message}${typeof hint === "string" ? `\nhint: ${hint}` : ""}`);
+  console.error(
+    `kosmos-agent: ${(e as Error).message}${typeof hint === "string" && hint ? `\nhint: ${hint}` : ""}`,
+  );
   process.exit(1);
 }
 await Bun.write(`${o.dataDir}/agent.pid`, `${process.pid}\n`);

@@ -1,7 +1,6 @@
 export { apply, batchErrors, planSteps, type ApplyOptions, type Step } from "./apply.ts";
 export { detectCapabilities, type Capabilities, type Capability } from "./capabilities.ts";
 export { actualOf, conflicts, diff, uninstallChanges, type DiffMemo } from "./diff.ts";
-export { DataplaneError } from "./errors.ts";
 export {
   emptyHostState,
   type Family,

@@ -5,6 +5,7 @@
  * node_modules/.cache/kosmos/; rebuilt when any file it was built from (sources, dependencies, the
  * Bun version) changed, so editing the code and restarting an agent runs the new code.
  */
+import { KosmosError } from "../errors/index.ts";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -30,9 +31,15 @@ export function bundleCacheDir(root = REPO_ROOT): string {
 }
 const BUNDLE = "kosmos-agent.js";
 
-export class BundleError extends Error {
-  readonly code = "AGENT_BUNDLE_FAILED";
-  readonly hint = "fix the build error above (bun build cmd/kosmos-agent.ts shows the same)";
+export class BundleError extends KosmosError<"AGENT_BUNDLE_FAILED"> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(
+      "AGENT_BUNDLE_FAILED",
+      message,
+      "fix the build error above (bun build cmd/kosmos-agent.ts shows the same)",
+      options,
+    );
+  }
 }
 
 interface Stamp {

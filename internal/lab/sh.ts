@@ -2,22 +2,21 @@
  * Thin process helpers for the lab (root, iproute2): commands run through internal/sys's Runner;
  * only spawnDetached starts its own process (a daemon in a new session that outlives the CLI).
  */
+import { KosmosError } from "../errors/index.ts";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { defaultRunner } from "../sys/index.ts";
 
-export class LabCommandError extends Error {
-  readonly code = "LAB_COMMAND_FAILED";
+export class LabCommandError extends KosmosError<"LAB_COMMAND_FAILED"> {
   constructor(
     readonly argv: string[],
     readonly stderr: string,
     readonly exitCode: number | undefined,
   ) {
     super(
+      "LAB_COMMAND_FAILED",
       `${argv.join(" ")} failed (exit ${exitCode ?? "?"}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`,
+      "run `kosmosctl lab down` to clean up, then retry; the lab needs root and iproute2/nftables",
     );
-  }
-  get hint(): string {
-    return "run `kosmosctl lab down` to clean up, then retry; the lab needs root and iproute2/nftables";
   }
 }
 

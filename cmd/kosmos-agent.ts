@@ -1,26 +1,49 @@
 #!/usr/bin/env bun
 /** kosmos-agent: the per-node daemon. Flags and environment -> AgentConfig -> Agent. No logic here. */
 import { Command, Option } from "commander";
-import { Agent } from "../internal/agent/agent.ts";
-import { AGENT_VERSION } from "../internal/agent/agent.ts";
-import { webCredentials } from "../internal/agent/config.ts";
+import { Agent, AGENT_VERSION, webCredentials } from "../internal/agent/index.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 const program = new Command("kosmos-agent")
-  .description("Kosmos node agent: keeps a SQLite replica of the topology, gossips it, programs this node's kernel")
+  .description(
+    "Kosmos node agent: keeps a SQLite replica of the topology, gossips it, programs this node's kernel",
+  )
   .version(AGENT_VERSION)
   .addOption(new Option("--node <name>", "this node's name").env("KOSMOS_NODE_NAME").makeOptionMandatory())
-  .addOption(new Option("--data-dir <dir>", "state directory (replica, TLS, socket)").env("KOSMOS_DATA_DIR").default("/var/lib/kosmos"))
+  .addOption(
+    new Option("--data-dir <dir>", "state directory (replica, TLS, socket)")
+      .env("KOSMOS_DATA_DIR")
+      .default("/var/lib/kosmos"),
+  )
   .addOption(new Option("--db <file>", "SQLite replica file (default <data-dir>/kosmos.db)"))
-  .addOption(new Option("--listen <host:port>", "TLS API listener ('' to disable TCP)").env("KOSMOS_LISTEN").default("0.0.0.0:5678"))
+  .addOption(
+    new Option("--listen <host:port>", "TLS API listener ('' to disable TCP)")
+      .env("KOSMOS_LISTEN")
+      .default("0.0.0.0:5678"),
+  )
   .addOption(new Option("--advertise <url>", "URL peers reach this agent at").env("KOSMOS_ADVERTISE_URL"))
-  .addOption(new Option("--admin-socket <path>", "plain-HTTP admin unix socket (default <data-dir>/agent.sock)"))
+  .addOption(
+    new Option("--admin-socket <path>", "plain-HTTP admin unix socket (default <data-dir>/agent.sock)"),
+  )
   .addOption(new Option("--token <token>", "bearer token accepted by the API").env("KOSMOS_TOKEN"))
-  .addOption(new Option("--auth-file <file>", "credentials file ({tokens: [...], basic: [{user, password}]}); WEB_USER/WEB_PASS add a Basic user"))
-  .addOption(new Option("--secret-file <file>", "installation secret (gossip HMAC, IPsec keys)").env("KOSMOS_SECRET_FILE"))
+  .addOption(
+    new Option(
+      "--auth-file <file>",
+      "credentials file ({tokens: [...], basic: [{user, password}]}); WEB_USER/WEB_PASS add a Basic user",
+    ),
+  )
+  .addOption(
+    new Option("--secret-file <file>", "installation secret (gossip HMAC, IPsec keys)").env(
+      "KOSMOS_SECRET_FILE",
+    ),
+  )
   .addOption(new Option("--seed <url>", "gossip seed agent URL (repeatable)").argParser(collect).default([]))
-  .addOption(new Option("--upload-root <dir>", "directory uploads may write into (repeatable)").argParser(collect).default([]))
+  .addOption(
+    new Option("--upload-root <dir>", "directory uploads may write into (repeatable)")
+      .argParser(collect)
+      .default([]),
+  )
   .addOption(new Option("--resync <ms>", "periodic resync interval").argParser(Number).default(10_000))
   .option("--no-watch-kernel", "do not watch the kernel for tampering (repair waits for the resync)")
   .addOption(new Option("--log-level <level>", "pino level").env("KOSMOS_LOG_LEVEL").default("info"))
@@ -91,7 +114,9 @@ try {
   agent.logger.fatal({ err: e }, "agent failed to start");
   // and one plain line for whoever started it (config errors carry a hint)
   const hint = (e as { hint?: unknown }).hint;
-  console.error(`kosmos-agent: ${(e as Error).message}${typeof hint === "string" ? `\nhint: ${hint}` : ""}`);
+  console.error(
+    `kosmos-agent: ${(e as Error).message}${typeof hint === "string" && hint ? `\nhint: ${hint}` : ""}`,
+  );
   process.exit(1);
 }
 await Bun.write(`${o.dataDir}/agent.pid`, `${process.pid}\n`);

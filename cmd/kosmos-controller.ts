@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /** kosmos-controller: flags/env → startController. No logic here. */
 import { Command } from "commander";
-import { TOKEN_MIN_LENGTH, TOKEN_POLICY, tokenWeakness } from "../internal/api/token.ts";
+import { TOKEN_MIN_LENGTH, TOKEN_POLICY, tokenWeakness } from "../internal/api/index.ts";
 import { type AgentEndpoint, startController } from "../internal/controller/index.ts";
 import { loadKubeConfig } from "../internal/kube/index.ts";
 import { createLogger, createRegistry, Gauge } from "../internal/observability/index.ts";
@@ -47,10 +47,13 @@ const token = o.token ?? process.env.KOSMOS_TOKEN ?? "";
 // the agents refuse a weak token: say so now rather than on every push
 const weak = token ? tokenWeakness(token) : null;
 if (weak) {
-  console.error(`kosmos-controller: the token given by --token / KOSMOS_TOKEN ${weak}\nhint: ${TOKEN_POLICY}`);
+  console.error(
+    `kosmos-controller: the token given by --token / KOSMOS_TOKEN ${weak}\nhint: ${TOKEN_POLICY}`,
+  );
   process.exit(2);
 }
-if (token) log.info({ tokenPolicy: TOKEN_POLICY }, `agent token accepted (at least ${TOKEN_MIN_LENGTH} characters)`);
+if (token)
+  log.info({ tokenPolicy: TOKEN_POLICY }, `agent token accepted (at least ${TOKEN_MIN_LENGTH} characters)`);
 const urls = [...(o.agent ?? []), ...(process.env.KOSMOS_AGENTS ?? "").split(",")]
   .map((s) => s.trim())
   .filter(Boolean);

@@ -1,12 +1,15 @@
 #!/usr/bin/env bun
 /** kosmosctl: one binary, many subcommands. Wiring only; each command lives in internal/cli. */
 import { Command } from "commander";
-import { AGENT_VERSION } from "../internal/agent/agent.ts";
-import { checkCommand } from "../internal/cli/check.ts";
-import { execCommands } from "../internal/cli/exec.ts";
-import { inspectCommand } from "../internal/cli/inspect.ts";
-import { k8sCommands } from "../internal/cli/k8s.ts";
-import { labCommand, resolveLabNode } from "../internal/cli/lab.ts";
+import { AGENT_VERSION } from "../internal/agent/index.ts";
+import {
+  checkCommand,
+  execCommands,
+  inspectCommand,
+  k8sCommands,
+  labCommand,
+  resolveLabNode,
+} from "../internal/cli/index.ts";
 
 const program = new Command("kosmosctl")
   .description("Kosmos: connect the pod and service networks of many Kubernetes clusters")

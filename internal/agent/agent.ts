@@ -6,11 +6,22 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
-import { type AuthConfig, authMiddleware, checkToken, DEFAULT_EXEMPT, loadAuthConfig } from "../api/auth.ts";
-import { IDENTITY_PATH, IdentityError, IdentityResponder } from "../api/identity.ts";
-import { TOKEN_MIN_LENGTH, TOKEN_POLICY } from "../api/token.ts";
-import { type RunningServer, startServer } from "../api/server.ts";
-import { loadOrCreateTls, type TlsMaterial } from "../api/tls.ts";
+import {
+  type AuthConfig,
+  authMiddleware,
+  checkToken,
+  DEFAULT_EXEMPT,
+  loadAuthConfig,
+  IDENTITY_PATH,
+  IdentityError,
+  IdentityResponder,
+  TOKEN_MIN_LENGTH,
+  TOKEN_POLICY,
+  type RunningServer,
+  startServer,
+  loadOrCreateTls,
+  type TlsMaterial,
+} from "../api/index.ts";
 import {
   type ApplyReport,
   type Capabilities,
@@ -18,16 +29,18 @@ import {
   detectCapabilities,
   Reconciler,
   type Runner,
+  type KernelEvent,
+  KernelWatcher,
+  monitorSpecs,
 } from "../dataplane/index.ts";
-import { type KernelEvent, KernelWatcher, monitorSpecs } from "../dataplane/watch.ts";
 import { createExecRoutes, recoverWorkflows, SqliteAudit, SqliteJournal } from "../exec/index.ts";
 import { Counter, createLogger, createRegistry, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, isAlive } from "../planner/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import type { MemberState, Topology } from "../topology/index.ts";
-import { type AgentEnv, createAgentRoutes } from "./app.ts";
+import { type AgentApi, type AgentEnv, createAgentRoutes } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
-import { type AgentGossip, GOSSIP_PATH, prepareGossip } from "./gossip.ts";
+import { type AgentGossip, GOSSIP_PATH, startGossip } from "./gossip.ts";
 import { ControlLoop } from "./loop.ts";
 import { jsExecution } from "./runtime.ts";
 
@@ -191,15 +204,13 @@ export class Agent {
       commonName: cfg.node,
       hosts: cfg.listenHost && cfg.listenHost !== "0.0.0.0" ? [cfg.listenHost] : [],
     });
-    const gossip = prepareGossip(this);
-    gossip.mount();
     await this.serve();
-    this.gossip = gossip.start();
+    this.gossip = this.startGossip();
     if (this.gossip) {
-      const g = this.gossip;
-      this.memberView = () => g.members();
-      this.planView = () => g.planMembers();
-      this.electionView = () => g.electionMembers();
+      const { views } = this.gossip;
+      this.memberView = () => views.members();
+      this.planView = () => views.planMembers();
+      this.electionView = () => views.electionMembers();
     }
     this.publishStatus();
     this.loop.start();
@@ -222,6 +233,49 @@ export class Agent {
   }
 
   private auth: AuthConfig = {};
+
+  /** Gossip over the TLS port, when there is a secret and an address peers can reach. */
+  private startGossip(): AgentGossip | undefined {
+    if (!this.secret) {
+      this.logger.warn(
+        "no installation secret (--secret-file): gossip disabled, the agent relies on seeding only",
+      );
+      return undefined;
+    }
+    const selfUrl = this.endpoint;
+    if (!selfUrl) {
+      this.logger.warn("no TCP listener or --advertise URL: gossip disabled");
+      return undefined;
+    }
+    return startGossip({
+      node: this.cfg.node,
+      secret: this.secret,
+      selfUrl,
+      seeds: this.cfg.seeds,
+      store: this.store,
+      logger: this.logger,
+      registry: this.registry,
+      trigger: (reason, delayMs) => this.loop.trigger(reason, delayMs),
+    });
+  }
+
+  /** The narrow view the HTTP routes get of this agent (app.ts). */
+  private api(): AgentApi {
+    return {
+      node: this.cfg.node,
+      certFingerprint: this.tls.fingerprint,
+      status: () => this.loop.status,
+      reconcileNow: (reason) => this.loop.runNow(reason),
+      state: () => this.state(),
+      topology: () => this.store.snapshot(),
+      liveMembers: () => this.gossip?.views.memberList(),
+      storedMembers: () => this.store.listMembers(),
+      ownerDigests: () => this.store.digest(),
+      seed: (t) => this.seed(t),
+      countRejectedTopology: () => this.rejectedTopology.inc(),
+      uninstall: () => this.uninstall(),
+    };
+  }
 
   /**
    * Credentials from --auth-file, --token/KOSMOS_TOKEN and WEB_USER/WEB_PASS. Every token meets
@@ -254,7 +308,7 @@ export class Agent {
     const { cfg, logger } = this;
     const { websocket } = createBunWebSocket();
     const app = new Hono<AgentEnv>();
-    const api = createAgentRoutes(this, this.registry);
+    const api = createAgentRoutes(this.api(), this.registry);
     const auth = this.auth;
     // Gossip frames carry their own HMAC (cluster secret) and replay protection: no bearer token.
     // The identity exchange is public but each one is a guess at a token: it is rate-limited like
@@ -285,7 +339,11 @@ export class Agent {
       registry: this.registry,
     });
     app.route("/", exec);
-    this.extendApp?.(app);
+    // Mounted before gossip starts (it needs the listener's URL); frames wait for it.
+    app.use(GOSSIP_PATH, async (c, next) => {
+      if (!this.gossip) return c.json({ code: "GOSSIP_OFF", message: "gossip is not running" }, 503);
+      return this.gossip.route(c, next);
+    });
     app.onError((err, c) => {
       logger.error({ err, path: c.req.path }, "request failed");
       return c.json({ code: "INTERNAL", message: err.message }, 500);
@@ -301,9 +359,6 @@ export class Agent {
     });
   }
 
-  /** Hook for additional routes (gossip) before the server starts. */
-  extendApp?: (app: Hono<AgentEnv>) => void;
-
   get endpoint(): string | undefined {
     return this.cfg.advertiseUrl ?? this.server?.url;
   }
@@ -317,8 +372,7 @@ export class Agent {
     // A freshly started agent may not have heard the fleet's newer claims yet (it was down or cut
     // off): claiming at once would win (newest claim) and move the gateway back. Wait for gossip.
     // Unless no other candidate is alive: then there is no newer claim to have missed.
-    const settling =
-      Date.now() - this.startedAt < CLAIM_SETTLE_MS && this.otherCandidateAlive(p.cluster);
+    const settling = Date.now() - this.startedAt < CLAIM_SETTLE_MS && this.otherCandidateAlive(p.cluster);
     if (elected && this.claim.gatewayFor !== p.cluster && !settling) {
       this.claim = { gatewayFor: p.cluster, gatewaySince: Date.now() };
       this.logger.info({ cluster: p.cluster }, "active gateway: claim published");
@@ -344,7 +398,8 @@ export class Agent {
     return this.store
       .snapshot()
       .nodes.some(
-        (n) => n.cluster === cluster && n.gatewayCandidate && n.name !== this.cfg.node && isAlive(view, n.name),
+        (n) =>
+          n.cluster === cluster && n.gatewayCandidate && n.name !== this.cfg.node && isAlive(view, n.name),
       );
   }
 
@@ -370,10 +425,6 @@ export class Agent {
     const rows = this.store.seed(topology);
     this.gossip?.publish(rows);
     return rows.length;
-  }
-
-  countRejectedTopology(): void {
-    this.rejectedTopology.inc();
   }
 
   /** Graceful leave: tell peers (gossip "left"), then remove everything this agent owns. */

@@ -5,22 +5,46 @@
  */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { ServerBindings } from "../api/server.ts";
+import type { ServerBindings } from "../api/index.ts";
+import type { ApplyReport } from "../dataplane/index.ts";
+import type { MemberInfo } from "../gossip/index.ts";
 import type { Registry } from "../observability/index.ts";
-import { TopologyError, validateTopology } from "../topology/index.ts";
-import type { Agent } from "./agent.ts";
-import { redactPlanKeys } from "./loop.ts";
+import type { Member, OwnerDigest } from "../store/index.ts";
+import { type Topology, TopologyError, validateTopology } from "../topology/index.ts";
+import { type LoopStatus, redactPlanKeys } from "./loop.ts";
 
 export type AgentEnv = { Bindings: ServerBindings; Variables: { principal: string } };
 
 export const MAX_TOPOLOGY_BYTES = 32 * 1024 * 1024;
 
-export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentEnv> {
+/** What the routes need of an agent (the Agent provides it; tests can provide their own). */
+export interface AgentApi {
+  readonly node: string;
+  readonly certFingerprint: string;
+  /** The control loop's status (ready, waiting, plan). */
+  status(): LoopStatus;
+  /** Run one plan+reconcile pass now. */
+  reconcileNow(reason: string): Promise<LoopStatus>;
+  /** GET /v1/state (a JSON value). */
+  state(): object;
+  topology(): Topology;
+  /** The live gossip member table; undefined without gossip. */
+  liveMembers(): MemberInfo[] | undefined;
+  /** The replica's member rows (written on state changes). */
+  storedMembers(): Member[];
+  ownerDigests(): OwnerDigest[];
+  /** Seed a validated topology; returns how many rows changed. */
+  seed(topology: Topology): number;
+  countRejectedTopology(): void;
+  uninstall(): Promise<ApplyReport>;
+}
+
+export function createAgentRoutes(agent: AgentApi, registry: Registry): Hono<AgentEnv> {
   const app = new Hono<AgentEnv>();
 
   app.get("/healthz", (c) => c.text("ok"));
   app.get("/readyz", (c) => {
-    const s = agent.loop.status;
+    const s = agent.status();
     if (s.applied) return c.text("ready");
     return c.text(`not ready: ${s.waiting ?? s.lastError ?? "first reconcile pending"}`, 503);
   });
@@ -30,17 +54,17 @@ export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentE
 
   app.get("/v1/state", (c) => c.json(agent.state()));
   app.get("/v1/plan", (c) => {
-    const p = agent.loop.status.plan;
+    const p = agent.status().plan;
     // ESP keys stay in the agent (derived per pair; never logged, stored or served)
     if (p) return c.json(redactPlanKeys(p));
-    return c.json({ code: "NO_PLAN", message: agent.loop.status.waiting ?? "no plan yet" }, 404);
+    return c.json({ code: "NO_PLAN", message: agent.status().waiting ?? "no plan yet" }, 404);
   });
-  app.get("/v1/topology", (c) => c.json(agent.store.snapshot()));
+  app.get("/v1/topology", (c) => c.json(agent.topology()));
   // What `kosmosctl inspect` shows besides the plan: the membership with incarnations and gossip
   // addresses — live from gossip (the replica's member rows are written on state changes only, so
   // their incarnations lag), from the replica without gossip — and the replica's versions per owner.
   app.get("/v1/replica", (c) => {
-    const live = agent.gossip?.node.memberList();
+    const live = agent.liveMembers();
     const members = live
       ? live
           .map((m) => ({
@@ -52,13 +76,13 @@ export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentE
             confirmed: m.confirmed,
           }))
           .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      : agent.store.listMembers();
+      : agent.storedMembers();
     return c.json({
-      node: agent.cfg.node,
-      certFingerprint: agent.tls.fingerprint,
+      node: agent.node,
+      certFingerprint: agent.certFingerprint,
       membersFrom: live ? "gossip" : "replica",
       members,
-      owners: agent.store.digest(),
+      owners: agent.ownerDigests(),
     });
   });
 
@@ -82,14 +106,23 @@ export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentE
         body = await c.req.json();
       } catch (e) {
         return c.json(
-          { code: "BAD_JSON", message: `body is not valid JSON: ${(e as Error).message}`, hint: "send a Topology" },
+          {
+            code: "BAD_JSON",
+            message: `body is not valid JSON: ${(e as Error).message}`,
+            hint: "send a Topology",
+          },
           400,
         );
       }
       try {
         const topology = validateTopology(body);
         const changed = agent.seed(topology);
-        return c.json({ accepted: true, changed, clusters: topology.clusters.length, nodes: topology.nodes.length });
+        return c.json({
+          accepted: true,
+          changed,
+          clusters: topology.clusters.length,
+          nodes: topology.nodes.length,
+        });
       } catch (e) {
         if (e instanceof TopologyError) {
           agent.countRejectedTopology();
@@ -101,7 +134,7 @@ export function createAgentRoutes(agent: Agent, registry: Registry): Hono<AgentE
   );
 
   app.post("/v1/reconcile", async (c) => {
-    const s = await agent.loop.runNow("api");
+    const s = await agent.reconcileNow("api");
     return c.json({
       applied: s.applied,
       planHash: s.planHash,

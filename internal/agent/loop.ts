@@ -5,8 +5,7 @@
  * safety net); runs are serialized, and a trigger during a run schedules exactly one more run.
  */
 import { createHash } from "node:crypto";
-import type { Capabilities, ReconcileReport, Reconciler } from "../dataplane/index.ts";
-import type { KernelEvent } from "../dataplane/watch.ts";
+import type { Capabilities, ReconcileReport, Reconciler, KernelEvent } from "../dataplane/index.ts";
 import { Counter, Gauge, Histogram, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, PlanError, plan } from "../planner/index.ts";
 import type { Store } from "../store/index.ts";
@@ -116,18 +115,39 @@ export class ControlLoop {
     });
     const r = deps.registry;
     this.m = {
-      runs: new Counter({ name: "kosmos_reconcile_total", help: "Reconcile runs by result", labelNames: ["result"], registers: [r] }),
+      runs: new Counter({
+        name: "kosmos_reconcile_total",
+        help: "Reconcile runs by result",
+        labelNames: ["result"],
+        registers: [r],
+      }),
       duration: new Histogram({
         name: "kosmos_reconcile_duration_seconds",
         help: "Plan + reconcile duration",
         buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
         registers: [r],
       }),
-      changes: new Counter({ name: "kosmos_reconcile_changes_total", help: "Kernel changes applied", registers: [r] }),
-      errors: new Counter({ name: "kosmos_reconcile_errors_total", help: "Failed kernel commands", registers: [r] }),
+      changes: new Counter({
+        name: "kosmos_reconcile_changes_total",
+        help: "Kernel changes applied",
+        registers: [r],
+      }),
+      errors: new Counter({
+        name: "kosmos_reconcile_errors_total",
+        help: "Failed kernel commands",
+        registers: [r],
+      }),
       routes: new Gauge({ name: "kosmos_plan_routes", help: "Routes in the current plan", registers: [r] }),
-      peers: new Gauge({ name: "kosmos_plan_fdb_entries", help: "FDB entries in the current plan", registers: [r] }),
-      applied: new Gauge({ name: "kosmos_topology_applied", help: "1 when the current plan is applied", registers: [r] }),
+      peers: new Gauge({
+        name: "kosmos_plan_fdb_entries",
+        help: "FDB entries in the current plan",
+        registers: [r],
+      }),
+      applied: new Gauge({
+        name: "kosmos_topology_applied",
+        help: "1 when the current plan is applied",
+        registers: [r],
+      }),
       kernelEvents: new Counter({
         name: "kosmos_kernel_events_total",
         help: "Kernel events about objects the agent owns (tamper detection), by kind and whether they triggered a pass",
@@ -262,7 +282,13 @@ export class ControlLoop {
     // Periodic resyncs (tamper repair) mostly find the inputs unchanged: reuse the plan and its hash
     // instead of re-reading the replica and re-planning every peer (that garbage dominated an idle
     // agent's memory with 1,000 peers). Any replica change bumps the generation.
-    const key = JSON.stringify([this.generation, members, electionMembers ?? null, gatewayClaims ?? null, this.gateways]);
+    const key = JSON.stringify([
+      this.generation,
+      members,
+      electionMembers ?? null,
+      gatewayClaims ?? null,
+      this.gateways,
+    ]);
     let desired: HostState;
     let hash: string;
     if (this.memo?.key === key) {
@@ -314,9 +340,12 @@ export class ControlLoop {
       // IPsec states cannot be installed on kernels without ESP: that is reported (degraded, fail
       // closed), not counted as "not applied".
       const hard = report.errors.filter((e) => !e.change?.startsWith("xfrm"));
-      this.status.applied = hard.length === 0 && (report.residual === 0 || report.ipsec.status === "degraded");
+      this.status.applied =
+        hard.length === 0 && (report.residual === 0 || report.ipsec.status === "degraded");
       if (this.status.applied) this.everApplied = true;
-      this.status.lastError = report.errors.length ? report.errors.map((e) => e.message).join("; ") : undefined;
+      this.status.lastError = report.errors.length
+        ? report.errors.map((e) => e.message).join("; ")
+        : undefined;
       this.m.changes.inc(report.changes);
       this.m.errors.inc(report.errors.length);
       this.m.routes.set(desired.routes.length);
@@ -345,7 +374,12 @@ export class ControlLoop {
           plan: redactPlanKeys(desired),
           planHash: hash,
           appliedAt: now(),
-          report: { changes: report.changes, residual: report.residual, errors: report.errors, ipsec: report.ipsec },
+          report: {
+            changes: report.changes,
+            residual: report.residual,
+            errors: report.errors,
+            ipsec: report.ipsec,
+          },
           capabilities: deps.capabilities,
         });
         this.savedHash = hash;

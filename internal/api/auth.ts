@@ -5,6 +5,7 @@
  * principal "unix" (the socket's file mode is the auth); the transport comes from the server's
  * fetch wrapper (c.env), which a TCP client cannot influence.
  */
+import { KosmosError } from "../errors/index.ts";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { MiddlewareHandler } from "hono";
@@ -24,14 +25,10 @@ export const AuthConfigSchema = z.object({
 });
 export type AuthConfig = z.infer<typeof AuthConfigSchema>;
 
-export class AuthConfigError extends Error {
-  readonly code = "AUTH_CONFIG_INVALID";
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = "AuthConfigError";
+export class AuthConfigError extends KosmosError<"AUTH_CONFIG_INVALID"> {
+  override name = "AuthConfigError";
+  constructor(message: string, hint: string) {
+    super("AUTH_CONFIG_INVALID", message, hint);
   }
 }
 

@@ -19,6 +19,7 @@
  * address in the agent's rate limiter (auth.ts), until that address authenticates. `GET
  * /v1/identity` names the node and fingerprint only.
  */
+import { KosmosError } from "../errors/index.ts";
 import { createHash, createHmac, timingSafeEqual, X509Certificate } from "node:crypto";
 import { generatorFor, lengthPrefixed, newShare, x25519 } from "./pake.ts";
 import { tlsRequest } from "./tls-request.ts";
@@ -46,9 +47,14 @@ function confirmTag(fp: string, node: string, x: Uint8Array, y: Uint8Array, k: U
   return createHmac("sha256", isk).update(`${LABEL}/agent-confirm`).digest();
 }
 
-export class IdentityError extends Error {
-  readonly code = "IDENTITY_BAD_REQUEST";
-  readonly hint = 'POST {"share": "<64 hex: an X25519 u-coordinate>"} (internal/api/identity.ts)';
+export class IdentityError extends KosmosError<"IDENTITY_BAD_REQUEST"> {
+  constructor(message: string) {
+    super(
+      "IDENTITY_BAD_REQUEST",
+      message,
+      'POST {"share": "<64 hex: an X25519 u-coordinate>"} (internal/api/identity.ts)',
+    );
+  }
 }
 
 /**

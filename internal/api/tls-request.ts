@@ -3,19 +3,22 @@
  * checked against a pin right after the handshake, before a byte is sent, and the fingerprint the
  * connection saw is returned (to check an identity document against, api/identity.ts).
  */
+import { KosmosError } from "../errors/index.ts";
 import { connect as tlsConnect } from "node:tls";
 import { normalizeFingerprint as normFp } from "./tls.ts";
 
-export class PinMismatchError extends Error {
+export class PinMismatchError extends KosmosError<"TLS_PIN_MISMATCH"> {
+  override name = "PinMismatchError";
   constructor(
     readonly url: string,
     readonly got: string,
     readonly pinned: string,
   ) {
     super(
+      "TLS_PIN_MISMATCH",
       `agent ${url} certificate fingerprint ${got.slice(0, 16)}… does not match the pinned ${pinned.slice(0, 16)}…`,
+      "the agent's certificate changed (reinstalled?) or this is not the agent you pinned: check the fingerprint",
     );
-    this.name = "PinMismatchError";
   }
 }
 

@@ -3,20 +3,14 @@
  * per-node certificate at first start (openssl CLI), kept under the state dir with mode 0600.
  * The SHA-256 fingerprint (of the DER certificate) is what clients pin.
  */
+import { KosmosError } from "../errors/index.ts";
 import { X509Certificate } from "node:crypto";
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { defaultRunner } from "../dataplane/runner.ts";
+import { defaultRunner } from "../sys/index.ts";
 
-export class TlsError extends Error {
-  constructor(
-    readonly code: "TLS_LOAD_FAILED" | "TLS_GENERATE_FAILED",
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = "TlsError";
-  }
+export class TlsError extends KosmosError<"TLS_LOAD_FAILED" | "TLS_GENERATE_FAILED"> {
+  override name = "TlsError";
 }
 
 export interface TlsMaterial {

@@ -3,6 +3,7 @@
  * raw clients (the commands in k8s.ts add flags, progress bars and messages). Every step is idempotent:
  * running a command twice, or again after it stopped half-way, converges to the same objects.
  */
+import { KosmosError } from "../errors/index.ts";
 import {
   applyObjects,
   deleteObjects,
@@ -27,15 +28,8 @@ import {
 
 const describeObject = (o: ManifestObject): string => `${o.kind.toLowerCase()}/${o.metadata.name}`;
 
-export class KosmosCliError extends Error {
-  override readonly name = "KosmosCliError";
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-  }
+export class KosmosCliError extends KosmosError {
+  override name = "KosmosCliError";
 }
 
 const nsPath = `/api/v1/namespaces/${KOSMOS_NS}`;

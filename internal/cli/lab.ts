@@ -1,18 +1,26 @@
 /** `kosmosctl lab up|down|status|exec|check|demo`: the local multi-cluster lab. */
 import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
-import { DEFAULT_LAB, type LabConfig, parseLabConfig } from "../lab/config.ts";
 import {
+  DEFAULT_LAB,
+  type LabConfig,
+  parseLabConfig,
   agentSocket,
   labDown,
   labStatus,
   labUp,
   loadLab,
   resolveTarget,
-} from "../lab/lab.ts";
-import type { LabPlan } from "../lab/plan.ts";
-import { labAddNode, labHeal, labHealAll, labKillAgent, labPartition, labRestartAgent } from "../lab/ops.ts";
-import { connectivityMatrix, type ProbeResult } from "../lab/probe.ts";
+  type LabPlan,
+  labAddNode,
+  labHeal,
+  labHealAll,
+  labKillAgent,
+  labPartition,
+  labRestartAgent,
+  connectivityMatrix,
+  type ProbeResult,
+} from "../lab/index.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
 const DEFAULT_NAME = process.env.KOSMOS_LAB ?? "kosmos";
@@ -40,7 +48,9 @@ export function describeLab(plan: LabPlan): string {
       n.name + (n.gatewayCandidate ? " (gw)" : ""),
       n.ipv4,
       n.podCIDRs.join(" "),
-      n.pods.map((p) => [p.ipv4, p.globalIPv4 ? `→${p.globalIPv4}` : "", p.ipv6].filter(Boolean).join(" ")).join(", "),
+      n.pods
+        .map((p) => [p.ipv4, p.globalIPv4 ? `→${p.globalIPv4}` : "", p.ipv6].filter(Boolean).join(" "))
+        .join(", "),
     ]);
   }
   return renderTable(["CLUSTER", "MODE", "NODE", "UNDERLAY", "POD CIDRS", "POD IPS (global)"], rows);
@@ -121,7 +131,9 @@ export function labCommand(): Command {
 
   lab
     .command("up")
-    .description("create the lab (default: 3 clusters — P2P dual-stack, gateway dual-stack, P2P with global IPs)")
+    .description(
+      "create the lab (default: 3 clusters — P2P dual-stack, gateway dual-stack, P2P with global IPs)",
+    )
     .option("-f, --config <file>", "lab YAML (see docs/lab.md)")
     .addOption(nameOption())
     .option("--no-wait", "return once agents are started, without waiting for them to be ready")
@@ -182,7 +194,13 @@ export function labCommand(): Command {
             detail: n.detail,
             api: { endpoint: n.endpoint, adminSocket: n.socket },
             gateways: n.agent?.gateways,
-            pods: p?.pods.map((x) => ({ name: x.id, namespace: x.ns, ipv4: x.ipv4, ipv6: x.ipv6, globalIPv4: x.globalIPv4 })),
+            pods: p?.pods.map((x) => ({
+              name: x.id,
+              namespace: x.ns,
+              ipv4: x.ipv4,
+              ipv6: x.ipv6,
+              globalIPv4: x.globalIPv4,
+            })),
           };
         }),
       };
@@ -197,7 +215,10 @@ export function labCommand(): Command {
             n.pid ?? "",
             n.ready ? OK : FAIL,
             n.detail,
-            plan.nodes.find((x) => x.name === n.node)?.pods.map((p) => p.ipv4 ?? p.ipv6).join(" ") ?? "",
+            plan.nodes
+              .find((x) => x.name === n.node)
+              ?.pods.map((p) => p.ipv4 ?? p.ipv6)
+              .join(" ") ?? "",
           ]),
         ),
       );
@@ -212,13 +233,18 @@ export function labCommand(): Command {
     .action(async (target: string, cmd: string[], o: { name: string }) => {
       const { plan } = await loadLab(o.name);
       const t = resolveTarget(plan, target);
-      const proc = Bun.spawn(["ip", "netns", "exec", t.ns, ...cmd], { stdio: ["inherit", "inherit", "inherit"] });
+      // interactive: the terminal is handed to the command (internal/sys buffers output instead)
+      const proc = Bun.spawn(["ip", "netns", "exec", t.ns, ...cmd], {
+        stdio: ["inherit", "inherit", "inherit"],
+      });
       process.exit(await proc.exited);
     });
 
   lab
     .command("probe")
-    .description("probe pod→pod and pod→service across clusters (ping + TCP) and summarize (see also `kosmosctl check --lab`)")
+    .description(
+      "probe pod→pod and pod→service across clusters (ping + TCP) and summarize (see also `kosmosctl check --lab`)",
+    )
     .addOption(nameOption())
     .addOption(outputOption())
     .option("--matrix", "print the full source × destination matrix", false)
@@ -261,7 +287,9 @@ export function labCommand(): Command {
       const results = await runMatrix(plan);
       const failed = results.filter((r) => !r.ok);
       process.stdout.write(`${summaryTable(results, plan)}\n`);
-      process.stdout.write(`${results.length - failed.length}/${results.length} cross-cluster probes succeeded\n`);
+      process.stdout.write(
+        `${results.length - failed.length}/${results.length} cross-cluster probes succeeded\n`,
+      );
       if (failed.length) process.stdout.write(`${failuresTable(results)}\n`);
       if (o.down) {
         await labDown(o.name);
@@ -283,7 +311,9 @@ export function labCommand(): Command {
     .option("--gateway", "make it a gateway candidate", false)
     .action(async (cluster: string, o: { name: string; node?: string; gateway: boolean }) => {
       const n = await labAddNode(o.name, cluster, { name: o.node, gateway: o.gateway });
-      process.stdout.write(`added ${n.name} (${n.ipv4}, pods ${n.pods.map((p) => p.ipv4 ?? p.ipv6).join(" ")})\n`);
+      process.stdout.write(
+        `added ${n.name} (${n.ipv4}, pods ${n.pods.map((p) => p.ipv4 ?? p.ipv6).join(" ")})\n`,
+      );
     });
 
   lab
@@ -317,12 +347,16 @@ export function labCommand(): Command {
     .option("--links", "take the node's underlay link down too (a dead node)", false)
     .action(async (node: string, o: { name: string; links: boolean }) => {
       const pid = await labKillAgent(o.name, node, { links: o.links });
-      process.stdout.write(`killed agent of ${node}${pid ? ` (pid ${pid})` : ""}${o.links ? ", eth0 down" : ""}\n`);
+      process.stdout.write(
+        `killed agent of ${node}${pid ? ` (pid ${pid})` : ""}${o.links ? ", eth0 down" : ""}\n`,
+      );
     });
 
   lab
     .command("restart-agent")
-    .description("restart a node's agent (restores its links); --corrupt-db replaces its replica with garbage first")
+    .description(
+      "restart a node's agent (restores its links); --corrupt-db replaces its replica with garbage first",
+    )
     .addOption(nameOption())
     .argument("<node>")
     .option("--corrupt-db", "overwrite the replica file with garbage before starting", false)

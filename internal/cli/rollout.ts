@@ -1,4 +1,5 @@
 /** Waiting for Kosmos' workloads to roll out (`kubectl rollout status` semantics), with a progress bar. */
+import { KosmosError } from "../errors/index.ts";
 import type { V1DaemonSet, V1Deployment } from "@kubernetes/client-node";
 import { SingleBar } from "cli-progress";
 import { isNotFound, type KubeClient } from "../kube/index.ts";
@@ -47,13 +48,9 @@ export function daemonSetRollout(ds: V1DaemonSet | undefined, wait: "scheduled" 
   return { what, desired, done: observed ? done : 0, complete: observed && done >= desired };
 }
 
-export class RolloutTimeoutError extends Error {
-  readonly code = "KOSMOS_ROLLOUT_TIMEOUT";
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
+export class RolloutTimeoutError extends KosmosError<"KOSMOS_ROLLOUT_TIMEOUT"> {
+  constructor(message: string, hint: string) {
+    super("KOSMOS_ROLLOUT_TIMEOUT", message, hint);
   }
 }
 

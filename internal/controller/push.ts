@@ -1,7 +1,12 @@
 /** Pushing a Topology to an agent: POST /v1/topology with a bearer token, over TCP (http/https) or a unix socket. */
-import { checkIdentity, IDENTITY_PATH } from "../api/identity.ts";
-import { normalizeFingerprint as normFp } from "../api/tls.ts";
-import { PinMismatchError, tlsRequest } from "../api/tls-request.ts";
+import { KosmosError } from "../errors/index.ts";
+import {
+  checkIdentity,
+  IDENTITY_PATH,
+  normalizeFingerprint as normFp,
+  PinMismatchError,
+  tlsRequest,
+} from "../api/index.ts";
 import type { Topology } from "../topology/index.ts";
 
 export interface AgentEndpoint {
@@ -16,19 +21,13 @@ export interface AgentEndpoint {
   tls?: { ca?: string; fingerprint256?: string; insecureSkipVerify?: boolean };
 }
 
-export class PushError extends Error {
-  readonly code:
-    | "KOSMOS_PUSH_HTTP"
-    | "KOSMOS_PUSH_NETWORK"
-    | "KOSMOS_PUSH_TLS_PIN"
-    | "KOSMOS_PUSH_TLS_IDENTITY";
-  readonly hint: string;
+export class PushError extends KosmosError<
+  "KOSMOS_PUSH_HTTP" | "KOSMOS_PUSH_NETWORK" | "KOSMOS_PUSH_TLS_PIN" | "KOSMOS_PUSH_TLS_IDENTITY"
+> {
+  override name = "PushError";
   readonly status: number | undefined;
   constructor(code: PushError["code"], message: string, hint: string, status?: number) {
-    super(message);
-    this.name = "PushError";
-    this.code = code;
-    this.hint = hint;
+    super(code, message, hint);
     this.status = status;
   }
 }

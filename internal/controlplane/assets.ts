@@ -4,19 +4,16 @@
  * taken from that directory or from `PATH`. Nothing else is searched, so a user with their own binaries
  * (kubebuilder's setup-envtest, a distro package) points the variable at them.
  */
+import { KosmosError } from "../errors/index.ts";
 import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
 
 export type Binary = "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "etcd";
 
-export class AssetsMissingError extends Error {
-  override readonly name = "AssetsMissingError";
-  readonly code = "KOSMOS_KUBE_ASSETS_MISSING";
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
+export class AssetsMissingError extends KosmosError<"KOSMOS_KUBE_ASSETS_MISSING"> {
+  override name = "AssetsMissingError";
+  constructor(message: string, hint: string) {
+    super("KOSMOS_KUBE_ASSETS_MISSING", message, hint);
   }
 }
 

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { formatIp, parseCidr } from "../topology/cidr.ts";
+import { formatIp, parseCidr } from "../topology/index.ts";
 import { type Assets, findAssets } from "./assets.ts";
 import { Daemon, freePort, waitUntil } from "./daemon.ts";
 import { type CertAuthority, issueCert, type KeyPair, makeCA, makeServiceAccountKey } from "./pki.ts";

@@ -6,7 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
+import { runChecked } from "../sys/index.ts";
 
 export interface KeyPair {
   certPath: string;
@@ -18,9 +18,7 @@ export interface CertAuthority extends KeyPair {
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {
-  const r = await execa("openssl", args, { cwd, reject: false });
-  if (r.exitCode !== 0)
-    throw new Error(`openssl ${args[0]} failed (exit ${r.exitCode}): ${String(r.stderr).trim().slice(-400)}`);
+  await runChecked(["openssl", ...args], { cwd, hint: "install openssl (apt-get install openssl)" });
 }
 
 const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];

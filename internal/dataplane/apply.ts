@@ -2,7 +2,7 @@ import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, type VxlanDevice } from "./hostst
 import { renderNftDelete } from "./nft.ts";
 import { canonCidr, ZERO_MAC } from "./normalize.ts";
 import { redactKeys } from "./redact.ts";
-import type { Runner } from "./runner.ts";
+import type { Runner } from "../sys/index.ts";
 import type { ApplyError, ApplyReport, Change, ChangeKind } from "./types.ts";
 
 /** One command of an apply: an argv, optionally with batch lines fed on stdin. */

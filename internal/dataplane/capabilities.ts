@@ -1,4 +1,4 @@
-import type { Runner } from "./runner.ts";
+import type { Runner } from "../sys/index.ts";
 
 export interface Capability {
   ok: boolean;

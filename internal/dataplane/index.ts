@@ -1,7 +1,6 @@
 export { apply, batchErrors, planSteps, type ApplyOptions, type Step } from "./apply.ts";
 export { detectCapabilities, type Capabilities, type Capability } from "./capabilities.ts";
 export { actualOf, conflicts, diff, uninstallChanges, type DiffMemo } from "./diff.ts";
-export { DataplaneError } from "./errors.ts";
 export {
   emptyHostState,
   type Family,
@@ -35,7 +34,7 @@ export {
   type Runner,
   type RunOptions,
   type RunResult,
-} from "./runner.ts";
+} from "../sys/index.ts";
 export type {
   ActualDevice,
   ActualNeighbor,

@@ -12,7 +12,7 @@ import {
   parseXfrmPolicies,
   parseXfrmStates,
 } from "./parse.ts";
-import type { Runner } from "./runner.ts";
+import type { Runner } from "../sys/index.ts";
 import type { ActualState } from "./types.ts";
 
 /**

@@ -3,7 +3,7 @@ import type { HostState } from "./hoststate.ts";
 import { apply } from "./apply.ts";
 import { actualOf, conflicts, diff, uninstallChanges } from "./diff.ts";
 import { readActual, readOptionsFor } from "./read.ts";
-import type { Runner } from "./runner.ts";
+import type { Runner } from "../sys/index.ts";
 import type { ActualState, ApplyReport, Change, ReconcileReport } from "./types.ts";
 
 export interface ReconcilerOptions {

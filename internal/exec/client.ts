@@ -6,8 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { open } from "node:fs/promises";
 import { connect as tlsConnect } from "node:tls";
-import { checkIdentity, type IdentityCheck } from "../api/identity.ts";
-import { normalizeFingerprint } from "../api/tls.ts";
+import { checkIdentity, type IdentityCheck, normalizeFingerprint } from "../api/index.ts";
 import { ExecError } from "./errors.ts";
 import {
   type Checksum,

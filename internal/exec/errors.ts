@@ -1,3 +1,5 @@
+import { KosmosError } from "../errors/index.ts";
+
 export type ExecErrorCode =
   | "BAD_REQUEST"
   | "TOO_MANY_SESSIONS"
@@ -14,15 +16,8 @@ export type ExecErrorCode =
   | "TIMEOUT";
 
 /** Typed error of the exec module: `code` for machines, `hint` for humans. */
-export class ExecError extends Error {
-  constructor(
-    readonly code: ExecErrorCode,
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = "ExecError";
-  }
+export class ExecError extends KosmosError<ExecErrorCode> {
+  override name = "ExecError";
   toJSON(): { code: string; message: string; hint: string } {
     return { code: this.code, message: this.message, hint: this.hint };
   }

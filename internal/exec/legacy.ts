@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Hono } from "hono";
+import { type Handler, Hono } from "hono";
 import type { WSContext } from "hono/ws";
 import { type ExecEnv, sessionInfo, tooMany } from "./env.ts";
 import { ExecError } from "./errors.ts";
@@ -55,26 +55,37 @@ export interface LegacyDeps {
 
 export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
   const app = new Hono<ExecEnv>();
+  app.on("GET", compatPaths("/cmd"), cmdHandler(deps));
+  app.on("GET", compatPaths("/sh"), scriptHandler(deps, "/sh", ["sh"]));
+  app.on("GET", compatPaths("/py"), scriptHandler(deps, "/py", ["python3", "-u"]));
+  app.on("GET", compatPaths("/tty"), ttyHandler(deps));
+  app.on("GET", compatPaths("/check"), checkHandler(deps));
+  app.on("GET", compatPaths("/upload"), uploadHandler(deps));
+  return app;
+}
+
+/** Run argv, streaming lines; close with the exit code. */
+function runLines(
+  sessions: SessionManager,
+  peer: WsPeer,
+  info: ReturnType<typeof sessionInfo>,
+  argv: string[],
+  cleanup?: () => Promise<void>,
+): Session {
+  const sink = lineSink(peer);
+  const s = sessions.start(info, { argv }, sink);
+  s.done.then(async (r) => {
+    await sink.flush();
+    await cleanup?.();
+    peer.close(CLOSE.normal, String(r.exitCode));
+  });
+  return s;
+}
+
+/** GET /cmd?command=…&args=…: run a command, one text frame per output line. */
+function cmdHandler(deps: LegacyDeps): Handler<ExecEnv> {
   const { sessions } = deps;
-
-  /** Run argv, streaming lines; close with the exit code. */
-  const runLines = (
-    peer: WsPeer,
-    info: ReturnType<typeof sessionInfo>,
-    argv: string[],
-    cleanup?: () => Promise<void>,
-  ) => {
-    const sink = lineSink(peer);
-    const s = sessions.start(info, { argv }, sink);
-    s.done.then(async (r) => {
-      await sink.flush();
-      await cleanup?.();
-      peer.close(CLOSE.normal, String(r.exitCode));
-    });
-    return s;
-  };
-
-  app.on("GET", compatPaths("/cmd"), (c) => {
+  return (c) => {
     const command = c.req.query("command");
     const args = c.req.queries("args") ?? [];
     const info = sessionInfo(c, "/cmd");
@@ -91,7 +102,7 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
             .then(() => peer.close(CLOSE.invalidPayload, "No command specified"));
           return;
         }
-        session = runLines(peer, info, [command, ...args]);
+        session = runLines(sessions, peer, info, [command, ...args]);
       },
       onClose: () => {
         if (peer) peer.closed = true;
@@ -100,77 +111,82 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
     });
     if (!res) sessions.release();
     return res ?? c.text("websocket upgrade required", 426);
-  });
+  };
+}
 
-  const script = (path: "/sh" | "/py", interpreter: string[]) =>
-    app.on("GET", compatPaths(path), (c) => {
-      const args = c.req.queries("args") ?? [];
-      const info = sessionInfo(c, path);
-      if (!sessions.tryAcquire()) return tooMany(c, sessions.limits.maxSessions);
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      let session: Session | null = null;
-      let peer: WsPeer;
-      let started = false;
-      let released = false;
-      const giveBack = () => {
-        if (!released && !session) {
-          released = true;
-          sessions.release();
+/** GET /sh, /py?args=…: receive a script (binary frames, then "EOF"), run it with `interpreter`. */
+function scriptHandler(deps: LegacyDeps, path: "/sh" | "/py", interpreter: string[]): Handler<ExecEnv> {
+  const { sessions } = deps;
+  return (c) => {
+    const args = c.req.queries("args") ?? [];
+    const info = sessionInfo(c, path);
+    if (!sessions.tryAcquire()) return tooMany(c, sessions.limits.maxSessions);
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    let session: Session | null = null;
+    let peer: WsPeer;
+    let started = false;
+    let released = false;
+    const giveBack = () => {
+      if (!released && !session) {
+        released = true;
+        sessions.release();
+      }
+    };
+    const res = upgradeWs(c, {
+      onOpen: (_e, ws) => {
+        peer = new WsPeer(ws);
+      },
+      onMessage: (e, ws) => {
+        peer ??= new WsPeer(ws);
+        if (started) {
+          session?.input(0);
+          return;
         }
-      };
-      const res = upgradeWs(c, {
-        onOpen: (_e, ws) => {
-          peer = new WsPeer(ws);
-        },
-        onMessage: (e, ws) => {
-          peer ??= new WsPeer(ws);
-          if (started) {
-            session?.input(0);
+        const b = messageBytes(e.data);
+        if (!isEof(b)) {
+          size += b.byteLength;
+          if (size > sessions.limits.maxUploadBytes) {
+            started = true;
+            giveBack();
+            peer.close(CLOSE.invalidPayload, "script too large");
             return;
           }
-          const b = messageBytes(e.data);
-          if (!isEof(b)) {
-            size += b.byteLength;
-            if (size > sessions.limits.maxUploadBytes) {
-              started = true;
-              giveBack();
-              peer.close(CLOSE.invalidPayload, "script too large");
-              return;
-            }
-            chunks.push(b.slice());
+          chunks.push(b.slice());
+          return;
+        }
+        started = true;
+        void (async () => {
+          const dir = await mkdtemp(join(tmpdir(), "kosmos-script-"));
+          const file = join(dir, "script");
+          await writeFile(file, Buffer.concat(chunks), { mode: 0o700 });
+          chunks.length = 0;
+          if (peer.closed) {
+            giveBack();
+            await rm(dir, { recursive: true, force: true });
             return;
           }
-          started = true;
-          void (async () => {
-            const dir = await mkdtemp(join(tmpdir(), "kosmos-script-"));
-            const file = join(dir, "script");
-            await writeFile(file, Buffer.concat(chunks), { mode: 0o700 });
-            chunks.length = 0;
-            if (peer.closed) {
-              giveBack();
-              await rm(dir, { recursive: true, force: true });
-              return;
-            }
-            session = runLines(peer, info, [...interpreter, file, ...args], () =>
-              rm(dir, { recursive: true, force: true }),
-            );
-            session.input(size);
-          })();
-        },
-        onClose: () => {
-          if (peer) peer.closed = true;
-          if (session) session.abort("client disconnected");
-          else if (!started || !session) giveBack();
-        },
-      });
-      if (!res) giveBack();
-      return res ?? c.text("websocket upgrade required", 426);
+          session = runLines(sessions, peer, info, [...interpreter, file, ...args], () =>
+            rm(dir, { recursive: true, force: true }),
+          );
+          session.input(size);
+        })();
+      },
+      onClose: () => {
+        if (peer) peer.closed = true;
+        if (session) session.abort("client disconnected");
+        else if (!started || !session) giveBack();
+      },
     });
-  script("/sh", ["sh"]);
-  script("/py", ["python3", "-u"]);
+    if (!res) giveBack();
+    return res ?? c.text("websocket upgrade required", 426);
+  };
+}
 
-  app.on("GET", compatPaths("/tty"), (c) => {
+/** GET /tty?command=…: an interactive command on a PTY (raw frames both ways). */
+function ttyHandler(deps: LegacyDeps): Handler<ExecEnv> {
+  const { sessions } = deps;
+  return (c) => {
     const command = c.req.query("command");
     const info = sessionInfo(c, "/tty");
     if (!command) return c.text("command is required", 400);
@@ -203,9 +219,13 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
     });
     if (!res) sessions.release();
     return res ?? c.text("websocket upgrade required", 426);
-  });
+  };
+}
 
-  app.on("GET", compatPaths("/check"), (c) => {
+/** GET /check?port=…: is the TCP port free on this node (close reason 0/1)? */
+function checkHandler(deps: LegacyDeps): Handler<ExecEnv> {
+  const { sessions } = deps;
+  return (c) => {
     const port = Number(c.req.query("port"));
     const finish = sessions.record(sessionInfo(c, "/check"), ["check", String(c.req.query("port"))]);
     const res = upgradeWs(c, {
@@ -223,9 +243,13 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
       },
     });
     return res ?? c.text("websocket upgrade required", 426);
-  });
+  };
+}
 
-  app.on("GET", compatPaths("/upload"), (c) => {
+/** GET /upload?file_name=…&file_path=…: binary frames then "EOF", written atomically inside the roots. */
+function uploadHandler(deps: LegacyDeps): Handler<ExecEnv> {
+  const { sessions } = deps;
+  return (c) => {
     const fileName = c.req.query("file_name") ?? "";
     const filePath = c.req.query("file_path") ?? "";
     const finish = sessions.record(sessionInfo(c, "/upload"), ["upload", join(filePath, fileName)]);
@@ -306,9 +330,7 @@ export function legacyRoutes(deps: LegacyDeps): Hono<ExecEnv> {
       },
     });
     return res ?? c.text("websocket upgrade required", 426);
-  });
-
-  return app;
+  };
 }
 
 /** Can the TCP port be bound on all interfaces (what upstream checks with net.Listen(":port"))? */

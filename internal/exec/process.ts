@@ -4,6 +4,8 @@
  * groups of their own (proctree.ts).
  * PTY sessions use Bun's built-in `terminal` option (openpty; the child gets it as controlling tty).
  * stdout and stderr are read concurrently; a sink may return a promise to apply backpressure.
+ * Why not internal/sys's Runner: it runs a command to completion and buffers its output; a session
+ * needs its own process group, a PTY, streamed stdio with backpressure and signals while it runs.
  */
 import type { Subprocess } from "bun";
 import { signalSession } from "./proctree.ts";

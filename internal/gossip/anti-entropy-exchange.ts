@@ -4,7 +4,7 @@
  * owner (the side behind pulls), gaps inside an owner by range reconciliation. The decisions are the
  * pure functions of anti-entropy.ts; this class sends what they return.
  */
-import type { OwnerDigest, ReplicatedRow } from "../store/replicated.ts";
+import type { OwnerDigest, ReplicatedRow } from "./replicated.ts";
 import {
   bucketOf,
   compareOwners,

@@ -3,7 +3,7 @@
  * which buckets differ, what to do about each owner of a differing bucket, and how range
  * reconciliation narrows a gap inside one owner. GossipNode sends what these return.
  */
-import type { OwnerDigest } from "../store/replicated.ts";
+import type { OwnerDigest } from "./replicated.ts";
 import { fnv1a64, hash64Hex, hex64 } from "./hash.ts";
 import type { RangeDigest } from "./replica.ts";
 

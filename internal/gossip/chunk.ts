@@ -1,5 +1,5 @@
 /** Splitting rows and member lists into frames well under the frame limit. Pure. */
-import type { ReplicatedRow } from "../store/replicated.ts";
+import type { ReplicatedRow } from "./replicated.ts";
 
 /** Consecutive groups of `items`, each at most `maxItems` long and `maxBytes` by `cost` (one item may exceed it alone). */
 export function chunk<T>(

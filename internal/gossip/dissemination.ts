@@ -5,7 +5,7 @@
  * bulkThreshold are not pushed: anti-entropy with `fanout` peers carries them instead (push digest,
  * pull data), so a bulk seed travels once per peer.
  */
-import type { ReplicaPort, ReplicatedRow } from "../store/replicated.ts";
+import type { ReplicaPort, ReplicatedRow } from "./replicated.ts";
 import { chunk, rowCost, rowId } from "./chunk.ts";
 import type { GossipConfig } from "./config.ts";
 import type { Member } from "./members.ts";

@@ -1,18 +1,20 @@
 /** Reasons a received frame is refused. Each one is counted in CodecStats.rejected. */
+import { KosmosError } from "../errors/index.ts";
+
 export type RejectReason = "oversized" | "malformed" | "forged" | "replayed" | "bad-version" | "stale-epoch";
 
 export type GossipErrorCode = `GOSSIP_${Uppercase<string>}`;
 
 /** Typed error of the gossip layer: a stable `code` and a human `hint`. */
-export class GossipError extends Error {
+export class GossipError extends KosmosError<GossipErrorCode> {
+  override name = "GossipError";
   constructor(
-    readonly code: GossipErrorCode,
+    code: GossipErrorCode,
     message: string,
-    readonly hint: string,
+    hint: string,
     readonly reason?: RejectReason,
   ) {
-    super(message);
-    this.name = "GossipError";
+    super(code, message, hint);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * Portable 64-bit FNV-1a over UTF-8, as 16 hex digits: cheap hashing of owner digests into
- * anti-entropy buckets and of the membership view. Row hashes come from internal/store/digest.ts.
+ * anti-entropy buckets and of the membership view. Row hashes come from digest.ts.
  */
 const enc = new TextEncoder();
 
@@ -49,7 +49,7 @@ export function hex64(hi: number, lo: number): string {
  * The per-row hash of the OwnerDigest contract, shared with the SQLite store so digests of the
  * in-memory and SQLite replicas are comparable.
  */
-export { rowHash } from "../store/digest.ts";
+export { rowHash } from "./digest.ts";
 
 /** XOR of two 16-hex-digit hashes. */
 export function xorHex(a: string, b: string): string {
@@ -58,4 +58,4 @@ export function xorHex(a: string, b: string): string {
   return hex8(hi) + hex8(lo);
 }
 
-export const ZERO_HASH = "0000000000000000";
+export { ZERO_HASH } from "./digest.ts";

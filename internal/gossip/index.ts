@@ -1,6 +1,7 @@
 export { Codec, type CodecOptions, type CodecStats, deriveKey, FRAME_VERSION } from "./codec.ts";
 export { GossipError, type GossipErrorCode, type RejectReason, rejectError } from "./errors.ts";
-export { fnv1a64, hash64Hex, rowHash, xorHex, ZERO_HASH } from "./hash.ts";
+export { computeDigests, rowHash, xorHash, ZERO_HASH } from "./digest.ts";
+export { fnv1a64, hash64Hex, xorHex } from "./hash.ts";
 export { MemoryReplica, type MemoryReplicaOptions } from "./memory-replica.ts";
 export {
   type Envelope,
@@ -25,7 +26,15 @@ export {
   type Transport,
 } from "./ports.ts";
 export { BroadcastQueue } from "./queue.ts";
-export { type RangeDigest, type RangeReplicaPort, splitRange } from "./replica.ts";
+export { type RangeDigest, rangeDigests, splitRange, type VersionIndex, versionIndex } from "./ranges.ts";
+export type { RangeReplicaPort } from "./replica.ts";
+export {
+  CONTROLLER_OWNER,
+  type OwnerDigest,
+  type ReplicaPort,
+  type ReplicatedRow,
+  wins,
+} from "./replicated.ts";
 export type { GossipStats } from "./stats.ts";
 export {
   type AddNodeOptions,
@@ -36,3 +45,4 @@ export {
   type SimNode,
   type SimOptions,
 } from "./sim.ts";
+export { gossipRoute, WsTransport, type WsTransportOptions, type WsTransportStats } from "./ws-transport.ts";

@@ -4,7 +4,7 @@
  * members forget() remembers, and the membership hash. No clock and no I/O: times come in as
  * arguments, randomness through the injected Random.
  */
-import type { MemberState } from "../topology/model.ts";
+import type { MemberState } from "../topology/index.ts";
 import type { GossipConfig } from "./config.ts";
 import { hash64Hex, xorHex, ZERO_HASH } from "./hash.ts";
 import type { MemberUpdate } from "./messages.ts";

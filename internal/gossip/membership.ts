@@ -5,7 +5,7 @@
  * on probes and pushes. GossipNode feeds it and probes; the member table, suspicion timer and local
  * health are in members.ts, suspicion.ts and awareness.ts.
  */
-import type { MemberState } from "../topology/model.ts";
+import type { MemberState } from "../topology/index.ts";
 import type { Awareness } from "./awareness.ts";
 import { chunk } from "./chunk.ts";
 import type { GossipConfig } from "./config.ts";

@@ -2,8 +2,8 @@
  * In-memory ReplicaPort for the simulator and tests: LWW per (table, key) with `wins`, per-owner
  * XOR digests maintained incrementally (same row hash as the SQLite store, see hash.ts).
  */
-import { type RangeDigest, rangeDigests, type VersionIndex, versionIndex } from "../store/ranges.ts";
-import { type OwnerDigest, type ReplicatedRow, wins } from "../store/replicated.ts";
+import { type RangeDigest, rangeDigests, type VersionIndex, versionIndex } from "./ranges.ts";
+import { type OwnerDigest, type ReplicatedRow, wins } from "./replicated.ts";
 import { rowHash, xorHex, ZERO_HASH } from "./hash.ts";
 import type { RangeReplicaPort } from "./replica.ts";
 

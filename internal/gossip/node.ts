@@ -15,8 +15,8 @@
  * heard from); membership follows the topology through addMembers() and forget(); only *alive*
  * news creates a member (docs/gossip.md, "Membership").
  */
-import type { ReplicatedRow } from "../store/replicated.ts";
-import type { MemberState } from "../topology/model.ts";
+import type { ReplicatedRow } from "./replicated.ts";
+import type { MemberState } from "../topology/index.ts";
 import { AntiEntropyExchange } from "./anti-entropy-exchange.ts";
 import { Awareness } from "./awareness.ts";
 import { Codec } from "./codec.ts";

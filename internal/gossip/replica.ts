@@ -1,13 +1,12 @@
-import type { RangeDigest } from "../store/ranges.ts";
-import type { ReplicaPort, ReplicatedRow } from "../store/replicated.ts";
+import type { RangeDigest } from "./ranges.ts";
+import type { ReplicaPort, ReplicatedRow } from "./replicated.ts";
 
-/** Range digests are computed by the store's pure functions (internal/store/ranges.ts). */
-export { type RangeDigest, splitRange } from "../store/ranges.ts";
+export { type RangeDigest, splitRange } from "./ranges.ts";
 
 /**
  * ReplicaPort plus the two methods that let anti-entropy repair gaps inside a big owner (the
  * controller's 100k seed rows) without resending everything. The SQLite store and MemoryReplica
- * implement both; a replica without them gets the whole owner exchanged both ways (rowsOf), which
+ * implement both (the store imports this port and the pure digest functions from gossip/index.ts); a replica without them gets the whole owner exchanged both ways (rowsOf), which
  * the gossip bench uses as its baseline.
  */
 export interface RangeReplicaPort extends ReplicaPort {

@@ -1,4 +1,5 @@
 /** Errors of the Kubernetes API, with the server's Status when it sent one. */
+import { KosmosError } from "../errors/index.ts";
 
 /** The API server's `Status` object (metav1.Status). */
 export interface KubeStatus {
@@ -14,9 +15,8 @@ export interface KubeStatus {
   };
 }
 
-export class KubeApiError extends Error {
-  override readonly name = "KubeApiError";
-  readonly code = "KOSMOS_KUBE_API";
+export class KubeApiError extends KosmosError<"KOSMOS_KUBE_API"> {
+  override name = "KubeApiError";
   /** The connection failed (refused, reset, timed out): nothing was answered. */
   readonly unreachable: boolean;
 
@@ -27,23 +27,22 @@ export class KubeApiError extends Error {
     readonly apiStatus?: KubeStatus,
     o: { cause?: unknown; unreachable?: boolean } = {},
   ) {
-    super(message, { cause: o.cause });
+    super("KOSMOS_KUBE_API", message, kubeHint(status, o.unreachable ?? false), { cause: o.cause });
     this.unreachable = o.unreachable ?? false;
   }
 
   get reason(): string | undefined {
     return this.apiStatus?.reason;
   }
+}
 
-  get hint(): string {
-    if (this.unreachable) return "is the API server running and reachable at the kubeconfig's server URL?";
-    if (this.status === 401)
-      return "the credentials were refused: check the kubeconfig's token or certificate";
-    if (this.status === 403)
-      return "RBAC refused this: check the ClusterRole bound to this identity (manifests/rbac.yaml)";
-    if (this.status === 409) return "someone changed the object first, or it exists: retry";
-    return "see the message from the API server";
-  }
+function kubeHint(status: number, unreachable: boolean): string {
+  if (unreachable) return "is the API server running and reachable at the kubeconfig's server URL?";
+  if (status === 401) return "the credentials were refused: check the kubeconfig's token or certificate";
+  if (status === 403)
+    return "RBAC refused this: check the ClusterRole bound to this identity (manifests/rbac.yaml)";
+  if (status === 409) return "someone changed the object first, or it exists: retry";
+  return "see the message from the API server";
 }
 
 /** HTTP status of any error from the Kubernetes clients here (raw or client-node), if it has one. */

@@ -4,6 +4,7 @@
  * the downward API (`fieldRef`, `resourceFieldRef`), and ConfigMap/Secret key references; a missing
  * required reference is an error that names the variable, as the kubelet's CreateContainerConfigError.
  */
+import { KosmosError } from "../errors/index.ts";
 
 export interface KeyValueSource {
   data?: Record<string, string>;
@@ -47,9 +48,12 @@ export interface EnvLookups {
   secret(name: string): KeyValueSource | undefined;
 }
 
-export class EnvError extends Error {
-  override readonly name = "EnvError";
-  readonly code = "CreateContainerConfigError";
+/** code: the kubelet's waiting reason (CreateContainerConfigError). */
+export class EnvError extends KosmosError<"CreateContainerConfigError"> {
+  override name = "EnvError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("CreateContainerConfigError", message, "", options);
+  }
 }
 
 /** `metadata.labels['app']` → the label; the paths the kubelet supports. */

@@ -5,6 +5,7 @@
  * period. Everything the API server sent that the lab cannot honour is listed in `unsupported`, so the
  * kubelet can say so in an event instead of silently running something else.
  */
+import { KosmosError } from "../errors/index.ts";
 import { type EnvFromSpec, type EnvVarSpec, type PodFacts, resolveEnv } from "./env.ts";
 import { programFor } from "./images.ts";
 import { type PlannedVolume, planVolume, type VolumeLookups, type VolumeSpec } from "./volumes.ts";
@@ -79,8 +80,12 @@ export interface PodPlan {
   unsupported: string[];
 }
 
-export class PodPlanError extends Error {
-  override readonly name = "PodPlanError";
+/** A pod spec the kubelet cannot plan (its message says which field). */
+export class PodPlanError extends KosmosError<"POD_PLAN_INVALID"> {
+  override name = "PodPlanError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("POD_PLAN_INVALID", message, "", options);
+  }
 }
 
 function portNumber(c: ContainerSpec, port: number | string): number {

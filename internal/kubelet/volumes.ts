@@ -5,6 +5,7 @@
  * `/var/lib/kosmos`). `items` select and rename keys; `defaultMode`/`mode` set permissions; a missing
  * source that is not optional is an error naming it, as the kubelet's FailedMount.
  */
+import { KosmosError } from "../errors/index.ts";
 import { type EnvLookups, formatMap, fieldValue, type PodFacts } from "./env.ts";
 
 export interface KeyToPath {
@@ -55,9 +56,12 @@ export interface VolumeLookups extends EnvLookups {
   token(audience: string | undefined, expirationSeconds: number): string | undefined;
 }
 
-export class MountError extends Error {
-  override readonly name = "MountError";
-  readonly code = "FailedMount";
+/** code: the kubelet's event reason (FailedMount). */
+export class MountError extends KosmosError<"FailedMount"> {
+  override name = "MountError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("FailedMount", message, "", options);
+  }
 }
 
 function keyFiles(

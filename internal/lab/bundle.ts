@@ -5,11 +5,12 @@
  * node_modules/.cache/kosmos/; rebuilt when any file it was built from (sources, dependencies, the
  * Bun version) changed, so editing the code and restarting an agent runs the new code.
  */
+import { KosmosError } from "../errors/index.ts";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { AGENT_RUNTIME_ENV } from "../agent/runtime.ts";
+import { AGENT_RUNTIME_ENV } from "../agent/index.ts";
 
 export const REPO_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "../..");
 export const AGENT_ENTRY = join(REPO_ROOT, "cmd/kosmos-agent.ts");
@@ -22,13 +23,23 @@ export const MIGRATIONS_DIR = join(REPO_ROOT, "migrations");
 export function bundleCacheDir(root = REPO_ROOT): string {
   const env = process.env.KOSMOS_BUNDLE_CACHE;
   if (env) return env;
-  return join(root, "node_modules/.cache/kosmos", createHash("sha256").update(root).digest("hex").slice(0, 12));
+  return join(
+    root,
+    "node_modules/.cache/kosmos",
+    createHash("sha256").update(root).digest("hex").slice(0, 12),
+  );
 }
 const BUNDLE = "kosmos-agent.js";
 
-export class BundleError extends Error {
-  readonly code = "AGENT_BUNDLE_FAILED";
-  readonly hint = "fix the build error above (bun build cmd/kosmos-agent.ts shows the same)";
+export class BundleError extends KosmosError<"AGENT_BUNDLE_FAILED"> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(
+      "AGENT_BUNDLE_FAILED",
+      message,
+      "fix the build error above (bun build cmd/kosmos-agent.ts shows the same)",
+      options,
+    );
+  }
 }
 
 interface Stamp {

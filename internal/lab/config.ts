@@ -2,6 +2,7 @@
  * Lab configuration (YAML): the clusters of a local multi-cluster lab built from network namespaces.
  * Documented in docs/lab.md. Everything not given gets a default, so `clusters: [{name: c1}]` is valid.
  */
+import { KosmosError } from "../errors/index.ts";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { IpFamilySchema, NameSchema, NetworkTypeSchema } from "../topology/index.ts";
@@ -74,13 +75,9 @@ export const DEFAULT_LAB: LabConfigInput = {
   ],
 };
 
-export class LabConfigError extends Error {
-  readonly code = "LAB_CONFIG_INVALID";
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
+export class LabConfigError extends KosmosError<"LAB_CONFIG_INVALID"> {
+  constructor(message: string, hint: string) {
+    super("LAB_CONFIG_INVALID", message, hint);
   }
 }
 
@@ -97,11 +94,15 @@ export function parseLabConfig(input: string | unknown): LabConfig {
   const res = LabConfigSchema.safeParse(raw);
   if (!res.success) {
     const issues = res.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new LabConfigError(`invalid lab config:\n  ${issues.join("\n  ")}`, "see docs/lab.md for the schema");
+    throw new LabConfigError(
+      `invalid lab config:\n  ${issues.join("\n  ")}`,
+      "see docs/lab.md for the schema",
+    );
   }
   const names = new Set<string>();
   for (const c of res.data.clusters) {
-    if (names.has(c.name)) throw new LabConfigError(`duplicate cluster name "${c.name}"`, "cluster names must be unique");
+    if (names.has(c.name))
+      throw new LabConfigError(`duplicate cluster name "${c.name}"`, "cluster names must be unique");
     names.add(c.name);
   }
   return res.data;

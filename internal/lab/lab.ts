@@ -2,6 +2,7 @@
  * Lab lifecycle: up (network + one real kosmos-agent process per node + seeding), status, down.
  * State lives in /run/kosmos/labs/<name>/ (tmpfs: a lab does not survive a reboot, nor do netns).
  */
+import { KosmosError } from "../errors/index.ts";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -34,15 +35,9 @@ export function agentSocket(name: string, node: string): string {
   return join(nodeDir(name, node), "agent.sock");
 }
 
-export class LabError extends Error {
-  constructor(
-    readonly code: "LAB_EXISTS" | "LAB_NOT_FOUND" | "LAB_AGENT_FAILED" | "LAB_TIMEOUT" | "LAB_TARGET_UNKNOWN",
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-  }
-}
+export class LabError extends KosmosError<
+  "LAB_EXISTS" | "LAB_NOT_FOUND" | "LAB_AGENT_FAILED" | "LAB_TIMEOUT" | "LAB_TARGET_UNKNOWN"
+> {}
 
 export interface LabHandle {
   plan: LabPlan;
@@ -88,7 +83,13 @@ export interface AgentLaunch {
 }
 
 /** The agent's flags for a lab node (the command around them: agentCommand in bundle.ts). */
-export function agentFlags(name: string, node: LabNodePlan, token: string, launch: AgentLaunch, seeds: string[]): string[] {
+export function agentFlags(
+  name: string,
+  node: LabNodePlan,
+  token: string,
+  launch: AgentLaunch,
+  seeds: string[],
+): string[] {
   const dir = nodeDir(name, node.name);
   const files = labFiles(name);
   return [
@@ -112,10 +113,18 @@ export function agentFlags(name: string, node: LabNodePlan, token: string, launc
 }
 
 /** Start the agent of `node` the way production runs it: the bundle, JS interpreted (agentCommand). */
-export async function startAgent(name: string, plan: LabPlan, node: LabNodePlan, token: string, launch: AgentLaunch = {}) {
+export async function startAgent(
+  name: string,
+  plan: LabPlan,
+  node: LabNodePlan,
+  token: string,
+  launch: AgentLaunch = {},
+) {
   const dir = nodeDir(name, node.name);
   await mkdir(join(dir, "uploads"), { recursive: true });
-  const seeds = plan.nodes.filter((n) => n.name !== node.name).map((n) => `https://${n.ipv4}:${LAB_AGENT_PORT}`);
+  const seeds = plan.nodes
+    .filter((n) => n.name !== node.name)
+    .map((n) => `https://${n.ipv4}:${LAB_AGENT_PORT}`);
   const { argv, env } = await agentCommand(agentFlags(name, node, token, launch, seeds.slice(0, 3)));
   await spawnDetached(node.ns, argv, join(dir, "agent.log"), env);
 }
@@ -164,7 +173,8 @@ export async function seedAgent(name: string, node: string, plan: LabPlan, token
     timeoutMs: 10_000,
   });
   const body = (await r.json()) as { changed?: number; message?: string };
-  if (!r.ok) throw new LabError("LAB_AGENT_FAILED", `seeding ${node} failed: ${body.message}`, "see the agent log");
+  if (!r.ok)
+    throw new LabError("LAB_AGENT_FAILED", `seeding ${node} failed: ${body.message}`, "see the agent log");
   return body.changed ?? 0;
 }
 
@@ -178,7 +188,11 @@ export async function labUp(name: string, config: LabConfig, opts: UpOptions = {
   const plan = planLab(name, config);
   const files = labFiles(name);
   if (existsSync(files.plan) || (await labNamespaces(plan.prefix)).length > 0) {
-    throw new LabError("LAB_EXISTS", `lab "${name}" already exists`, "run `kosmosctl lab down` first, or pick --name");
+    throw new LabError(
+      "LAB_EXISTS",
+      `lab "${name}" already exists`,
+      "run `kosmosctl lab down` first, or pick --name",
+    );
   }
   await mkdir(files.dir, { recursive: true, mode: 0o700 });
   const token = randomBytes(24).toString("hex");
@@ -210,7 +224,8 @@ export async function labUp(name: string, config: LabConfig, opts: UpOptions = {
       step(`agent ${node.name} ready`);
     }
   } catch (e) {
-    (e as Error).message += ` (lab "${name}" left up for inspection; remove it with \`kosmosctl lab down --name ${name}\`)`;
+    (e as Error).message +=
+      ` (lab "${name}" left up for inspection; remove it with \`kosmosctl lab down --name ${name}\`)`;
     throw e;
   }
   return { plan, token, files };
@@ -273,7 +288,10 @@ export async function labStatus(name: string): Promise<{ plan: LabPlan; nodes: N
 }
 
 /** Resolve `c1/node-1[/pod-1]`, `c1-node-1`, `c1-node-1-pod-1` or `fabric` to a namespace. */
-export function resolveTarget(plan: LabPlan, target: string): { ns: string; kind: "node" | "pod" | "fabric"; id: string } {
+export function resolveTarget(
+  plan: LabPlan,
+  target: string,
+): { ns: string; kind: "node" | "pod" | "fabric"; id: string } {
   if (target === "fabric") return { ns: plan.fabricNs, kind: "fabric", id: "fabric" };
   const parts = target.split("/");
   const id = parts.length >= 2 ? parts.join("-") : target;
@@ -281,6 +299,13 @@ export function resolveTarget(plan: LabPlan, target: string): { ns: string; kind
     if (n.name === id) return { ns: n.ns, kind: "node", id };
     for (const p of n.pods) if (p.id === id) return { ns: p.ns, kind: "pod", id };
   }
-  const known = plan.nodes.flatMap((n) => [`${n.cluster}/${n.short}`, ...n.pods.map((p) => `${n.cluster}/${n.short}/${p.name}`)]);
-  throw new LabError("LAB_TARGET_UNKNOWN", `no node or pod "${target}" in lab ${plan.name}`, `one of: ${known.join(", ")}`);
+  const known = plan.nodes.flatMap((n) => [
+    `${n.cluster}/${n.short}`,
+    ...n.pods.map((p) => `${n.cluster}/${n.short}/${p.name}`),
+  ]);
+  throw new LabError(
+    "LAB_TARGET_UNKNOWN",
+    `no node or pod "${target}" in lab ${plan.name}`,
+    `one of: ${known.join(", ")}`,
+  );
 }

@@ -1,18 +1,22 @@
-/** Thin process helpers for the lab (root, iproute2). */
+/**
+ * Thin process helpers for the lab (root, iproute2): commands run through internal/sys's Runner;
+ * only spawnDetached starts its own process (a daemon in a new session that outlives the CLI).
+ */
+import { KosmosError } from "../errors/index.ts";
 import { closeSync, openSync, readFileSync } from "node:fs";
-import { execa } from "execa";
+import { defaultRunner } from "../sys/index.ts";
 
-export class LabCommandError extends Error {
-  readonly code = "LAB_COMMAND_FAILED";
+export class LabCommandError extends KosmosError<"LAB_COMMAND_FAILED"> {
   constructor(
     readonly argv: string[],
     readonly stderr: string,
     readonly exitCode: number | undefined,
   ) {
-    super(`${argv.join(" ")} failed (exit ${exitCode ?? "?"}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
-  }
-  get hint(): string {
-    return "run `kosmosctl lab down` to clean up, then retry; the lab needs root and iproute2/nftables";
+    super(
+      "LAB_COMMAND_FAILED",
+      `${argv.join(" ")} failed (exit ${exitCode ?? "?"}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`,
+      "run `kosmosctl lab down` to clean up, then retry; the lab needs root and iproute2/nftables",
+    );
   }
 }
 
@@ -22,12 +26,13 @@ export interface ShResult {
   code: number;
 }
 
-export async function sh(argv: string[], opts: { input?: string; allowFail?: boolean } = {}): Promise<ShResult> {
-  const [cmd, ...args] = argv;
-  if (!cmd) throw new Error("empty argv");
-  const r = await execa(cmd, args, { input: opts.input, reject: false, stripFinalNewline: false });
-  const res = { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), code: r.exitCode ?? -1 };
-  if (res.code !== 0 && !opts.allowFail) throw new LabCommandError(argv, res.stderr || res.stdout, r.exitCode);
+export async function sh(
+  argv: string[],
+  opts: { input?: string; allowFail?: boolean } = {},
+): Promise<ShResult> {
+  if (argv.length === 0) throw new Error("empty argv");
+  const res = await defaultRunner().run(argv, opts.input === undefined ? {} : { input: opts.input });
+  if (res.code !== 0 && !opts.allowFail) throw new LabCommandError(argv, res.stderr || res.stdout, res.code);
   return res;
 }
 

@@ -1,19 +1,14 @@
 /**
  * Talking to the node agents: exec (probe batches, kernel facts) and their /v1/plan and /v1/state.
  */
-import { AgentClient, type AgentTarget } from "../exec/client.ts";
+import { KosmosError } from "../errors/index.ts";
+import { AgentClient, type AgentTarget } from "../exec/index.ts";
 import type { HostState } from "../dataplane/index.ts";
 import type { ExecOutcome, ProbeExecutor } from "./runner.ts";
 
-export class NetcheckError extends Error {
-  constructor(
-    readonly code: "BAD_FLAG" | "NO_AGENTS" | "NO_PAIRS" | "RESULTS" | "INVENTORY",
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-  }
-}
+export class NetcheckError extends KosmosError<
+  "BAD_FLAG" | "NO_AGENTS" | "NO_PAIRS" | "RESULTS" | "INVENTORY"
+> {}
 
 export class AgentExecutor implements ProbeExecutor {
   private readonly clients = new Map<string, AgentClient>();

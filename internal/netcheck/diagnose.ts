@@ -5,7 +5,7 @@
  * node it is on. Findings are ordered from the most specific (on the forward path) to context.
  */
 import type { HostState, Route } from "../dataplane/index.ts";
-import { canonicalCidr, cidrContains, parseCidr } from "../topology/cidr.ts";
+import { canonicalCidr, cidrContains, parseCidr } from "../topology/index.ts";
 import type { KernelRoute, NodeFacts } from "./facts.ts";
 import type { ClusterInfo, Finding, Pair, PairResult } from "./types.ts";
 

@@ -3,8 +3,7 @@
  * every pod (a netns on its node, entered with `ip netns exec`; its echo server answers its id on
  * TCP 8080; UDP 8080 is closed, so a UDP probe is answered by ICMP port unreachable). Nodes are probed on the agent's TLS port (TCP connect, IPv4: the agent listens there).
  */
-import { agentSocket, loadLab } from "../lab/lab.ts";
-import { LAB_AGENT_PORT, LAB_ECHO_PORT, type LabPlan } from "../lab/plan.ts";
+import { agentSocket, loadLab, LAB_AGENT_PORT, LAB_ECHO_PORT, type LabPlan } from "../lab/index.ts";
 import type { Endpoint, Inventory } from "./types.ts";
 
 export function labInventory(plan: LabPlan): Inventory {

@@ -2,7 +2,7 @@
  * Data model of `kosmosctl check`: an inventory of endpoints (nodes and pods) and the agents that
  * run probes for them, the pairs to check, and the results. Pure types, JSON-safe.
  */
-import type { AgentTarget } from "../exec/client.ts";
+import type { AgentTarget } from "../exec/index.ts";
 
 export type Family = 4 | 6;
 export type CheckMode = "pod" | "node" | "node-to-pod" | "pod-to-node";

@@ -1,10 +1,7 @@
-export class PlanError extends Error {
-  constructor(
-    readonly code: "PLAN_SELF_UNKNOWN" | "PLAN_CLUSTER_UNKNOWN" | "PLAN_INVALID_CIDR",
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = "PlanError";
-  }
+import { KosmosError } from "../errors/index.ts";
+
+export class PlanError extends KosmosError<
+  "PLAN_SELF_UNKNOWN" | "PLAN_CLUSTER_UNKNOWN" | "PLAN_INVALID_CIDR"
+> {
+  override name = "PlanError";
 }

@@ -6,7 +6,7 @@
  */
 import type { z } from "zod";
 import type { SqlRow, SqlValue } from "./driver.ts";
-import type { ReplicatedRow } from "./replicated.ts";
+import type { ReplicatedRow } from "../gossip/index.ts";
 import {
   REPLICATED_TABLES,
   type ReplicatedTableName,

@@ -1,4 +1,6 @@
 /** Typed store errors: a stable `code` for programs and a `hint` for humans. */
+import { KosmosError } from "../errors/index.ts";
+
 export type StoreErrorCode =
   | "STORE_OPEN_FAILED"
   | "STORE_CORRUPT"
@@ -9,14 +11,6 @@ export type StoreErrorCode =
   | "STORE_INVALID_ROW"
   | "STORE_CLOSED";
 
-export class StoreError extends Error {
-  override readonly name = "StoreError";
-  constructor(
-    readonly code: StoreErrorCode,
-    message: string,
-    readonly hint: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
+export class StoreError extends KosmosError<StoreErrorCode> {
+  override name = "StoreError";
 }

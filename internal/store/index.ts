@@ -1,5 +1,4 @@
 /** internal/store: the node-local SQLite replica of the topology. */
-export { computeDigests, rowHash, xorHash, ZERO_HASH } from "./digest.ts";
 export { isBun, type Driver, type RawStatement, type SqlRow, type SqlValue, type StoreDb } from "./driver.ts";
 export { StoreError, type StoreErrorCode } from "./errors.ts";
 export { HLC_LOGICAL_BITS, HLC_MAX_DRIFT_MS, HybridClock, packHlc, unpackHlc } from "./hlc.ts";
@@ -13,16 +12,10 @@ export {
   type NodeStatusInput,
   NodeStatusSchema,
 } from "./model.ts";
-export {
-  CONTROLLER_OWNER,
-  type OwnerDigest,
-  type ReplicaPort,
-  type ReplicatedRow,
-  wins,
-} from "./replicated.ts";
+/** The replication types are gossip's (the store implements its port); re-exported for callers of the store. */
+export { CONTROLLER_OWNER, type OwnerDigest, type ReplicaPort, type ReplicatedRow } from "../gossip/index.ts";
 export * from "./schema.ts";
 export { type OpenStoreOptions, openStore, snapshotReplica } from "./open.ts";
-export { type RangeDigest, rangeDigests, splitRange, type VersionIndex, versionIndex } from "./ranges.ts";
 export type {
   ChangeListener,
   LocalTables,

@@ -3,9 +3,8 @@
  * memory and in the owner_digests table, updated in the same transaction as the rows. An owner's
  * digest is maintained incrementally: a row's hash XORed out, its replacement's XORed in.
  */
-import { computeDigests, xorHash } from "./digest.ts";
+import { computeDigests, xorHash, type OwnerDigest, type ReplicatedRow } from "../gossip/index.ts";
 import type { Driver, RawStatement } from "./driver.ts";
-import type { OwnerDigest, ReplicatedRow } from "./replicated.ts";
 import { REPLICATED_TABLES } from "./tables.ts";
 
 /** A row's owner, version and rowHash: its contribution to its owner's digest. */

@@ -8,15 +8,23 @@ import { and, eq, isNotNull } from "drizzle-orm";
 import type { Logger } from "../observability/index.ts";
 import { type Cluster, type Node, type Topology, TopologySchema } from "../topology/index.ts";
 import { checkRow, colsRecord, NULL_COLUMNS, type RejectReason, sameColumns, zodMessage } from "./checks.ts";
-import { rowHash } from "./digest.ts";
+import {
+  rowHash,
+  type RangeDigest,
+  rangeDigests,
+  type VersionIndex,
+  versionIndex,
+  CONTROLLER_OWNER,
+  type OwnerDigest,
+  type ReplicatedRow,
+  wins,
+} from "../gossip/index.ts";
 import type { Driver, RawStatement, SqlRow, SqlValue, StoreDb } from "./driver.ts";
 import { StoreError } from "./errors.ts";
 import type { HybridClock } from "./hlc.ts";
 import { type LocalTables, SqliteLocalTables } from "./local-tables.ts";
 import type { AppliedRecord, GatewayClaim, Member } from "./model.ts";
 import { OwnerDigests } from "./owner-digests.ts";
-import { type RangeDigest, rangeDigests, type VersionIndex, versionIndex } from "./ranges.ts";
-import { CONTROLLER_OWNER, type OwnerDigest, type ReplicatedRow, wins } from "./replicated.ts";
 import { nodeStatus } from "./schema.ts";
 import type { ChangeListener, RecoveryInfo, Store, StoreStats } from "./store.ts";
 import {

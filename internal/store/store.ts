@@ -2,7 +2,7 @@
  * The node-local SQLite replica: what the rest of the agent uses (Store). openStore() in open.ts
  * opens, migrates and recovers the file; SqliteStore (sqlite-store.ts) implements the interface
  * with the pure row checks (checks.ts), per-owner digests (owner-digests.ts), range reconciliation
- * (ranges.ts) and the local-only tables (local-tables.ts).
+ * (gossip's pure range functions over a version index) and the local-only tables (local-tables.ts).
  */
 import type { Topology } from "../topology/index.ts";
 import type { RejectReason } from "./checks.ts";
@@ -10,8 +10,7 @@ import type { StoreDb } from "./driver.ts";
 import type { HybridClock } from "./hlc.ts";
 import type { LocalTables } from "./local-tables.ts";
 import type { GatewayClaim } from "./model.ts";
-import type { RangeDigest } from "./ranges.ts";
-import type { ReplicaPort, ReplicatedRow } from "./replicated.ts";
+import type { RangeDigest, RangeReplicaPort, ReplicatedRow } from "../gossip/index.ts";
 import type { ReplicatedTableName } from "./tables.ts";
 
 export type { RejectReason } from "./checks.ts";
@@ -33,8 +32,11 @@ export interface StoreStats {
 
 export type ChangeListener = (rows: ReplicatedRow[]) => void;
 
-/** The replica: gossip's ReplicaPort (with range reconciliation), local writes and reads, local tables. */
-export interface Store extends ReplicaPort, LocalTables {
+/**
+ * The replica: the port gossip declares (RangeReplicaPort: per-owner digests, rows, merge, range
+ * reconciliation; internal/gossip/replica.ts), local writes and reads, local tables.
+ */
+export interface Store extends Required<RangeReplicaPort>, LocalTables {
   readonly node: string;
   readonly path: string;
   readonly driver: "bun:sqlite" | "better-sqlite3";

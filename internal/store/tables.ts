@@ -6,7 +6,7 @@ import type { z } from "zod";
 import { type Cluster, ClusterSchema, type Node, NodeSchema } from "../topology/index.ts";
 import type { SqlRow, SqlValue } from "./driver.ts";
 import { type NodeStatus, NodeStatusSchema } from "./model.ts";
-import { CONTROLLER_OWNER } from "./replicated.ts";
+import { CONTROLLER_OWNER } from "../gossip/index.ts";
 
 export type ReplicatedTableName = "clusters" | "nodes" | "node_status";
 export const REPLICATED_TABLES: readonly ReplicatedTableName[] = ["clusters", "nodes", "node_status"];
@@ -121,7 +121,15 @@ const nodeSpec: ReplicatedTableSpec = {
 
 const nodeStatusSpec: ReplicatedTableSpec = {
   name: "node_status",
-  columns: ["endpoint", "cert_fingerprint", "agent_version", "started_at", "macs", "gateway_for", "gateway_since"],
+  columns: [
+    "endpoint",
+    "cert_fingerprint",
+    "agent_version",
+    "started_at",
+    "macs",
+    "gateway_for",
+    "gateway_since",
+  ],
   schema: NodeStatusSchema as unknown as z.ZodType<Record<string, unknown>>,
   toColumns(d) {
     const s = d as unknown as NodeStatus;

@@ -7,17 +7,14 @@
  * it. Parsing is strict: no whitespace, no leading zeros in IPv4 octets or prefix lengths, no zone
  * ids. CIDRs with host bits set are accepted and canonicalized (host bits cleared).
  */
+import { KosmosError } from "../errors/index.ts";
 
 export type AddressFamily = 4 | 6;
 
-export class CidrError extends Error {
-  readonly code = "CIDR_INVALID";
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = "CidrError";
+export class CidrError extends KosmosError<"CIDR_INVALID"> {
+  override name = "CidrError";
+  constructor(message: string, hint: string) {
+    super("CIDR_INVALID", message, hint);
   }
 }
 

@@ -3,6 +3,7 @@
  * planner relies on (CIDR syntax, overlaps, global CIDR maps, overlay address clashes, gateways).
  * Returns a canonical copy (CIDRs and IPs in canonical text, host bits cleared).
  */
+import { KosmosError } from "../errors/index.ts";
 import type { z } from "zod";
 import { type Cidr, canonicalIp, tryParseCidr } from "./cidr.ts";
 import { type Cluster, type Node, type Topology, TopologySchema } from "./model.ts";
@@ -24,15 +25,16 @@ import {
 
 export { familiesOf, type TopologyIssue } from "./validate-context.ts";
 
-export class TopologyError extends Error {
-  readonly code = "TOPOLOGY_INVALID";
-  readonly hint: string;
+export class TopologyError extends KosmosError<"TOPOLOGY_INVALID"> {
+  override name = "TopologyError";
   constructor(readonly issues: TopologyIssue[]) {
     const shown = issues.slice(0, 5).map((i) => `${i.path}: ${i.message}`);
     const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : "";
-    super(`invalid topology: ${shown.join("; ")}${more}`);
-    this.name = "TopologyError";
-    this.hint = "fix the fields named in `issues` (each path points into the topology document)";
+    super(
+      "TOPOLOGY_INVALID",
+      `invalid topology: ${shown.join("; ")}${more}`,
+      "fix the fields named in `issues` (each path points into the topology document)",
+    );
   }
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../internal/agent/agent.ts";
 import type { AgentConfigInput } from "../../internal/agent/config.ts";
-import type { Runner } from "../../internal/dataplane/runner.ts";
+import type { Runner } from "../../internal/sys/index.ts";
 import type { AgentTarget } from "../../internal/exec/client.ts";
 import { type Logger, silentLogger } from "../../internal/observability/index.ts";
 

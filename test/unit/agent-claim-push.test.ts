@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { AGENT_GOSSIP_CONFIG, DIRECT_PUSH_AT_MS, pushDirect } from "../../internal/agent/gossip.ts";
 import { Sim } from "../../internal/gossip/index.ts";
-import type { ReplicatedRow } from "../../internal/store/replicated.ts";
+import type { ReplicatedRow } from "../../internal/gossip/index.ts";
 
 const claim = (version: number): ReplicatedRow => ({
   table: "node_status",

@@ -8,7 +8,7 @@ import {
   splitRange,
 } from "../../internal/gossip/index.ts";
 import { rowHash } from "../../internal/gossip/hash.ts";
-import { CONTROLLER_OWNER, type ReplicatedRow } from "../../internal/store/replicated.ts";
+import { CONTROLLER_OWNER, type ReplicatedRow } from "../../internal/gossip/index.ts";
 
 function randomRows(r: Random, n: number): ReplicatedRow[] {
   const owners = ["a", "b", "c", CONTROLLER_OWNER];
@@ -122,7 +122,7 @@ describe("LWW merge and digests", () => {
 });
 
 test("in-memory digests equal the store's computeDigests over the same rows", async () => {
-  const { computeDigests } = await import("../../internal/store/digest.ts");
+  const { computeDigests } = await import("../../internal/gossip/index.ts");
   const r = seededRandom(77);
   const rows = randomRows(r, 300).map((x, i) => ({ ...x, version: x.version * 1000 + i }));
   const rep = new MemoryReplica();

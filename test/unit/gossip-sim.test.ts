@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { AGENT_GOSSIP_CONFIG } from "../../internal/agent/gossip.ts";
 import { Codec, converged, type GossipNode, Sim } from "../../internal/gossip/index.ts";
 import type { MemberState } from "../../internal/topology/model.ts";
-import { CONTROLLER_OWNER, type ReplicatedRow } from "../../internal/store/replicated.ts";
+import { CONTROLLER_OWNER, type ReplicatedRow } from "../../internal/gossip/index.ts";
 
 const N = 100;
 
@@ -304,7 +304,11 @@ describe("replica members never heard from (phantoms)", () => {
       );
       sim.run(10);
       expect(persisted).toEqual([4]);
-      const incarnationOf5 = (x: string) => sim.node(x).memberList().find((m) => m.name === "n5")?.incarnation;
+      const incarnationOf5 = (x: string) =>
+        sim
+          .node(x)
+          .memberList()
+          .find((m) => m.name === "n5")?.incarnation;
       const everyoneHas4 = () => names.every((x) => x === "n5" || incarnationOf5(x) === 4);
       expect(sim.runUntil(() => allSee(sim, "n5", "alive") && everyoneHas4(), 10_000)).toBe(true);
       sim.crash("n5");

@@ -1,17 +1,22 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { converged, MemoryReplica, Sim, seededRandom } from "../../internal/gossip/index.ts";
+import {
+  converged,
+  MemoryReplica,
+  type RangeDigest,
+  rowHash,
+  Sim,
+  seededRandom,
+  splitRange,
+  xorHash,
+  ZERO_HASH,
+} from "../../internal/gossip/index.ts";
 import {
   CONTROLLER_OWNER,
   mayWrite,
   openStore,
   packHlc,
-  type RangeDigest,
   type ReplicatedRow,
-  rowHash,
   type Store,
-  splitRange,
-  xorHash,
-  ZERO_HASH,
 } from "../../internal/store/index.ts";
 
 const stores: Store[] = [];

@@ -2,17 +2,15 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { computeDigests, rowHash, xorHash } from "../../internal/gossip/index.ts";
 import {
   CONTROLLER_OWNER,
-  computeDigests,
   HybridClock,
   openStore,
   packHlc,
   type ReplicatedRow,
-  rowHash,
   type Store,
   StoreError,
-  xorHash,
 } from "../../internal/store/index.ts";
 import type { Topology } from "../../internal/topology/index.ts";
 

@@ -1,3 +1,11 @@
+/**
+ * Running processes: every command Kosmos runs to completion (iproute2, nft, openssl, the lab's
+ * tools) goes through a Runner. Long-lived children with their own I/O are specialised elsewhere:
+ * exec sessions (internal/exec/process.ts: a new session per child, PTYs, streamed stdio, process
+ * tree kills), the kernel monitors (dataplane/watch.ts: line streams), the control plane daemons
+ * (controlplane/daemon.ts) and the lab's detached agents (lab/sh.ts spawnDetached: setsid -f).
+ */
+import { SysError } from "./errors.ts";
 
 export interface RunResult {
   stdout: string;
@@ -10,6 +18,8 @@ export interface RunOptions {
   input?: string;
   /** Kept for compatibility with callers; runners never throw on a non-zero exit. */
   allowFail?: boolean;
+  /** Working directory (default: this process's). */
+  cwd?: string;
 }
 
 /** Executes a command (side effects enter the dataplane only through this). Never throws on exit != 0. */
@@ -32,6 +42,7 @@ export function spawnRunner(): Runner {
       let proc: ReturnType<typeof Bun.spawn>;
       try {
         proc = Bun.spawn(argv, {
+          ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
           stdin: opts.input === undefined ? "ignore" : new TextEncoder().encode(opts.input),
           stdout: "pipe",
           stderr: "pipe",
@@ -58,6 +69,7 @@ export function execaRunner(): Runner {
       const { execa } = await import("execa");
       const r = await execa(file, args, {
         reject: false,
+        ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
         stdin: opts.input === undefined ? "ignore" : "pipe",
         ...(opts.input === undefined ? {} : { input: opts.input }),
         stripFinalNewline: false,
@@ -90,4 +102,24 @@ export function recordingRunner(
       return inner.run(argv, opts);
     },
   };
+}
+
+/**
+ * Run `argv` and return its output, or throw SysError COMMAND_FAILED (exit code, the end of
+ * stderr) when it exits non-zero or cannot start. For one-shot tools whose failure is an error
+ * (openssl); `hint` says what to do about it.
+ */
+export async function runChecked(
+  argv: string[],
+  opts: RunOptions & { hint?: string; runner?: Runner } = {},
+): Promise<RunResult> {
+  const r = await (opts.runner ?? defaultRunner()).run(argv, opts);
+  if (r.code === 0) return r;
+  const tail = (r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ").slice(-400);
+  throw new SysError("COMMAND_FAILED", `${argv.slice(0, 2).join(" ")} failed (exit ${r.code}): ${tail}`, {
+    hint: opts.hint,
+    argv,
+    exitCode: r.code,
+    stderr: r.stderr,
+  });
 }

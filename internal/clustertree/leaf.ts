@@ -74,7 +74,10 @@ export class Leaf {
       if (!del && n) {
         this.nodeOf.set(key(p), n);
         let m = this.byNode.get(n);
-        if (!m) this.byNode.set(n, (m = new Map()));
+        if (!m) {
+          m = new Map();
+          this.byNode.set(n, m);
+        }
         m.set(key(p), p);
       }
     };

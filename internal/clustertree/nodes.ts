@@ -52,10 +52,9 @@ function desiredStatus(d: DesiredNode, env: NodeEnv): Record<string, unknown> {
   return {
     capacity: d.capacity,
     allocatable: d.capacity,
-    addresses: [
-      { type: "InternalIP", address: env.address },
-      { type: "Hostname", address: d.name },
-    ],
+    // Only the address of this process: the root API server prefers a Hostname address, and a
+    // virtual node's name resolves nowhere.
+    addresses: [{ type: "InternalIP", address: env.address }],
     daemonEndpoints: { kubeletEndpoint: { Port: env.port } },
     nodeInfo: {
       kubeletVersion: env.kubeletVersion,

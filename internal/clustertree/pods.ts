@@ -88,7 +88,7 @@ export async function reconcilePod(env: PodEnv, key: string): Promise<void> {
   const ref = env.refOf(root.spec.nodeName);
   if (!ref) return; // not on a virtual node
   const leaf = env.leaf(ref.cluster);
-  if (!leaf || !leaf.synced()) throw new WaitError(`leaf ${ref.cluster} is not connected yet`);
+  if (!leaf?.synced()) throw new WaitError(`leaf ${ref.cluster} is not connected yet`);
   const lp = leaf.pods.get(name, ns);
   if (lp && !isMine(lp)) {
     env.event(
@@ -250,7 +250,7 @@ async function copyDeps(env: PodEnv, leaf: Leaf, root: PodObject, d: PodDeps): P
 export async function reconcileCopy(env: PodEnv, key: string): Promise<void> {
   const [cluster, kind, ns, name] = key.split("/") as [string, CopyKind, string, string];
   const leaf = env.leaf(cluster);
-  if (!leaf || !leaf.synced()) return; // connected again later: every copy is looked at then
+  if (!leaf?.synced()) return; // connected again later: every copy is looked at then
   const inf = kind === "configmaps" ? leaf.configMaps : leaf.secrets;
   const have = inf.get(name, ns);
   if (!have || !isCopy(have)) return;

@@ -25,6 +25,7 @@ export function joinObjects(
   memberKubeconfig: string,
   networkType: string,
   ipFamily: string,
+  tree?: { enable: boolean; leafModels?: unknown[] },
 ): ManifestObject[] {
   const secretName = memberSecretName(name);
   return [
@@ -42,6 +43,7 @@ export function joinObjects(
       spec: {
         kubeconfigSecretRef: { name: secretName, namespace: KOSMOS_NS, key: "kubeconfig" },
         clusterLinkOptions: { networkType, ipFamily },
+        ...(tree ? { clusterTreeOptions: tree } : {}),
       },
     },
   ];

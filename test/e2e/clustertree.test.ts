@@ -19,7 +19,7 @@ import { createLogger, silentLogger } from "../../internal/observability/index.t
 import type { ClusterObject } from "../../internal/controller/index.ts";
 import { isConflict, type KubeClient, type KubeObject } from "../../internal/kube/index.ts";
 import type { NodeObject } from "../../internal/clustertree/types.ts";
-import { clusterObject, startTreeLab, type TreeLab } from "./clustertree-helpers.ts";
+import { clusterObject, startTreeLab, type TreeLab } from "../helpers/tree-lab.ts";
 import { until } from "../helpers/wait.ts";
 
 const problem = assetsProblem();

@@ -15,7 +15,7 @@ import {
   loadKosmosCrds,
   waitEstablished,
 } from "../../internal/kube/index.ts";
-import { type KubeletStandIn, startKubeletStandIn } from "../helpers/kubelet-standin.ts";
+import { type KubeletStandIn, startKubeletStandIn } from "./kubelet-standin.ts";
 
 export interface TreeLab {
   dir: string;

@@ -23,7 +23,7 @@ import type { CopyKind } from "./deps.ts";
 import { Leaf, leafClient, leafKubeconfig } from "./leaf.ts";
 import { type DesiredNode, type NodePlan, planNodes, treeEnabled } from "./model.ts";
 import { applyNode, deleteNode, type NodeEnv, ownedBy, renewLease } from "./nodes.ts";
-import { type PodEnv, reconcileCopy, reconcilePod, WaitError } from "./pods.ts";
+import { carried, type PodEnv, reconcileCopy, reconcilePod, WaitError } from "./pods.ts";
 import {
   CONDITION,
   type DataObject,
@@ -199,6 +199,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
       if (ns && p.metadata.namespace !== ns) continue;
       if (refs.get(p.spec.nodeName ?? "")?.cluster !== cluster) continue;
       if (onlyWithoutLeafPod && leaf?.pods.get(p.metadata.name, p.metadata.namespace)) continue;
+      if (!carried(p)) continue;
       pods.add(objectKey(p));
     }
   };
@@ -453,7 +454,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
     if (c) clusterQ.add(c);
   });
   const onRootPod = (p: PodObject): void => {
-    if (refs.has(p.spec.nodeName ?? "")) pods.add(objectKey(p));
+    if (refs.has(p.spec.nodeName ?? "") && carried(p)) pods.add(objectKey(p));
   };
   rootPods
     .on("add", onRootPod)

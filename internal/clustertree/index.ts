@@ -9,5 +9,6 @@ export { type Converted, convertPod, leafPodPatch, type PodDeps, tokenSecretName
 export { leafCopy, leafRefs } from "./deps.ts";
 export { type DesiredNode, matchesSelector, modeOf, type NodePlan, planNodes, treeEnabled } from "./model.ts";
 export { aggregate, formatQuantity, parseQuantity, podRequests } from "./resources.ts";
+export { carried } from "./pods.ts";
 export { statusFromLeaf } from "./status.ts";
 export * from "./types.ts";

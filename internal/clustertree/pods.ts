@@ -25,6 +25,7 @@ import {
 import type { Leaf } from "./leaf.ts";
 import { statusFromLeaf } from "./status.ts";
 import {
+  DAEMONSET_ALLOW,
   type DataObject,
   POD_LABEL,
   type PodObject,
@@ -45,6 +46,18 @@ export interface PodEnv {
   leafGone: Map<string, string>;
   event(pod: PodObject, type: "Normal" | "Warning", reason: string, message: string): void;
   counters: { created: number; deleted: number; statusWrites: number };
+}
+
+/**
+ * Root pods ClusterTree carries to a leaf (upstream's filter): not in kube-system, not DaemonSet pods
+ * (a DaemonSet that tolerates every taint lands a pod on each virtual node; the leaf has its own
+ * daemons) unless annotated `kosmos-io/daemonset-allow`.
+ */
+export function carried(p: PodObject): boolean {
+  if (p.metadata.namespace === "kube-system") return false;
+  if (p.metadata.labels?.["daemonset.kosmos.io/managed"] !== undefined) return false;
+  const ds = p.metadata.ownerReferences?.some((o) => o.kind === "DaemonSet");
+  return !ds || p.metadata.annotations?.[DAEMONSET_ALLOW] !== undefined;
 }
 
 export class WaitError extends Error {
@@ -86,7 +99,7 @@ export async function reconcilePod(env: PodEnv, key: string): Promise<void> {
     return;
   }
   const ref = env.refOf(root.spec.nodeName);
-  if (!ref) return; // not on a virtual node
+  if (!ref || !carried(root)) return; // not on a virtual node, or not ours to carry
   const leaf = env.leaf(ref.cluster);
   if (!leaf?.synced()) throw new WaitError(`leaf ${ref.cluster} is not connected yet`);
   const lp = leaf.pods.get(name, ns);

@@ -641,6 +641,38 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
   );
 
   test(
+    "a leaf that stops answering: its Lease stops, the root's node-lifecycle controller marks the node, and it recovers",
+    async () => {
+      const ready = async () =>
+        (await root.get<NodeObject>("/api/v1/nodes/kosmos-leaf2-0")).status?.conditions?.find(
+          (c) => c.type === "Ready",
+        );
+      await lab!.leaves[1]!.stopApiServer();
+      try {
+        await until(
+          async () => (await condition("leaf2"))?.reason === "LeafUnreachable",
+          "LeafUnreachable condition",
+          60_000,
+          250,
+        );
+        await until(
+          async () => (await ready())?.status === "Unknown",
+          "root node-lifecycle marks kosmos-leaf2-0 Unknown",
+          150_000,
+          500,
+        );
+        const taints = (await root.get<NodeObject>("/api/v1/nodes/kosmos-leaf2-0")).spec?.taints ?? [];
+        expect(taints.some((t) => t.key === "node.kubernetes.io/unreachable")).toBe(true);
+      } finally {
+        await lab!.leaves[1]!.restartApiServer();
+      }
+      await until(async () => (await ready())?.status === "True", "kosmos-leaf2-0 Ready again", 90_000, 250);
+      await until(async () => (await condition("leaf2"))?.status === "True", "LeafReady again", 60_000, 250);
+    },
+    T,
+  );
+
+  test(
     "live leafModels change: leaf2 becomes one2node; a wrong kubeconfig is a condition; deleting a Cluster removes exactly its nodes",
     async () => {
       const c2 = await root.get<ClusterObject & KubeObject>(`${CLUSTERS}/leaf2`);

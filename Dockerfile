@@ -13,6 +13,7 @@ COPY manifests ./manifests
 # the DaemonSet runs it with BUN_JSC_useBaselineJIT=0 (internal/agent/runtime.ts, docs/operations.md "Memory").
 RUN bun build --compile --minify --sourcemap cmd/kosmos-controller.ts --outfile /out/kosmos-controller \
  && bun build --compile --minify-whitespace --minify-syntax --sourcemap cmd/kosmos-agent.ts --outfile /out/kosmos-agent \
+ && bun build --compile --minify --sourcemap cmd/kosmos-clustertree.ts --outfile /out/kosmos-clustertree \
  && bun build --compile --minify --sourcemap cmd/kosmosctl.ts --outfile /out/kosmosctl
 
 FROM debian:12-slim

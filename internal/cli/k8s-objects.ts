@@ -8,7 +8,7 @@ export { memberSecretName };
 export const KOSMOS_NS = "kosmos-system";
 
 /** Files in manifests/ that are not part of the default install (see their headers). */
-export const NOT_INSTALLED = ["probe-daemonset.yaml"];
+export const NOT_INSTALLED = ["probe-daemonset.yaml", "clustertree.yaml"];
 
 /** Install order: CRDs, namespace, service accounts, RBAC, workloads. */
 export function installObjects(dir = MANIFESTS_DIR): ManifestObject[] {
@@ -25,6 +25,7 @@ export function joinObjects(
   memberKubeconfig: string,
   networkType: string,
   ipFamily: string,
+  tree?: { enable: boolean; leafModels?: unknown[] },
 ): ManifestObject[] {
   const secretName = memberSecretName(name);
   return [
@@ -42,6 +43,7 @@ export function joinObjects(
       spec: {
         kubeconfigSecretRef: { name: secretName, namespace: KOSMOS_NS, key: "kubeconfig" },
         clusterLinkOptions: { networkType, ipFamily },
+        ...(tree ? { clusterTreeOptions: tree } : {}),
       },
     },
   ];

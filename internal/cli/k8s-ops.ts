@@ -132,6 +132,8 @@ export async function join(
     ipFamily: string;
     timeoutMs: number;
     onWait?: () => void;
+    /** ClusterTree: the member also appears as virtual node(s) of the host (kosmos-clustertree). */
+    tree?: { enable: boolean; leafModels?: unknown[] };
   },
 ): Promise<void> {
   const secrets = await readInstallSecrets(host);
@@ -140,7 +142,7 @@ export async function join(
   const agentObjects = memberAgentObjects(o.name, secrets.token, secrets.secret);
   // The two secrets are the host's; applying them again (same content) keeps a re-join idempotent.
   await applyObjects(member, agentObjects);
-  await applyObjects(host, joinObjects(o.name, o.memberKubeconfig, o.networkType, o.ipFamily));
+  await applyObjects(host, joinObjects(o.name, o.memberKubeconfig, o.networkType, o.ipFamily, o.tree));
 }
 
 /** The member kubeconfig `join` stored on the host (Secret kosmos-member-<name>), if any. */

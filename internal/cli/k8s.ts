@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { kubeClient, type KubeClient } from "../kube/index.ts";
 import { install, join, KosmosCliError, type UnjoinResult, uninstall, unjoin } from "./k8s-ops.ts";
+import { listVirtualNodes, virtualNodesTable } from "./k8s-tree.ts";
 import { type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 import { waitWithBar } from "./rollout.ts";
 
@@ -138,6 +139,15 @@ function joinCommand(): Command {
     .option("--timeout <seconds>", "how long to wait for the agents' rollout", seconds, 300)
     .option("--wait-agents", "wait for every agent to be ready (topology applied)", false)
     .option("--no-wait", "do not wait for the agents' rollout")
+    .option(
+      "--enable-tree",
+      "ClusterTree: the member also appears as virtual node(s) of the host, which runs kosmos-clustertree (manifests/clustertree.yaml)",
+      false,
+    )
+    .option(
+      "--leaf-model <json>",
+      'with --enable-tree: clusterTreeOptions.leafModels as JSON, e.g. \'[{"nodeSelector":{"nodeName":"n1"}}]\' (default: one node for the whole cluster)',
+    )
     .action(
       async (o: {
         name: string;
@@ -148,7 +158,33 @@ function joinCommand(): Command {
         timeout: number;
         waitAgents: boolean;
         wait: boolean;
+        enableTree: boolean;
+        leafModel?: string;
       }) => {
+        let leafModels: unknown[] | undefined;
+        if (o.leafModel !== undefined) {
+          if (!o.enableTree)
+            throw new KosmosCliError(
+              "KOSMOS_BAD_ARG",
+              "--leaf-model needs --enable-tree",
+              "add --enable-tree",
+            );
+          try {
+            leafModels = JSON.parse(o.leafModel) as unknown[];
+          } catch (e) {
+            throw new KosmosCliError(
+              "KOSMOS_BAD_ARG",
+              `--leaf-model: not JSON: ${(e as Error).message}`,
+              "pass a JSON array of leaf models",
+            );
+          }
+          if (!Array.isArray(leafModels))
+            throw new KosmosCliError(
+              "KOSMOS_BAD_ARG",
+              "--leaf-model: not a JSON array",
+              "pass a JSON array of leaf models",
+            );
+        }
         const memberKubeconfig = await Bun.file(o.kubeconfig).text();
         const member = client(o.kubeconfig);
         await join(client(o.hostKubeconfig), member, {
@@ -157,6 +193,7 @@ function joinCommand(): Command {
           networkType: o.networkType,
           ipFamily: o.ipFamily,
           timeoutMs: o.timeout * 1000,
+          tree: o.enableTree ? { enable: true, ...(leafModels ? { leafModels } : {}) } : undefined,
           onWait: () =>
             process.stderr.write(
               "the member's kosmos-system namespace is being deleted: waiting for it to go\n",
@@ -207,18 +244,29 @@ const csv = (v: unknown): string => (Array.isArray(v) ? v.join(",") : "");
 
 function getCommand(): Command {
   return new Command("get")
-    .description("list clusters or nodes (ClusterNodes)")
-    .argument("<what>", "clusters|nodes")
+    .description(
+      "list clusters, nodes (ClusterNodes, then the ClusterTree virtual nodes if any) or virtualnodes",
+    )
+    .argument("<what>", "clusters|nodes|virtualnodes")
     .option("--kubeconfig <file>")
     .option("-o, --output <fmt>", "table|json|yaml", parseOutput, "table" as OutputFormat)
     .action(async (what: string, o: { kubeconfig?: string; output: OutputFormat }) => {
+      if (/^(virtualnodes|virtualnode|vnodes|vn)$/.test(what)) {
+        const rows = await listVirtualNodes(client(o.kubeconfig));
+        printData(o.output, rows, () => virtualNodesTable(rows));
+        return;
+      }
       const kind = /^(cluster|clusters|kc)$/.test(what)
         ? "clusters"
         : /^(node|nodes|clusternodes|cn)$/.test(what)
           ? "clusternodes"
           : undefined;
       if (!kind)
-        throw new KosmosCliError("KOSMOS_BAD_ARG", `cannot get "${what}"`, "kosmosctl get clusters|nodes");
+        throw new KosmosCliError(
+          "KOSMOS_BAD_ARG",
+          `cannot get "${what}"`,
+          "kosmosctl get clusters|nodes|virtualnodes",
+        );
       const list = await client(o.kubeconfig).list<ListedObject>(`/apis/kosmos.io/v1alpha1/${kind}`);
       if (kind === "clusters") {
         printData(o.output, list, () =>
@@ -243,18 +291,23 @@ function getCommand(): Command {
           ),
         );
       } else {
-        printData(o.output, list, () =>
-          renderTable(
-            ["NAME", "CLUSTER", "IP", "IP6", "ROLES", "POD_CIDRS"],
-            list.items.map((n) => [
-              n.metadata.name,
-              String(n.spec?.clusterName ?? ""),
-              String(n.spec?.ip ?? ""),
-              String(n.spec?.ip6 ?? ""),
-              csv(n.spec?.roles),
-              csv(n.spec?.podCIDRs),
-            ]),
-          ),
+        // ClusterTree virtual nodes ride along: `.virtualNodes` beside `.items` (the list stays as it was)
+        const virtualNodes = await listVirtualNodes(client(o.kubeconfig));
+        printData(o.output, virtualNodes.length > 0 ? { ...list, virtualNodes } : list, () =>
+          [
+            renderTable(
+              ["NAME", "CLUSTER", "IP", "IP6", "ROLES", "POD_CIDRS"],
+              list.items.map((n) => [
+                n.metadata.name,
+                String(n.spec?.clusterName ?? ""),
+                String(n.spec?.ip ?? ""),
+                String(n.spec?.ip6 ?? ""),
+                csv(n.spec?.roles),
+                csv(n.spec?.podCIDRs),
+              ]),
+            ),
+            ...(virtualNodes.length > 0 ? [virtualNodesTable(virtualNodes)] : []),
+          ].join("\n"),
         );
       }
     });

@@ -10,6 +10,7 @@ export interface ObjectMeta {
   uid?: string;
   ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
   deletionTimestamp?: string;
+  finalizers?: string[];
 }
 
 export interface CidrPair {

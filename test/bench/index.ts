@@ -22,6 +22,7 @@ export const MODULES: Record<string, () => Promise<{ run: Runner }>> = {
   agent: () => import("./agent.ts"),
   exec: () => import("./exec.ts"),
   throughput: () => import("./throughput.ts"),
+  clustertree: () => import("./clustertree.ts"),
 };
 
 const fmt = (v: number): string => {

@@ -7,7 +7,7 @@
 import { Informer, type KubeClient, type KubeObject, microTime } from "../../internal/kube/index.ts";
 
 type Pod = KubeObject & {
-  spec?: { nodeName?: string; containers?: { name: string; image?: string }[] };
+  spec?: { nodeName?: string; hostNetwork?: boolean; containers?: { name: string; image?: string }[] };
   status?: { phase?: string };
 };
 
@@ -64,6 +64,14 @@ export async function startKubeletStandIn(
     void node;
   }
   const names = new Set(nodes.map((n) => n.name));
+  const ipOf = new Map(nodes.map((n) => [n.name, n.ip]));
+  // Pod IPs as a CNI would hand them out: 10.<first octets from the node>.x (unique per stand-in).
+  let nextPod = 0;
+  const podIP = (node: string): string => {
+    nextPod++;
+    const o = (ipOf.get(node) ?? "10.0.0.1").split(".").map(Number);
+    return `10.${(o[3] ?? 0) % 256}.${Math.floor(nextPod / 250) % 256}.${(nextPod % 250) + 2}`;
+  };
   const renew = async (): Promise<void> => {
     for (const n of names) {
       const path = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${n}`;
@@ -101,6 +109,11 @@ export async function startKubeletStandIn(
           status: {
             phase: "Running",
             startTime: now(),
+            hostIP: ipOf.get(p.spec.nodeName),
+            hostIPs: [{ ip: ipOf.get(p.spec.nodeName) }],
+            ...(p.spec.hostNetwork
+              ? { podIP: ipOf.get(p.spec.nodeName), podIPs: [{ ip: ipOf.get(p.spec.nodeName) }] }
+              : ((ip) => ({ podIP: ip, podIPs: [{ ip }] }))(podIP(p.spec.nodeName))),
             conditions: ["Initialized", "Ready", "ContainersReady", "PodScheduled"].map(cond),
             containerStatuses: (p.spec.containers ?? []).map((c) => ({
               name: c.name,

@@ -1,0 +1,158 @@
+#!/usr/bin/env bun
+/** kosmos-clustertree: flags/env → startClusterTree + the kubelet API + /healthz /readyz /metrics. No logic here. */
+import { readFileSync } from "node:fs";
+import { Command } from "commander";
+import { startClusterTree } from "../internal/clustertree/index.ts";
+import { startKubeletServer } from "../internal/clustertree/server.ts";
+import { loadKubeConfig } from "../internal/kube/index.ts";
+import { createLogger, createRegistry, Gauge } from "../internal/observability/index.ts";
+
+const program = new Command("kosmos-clustertree")
+  .description(
+    "Shows leaf clusters (Cluster objects with clusterTreeOptions) as virtual nodes of this root cluster and runs the pods bound to them in the leaves",
+  )
+  .option("--kubeconfig <file>", "kubeconfig of the root cluster (default: in-cluster, then $KUBECONFIG)")
+  .option("--namespace <ns>", "namespace of the Lease and of kubeconfig Secrets", "kosmos-system")
+  .option("--listen <addr>", "health/metrics address", "0.0.0.0:9091")
+  .option(
+    "--node-ip <ip>",
+    "address the virtual nodes advertise for their kubelet API (this pod's IP; also $LEAF_NODE_IP as upstream)",
+    process.env.LEAF_NODE_IP ?? process.env.POD_IP ?? "127.0.0.1",
+  )
+  .option("--listen-port <port>", "kubelet API port (upstream: 10250)", "10250")
+  .option(
+    "--kubelet-cert <file>",
+    "kubelet API serving certificate (also $APISERVER_CERT_LOCATION)",
+    process.env.APISERVER_CERT_LOCATION,
+  )
+  .option(
+    "--kubelet-key <file>",
+    "its key (also $APISERVER_KEY_LOCATION)",
+    process.env.APISERVER_KEY_LOCATION,
+  )
+  .option(
+    "--kubelet-client-ca <file>",
+    "CA of the root API server's kubelet client certificate; clients are verified against it (also $APISERVER_CA_CERT_LOCATION)",
+    process.env.APISERVER_CA_CERT_LOCATION,
+  )
+  .option(
+    "--kubelet-insecure-skip-client-verify",
+    "accept kubelet API clients without verifying them (upstream's default)",
+  )
+  .option("--no-leader-elect", "run without a Lease (single replica)")
+  .parse();
+
+const o = program.opts<{
+  kubeconfig?: string;
+  namespace: string;
+  listen: string;
+  nodeIp: string;
+  listenPort: string;
+  kubeletCert?: string;
+  kubeletKey?: string;
+  kubeletClientCa?: string;
+  kubeletInsecureSkipClientVerify?: boolean;
+  leaderElect: boolean;
+}>();
+const log = createLogger({ component: "clustertree" });
+const kubeletPort = Number(o.listenPort);
+if (!Number.isInteger(kubeletPort) || kubeletPort < 1 || kubeletPort > 65535) {
+  console.error(`kosmos-clustertree: --listen-port: bad port ${o.listenPort}`);
+  process.exit(2);
+}
+const kc = loadKubeConfig(o.kubeconfig);
+const tree = await startClusterTree({
+  kubeconfig: kc,
+  namespace: o.namespace,
+  leaderElection: o.leaderElect,
+  nodeAddress: o.nodeIp,
+  kubeletPort,
+  logger: log,
+});
+let kubelet: Awaited<ReturnType<typeof startKubeletServer>> | undefined;
+if (o.kubeletCert && o.kubeletKey) {
+  kubelet = await startKubeletServer({
+    cert: readFileSync(o.kubeletCert, "utf8"),
+    key: readFileSync(o.kubeletKey, "utf8"),
+    clientCA: o.kubeletClientCa ? readFileSync(o.kubeletClientCa, "utf8") : undefined,
+    insecureSkipClientVerify: o.kubeletInsecureSkipClientVerify,
+    port: kubeletPort,
+    leafOfPod: tree.leafOfPod,
+    logger: log,
+  });
+} else log.warn("no --kubelet-cert/--kubelet-key: kubectl logs/exec on pods in leaves will not work");
+
+const registry = createRegistry();
+const gauge = (name: string, help: string, value: () => number): void => {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(value());
+    },
+  });
+};
+gauge("kosmos_clustertree_leader", "1 while this replica holds the kosmos-clustertree Lease", () =>
+  tree.isLeader() ? 1 : 0,
+);
+gauge(
+  "kosmos_clustertree_ready",
+  "1 while caches are synced and the Lease loop talks to the API server",
+  () => (tree.ready().ready ? 1 : 0),
+);
+gauge("kosmos_clustertree_virtual_nodes", "virtual nodes applied", () =>
+  [...tree.plans().values()].reduce((n, p) => n + p.nodes.length, 0),
+);
+gauge(
+  "kosmos_clustertree_leaves_answering",
+  "leaf clusters whose API server answers the heartbeat",
+  () => tree.leaves().filter((l) => l.answering).length,
+);
+gauge("kosmos_clustertree_leaf_pods_created", "leaf pods created since start", () => tree.counters.created);
+gauge("kosmos_clustertree_leaf_pods_deleted", "leaf pods deleted since start", () => tree.counters.deleted);
+gauge(
+  "kosmos_clustertree_status_writes",
+  "root pod status writes since start",
+  () => tree.counters.statusWrites,
+);
+for (const q of ["clusters", "pods", "copies"])
+  gauge(
+    `kosmos_clustertree_queue_${q}`,
+    `keys queued or running in the ${q} work queue`,
+    () => tree.queueLengths()[q] ?? 0,
+  );
+
+const at = o.listen.lastIndexOf(":");
+const server = Bun.serve({
+  hostname: o.listen.slice(0, at),
+  port: Number(o.listen.slice(at + 1)),
+  fetch: async (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/healthz") return new Response("ok");
+    if (path === "/readyz") {
+      const r = tree.ready();
+      return new Response(`${r.ready ? "ok" : "not ready"}: ${r.reason}\n`, { status: r.ready ? 200 : 503 });
+    }
+    if (path === "/metrics")
+      return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
+    if (path === "/status")
+      return Response.json({
+        leader: tree.isLeader(),
+        ready: tree.ready(),
+        leaves: tree.leaves(),
+        counters: tree.counters,
+        queues: tree.queueLengths(),
+      });
+    return new Response("not found", { status: 404 });
+  },
+});
+log.info({ listen: o.listen, kubeletPort: kubelet?.port, nodeIp: o.nodeIp }, "kosmos-clustertree started");
+const shutdown = async (): Promise<void> => {
+  await tree.stop();
+  await kubelet?.stop();
+  server.stop(true);
+  process.exit(0);
+};
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);

@@ -1,0 +1,14 @@
+export {
+  CLUSTERS_PATH,
+  type ClusterTreeOptions,
+  type LeafStatus,
+  type RunningClusterTree,
+  startClusterTree,
+} from "./clustertree.ts";
+export { type Converted, convertPod, leafPodPatch, type PodDeps, tokenSecretName } from "./convert.ts";
+export { leafCopy, leafRefs } from "./deps.ts";
+export { type DesiredNode, matchesSelector, modeOf, type NodePlan, planNodes, treeEnabled } from "./model.ts";
+export { aggregate, formatQuantity, parseQuantity, podRequests } from "./resources.ts";
+export { carried } from "./pods.ts";
+export { statusFromLeaf } from "./status.ts";
+export * from "./types.ts";

@@ -1,0 +1,185 @@
+/**
+ * A connection to one leaf cluster: a client from the Cluster's kubeconfig (a Secret or the inline
+ * upstream field) and informers on its Nodes, Pods and the ConfigMaps/Secrets Kosmos copied there. A
+ * connection is rebuilt only when the kubeconfig changes. A wrong kubeconfig is a problem to report;
+ * an unreachable leaf is retried by the informers' own backoff, and said in `health()`.
+ */
+import type { ClusterObject } from "../controller/index.ts";
+import { Informer, isNotFound, KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
+import type { Logger } from "../observability/index.ts";
+import { type DataObject, type NodeObject, type PodObject, SYNCED_LABEL } from "./types.ts";
+
+export interface LeafProblem {
+  reason: "NoKubeconfig" | "InvalidKubeconfig";
+  message: string;
+}
+
+export interface LeafHandlers {
+  onNodes(cluster: string): void;
+  onPod(cluster: string, pod: PodObject, old: PodObject | undefined, deleted: boolean): void;
+  onCopy(cluster: string, kind: "configmaps" | "secrets", obj: DataObject): void;
+  onHealth(cluster: string): void;
+}
+
+export class Leaf {
+  readonly nodes: Informer<NodeObject>;
+  readonly pods: Informer<PodObject>;
+  readonly configMaps: Informer<DataObject>;
+  readonly secrets: Informer<DataObject>;
+  /** Namespaces and ServiceAccounts known to exist (created or found), so each is ensured once. */
+  readonly ensured = new Set<string>();
+  /** The last heartbeat probe answered (GET /version). */
+  answering = false;
+  lastProbeError: string | undefined;
+  kubeletVersion = "";
+  /** Pods per leaf node, maintained from the informer (capacity planning reads it often). */
+  private readonly byNode = new Map<string, Map<string, PodObject>>();
+  private readonly nodeOf = new Map<string, string>();
+
+  constructor(
+    readonly name: string,
+    readonly source: string,
+    readonly client: KubeClient,
+    h: LeafHandlers,
+    o: { logger: Logger; minBackoffMs?: number; maxBackoffMs?: number },
+  ) {
+    const common = { client, logger: o.logger, minBackoffMs: o.minBackoffMs, maxBackoffMs: o.maxBackoffMs };
+    this.nodes = new Informer<NodeObject>({ ...common, path: "/api/v1/nodes", name: `nodes@${name}` });
+    this.pods = new Informer<PodObject>({ ...common, path: "/api/v1/pods", name: `pods@${name}` });
+    const sel = `${SYNCED_LABEL}=true`;
+    this.configMaps = new Informer<DataObject>({
+      ...common,
+      path: "/api/v1/configmaps",
+      labelSelector: sel,
+      name: `configmaps@${name}`,
+    });
+    this.secrets = new Informer<DataObject>({
+      ...common,
+      path: "/api/v1/secrets",
+      labelSelector: sel,
+      name: `secrets@${name}`,
+    });
+    const nodes = (): void => h.onNodes(name);
+    this.nodes
+      .on("add", nodes)
+      .on("delete", nodes)
+      .on("update", (n, old) => {
+        if (!old || nodeShape(n) !== nodeShape(old)) nodes();
+      });
+    const index = (p: PodObject, del: boolean): void => {
+      const was = this.nodeOf.get(key(p));
+      if (was) this.byNode.get(was)?.delete(key(p));
+      this.nodeOf.delete(key(p));
+      const n = p.spec?.nodeName;
+      if (!del && n) {
+        this.nodeOf.set(key(p), n);
+        let m = this.byNode.get(n);
+        if (!m) {
+          m = new Map();
+          this.byNode.set(n, m);
+        }
+        m.set(key(p), p);
+      }
+    };
+    this.pods
+      .on("add", (p) => {
+        index(p, false);
+        h.onPod(name, p, undefined, false);
+      })
+      .on("update", (p, old) => {
+        index(p, false);
+        h.onPod(name, p, old, false);
+      })
+      .on("delete", (p) => {
+        index(p, true);
+        h.onPod(name, p, undefined, true);
+      });
+    for (const [kind, inf] of [
+      ["configmaps", this.configMaps],
+      ["secrets", this.secrets],
+    ] as const) {
+      inf.on("add", (o) => h.onCopy(name, kind, o)).on("delete", (o) => h.onCopy(name, kind, o));
+    }
+    for (const inf of [this.nodes, this.pods, this.configMaps, this.secrets])
+      inf.onHealth(() => h.onHealth(name));
+  }
+
+  start(): void {
+    for (const i of this.informers()) i.start();
+  }
+
+  informers(): Informer<NodeObject | PodObject | DataObject>[] {
+    return [this.nodes, this.pods, this.configMaps, this.secrets] as Informer<
+      NodeObject | PodObject | DataObject
+    >[];
+  }
+
+  synced(): boolean {
+    return this.informers().every((i) => i.hasSynced());
+  }
+
+  /** Why the leaf cannot be worked with now, or undefined. */
+  trouble(): string | undefined {
+    const failing = this.informers().find((i) => i.health() === "failing" || !i.hasSynced());
+    if (failing) return `${failing.o.name}: ${failing.lastError ?? "listing"}`;
+    if (!this.answering && this.lastProbeError) return this.lastProbeError;
+    return undefined;
+  }
+
+  podsOn(node: string): PodObject[] {
+    return [...(this.byNode.get(node)?.values() ?? [])];
+  }
+
+  async stop(): Promise<void> {
+    for (const i of this.informers()) await i.stop();
+    this.client.close();
+  }
+}
+
+const key = (p: PodObject): string => `${p.metadata.namespace}/${p.metadata.name}`;
+
+/** What of a leaf Node the virtual nodes are made of (heartbeats alone change nothing). */
+export function nodeShape(n: NodeObject): string {
+  return JSON.stringify([
+    n.metadata.labels ?? {},
+    n.spec?.unschedulable ?? false,
+    n.spec?.taints ?? [],
+    n.status?.allocatable ?? {},
+    n.status?.conditions?.find((c) => c.type === "Ready")?.status,
+  ]);
+}
+
+/** The leaf kubeconfig: `spec.kubeconfigSecretRef` (ours) or the inline upstream `spec.kubeconfig`. */
+export async function leafKubeconfig(
+  root: KubeClient,
+  c: ClusterObject,
+  namespace: string,
+): Promise<{ yaml: string } | LeafProblem> {
+  const ref = c.spec.kubeconfigSecretRef;
+  if (ref) {
+    const ns = ref.namespace ?? namespace;
+    const k = ref.key ?? "kubeconfig";
+    try {
+      const s = await root.get<{ data?: Record<string, string> }>(
+        `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(ref.name)}`,
+      );
+      const data = s.data?.[k];
+      if (!data) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} has no key ${k}` };
+      return { yaml: Buffer.from(data, "base64").toString("utf8") };
+    } catch (e) {
+      if (isNotFound(e)) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} not found` };
+      throw e;
+    }
+  }
+  if (c.spec.kubeconfig) return { yaml: Buffer.from(c.spec.kubeconfig, "base64").toString("utf8") };
+  return { reason: "NoKubeconfig", message: "no kubeconfig (spec.kubeconfigSecretRef or spec.kubeconfig)" };
+}
+
+/** A client from kubeconfig YAML, or the reason it cannot be made. */
+export function leafClient(yaml: string): KubeClient | LeafProblem {
+  try {
+    return new KubeClient(kubeConfigFromYaml(yaml));
+  } catch (e) {
+    return { reason: "InvalidKubeconfig", message: `the kubeconfig cannot be used: ${(e as Error).message}` };
+  }
+}

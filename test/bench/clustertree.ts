@@ -1,0 +1,183 @@
+/**
+ * ClusterTree pod startup latency (issue 14): a root and two leaves on real control planes, each leaf
+ * with a kubelet stand-in (it marks bound pods Running at once, so what is measured is the control
+ * path, not container start). In one run:
+ *   (a) baseline: N pods created directly in leaf 1 — created → Running seen by a watch on the leaf;
+ *   (b) ClusterTree: N pods created in the root (scheduled by the root's scheduler onto the two
+ *       virtual nodes, created in the leaves by kosmos-clustertree, scheduled there, status carried
+ *       back) — created → Running seen by a watch on the root.
+ * p50/p90/p99 of both, their ratio, pods/s sustained, and kosmos-clustertree's CPU and RSS (run as
+ * its own process, `cmd/kosmos-clustertree.ts`). Upstream Kosmos' published density result is
+ * p50 780 ms / p99 1,403 ms (SLO p99 ≤ 5 s); it ran on real clusters with real kubelets, so compare
+ * the ratio, not the absolute figures. N = $CT_BENCH_PODS (default 1000).
+ *
+ * Run directly: bun test/bench/clustertree.ts
+ */
+import { readFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { freePort } from "../../internal/controlplane/index.ts";
+import { Informer, type KubeClient } from "../../internal/kube/index.ts";
+import { clusterObject, startTreeLab } from "../helpers/tree-lab.ts";
+import { type BenchResult, cpuMs, percentile, printResults } from "./lib.ts";
+
+type Pod = {
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  status?: { phase?: string };
+};
+
+const N = Number(process.env.CT_BENCH_PODS ?? 1000);
+const CONCURRENCY = 16;
+const REPO = join(import.meta.dir, "../..");
+
+function rssKb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Create N pods (CONCURRENCY in flight) and resolve with each one's created → Running latency (ms). */
+async function startupLatencies(
+  client: KubeClient,
+  ns: string,
+  pod: (i: number) => unknown,
+  timeoutMs: number,
+): Promise<{ ms: number[]; seconds: number }> {
+  const created = new Map<string, number>();
+  const running = new Map<string, number>();
+  let done: () => void = () => undefined;
+  const all = new Promise<void>((r) => {
+    done = r;
+  });
+  const seen = (p: Pod): void => {
+    if (p.status?.phase !== "Running" || running.has(p.metadata.name)) return;
+    running.set(p.metadata.name, performance.now());
+    if (running.size === N) done();
+  };
+  const w = new Informer<Pod>({ client, path: `/api/v1/namespaces/${ns}/pods`, name: `bench-${ns}` });
+  w.on("add", seen).on("update", seen).start();
+  await w.waitSynced();
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < N) {
+      const i = next++;
+      const body = pod(i) as { metadata: { name: string } };
+      created.set(body.metadata.name, performance.now());
+      await client.create(`/api/v1/namespaces/${ns}/pods`, body);
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const timer = setTimeout(done, timeoutMs);
+  await all;
+  clearTimeout(timer);
+  const t1 = performance.now();
+  await w.stop();
+  if (running.size < N)
+    throw new Error(`only ${running.size}/${N} pods Running in ${ns} after ${timeoutMs} ms`);
+  return {
+    ms: [...created].map(([n, t]) => (running.get(n) ?? Number.NaN) - t),
+    seconds: (t1 - t0) / 1000,
+  };
+}
+
+const podBody = (name: string, tolerate: boolean) => ({
+  apiVersion: "v1",
+  kind: "Pod",
+  metadata: { name, labels: { bench: "ct" } },
+  spec: {
+    automountServiceAccountToken: false,
+    ...(tolerate
+      ? { tolerations: [{ key: "kosmos.io/node", operator: "Exists", effect: "NoSchedule" }] }
+      : {}),
+    containers: [{ name: "c", image: "registry.k8s.io/pause:3.9" }],
+  },
+});
+
+export async function run(): Promise<BenchResult[]> {
+  // stand-in nodes take 110 pods each: every leaf gets room for all N (the baseline uses leaf 1 alone)
+  const perLeaf = Math.max(1, Math.ceil(N / 100));
+  const lab = await startTreeLab(
+    [1, 2].map((l) =>
+      Array.from({ length: perLeaf }, (_, i) => ({ name: `l${l}-n${i}`, ip: `192.168.${70 + l}.${i + 10}` })),
+    ),
+  );
+  let proc: ReturnType<typeof Bun.spawn> | undefined;
+  try {
+    const root = lab.rootClient;
+    const [leaf1] = lab.leafClients as [KubeClient];
+    for (const [c, ns] of [
+      [leaf1, "direct"],
+      [root, "tree"],
+    ] as const)
+      await c.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    // (a) directly in leaf 1
+    const a = await startupLatencies(leaf1, "direct", (i) => podBody(`d-${i}`, false), 600_000);
+    await leaf1.request("DELETE", "/api/v1/namespaces/direct/pods", { query: { gracePeriodSeconds: 0 } });
+    // (b) through ClusterTree, its own process
+    const kcFile = join(lab.dir, "root.kubeconfig");
+    await writeFile(kcFile, lab.root.kubeconfig());
+    const listen = `127.0.0.1:${await freePort()}`;
+    proc = Bun.spawn(
+      [
+        process.execPath,
+        join(REPO, "cmd/kosmos-clustertree.ts"),
+        "--kubeconfig",
+        kcFile,
+        "--no-leader-elect",
+        "--listen",
+        listen,
+      ],
+      { stdout: "ignore", stderr: "ignore", env: { ...process.env, KOSMOS_LOG_LEVEL: "warn" } },
+    );
+    for (const [i, l] of lab.leaves.entries())
+      await root.create("/apis/kosmos.io/v1alpha1/clusters", clusterObject(`leaf${i + 1}`, l));
+    for (let t = Date.now(); ; ) {
+      const vn = await root.list("/api/v1/nodes", { labelSelector: "kosmos.io/node=true" });
+      const ready = vn.items.filter((n) =>
+        (n as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions?.some(
+          (c) => c.type === "Ready" && c.status === "True",
+        ),
+      );
+      if (ready.length === 2) break;
+      if (Date.now() - t > 120_000) throw new Error("virtual nodes not Ready in 120 s");
+      await Bun.sleep(200);
+    }
+    const cpu0 = cpuMs(proc.pid);
+    const b = await startupLatencies(root, "tree", (i) => podBody(`t-${i}`, true), 900_000);
+    const cpu = cpuMs(proc.pid) - cpu0;
+    const rss = rssKb(proc.pid);
+    const p = (xs: number[], q: number) => percentile(xs, q);
+    const results: BenchResult[] = [];
+    for (const q of [50, 90, 99]) {
+      results.push({
+        name: `pod startup p${q}, ${N} root pods via ClusterTree (2 leaves)`,
+        value: p(b.ms, q),
+        unit: "ms",
+        baseline: { name: "same pods direct in a leaf", value: p(a.ms, q) },
+        ...(q === 99 ? { target: "p99 ≤ 5000 ms (upstream SLO)", ok: p(b.ms, q) <= 5000 } : {}),
+        ...(q === 50 ? { target: "upstream published p50 780 ms" } : {}),
+      });
+    }
+    results.push(
+      {
+        name: "pods/s sustained via ClusterTree (create → all Running)",
+        value: N / b.seconds,
+        unit: "pods/s",
+        baseline: { name: "direct", value: N / a.seconds },
+      },
+      { name: `kosmos-clustertree CPU for ${N} pods`, value: cpu, unit: "ms" },
+      { name: `kosmos-clustertree RSS with ${N} root pods`, value: rss / 1024, unit: "MiB" },
+    );
+    return results;
+  } finally {
+    proc?.kill();
+    await proc?.exited;
+    await lab.stop();
+  }
+}
+
+if (import.meta.main) printResults(await run());

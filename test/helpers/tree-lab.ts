@@ -1,0 +1,99 @@
+/**
+ * A root and two leaves on one etcd for the ClusterTree tests: every cluster runs kube-controller-manager
+ * (ReplicaSets, ServiceAccounts and their tokens, node lifecycle: it lifts the not-ready taint the API
+ * server puts on new Nodes) and kube-scheduler; each leaf also runs a kubelet stand-in (test/helpers/kubelet-standin.ts) that registers Nodes and marks
+ * the pods bound to them Running.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ControlPlane, type Etcd, findAssets, startEtcd } from "../../internal/controlplane/index.ts";
+import {
+  applyObjects,
+  type KubeClient,
+  kubeClient,
+  loadKosmosCrds,
+  waitEstablished,
+} from "../../internal/kube/index.ts";
+import { type KubeletStandIn, startKubeletStandIn } from "./kubelet-standin.ts";
+
+export interface TreeLab {
+  dir: string;
+  etcd: Etcd;
+  root: ControlPlane;
+  leaves: ControlPlane[];
+  rootClient: KubeClient;
+  leafClients: KubeClient[];
+  kubelets: KubeletStandIn[];
+  stop(): Promise<void>;
+}
+
+export async function startTreeLab(
+  leafNodes: { name: string; ip: string; labels?: Record<string, string> }[][],
+): Promise<TreeLab> {
+  const dir = await mkdtemp(join(tmpdir(), "kosmos-tree-"));
+  const assets = findAssets();
+  const etcd = await startEtcd(assets, join(dir, "etcd"));
+  const tag = `ct${process.pid.toString(36)}`;
+  const started: ControlPlane[] = [];
+  const kubelets: KubeletStandIn[] = [];
+  const clients: KubeClient[] = [];
+  const stop = async (): Promise<void> => {
+    for (const k of kubelets) await k.stop().catch(() => undefined);
+    for (const c of clients) c.close();
+    for (const cp of started) await cp.stop().catch(() => undefined);
+    await etcd.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const planes = await Promise.all([
+      ControlPlane.start({
+        name: `${tag}r`,
+        etcd,
+        assets,
+        dir: join(dir, "root"),
+        components: ["controller-manager", "scheduler"],
+      }),
+      ...leafNodes.map((_, i) =>
+        ControlPlane.start({
+          name: `${tag}l${i + 1}`,
+          etcd,
+          assets,
+          dir: join(dir, `leaf${i + 1}`),
+          components: ["controller-manager", "scheduler"],
+          serviceCIDR: `10.${100 + i}.0.0/16`,
+        }),
+      ),
+    ]);
+    started.push(...planes);
+    const [root, ...leaves] = planes as [ControlPlane, ...ControlPlane[]];
+    const rootClient = kubeClient({ yaml: root.kubeconfig() });
+    const leafClients = leaves.map((l) => kubeClient({ yaml: l.kubeconfig() }));
+    clients.push(rootClient, ...leafClients);
+    await applyObjects(rootClient, loadKosmosCrds());
+    await waitEstablished(rootClient, "clusters.kosmos.io");
+    for (const [i, c] of leafClients.entries()) kubelets.push(await startKubeletStandIn(c, leafNodes[i]!));
+    return { dir, etcd, root, leaves, rootClient, leafClients, kubelets, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** A Cluster CR with the leaf's kubeconfig inline (upstream's field). */
+export function clusterObject(
+  name: string,
+  leaf: ControlPlane,
+  tree: Record<string, unknown> = { enable: true },
+): unknown {
+  return {
+    apiVersion: "kosmos.io/v1alpha1",
+    kind: "Cluster",
+    metadata: { name },
+    spec: {
+      kubeconfig: Buffer.from(leaf.kubeconfig()).toString("base64"),
+      clusterLinkOptions: { enable: false },
+      clusterTreeOptions: tree,
+    },
+  };
+}

@@ -4,17 +4,11 @@
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Hono } from "hono";
 import { createBunWebSocket } from "hono/bun";
 import {
   type AuthConfig,
-  authMiddleware,
   checkToken,
-  DEFAULT_EXEMPT,
   loadAuthConfig,
-  IDENTITY_PATH,
-  IdentityError,
-  IdentityResponder,
   TOKEN_MIN_LENGTH,
   TOKEN_POLICY,
   type RunningServer,
@@ -38,9 +32,9 @@ import { Counter, createLogger, createRegistry, type Logger, type Registry } fro
 import { type HostState, isAlive } from "../planner/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import type { MemberState, Topology } from "../topology/index.ts";
-import { type AgentApi, type AgentEnv, createAgentRoutes } from "./app.ts";
+import { type AgentApi, createAgentApp } from "./app.ts";
 import { type AgentConfig, type AgentConfigInput, AgentConfigSchema } from "./config.ts";
-import { type AgentGossip, GOSSIP_PATH, startGossip } from "./gossip.ts";
+import { type AgentGossip, startGossip } from "./gossip.ts";
 import { ControlLoop } from "./loop.ts";
 import { jsExecution } from "./runtime.ts";
 
@@ -307,46 +301,26 @@ export class Agent {
   private async serve(): Promise<void> {
     const { cfg, logger } = this;
     const { websocket } = createBunWebSocket();
-    const app = new Hono<AgentEnv>();
-    const api = createAgentRoutes(this.api(), this.registry);
-    const auth = this.auth;
-    // Gossip frames carry their own HMAC (cluster secret) and replay protection: no bearer token.
-    // The identity exchange is public but each one is a guess at a token: it is rate-limited like
-    // a failed authentication (api/identity.ts).
-    app.use(
-      "*",
-      authMiddleware(auth, {
-        exempt: [...DEFAULT_EXEMPT, GOSSIP_PATH, IDENTITY_PATH],
-        charged: [{ method: "POST", path: IDENTITY_PATH }],
-      }),
-    );
-    const identity = new IdentityResponder(cfg.node, this.tls.fingerprint, auth.tokens ?? []);
-    app.get(IDENTITY_PATH, (c) => c.json(identity.describe()));
-    app.post(IDENTITY_PATH, async (c) => {
-      try {
-        return c.json(identity.answer(await c.req.json().catch(() => null)));
-      } catch (e) {
-        if (!(e instanceof IdentityError)) throw e;
-        return c.json({ code: e.code, message: e.message, hint: e.hint }, 400);
-      }
-    });
-    app.route("/", api);
-    const exec = createExecRoutes({
-      audit: new SqliteAudit(this.store.db),
-      journal: new SqliteJournal(this.store.db),
-      roots: cfg.uploadRoots,
-      logger: this.rootLogger.child({ component: "exec" }),
+    const app = createAgentApp({
+      api: this.api(),
       registry: this.registry,
-    });
-    app.route("/", exec);
-    // Mounted before gossip starts (it needs the listener's URL); frames wait for it.
-    app.use(GOSSIP_PATH, async (c, next) => {
-      if (!this.gossip) return c.json({ code: "GOSSIP_OFF", message: "gossip is not running" }, 503);
-      return this.gossip.route(c, next);
-    });
-    app.onError((err, c) => {
-      logger.error({ err, path: c.req.path }, "request failed");
-      return c.json({ code: "INTERNAL", message: err.message }, 500);
+      auth: this.auth,
+      fingerprint: this.tls.fingerprint,
+      logger,
+      mounts: [
+        createExecRoutes({
+          audit: new SqliteAudit(this.store.db),
+          journal: new SqliteJournal(this.store.db),
+          roots: cfg.uploadRoots,
+          logger: this.rootLogger.child({ component: "exec" }),
+          registry: this.registry,
+        }),
+      ],
+      // Mounted before gossip starts (it needs the listener's URL); frames wait for it.
+      gossip: async (c, next) => {
+        if (!this.gossip) return c.json({ code: "GOSSIP_OFF", message: "gossip is not running" }, 503);
+        return this.gossip.route(c, next);
+      },
     });
     this.server = await startServer({
       app,

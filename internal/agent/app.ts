@@ -3,15 +3,24 @@
  * health, metrics, state/plan inspection, topology seeding, forced reconcile, uninstall,
  * plus the kubenest exec routes and the gossip websocket, mounted by the Agent.
  */
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { ServerBindings } from "../api/index.ts";
+import {
+  type AuthConfig,
+  authMiddleware,
+  DEFAULT_EXEMPT,
+  IDENTITY_PATH,
+  IdentityError,
+  IdentityResponder,
+  type ServerBindings,
+} from "../api/index.ts";
 import type { ApplyReport } from "../dataplane/index.ts";
 import type { MemberInfo } from "../gossip/index.ts";
-import type { Registry } from "../observability/index.ts";
+import type { Logger, Registry } from "../observability/index.ts";
 import type { Member, OwnerDigest } from "../store/index.ts";
 import { type Topology, TopologyError, validateTopology } from "../topology/index.ts";
 import { type LoopStatus, redactPlanKeys } from "./loop.ts";
+import { GOSSIP_PATH } from "./membership.ts";
 
 export type AgentEnv = { Bindings: ServerBindings; Variables: { principal: string } };
 
@@ -37,6 +46,52 @@ export interface AgentApi {
   seed(topology: Topology): number;
   countRejectedTopology(): void;
   uninstall(): Promise<ApplyReport>;
+}
+
+/**
+ * The whole agent app as served on the TLS port and the admin socket: authentication, the identity
+ * exchange, the agent routes, `mounts` (the exec routes) and the gossip websocket at GOSSIP_PATH.
+ */
+export function createAgentApp(o: {
+  api: AgentApi;
+  registry: Registry;
+  auth: AuthConfig;
+  /** SHA-256 of the agent's certificate (the identity exchange proves it). */
+  fingerprint: string;
+  logger: Logger;
+  // biome-ignore lint/suspicious/noExplicitAny: any Hono sub-app (its own Env) is mounted at "/"
+  mounts?: Array<Hono<any>>;
+  gossip?: MiddlewareHandler<AgentEnv>;
+}): Hono<AgentEnv> {
+  const app = new Hono<AgentEnv>();
+  // Gossip frames carry their own HMAC (cluster secret) and replay protection: no bearer token.
+  // The identity exchange is public but each one is a guess at a token: it is rate-limited like
+  // a failed authentication (api/identity.ts).
+  app.use(
+    "*",
+    authMiddleware(o.auth, {
+      exempt: [...DEFAULT_EXEMPT, GOSSIP_PATH, IDENTITY_PATH],
+      charged: [{ method: "POST", path: IDENTITY_PATH }],
+    }),
+  );
+  const identity = new IdentityResponder(o.api.node, o.fingerprint, o.auth.tokens ?? []);
+  app.get(IDENTITY_PATH, (c) => c.json(identity.describe()));
+  app.post(IDENTITY_PATH, async (c) => {
+    try {
+      return c.json(identity.answer(await c.req.json().catch(() => null)));
+    } catch (e) {
+      if (!(e instanceof IdentityError)) throw e;
+      return c.json({ code: e.code, message: e.message, hint: e.hint }, 400);
+    }
+  });
+  app.route("/", createAgentRoutes(o.api, o.registry));
+  for (const m of o.mounts ?? []) app.route("/", m);
+  if (o.gossip) app.use(GOSSIP_PATH, o.gossip);
+  app.onError((err, c) => {
+    o.logger.error({ err, path: c.req.path }, "request failed");
+    return c.json({ code: "INTERNAL", message: err.message }, 500);
+  });
+  return app;
 }
 
 export function createAgentRoutes(agent: AgentApi, registry: Registry): Hono<AgentEnv> {

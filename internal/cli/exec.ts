@@ -31,7 +31,7 @@ export function execCommands(ctx: ExecCliContext = {}): Command[] {
     .option("-i, --stdin", "pass stdin")
     .option("-t, --tty", "allocate a PTY")
     .option("-e, --env <kv...>", "KEY=VALUE")
-    .option("-w, --workdir <dir>")
+    .option("-w, --workdir <dir>", "working directory of the command on the node")
     .option("--timeout <seconds>", "session timeout", Number)
     .option("--agent <url>", "https://host:port or unix:/path.sock")
     .option("--token <token>", "bearer token (default $KOSMOS_TOKEN)")
@@ -69,9 +69,9 @@ export function execCommands(ctx: ExecCliContext = {}): Command[] {
     .description("upload FILE to NODE:PATH (atomic, verified end to end, backup kept)")
     .argument("<file>")
     .argument("<dest>", "NODE:/abs/path")
-    .option("--agent <url>")
-    .option("--token <token>")
-    .option("--fingerprint <sha256>")
+    .option("--agent <url>", "https://host:port or unix:/path.sock")
+    .option("--token <token>", "bearer token (default $KOSMOS_TOKEN)")
+    .option("--fingerprint <sha256>", "pin the agent certificate")
     .option(
       "--sha256",
       "verify with SHA-256 and print the file's digest (default: GMAC, ~5x cheaper to compute)",

@@ -8,3 +8,4 @@ export * from "./k8s.ts";
 export * from "./lab.ts";
 export * from "./output.ts";
 export * from "./rollout.ts";
+export * from "./program.ts";

@@ -99,7 +99,7 @@ function uninstallCommand(): Command {
     .description(
       "unjoin every member (their agents too), remove everything `install` created (secrets included) and wait for the namespace to go",
     )
-    .option("--kubeconfig <file>")
+    .option("--kubeconfig <file>", "kubeconfig of the host cluster (default: $KUBECONFIG, ~/.kube/config)")
     .option("--timeout <seconds>", "how long to wait for the namespace to be deleted", seconds, 120)
     .action(async (o: { kubeconfig?: string; timeout: number }) => {
       const bar = progressBar(1, "delete");
@@ -131,7 +131,7 @@ function joinCommand(): Command {
       "create the member's kubeconfig Secret and Cluster on the host, install the agents into the member " +
         "(namespace, service account, DaemonSet, kosmos-token + kosmos-secret copied from the host) and wait for them",
     )
-    .requiredOption("--name <name>")
+    .requiredOption("--name <name>", "the member cluster's name (its Cluster object)")
     .requiredOption("--kubeconfig <file>", "kubeconfig of the member cluster")
     .option("--host-kubeconfig <file>", "kubeconfig of the host cluster")
     .option("--network-type <t>", "p2p|gateway", oneOf("--network-type", NETWORK_TYPES), "p2p")
@@ -219,8 +219,8 @@ function unjoinCommand(): Command {
     .description(
       "remove the member's agents (DaemonSet, secrets), its Cluster, ClusterNodes and kubeconfig Secret",
     )
-    .requiredOption("--name <name>")
-    .option("--host-kubeconfig <file>")
+    .requiredOption("--name <name>", "the member cluster's name (its Cluster object)")
+    .option("--host-kubeconfig <file>", "kubeconfig of the host cluster")
     .option("--kubeconfig <file>", "kubeconfig of the member cluster (default: the one stored at join)")
     .action(async (o: { name: string; hostKubeconfig?: string; kubeconfig?: string }) => {
       const r = await unjoin(
@@ -248,7 +248,7 @@ function getCommand(): Command {
       "list clusters, nodes (ClusterNodes, then the ClusterTree virtual nodes if any) or virtualnodes",
     )
     .argument("<what>", "clusters|nodes|virtualnodes")
-    .option("--kubeconfig <file>")
+    .option("--kubeconfig <file>", "kubeconfig of the host cluster (default: $KUBECONFIG, ~/.kube/config)")
     .option("-o, --output <fmt>", "table|json|yaml", parseOutput, "table" as OutputFormat)
     .action(async (what: string, o: { kubeconfig?: string; output: OutputFormat }) => {
       if (/^(virtualnodes|virtualnode|vnodes|vn)$/.test(what)) {

@@ -3,8 +3,8 @@
  * memcpy on the event loop, while the bytes are still in this core's cache) and each full buffer is
  * written with O_DIRECT from the I/O thread pool: the disk reads it by DMA, so there is no copy
  * into the page cache, no dirty-page writeback afterwards, and the final fsync has little left to
- * do. Measured on this project's 2-vCPU machine for 256 MiB: 55-70 ms of CPU and disk speed
- * (≈ 1.1 GB/s), against 150-200 ms of CPU for buffered writes plus their writeback.
+ * do: less than half the CPU of buffered writes plus their writeback (figures: docs/benchmarks.md,
+ * "exec").
  *
  * Where O_DIRECT is refused (tmpfs, some FUSE filesystems: EINVAL at open or at the first write)
  * the writer falls back to buffered positioned writes, with an fdatasync in the background every
@@ -17,9 +17,9 @@ import { type FileHandle, open } from "node:fs/promises";
 /** Size of one staging buffer = one O_DIRECT write. */
 export const STAGE_BYTES = 2 * 1024 * 1024;
 /**
- * Staging buffers per upload: one being filled, the others being written (10 MiB per upload). With
- * 3 the agent waited 55-95 ms per 256 MiB for a free buffer (the disk needs a few writes queued);
- * with 5, 0-13 ms.
+ * Staging buffers per upload: one being filled, the others being written (10 MiB per upload). The
+ * disk needs a few writes queued: with fewer buffers the agent waits for a free one (figures:
+ * docs/benchmarks.md, "exec").
  */
 export const STAGES = 5;
 /** O_DIRECT alignment of offsets and lengths (page size: covers 512 and 4096-byte devices). */

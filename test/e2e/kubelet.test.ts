@@ -1,0 +1,333 @@
+/**
+ * The lab kubelet against a real control plane (API server, controller-manager, scheduler): it
+ * registers its Nodes and Leases, runs the pods the real scheduler binds to it in network namespaces
+ * on the lab nodes' cni0 (reached across nodes over the lab's host-gw routes), writes their status,
+ * keeps their logs, restarts crashing containers, drives Ready from probes, and deletes gracefully.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { ControlPlane } from "../../internal/controlplane/index.ts";
+import type { KubeClient, KubeObject } from "../../internal/kube/index.ts";
+import { Kubelet } from "../../internal/kubelet/kubelet.ts";
+import { LAB_APISERVER_FLAGS } from "../../internal/kubelet/nodeobj.ts";
+import { parseLabConfig } from "../../internal/lab/config.ts";
+import { labDown } from "../../internal/lab/lab.ts";
+import { buildNetwork } from "../../internal/lab/network.ts";
+import { type LabPlan, planLab } from "../../internal/lab/plan.ts";
+import { inNs, listNetns } from "../../internal/lab/sh.ts";
+import { createLogger, silentLogger } from "../../internal/observability/index.ts";
+import { clientOf, kubeSkip, uniqueName } from "../helpers/k8s.ts";
+import { until } from "../helpers/wait.ts";
+import { labName } from "./helpers.ts";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+
+const skip = kubeSkip() || process.getuid?.() !== 0;
+const LAB = labName("kl");
+const T = 120_000;
+let plan: LabPlan;
+let cp: ControlPlane;
+let client: KubeClient;
+const kubelets: Kubelet[] = [];
+let root: string;
+
+type Pod = KubeObject & {
+  spec: { nodeName?: string };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    hostIP?: string;
+    conditions?: { type: string; status: string }[];
+    containerStatuses?: {
+      name: string;
+      restartCount: number;
+      ready: boolean;
+      state: Record<string, unknown>;
+    }[];
+  };
+};
+
+const NS = "default";
+const podPath = (n: string) => `/api/v1/namespaces/${NS}/pods/${n}`;
+const getPod = (n: string) => client.get<Pod>(podPath(n));
+
+async function waitPod(n: string, what: string, ok: (p: Pod) => boolean, ms = 60_000): Promise<Pod> {
+  let last: Pod | undefined;
+  let err = "";
+  await until(
+    async () => {
+      last = await getPod(n).catch((e: Error) => {
+        err = e.message;
+        return undefined;
+      });
+      return last !== undefined && ok(last);
+    },
+    `pod ${n}: ${what}`,
+    ms,
+    100,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message} (last: ${last ? JSON.stringify(last.status) : err})`);
+  });
+  return last!;
+}
+
+function startKubelet(node: LabPlan["nodes"][number]): Kubelet {
+  const k = new Kubelet({
+    client,
+    node: {
+      name: node.short,
+      addresses: [node.ipv4],
+      podCIDRs: node.podCIDRs,
+      labels: { "kosmos.io/lab-cluster": node.cluster },
+      kubeletPort: 0,
+    },
+    nodeNs: node.ns,
+    podNsPrefix: `${plan.prefix}${node.short}-`,
+    root: join(root, node.short),
+    backoffBaseMs: 300,
+    log: process.env.KUBELET_TEST_LOG
+      ? createLogger({ component: "kubelet", node: node.short, level: "debug" })
+      : silentLogger(),
+  });
+  kubelets.push(k);
+  return k;
+}
+
+describe.skipIf(skip)("lab kubelet on a real control plane", () => {
+  beforeAll(async () => {
+    await labDown(LAB);
+    root = mkdtempSync(join(tmpdir(), "kosmos-kubelet-"));
+    plan = planLab(LAB, parseLabConfig({ clusters: [{ name: "c1", nodes: 2, podsPerNode: 0 }] }));
+    await buildNetwork(plan);
+    cp = await ControlPlane.start({
+      components: ["controller-manager", "scheduler"],
+      apiServerFlags: LAB_APISERVER_FLAGS,
+    });
+    client = clientOf(cp);
+    for (const n of plan.nodes) await startKubelet(n).start();
+    // Pods need the namespace's default ServiceAccount (the controller-manager makes it).
+    await until(
+      async () =>
+        (await client.get(`/api/v1/namespaces/${NS}/serviceaccounts/default`).catch(() => undefined)) !==
+        undefined,
+      "default ServiceAccount",
+      30_000,
+    );
+  }, T);
+
+  afterAll(async () => {
+    for (const k of kubelets) await k.stop({ stopPods: true }).catch(() => undefined);
+    client?.close();
+    await cp?.stop();
+    await labDown(LAB);
+    if (root) rmSync(root, { recursive: true, force: true });
+  }, T);
+
+  test("registers Ready Nodes with the lab's pod CIDRs and addresses, and renews their Leases", async () => {
+    for (const n of plan.nodes) {
+      const node = await client.get<{
+        spec: { podCIDRs: string[] };
+        status: {
+          conditions: { type: string; status: string }[];
+          addresses: { type: string; address: string }[];
+        };
+      }>(`/api/v1/nodes/${n.short}`);
+      expect(node.spec.podCIDRs).toEqual(n.podCIDRs);
+      expect(node.status.conditions.find((c) => c.type === "Ready")?.status).toBe("True");
+      expect(node.status.addresses).toContainEqual({ type: "InternalIP", address: n.ipv4 });
+      const lease = await client.get<{ spec: { holderIdentity: string } }>(
+        `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${n.short}`,
+      );
+      expect(lease.spec.holderIdentity).toBe(n.short);
+    }
+  });
+
+  test(
+    "runs a scheduled pod in its own namespace: env, downward API, ConfigMap volume, SA token, logs, reachable from the other node",
+    async () => {
+      const name = uniqueName("web");
+      const cm = uniqueName("cfg");
+      await client.create(`/api/v1/namespaces/${NS}/configmaps`, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: cm },
+        data: { greeting: "hello from a ConfigMap" },
+      });
+      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name, labels: { app: "web" } },
+        spec: {
+          nodeSelector: { "kubernetes.io/hostname": "node-1" },
+          terminationGracePeriodSeconds: 5,
+          containers: [
+            {
+              name: "echo",
+              image: "registry.k8s.io/echoserver:2.5",
+              ports: [{ name: "http", containerPort: 8080 }],
+              readinessProbe: { tcpSocket: { port: "http" }, periodSeconds: 1 },
+            },
+            {
+              name: "shell",
+              image: "busybox",
+              command: ["sh", "-c"],
+              args: [
+                'echo "pod=$POD_NAME ip=$POD_IP"; cat /etc/cfg/greeting; echo; wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token; hostname; exec sleep infinity',
+              ],
+              env: [
+                { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+              ],
+              volumeMounts: [{ name: "cfg", mountPath: "/etc/cfg" }],
+            },
+          ],
+          volumes: [{ name: "cfg", configMap: { name: cm } }],
+        },
+      });
+      const pod = await waitPod(
+        name,
+        "Running and Ready",
+        (p) =>
+          p.status?.phase === "Running" &&
+          p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true,
+      );
+      const node1 = plan.nodes.find((n) => n.short === "node-1")!;
+      const node2 = plan.nodes.find((n) => n.short === "node-2")!;
+      expect(pod.spec.nodeName).toBe("node-1");
+      expect(pod.status?.hostIP).toBe(node1.ipv4);
+      const podIP = pod.status!.podIP!;
+      expect(podIP.startsWith(node1.podCIDRs[0]!.split(".").slice(0, 3).join("."))).toBe(true);
+      // The echo server answers its pod's name, from the other node (the lab's host-gw routes).
+      const r = await inNs(node2.ns, ["socat", "-T2", "-", `TCP:${podIP}:8080`], { input: "" });
+      expect(r.stdout.trim()).toBe(name);
+      // The shell container's log: env from the downward API, the ConfigMap file, a token, its hostname.
+      const k1 = kubelets.find((k) => k.name === "node-1")!;
+      const logPath = k1.worker(NS, name)!.logPath("shell")!;
+      await until(() => readFileSync(logPath, "utf8").split("\n").length > 4, "shell's log lines", 10_000);
+      const lines = readFileSync(logPath, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ").slice(3).join(" "));
+      expect(lines[0]).toBe(`pod=${name} ip=${podIP}`);
+      expect(lines[1]).toBe("hello from a ConfigMap");
+      expect(Number(lines[2])).toBeGreaterThan(100);
+      expect(lines[3]).toBe(name);
+    },
+    T,
+  );
+
+  test(
+    "restarts a crashing container with backoff and counts restarts; a pod that completes Succeeds",
+    async () => {
+      const crash = uniqueName("crash");
+      const once = uniqueName("once");
+      const mk = (name: string, args: string, restartPolicy: string) =>
+        client.create(`/api/v1/namespaces/${NS}/pods`, {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name },
+          spec: { restartPolicy, containers: [{ name: "c", image: "busybox", command: ["sh", "-c", args] }] },
+        });
+      await mk(crash, "echo crashing; exit 3", "Always");
+      await mk(once, "echo done", "Never");
+      const p = await waitPod(
+        crash,
+        "restarted twice",
+        (x) => (x.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 2,
+      );
+      expect(p.status?.phase).toBe("Running");
+      const cs0 = p.status?.containerStatuses?.[0] as
+        | { lastState?: { terminated?: { exitCode: number } } }
+        | undefined;
+      const last = cs0?.lastState;
+      expect(last?.terminated?.exitCode).toBe(3);
+      await waitPod(once, "Succeeded", (x) => x.status?.phase === "Succeeded");
+    },
+    T,
+  );
+
+  test(
+    "a failing liveness probe restarts the container; readiness follows its probe",
+    async () => {
+      const name = uniqueName("live");
+      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name },
+        spec: {
+          containers: [
+            {
+              name: "c",
+              image: "busybox",
+              command: ["sh", "-c", "touch /tmp/kosmos-never-there-$$; exec sleep infinity"],
+              livenessProbe: {
+                exec: { command: ["test", "-e", "/nonexistent-kosmos"] },
+                periodSeconds: 1,
+                failureThreshold: 2,
+              },
+              readinessProbe: { exec: { command: ["true"] }, periodSeconds: 1 },
+            },
+          ],
+        },
+      });
+      await waitPod(
+        name,
+        "restarted by its liveness probe",
+        (x) => (x.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1,
+      );
+    },
+    T,
+  );
+
+  test(
+    "deleting a pod stops it gracefully, removes its namespace and finalizes the object",
+    async () => {
+      const name = uniqueName("del");
+      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name },
+        spec: {
+          terminationGracePeriodSeconds: 20,
+          containers: [
+            {
+              name: "c",
+              image: "busybox",
+              command: [
+                "sh",
+                "-c",
+                "trap 'echo TERM > /var/lib/kosmos-kt-data/term; exit 0' TERM; echo up > /var/lib/kosmos-kt-data/up; while :; do sleep 0.1; done",
+              ],
+              volumeMounts: [{ name: "data", mountPath: "/var/lib/kosmos-kt-data" }],
+            },
+          ],
+          volumes: [{ name: "data", hostPath: { path: `/var/lib/${name}`, type: "DirectoryOrCreate" } }],
+        },
+      });
+      const p = await waitPod(name, "Running", (x) => x.status?.phase === "Running");
+      const k = kubelets.find((x) => x.name === p.spec.nodeName)!;
+      const logPath = k.worker(NS, name)!.logPath("c")!;
+      const hostDir = join(root, k.name, "host", "var/lib", name);
+      await until(
+        () => existsSync(join(hostDir, "up")),
+        "the container wrote into its hostPath volume",
+        10_000,
+      );
+      const before = (await listNetns()).filter((n) => n.startsWith(plan.prefix)).length;
+      await client.delete(podPath(name));
+      await until(
+        async () => (await getPod(name).catch(() => undefined)) === undefined,
+        "pod object gone",
+        30_000,
+      );
+      const after = (await listNetns()).filter((n) => n.startsWith(plan.prefix)).length;
+      expect(after).toBe(before - 1);
+      // The container got SIGTERM (and wrote so into the node's own hostPath directory).
+      expect(readFileSync(join(hostDir, "term"), "utf8").trim()).toBe("TERM");
+      void logPath; // the pod's directory (logs included) is removed with it
+      expect(k.worker(NS, name)).toBeUndefined();
+    },
+    T,
+  );
+});

@@ -29,6 +29,11 @@ const program = new Command("kosmos-kubelet")
   )
   .option("--kubelet-port <port>", "port of the kubelet API on 127.0.0.1 (0: none)", "0")
   .option("--env <k=v>", "environment for every container, e.g. KUBERNETES_SERVICE_HOST (repeat)", collect)
+  .option(
+    "--cluster-cidr <cidr>",
+    "run the kube-proxy stand-in; the cluster's pod CIDR (repeat per family)",
+    collect,
+  )
   .option("--log-level <level>", "log level", process.env.KOSMOS_LOG_LEVEL ?? "info")
   .parse();
 
@@ -43,6 +48,7 @@ const o = program.opts<{
   root: string;
   kubeletPort: string;
   env?: string[];
+  clusterCidr?: string[];
   logLevel: string;
 }>();
 
@@ -69,6 +75,7 @@ const kubelet = new Kubelet({
   ...(o.podNsPrefix ? { podNsPrefix: o.podNsPrefix } : {}),
   root: o.root,
   env: pairs(o.env),
+  ...(o.clusterCidr ? { proxyClusterCIDRs: o.clusterCidr } : {}),
   log,
 });
 

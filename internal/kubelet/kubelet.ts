@@ -10,6 +10,7 @@ import { Informer, KubeApiError, type KubeClient } from "../kube/index.ts";
 import { listNetns } from "../lab/sh.ts";
 import type { Logger } from "../observability/index.ts";
 import { allocatePodIPs } from "./ipam.ts";
+import { KubeProxy } from "./kubeproxy.ts";
 import { type NodeIdentity, leaseObject, nodeObject, nodeStatus, nowSeconds } from "./nodeobj.ts";
 import { type KubeletContext, type Pod, PodWorker } from "./podworker.ts";
 import { removeSandbox } from "./sandbox.ts";
@@ -32,6 +33,8 @@ export interface KubeletOptions {
   reservedIPs?: number;
   /** Extra environment for every container (KUBERNETES_SERVICE_HOST/PORT). */
   env?: Record<string, string>;
+  /** Run the kube-proxy stand-in with these cluster pod CIDRs (traffic from elsewhere is masqueraded). */
+  proxyClusterCIDRs?: string[];
   log: Logger;
 }
 
@@ -44,6 +47,8 @@ export class Kubelet {
   private readonly used = new Set<string>();
   private readonly ctx: KubeletContext;
   private readySince = nowSeconds();
+  /** The node's kube-proxy stand-in (when proxyClusterCIDRs is given). */
+  proxy: KubeProxy | undefined;
 
   constructor(readonly o: KubeletOptions) {
     const prefix = o.podNsPrefix ?? `${o.nodeNs}-`;
@@ -106,6 +111,15 @@ export class Kubelet {
     this.informer = inf;
     inf.start();
     await inf.waitSynced();
+    if (this.o.proxyClusterCIDRs) {
+      this.proxy = new KubeProxy({
+        client: this.o.client,
+        nodeNs: this.o.nodeNs,
+        clusterCIDRs: this.o.proxyClusterCIDRs,
+        log: this.o.log,
+      });
+      await this.proxy.start();
+    }
   }
 
   /** Sandboxes of a previous run of this kubelet (it died without stopping its pods). */
@@ -184,6 +198,8 @@ export class Kubelet {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.informer?.stop();
+    await this.proxy?.stop();
+    if (o.stopPods) await this.proxy?.remove();
     if (o.stopPods) await Promise.all([...this.workers.values()].map((w) => w.terminate(0, false)));
   }
 

@@ -63,6 +63,7 @@ export function kubeletArgv(
     ...addrs.flatMap((a) => ["--address", a]),
     ...node.podCIDRs.flatMap((c) => ["--pod-cidr", c]),
     ...labels.flatMap((l) => ["--label", l]),
+    ...cluster.podCIDRs.flatMap((c) => ["--cluster-cidr", c]),
   ];
 }
 

@@ -86,6 +86,7 @@ function startKubelet(node: LabPlan["nodes"][number]): Kubelet {
     podNsPrefix: `${plan.prefix}${node.short}-`,
     root: join(root, node.short),
     backoffBaseMs: 300,
+    proxyClusterCIDRs: plan.clusters[0]!.podCIDRs,
     log: process.env.KUBELET_TEST_LOG
       ? createLogger({ component: "kubelet", node: node.short, level: "debug" })
       : silentLogger(),
@@ -327,6 +328,60 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
       expect(readFileSync(join(hostDir, "term"), "utf8").trim()).toBe("TERM");
       void logPath; // the pod's directory (logs included) is removed with it
       expect(k.worker(NS, name)).toBeUndefined();
+    },
+    T,
+  );
+
+  test(
+    "Services reach their ready endpoints through the kube-proxy stand-in, from pods on both nodes",
+    async () => {
+      const app = uniqueName("svc");
+      for (const node of ["node-1", "node-2"]) {
+        await client.create(`/api/v1/namespaces/${NS}/pods`, {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name: `${app}-${node}`, labels: { app } },
+          spec: {
+            nodeSelector: { "kubernetes.io/hostname": node },
+            containers: [{ name: "echo", image: "echoserver", ports: [{ containerPort: 8080 }] }],
+          },
+        });
+      }
+      const svc = await client.create<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${NS}/services`, {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: app },
+        spec: { selector: { app }, ports: [{ port: 80, targetPort: 8080 }] },
+      });
+      const client1 = uniqueName("cli");
+      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: client1 },
+        spec: {
+          nodeSelector: { "kubernetes.io/hostname": "node-1" },
+          containers: [{ name: "c", image: "busybox" }],
+        },
+      });
+      await waitPod(client1, "Running", (p) => p.status?.phase === "Running");
+      const k1 = kubelets.find((k) => k.name === "node-1")!;
+      const seen = new Set<string>();
+      // Ask through the ClusterIP until both backends answered (random choice per connection).
+      await until(
+        async () => {
+          const c = k1.worker(NS, client1)!.container("c")!;
+          const r = await inNs(c.ns, ["socat", "-T2", "-", `TCP:${svc.spec.clusterIP}:80`], {
+            input: "",
+            allowFail: true,
+          });
+          if (r.code === 0 && r.stdout.trim()) seen.add(r.stdout.trim());
+          return seen.size === 2;
+        },
+        "both endpoints answered through the Service",
+        60_000,
+        50,
+      );
+      expect([...seen].sort()).toEqual([`${app}-node-1`, `${app}-node-2`]);
     },
     T,
   );

@@ -49,6 +49,9 @@ const o = program.opts<{
   kubeletPort: string;
   env?: string[];
   clusterCidr?: string[];
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  clientCaFile?: string;
   logLevel: string;
 }>();
 
@@ -75,6 +78,15 @@ const kubelet = new Kubelet({
   ...(o.podNsPrefix ? { podNsPrefix: o.podNsPrefix } : {}),
   root: o.root,
   env: pairs(o.env),
+  ...(o.tlsCertFile && o.tlsPrivateKeyFile
+    ? {
+        tls: {
+          certFile: o.tlsCertFile,
+          keyFile: o.tlsPrivateKeyFile,
+          ...(o.clientCaFile ? { clientCAFile: o.clientCaFile } : {}),
+        },
+      }
+    : {}),
   ...(o.clusterCidr ? { proxyClusterCIDRs: o.clusterCidr } : {}),
   log,
 });

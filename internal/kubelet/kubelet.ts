@@ -14,6 +14,7 @@ import { KubeProxy } from "./kubeproxy.ts";
 import { type NodeIdentity, leaseObject, nodeObject, nodeStatus, nowSeconds } from "./nodeobj.ts";
 import { type KubeletContext, type Pod, PodWorker } from "./podworker.ts";
 import { removeSandbox } from "./sandbox.ts";
+import { serveKubeletApi } from "./server.ts";
 
 export interface KubeletOptions {
   client: KubeClient;
@@ -33,6 +34,8 @@ export interface KubeletOptions {
   reservedIPs?: number;
   /** Extra environment for every container (KUBERNETES_SERVICE_HOST/PORT). */
   env?: Record<string, string>;
+  /** Serve the kubelet API (logs, exec) on 127.0.0.1:node.kubeletPort with this certificate. */
+  tls?: { certFile: string; keyFile: string; clientCAFile?: string };
   /** Run the kube-proxy stand-in with these cluster pod CIDRs (traffic from elsewhere is masqueraded). */
   proxyClusterCIDRs?: string[];
   log: Logger;
@@ -49,6 +52,7 @@ export class Kubelet {
   private readySince = nowSeconds();
   /** The node's kube-proxy stand-in (when proxyClusterCIDRs is given). */
   proxy: KubeProxy | undefined;
+  private api: { port: number; stop(): void } | undefined;
 
   constructor(readonly o: KubeletOptions) {
     const prefix = o.podNsPrefix ?? `${o.nodeNs}-`;
@@ -91,6 +95,7 @@ export class Kubelet {
   async start(): Promise<void> {
     mkdirSync(this.o.root, { recursive: true });
     await this.sweep();
+    if (this.o.tls) this.api = serveKubeletApi(this, { port: this.o.node.kubeletPort, ...this.o.tls });
     await this.register();
     await this.renewLease();
     this.timers.push(
@@ -199,6 +204,7 @@ export class Kubelet {
     this.timers = [];
     await this.informer?.stop();
     await this.proxy?.stop();
+    this.api?.stop();
     if (o.stopPods) await this.proxy?.remove();
     if (o.stopPods) await Promise.all([...this.workers.values()].map((w) => w.terminate(0, false)));
   }

@@ -10,7 +10,16 @@ import { closeSync, existsSync, openSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { GATEWAY_LABEL } from "../controller/index.ts";
-import { ControlPlane, Daemon, type Etcd, findAssets, startEtcd, waitUntil } from "../controlplane/index.ts";
+import {
+  ControlPlane,
+  Daemon,
+  type Etcd,
+  findAssets,
+  freePort,
+  issueCert,
+  startEtcd,
+  waitUntil,
+} from "../controlplane/index.ts";
 import { KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
 import { LAB_APISERVER_FLAGS } from "../kubelet/nodeobj.ts";
 import { REPO_ROOT } from "./bundle.ts";
@@ -39,7 +48,12 @@ export const serviceRange = (c: LabClusterPlan): string =>
 export function kubeletArgv(
   plan: LabPlan,
   node: LabNodePlan,
-  o: { bun: string; kubeconfig: string; root: string },
+  o: {
+    bun: string;
+    kubeconfig: string;
+    root: string;
+    api?: { port: number; certFile: string; keyFile: string; caFile: string };
+  },
 ): string[] {
   const cluster = plan.clusters.find((c) => c.name === node.cluster)!;
   const addrs = [
@@ -64,6 +78,18 @@ export function kubeletArgv(
     ...node.podCIDRs.flatMap((c) => ["--pod-cidr", c]),
     ...labels.flatMap((l) => ["--label", l]),
     ...cluster.podCIDRs.flatMap((c) => ["--cluster-cidr", c]),
+    ...(o.api
+      ? [
+          "--kubelet-port",
+          String(o.api.port),
+          "--tls-cert-file",
+          o.api.certFile,
+          "--tls-private-key-file",
+          o.api.keyFile,
+          "--client-ca-file",
+          o.api.caFile,
+        ]
+      : []),
   ];
 }
 
@@ -117,10 +143,22 @@ export async function startLabKubernetes(plan: LabPlan, o: { bun?: string } = {}
       const root = join(dir, "nodes", n.name);
       await mkdir(root, { recursive: true });
       const log = join(dir, `kubelet-${n.name}.log`);
+      const cert = await issueCert(cp.ca, root, {
+        name: "kubelet-serving",
+        cn: `system:node:${n.short}`,
+        usage: "server",
+        hosts: ["localhost", "127.0.0.1"],
+      });
       const argv = kubeletArgv(plan, n, {
         bun: o.bun ?? process.execPath,
         kubeconfig: await cp.kubeconfigFile("kubelet.kubeconfig"),
         root,
+        api: {
+          port: await freePort(),
+          certFile: cert.certPath,
+          keyFile: cert.keyPath,
+          caFile: cp.ca.certPath,
+        },
       });
       const d = new Daemon(`kosmos-kubelet(${n.name})`, argv, log);
       kubelets.push(d);

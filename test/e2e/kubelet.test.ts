@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
-import { ControlPlane } from "../../internal/controlplane/index.ts";
-import type { KubeClient, KubeObject } from "../../internal/kube/index.ts";
+import { ControlPlane, freePort, issueCert } from "../../internal/controlplane/index.ts";
+import { type KubeClient, KubeApiError, type KubeObject } from "../../internal/kube/index.ts";
 import { Kubelet } from "../../internal/kubelet/kubelet.ts";
 import { LAB_APISERVER_FLAGS } from "../../internal/kubelet/nodeobj.ts";
 import { parseLabConfig } from "../../internal/lab/config.ts";
@@ -49,8 +49,29 @@ type Pod = KubeObject & {
 };
 
 const NS = "default";
+/**
+ * kubectl ≥ 1.30 (websocket exec; the lab kubelet serves no SPDY). The machine's `kubectl` is a
+ * dispatcher that would pick 1.28 for a 1.28 API server.
+ */
+const KUBECTL = existsSync("/usr/lib/google-cloud-sdk/bin/kubectl.1.32")
+  ? "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"
+  : "kubectl";
 const podPath = (n: string) => `/api/v1/namespaces/${NS}/pods/${n}`;
 const getPod = (n: string) => client.get<Pod>(podPath(n));
+
+/**
+ * POST, retried once when the API server answers a bare `400 Bad Request` (no Status): seen now and
+ * then on a reused keep-alive connection of this machine's loaded runs, before the request reached
+ * the API's handlers (nothing was created).
+ */
+async function create<T = KubeObject>(path: string, body: unknown): Promise<T> {
+  try {
+    return await client.create<T>(path, body);
+  } catch (e) {
+    if (!(e instanceof KubeApiError && e.status === 400 && !e.apiStatus)) throw e;
+    return await client.create<T>(path, body);
+  }
+}
 
 async function waitPod(n: string, what: string, ok: (p: Pod) => boolean, ms = 60_000): Promise<Pod> {
   let last: Pod | undefined;
@@ -72,7 +93,13 @@ async function waitPod(n: string, what: string, ok: (p: Pod) => boolean, ms = 60
   return last!;
 }
 
-function startKubelet(node: LabPlan["nodes"][number]): Kubelet {
+async function startKubelet(node: LabPlan["nodes"][number]): Promise<Kubelet> {
+  const cert = await issueCert(cp.ca, root, {
+    name: `kubelet-${node.short}`,
+    cn: `system:node:${node.short}`,
+    usage: "server",
+    hosts: ["localhost", "127.0.0.1"],
+  });
   const k = new Kubelet({
     client,
     node: {
@@ -80,8 +107,9 @@ function startKubelet(node: LabPlan["nodes"][number]): Kubelet {
       addresses: [node.ipv4],
       podCIDRs: node.podCIDRs,
       labels: { "kosmos.io/lab-cluster": node.cluster },
-      kubeletPort: 0,
+      kubeletPort: await freePort(),
     },
+    tls: { certFile: cert.certPath, keyFile: cert.keyPath, clientCAFile: cp.ca.certPath },
     nodeNs: node.ns,
     podNsPrefix: `${plan.prefix}${node.short}-`,
     root: join(root, node.short),
@@ -106,7 +134,7 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
       apiServerFlags: LAB_APISERVER_FLAGS,
     });
     client = clientOf(cp);
-    for (const n of plan.nodes) await startKubelet(n).start();
+    for (const n of plan.nodes) await (await startKubelet(n)).start();
     // Pods need the namespace's default ServiceAccount (the controller-manager makes it).
     await until(
       async () =>
@@ -149,13 +177,13 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
     async () => {
       const name = uniqueName("web");
       const cm = uniqueName("cfg");
-      await client.create(`/api/v1/namespaces/${NS}/configmaps`, {
+      await create(`/api/v1/namespaces/${NS}/configmaps`, {
         apiVersion: "v1",
         kind: "ConfigMap",
         metadata: { name: cm },
         data: { greeting: "hello from a ConfigMap" },
       });
-      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+      await create(`/api/v1/namespaces/${NS}/pods`, {
         apiVersion: "v1",
         kind: "Pod",
         metadata: { name, labels: { app: "web" } },
@@ -224,7 +252,7 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
       const crash = uniqueName("crash");
       const once = uniqueName("once");
       const mk = (name: string, args: string, restartPolicy: string) =>
-        client.create(`/api/v1/namespaces/${NS}/pods`, {
+        create(`/api/v1/namespaces/${NS}/pods`, {
           apiVersion: "v1",
           kind: "Pod",
           metadata: { name },
@@ -252,7 +280,7 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
     "a failing liveness probe restarts the container; readiness follows its probe",
     async () => {
       const name = uniqueName("live");
-      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+      await create(`/api/v1/namespaces/${NS}/pods`, {
         apiVersion: "v1",
         kind: "Pod",
         metadata: { name },
@@ -285,7 +313,7 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
     "deleting a pod stops it gracefully, removes its namespace and finalizes the object",
     async () => {
       const name = uniqueName("del");
-      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+      await create(`/api/v1/namespaces/${NS}/pods`, {
         apiVersion: "v1",
         kind: "Pod",
         metadata: { name },
@@ -327,7 +355,7 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
       // The container got SIGTERM (and wrote so into the node's own hostPath directory).
       expect(readFileSync(join(hostDir, "term"), "utf8").trim()).toBe("TERM");
       void logPath; // the pod's directory (logs included) is removed with it
-      expect(k.worker(NS, name)).toBeUndefined();
+      await until(() => k.worker(NS, name) === undefined, "the kubelet forgot the pod", 10_000);
     },
     T,
   );
@@ -337,7 +365,7 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
     async () => {
       const app = uniqueName("svc");
       for (const node of ["node-1", "node-2"]) {
-        await client.create(`/api/v1/namespaces/${NS}/pods`, {
+        await create(`/api/v1/namespaces/${NS}/pods`, {
           apiVersion: "v1",
           kind: "Pod",
           metadata: { name: `${app}-${node}`, labels: { app } },
@@ -347,14 +375,14 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
           },
         });
       }
-      const svc = await client.create<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${NS}/services`, {
+      const svc = await create<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${NS}/services`, {
         apiVersion: "v1",
         kind: "Service",
         metadata: { name: app },
         spec: { selector: { app }, ports: [{ port: 80, targetPort: 8080 }] },
       });
       const client1 = uniqueName("cli");
-      await client.create(`/api/v1/namespaces/${NS}/pods`, {
+      await create(`/api/v1/namespaces/${NS}/pods`, {
         apiVersion: "v1",
         kind: "Pod",
         metadata: { name: client1 },
@@ -382,6 +410,60 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
         50,
       );
       expect([...seen].sort()).toEqual([`${app}-node-1`, `${app}-node-2`]);
+    },
+    T,
+  );
+
+  test(
+    "kubectl logs and kubectl exec reach the pod through the API server and the kubelet API",
+    async () => {
+      const name = uniqueName("kctl");
+      await create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name },
+        spec: {
+          containers: [
+            {
+              name: "c",
+              image: "busybox",
+              command: ["sh", "-c", "echo line-1; echo line-2; exec sleep infinity"],
+            },
+          ],
+        },
+      });
+      await waitPod(name, "Running", (p) => p.status?.phase === "Running");
+      const kubeconfig = await cp.kubeconfigFile("kubectl.kubeconfig");
+      const kubectl = async (...args: string[]) => {
+        const p = Bun.spawn([KUBECTL, "--kubeconfig", kubeconfig, ...args], {
+          stdout: "pipe",
+          stderr: "pipe",
+        });
+        const [out, err, code] = await Promise.all([
+          new Response(p.stdout).text(),
+          new Response(p.stderr).text(),
+          p.exited,
+        ]);
+        return { out, err, code };
+      };
+      await until(
+        async () => (await kubectl("logs", name)).out === "line-1\nline-2\n",
+        "kubectl logs shows both lines",
+        15_000,
+        200,
+      );
+      expect((await kubectl("logs", name, "--tail=1")).out).toBe("line-2\n");
+      const ex = await kubectl("exec", name, "--", "sh", "-c", "hostname; echo to-stderr >&2; exit 3");
+      expect(`${ex.out}|${ex.err}`).toStartWith(`${name}\n|`);
+      expect(ex.err).toContain("to-stderr");
+      expect(ex.code).toBe(3);
+      const withStdin = Bun.spawn([KUBECTL, "--kubeconfig", kubeconfig, "exec", "-i", name, "--", "cat"], {
+        stdin: new TextEncoder().encode("through stdin\n"),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      expect(await new Response(withStdin.stdout).text()).toBe("through stdin\n");
+      expect(await withStdin.exited).toBe(0);
     },
     T,
   );

@@ -30,6 +30,12 @@ const program = new Command("kosmos-kubelet")
   .option("--kubelet-port <port>", "port of the kubelet API on 127.0.0.1 (0: none)", "0")
   .option("--env <k=v>", "environment for every container, e.g. KUBERNETES_SERVICE_HOST (repeat)", collect)
   .option(
+    "--tls-cert-file <file>",
+    "kubelet API serving certificate (signed by the cluster CA, SAN localhost)",
+  )
+  .option("--tls-private-key-file <file>", "its key")
+  .option("--client-ca-file <file>", "CA of the API server's kubelet client certificate")
+  .option(
     "--cluster-cidr <cidr>",
     "run the kube-proxy stand-in; the cluster's pod CIDR (repeat per family)",
     collect,

@@ -207,6 +207,7 @@ export class Kubelet {
     this.api?.stop();
     if (o.stopPods) await this.proxy?.remove();
     if (o.stopPods) await Promise.all([...this.workers.values()].map((w) => w.terminate(0, false)));
+    else for (const w of this.workers.values()) w.abandon();
   }
 
   get pods(): number {

@@ -425,6 +425,21 @@ export class PodWorker {
     return this.terminating;
   }
 
+  /**
+   * Forget the pod without touching it (the kubelet stops as if it crashed): no more restarts, probes
+   * or status writes; its processes are left to the next kubelet's sweep.
+   */
+  abandon(): void {
+    this.done = true;
+    this.terminating ??= Promise.resolve();
+    clearTimeout(this.retry);
+    for (const c of this.ctrs.values()) {
+      clearTimeout(c.restartTimer);
+      this.stopProbes(c);
+      c.generation++;
+    }
+  }
+
   /** Write the status soon; writes are serialized and coalesced. */
   private push(): void {
     this.dirty = true;

@@ -114,6 +114,7 @@ async function startKubelet(node: LabPlan["nodes"][number]): Promise<Kubelet> {
     podNsPrefix: `${plan.prefix}${node.short}-`,
     root: join(root, node.short),
     backoffBaseMs: 300,
+    leaseEveryMs: 2000, // well inside the 8 s node-monitor grace period below
     proxyClusterCIDRs: plan.clusters[0]!.podCIDRs,
     log: process.env.KUBELET_TEST_LOG
       ? createLogger({ component: "kubelet", node: node.short, level: "debug" })
@@ -132,6 +133,8 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
     cp = await ControlPlane.start({
       components: ["controller-manager", "scheduler"],
       apiServerFlags: LAB_APISERVER_FLAGS,
+      // A short node-monitor grace period: a stopped kubelet's Node turns NotReady within seconds.
+      controllerManagerFlags: ["--node-monitor-grace-period=8s", "--node-monitor-period=1s"],
     });
     client = clientOf(cp);
     for (const n of plan.nodes) await (await startKubelet(n)).start();
@@ -464,6 +467,59 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
       });
       expect(await new Response(withStdin.stdout).text()).toBe("through stdin\n");
       expect(await withStdin.exited).toBe(0);
+    },
+    T,
+  );
+
+  test(
+    "a kubelet that dies leaves its Node NotReady; a new one sweeps the old sandboxes and runs the pods again",
+    async () => {
+      const name = uniqueName("surv");
+      await create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name },
+        spec: {
+          nodeSelector: { "kubernetes.io/hostname": "node-2" },
+          tolerations: [{ operator: "Exists" }],
+          containers: [{ name: "echo", image: "echoserver", ports: [{ containerPort: 8080 }] }],
+        },
+      });
+      await waitPod(name, "Running", (p) => p.status?.phase === "Running");
+      const old = kubelets.find((k) => k.name === "node-2")!;
+      await old.stop(); // as a crash: the pods are left as they are
+      kubelets.splice(kubelets.indexOf(old), 1);
+      const readyOf = async () =>
+        (
+          await client.get<{ status: { conditions: { type: string; status: string }[] } }>(
+            "/api/v1/nodes/node-2",
+          )
+        ).status.conditions.find((c) => c.type === "Ready")?.status;
+      await until(
+        async () => (await readyOf()) === "Unknown",
+        "node-2 NotReady (Unknown) after its Lease expired",
+        60_000,
+        200,
+      );
+      const node2 = plan.nodes.find((n) => n.short === "node-2")!;
+      await (await startKubelet(node2)).start();
+      await until(async () => (await readyOf()) === "True", "node-2 Ready again", 30_000, 200);
+      const node1 = plan.nodes.find((n) => n.short === "node-1")!;
+      // The pod's address may change (the new kubelet allocates afresh): read it on every try.
+      await until(
+        async () => {
+          const ip = (await getPod(name)).status?.podIP;
+          if (!ip) return false;
+          const r = await inNs(node1.ns, ["socat", "-T2", "-", `TCP:${ip}:8080`], {
+            input: "",
+            allowFail: true,
+          });
+          return r.stdout.trim() === name;
+        },
+        "the pod answers from node-1",
+        30_000,
+        200,
+      );
     },
     T,
   );

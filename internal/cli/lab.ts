@@ -20,7 +20,9 @@ import {
   labRestartAgent,
   connectivityMatrix,
   type ProbeResult,
+  readKubeState,
 } from "../lab/index.ts";
+import { addLabKubernetesCommands, kubeRows, printKubeRows, upKubernetes } from "./lab-k8s.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
 const DEFAULT_NAME = process.env.KOSMOS_LAB ?? "kosmos";
@@ -137,7 +139,12 @@ export function labCommand(): Command {
     .option("-f, --config <file>", "lab YAML (see docs/lab.md)")
     .addOption(nameOption())
     .option("--no-wait", "return once agents are started, without waiting for them to be ready")
-    .action(async (o: { config?: string; name: string; wait: boolean }) => {
+    .option(
+      "--kubernetes",
+      "make every lab cluster a real Kubernetes cluster: a control plane per cluster (one etcd) and a lab kubelet per node (needs KUBEBUILDER_ASSETS)",
+      false,
+    )
+    .action(async (o: { config?: string; name: string; wait: boolean; kubernetes: boolean }) => {
       const config = await loadConfig(o.config);
       const t0 = performance.now();
       const bar = progressBar(1, "lab up");
@@ -148,6 +155,10 @@ export function labCommand(): Command {
         },
       }).finally(() => bar.stop());
       process.stdout.write(`${describeLab(handle.plan)}\n`);
+      if (o.kubernetes) {
+        const st = await upKubernetes(o.name);
+        process.stdout.write(`${printKubeRows(await kubeRows(st))}\n`);
+      }
       process.stdout.write(
         `lab "${o.name}" is up in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${handle.plan.nodes.length} agents. ` +
           `Try: kosmosctl lab exec ${handle.plan.nodes[0]?.cluster}/${handle.plan.nodes[0]?.short}/pod-1 -- ping -c1 <ip>\n`,
@@ -170,8 +181,11 @@ export function labCommand(): Command {
     .addOption(outputOption())
     .action(async (o: { name: string; output: OutputFormat }) => {
       const { plan, nodes } = await labStatus(o.name);
+      const kube = await readKubeState(o.name);
+      const kubeClusters = kube ? await kubeRows(kube) : undefined;
       const data = {
         name: plan.name,
+        ...(kubeClusters ? { kubernetes: kubeClusters } : {}),
         clusters: plan.clusters.map((c) => ({
           name: c.name,
           networkType: c.networkType,
@@ -220,7 +234,7 @@ export function labCommand(): Command {
               ?.pods.map((p) => p.ipv4 ?? p.ipv6)
               .join(" ") ?? "",
           ]),
-        ),
+        ) + (kubeClusters ? `\n${printKubeRows(kubeClusters)}` : ""),
       );
     });
 
@@ -365,6 +379,7 @@ export function labCommand(): Command {
       process.stdout.write(`restarted agent of ${node}${pid ? ` (pid ${pid})` : ""}\n`);
     });
 
+  addLabKubernetesCommands(lab, nameOption, outputOption);
   return lab;
 }
 

@@ -3,6 +3,7 @@ export * from "./addr.ts";
 export * from "./bundle.ts";
 export * from "./config.ts";
 export * from "./k8s.ts";
+export * from "./kubernetes.ts";
 export * from "./lab.ts";
 export * from "./network.ts";
 export * from "./ops.ts";

@@ -232,6 +232,9 @@ export async function labUp(name: string, config: LabConfig, opts: UpOptions = {
 }
 
 export async function labDown(name: string): Promise<{ namespaces: number; processes: number }> {
+  // The lab's Kubernetes clusters first: their kubelets stop their pods (lazy: kubernetes.ts imports this file).
+  const { stopLabKubernetes } = await import("./kubernetes.ts");
+  await stopLabKubernetes(name);
   const res = await teardownNetwork(`kl-${name}-`);
   await rm(labFiles(name).dir, { recursive: true, force: true });
   return res;

@@ -1,0 +1,280 @@
+/**
+ * Every lab cluster a real Kubernetes cluster: one etcd (one key prefix per cluster), and per cluster
+ * an API server, controller-manager and scheduler from the envtest assets, plus one lab kubelet
+ * process (cmd/kosmos-kubelet.ts) per lab node registering it with the lab's pod CIDRs and underlay
+ * addresses. These processes are the children of one supervisor (`kosmosctl lab k8s-supervise`,
+ * started detached by `lab up --kubernetes`): they die with it (pdeathsig), and `lab down` stops it
+ * first. Its state (URLs, kubeconfig files, pids) is `<lab dir>/kubernetes.json`.
+ */
+import { closeSync, existsSync, openSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { GATEWAY_LABEL } from "../controller/index.ts";
+import {
+  ControlPlane,
+  Daemon,
+  type Etcd,
+  findAssets,
+  freePort,
+  issueCert,
+  startEtcd,
+  waitUntil,
+} from "../controlplane/index.ts";
+import { KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
+import { LAB_APISERVER_FLAGS } from "../kubelet/nodeobj.ts";
+import { REPO_ROOT } from "./bundle.ts";
+import { labFiles } from "./lab.ts";
+import type { LabClusterPlan, LabNodePlan, LabPlan } from "./plan.ts";
+import { isRunning } from "./sh.ts";
+
+export interface LabKubeState {
+  supervisorPid: number;
+  ready: boolean;
+  error?: string;
+  etcd?: string;
+  clusters: { name: string; server: string; kubeconfig: string; dir: string }[];
+  kubelets: { node: string; cluster: string; pid: number; log: string }[];
+}
+
+export const kubeStateFile = (lab: string): string => join(labFiles(lab).dir, "kubernetes.json");
+export const kubeconfigFile = (lab: string, cluster: string): string =>
+  join(labFiles(lab).dir, `kubeconfig-${cluster}`);
+
+/** The service CIDRs of a lab cluster as one flag value (IPv4 first, as the API server wants). */
+export const serviceRange = (c: LabClusterPlan): string =>
+  [...c.serviceCIDRs].sort((a, b) => Number(a.includes(":")) - Number(b.includes(":"))).join(",");
+
+/** The kosmos-kubelet argv for one lab node (pure). */
+export function kubeletArgv(
+  plan: LabPlan,
+  node: LabNodePlan,
+  o: {
+    bun: string;
+    kubeconfig: string;
+    root: string;
+    api?: { port: number; certFile: string; keyFile: string; caFile: string };
+  },
+): string[] {
+  const cluster = plan.clusters.find((c) => c.name === node.cluster)!;
+  const addrs = [
+    ...(cluster.ipFamily !== "ipv6" ? [node.ipv4] : []),
+    ...(cluster.ipFamily !== "ipv4" ? [node.ipv6] : []),
+  ];
+  const labels = [`kosmos.io/lab=${plan.name}`, ...(node.gatewayCandidate ? [`${GATEWAY_LABEL}=true`] : [])];
+  return [
+    o.bun,
+    join(REPO_ROOT, "cmd/kosmos-kubelet.ts"),
+    "--kubeconfig",
+    o.kubeconfig,
+    "--node",
+    node.short,
+    "--node-ns",
+    node.ns,
+    "--pod-ns-prefix",
+    `${node.ns}-`,
+    "--root",
+    o.root,
+    ...addrs.flatMap((a) => ["--address", a]),
+    ...node.podCIDRs.flatMap((c) => ["--pod-cidr", c]),
+    ...labels.flatMap((l) => ["--label", l]),
+    ...cluster.podCIDRs.flatMap((c) => ["--cluster-cidr", c]),
+    ...(o.api
+      ? [
+          "--kubelet-port",
+          String(o.api.port),
+          "--tls-cert-file",
+          o.api.certFile,
+          "--tls-private-key-file",
+          o.api.keyFile,
+          "--client-ca-file",
+          o.api.caFile,
+        ]
+      : []),
+  ];
+}
+
+export interface RunningLabKube {
+  state: LabKubeState;
+  stop(): Promise<void>;
+}
+
+/** Start the control planes and kubelets of a lab whose network is up; resolves once every Node is Ready. */
+export async function startLabKubernetes(plan: LabPlan, o: { bun?: string } = {}): Promise<RunningLabKube> {
+  const assets = findAssets();
+  const dir = join(labFiles(plan.name).dir, "kubernetes");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const state: LabKubeState = { supervisorPid: process.pid, ready: false, clusters: [], kubelets: [] };
+  const planes: ControlPlane[] = [];
+  const kubelets: Daemon[] = [];
+  let etcd: Etcd | undefined;
+  const stop = async (): Promise<void> => {
+    // Kubelets first (SIGTERM: they stop their pods), then the control planes, then etcd.
+    await Promise.all(kubelets.map((k) => k.stop(15_000)));
+    await Promise.all(planes.map((p) => p.stop()));
+    await etcd?.stop();
+  };
+  try {
+    etcd = await startEtcd(assets, join(dir, "etcd"));
+    state.etcd = etcd.url;
+    const shared = etcd;
+    planes.push(
+      ...(await Promise.all(
+        plan.clusters.map((c) =>
+          ControlPlane.start({
+            name: `${plan.name}-${c.name}`,
+            etcd: shared,
+            assets,
+            dir: join(dir, c.name),
+            serviceCIDR: serviceRange(c),
+            components: ["controller-manager", "scheduler"],
+            apiServerFlags: LAB_APISERVER_FLAGS,
+          }),
+        ),
+      )),
+    );
+    for (const [i, c] of plan.clusters.entries()) {
+      const cp = planes[i]!;
+      const file = kubeconfigFile(plan.name, c.name);
+      await writeFile(file, cp.kubeconfig(), { mode: 0o600 });
+      state.clusters.push({ name: c.name, server: cp.url, kubeconfig: file, dir: cp.dir });
+    }
+    for (const n of plan.nodes) {
+      const cp = planes[plan.clusters.findIndex((c) => c.name === n.cluster)]!;
+      const root = join(dir, "nodes", n.name);
+      await mkdir(root, { recursive: true });
+      const log = join(dir, `kubelet-${n.name}.log`);
+      const cert = await issueCert(cp.ca, root, {
+        name: "kubelet-serving",
+        cn: `system:node:${n.short}`,
+        usage: "server",
+        hosts: ["localhost", "127.0.0.1"],
+      });
+      const argv = kubeletArgv(plan, n, {
+        bun: o.bun ?? process.execPath,
+        kubeconfig: await cp.kubeconfigFile("kubelet.kubeconfig"),
+        root,
+        api: {
+          port: await freePort(),
+          certFile: cert.certPath,
+          keyFile: cert.keyPath,
+          caFile: cp.ca.certPath,
+        },
+      });
+      const d = new Daemon(`kosmos-kubelet(${n.name})`, argv, log);
+      kubelets.push(d);
+      state.kubelets.push({ node: n.short, cluster: n.cluster, pid: d.pid, log });
+    }
+    for (const [i, c] of plan.clusters.entries()) {
+      const client = new KubeClient(kubeConfigFromYaml(planes[i]!.kubeconfig()));
+      const want = plan.nodes.filter((n) => n.cluster === c.name).length;
+      await waitUntil(
+        `${want} Ready Nodes in ${c.name}`,
+        async () => {
+          const nodes = await client.list<{ status?: { conditions?: { type: string; status: string }[] } }>(
+            "/api/v1/nodes",
+          );
+          const ready = nodes.items.filter((x) =>
+            x.status?.conditions?.some((k) => k.type === "Ready" && k.status === "True"),
+          );
+          return ready.length === want;
+        },
+        { timeoutMs: 60_000, intervalMs: 200 },
+      ).finally(() => client.close());
+    }
+    state.ready = true;
+    return { state, stop };
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
+  }
+}
+
+export async function readKubeState(lab: string): Promise<LabKubeState | undefined> {
+  const f = kubeStateFile(lab);
+  if (!existsSync(f)) return undefined;
+  return JSON.parse(await readFile(f, "utf8")) as LabKubeState;
+}
+
+/**
+ * Start the supervisor detached and wait until it reports the clusters up (or fails, with its log).
+ * `argv`: how to run `kosmosctl lab k8s-supervise --name <lab>`.
+ */
+export async function launchSupervisor(
+  lab: string,
+  argv: string[],
+  timeoutMs = 180_000,
+): Promise<LabKubeState> {
+  const log = join(labFiles(lab).dir, "kubernetes.log");
+  const fd = openSync(log, "a");
+  try {
+    const p = Bun.spawn(["setsid", "-f", ...argv], { stdin: "ignore", stdout: fd, stderr: fd });
+    await p.exited;
+  } finally {
+    closeSync(fd);
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await readKubeState(lab).catch(() => undefined);
+    if (st?.ready) return st;
+    if (st?.error || (st && !isRunning(st.supervisorPid)))
+      throw new Error(
+        `the lab's Kubernetes clusters failed: ${st.error ?? "supervisor exited"} (log: ${log})`,
+      );
+    if (Date.now() > deadline)
+      throw new Error(`the lab's Kubernetes clusters were not up in ${timeoutMs} ms (log: ${log})`);
+    await Bun.sleep(200);
+  }
+}
+
+/** Stop the supervisor (it stops kubelets, control planes, etcd) and wait until it is gone. */
+export async function stopLabKubernetes(lab: string): Promise<boolean> {
+  const st = await readKubeState(lab).catch(() => undefined);
+  if (!st) return false;
+  const pids = [st.supervisorPid, ...st.kubelets.map((k) => k.pid)];
+  try {
+    process.kill(st.supervisorPid, "SIGTERM");
+  } catch {
+    /* gone already */
+  }
+  const deadline = Date.now() + 60_000;
+  while (pids.some(isRunning) && Date.now() < deadline) await Bun.sleep(100);
+  for (const p of pids.filter(isRunning)) {
+    try {
+      process.kill(p, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+  await rm(kubeStateFile(lab), { force: true });
+  return true;
+}
+
+/** The supervisor's body: start, publish the state, stop on SIGTERM/SIGINT. */
+export async function superviseLabKubernetes(plan: LabPlan): Promise<void> {
+  const file = kubeStateFile(plan.name);
+  await writeFile(
+    file,
+    JSON.stringify({ supervisorPid: process.pid, ready: false, clusters: [], kubelets: [] }),
+  );
+  let running: RunningLabKube;
+  try {
+    running = await startLabKubernetes(plan);
+  } catch (e) {
+    const st: LabKubeState = {
+      supervisorPid: process.pid,
+      ready: false,
+      error: (e as Error).message,
+      clusters: [],
+      kubelets: [],
+    };
+    await writeFile(file, JSON.stringify(st, null, 2));
+    process.exit(1);
+  }
+  await writeFile(file, JSON.stringify(running.state, null, 2));
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", () => resolve());
+    process.once("SIGINT", () => resolve());
+  });
+  await running.stop();
+  process.exit(0);
+}

@@ -148,6 +148,10 @@ export async function reconcilePod(env: PodEnv, key: string): Promise<void> {
     const patch = leafPodPatch(c.pod, lp);
     if (patch) await leaf.client.patch(podPath(ns, name), patch, "strategic");
   }
+  // A leaf pod the leaf has not scheduled yet says nothing new (and would wipe the root's
+  // PodScheduled=True); one the leaf cannot schedule does: its PodScheduled=False goes up.
+  const unschedulable = lp.status?.conditions?.some((c) => c.type === "PodScheduled" && c.status === "False");
+  if (!lp.spec.nodeName && !unschedulable) return;
   const status = statusFromLeaf(lp.status, root.status);
   if (status) {
     try {

@@ -116,7 +116,10 @@ export async function run(): Promise<BenchResult[]> {
       await c.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     // (a) directly in leaf 1
     const a = await startupLatencies(leaf1, "direct", (i) => podBody(`d-${i}`, false), 600_000);
-    await leaf1.request("DELETE", "/api/v1/namespaces/direct/pods", { query: { gracePeriodSeconds: 0 } });
+    await leaf1.request("DELETE", "/api/v1/namespaces/direct/pods", {
+      query: { gracePeriodSeconds: 0 },
+      timeoutMs: 600_000,
+    });
     // (b) through ClusterTree, its own process
     const kcFile = join(lab.dir, "root.kubeconfig");
     await writeFile(kcFile, lab.root.kubeconfig());

@@ -25,3 +25,4 @@ export {
   type SourceSlice,
 } from "./plan.ts";
 export * from "./types.ts";
+export { topologyRecords } from "./records.ts";

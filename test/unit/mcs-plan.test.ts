@@ -16,7 +16,9 @@ import {
   reachableAddress,
   type ServiceExportObject,
   type ServiceObject,
+  topologyRecords,
 } from "../../internal/mcs/index.ts";
+import { TopologySchema } from "../../internal/topology/index.ts";
 
 const svc = (
   ns: string,
@@ -312,5 +314,34 @@ describe("planAutoExports", () => {
       o,
     );
     expect(r).toEqual({ create: [], delete: [{ namespace: "plain", name: "gone" }] });
+  });
+});
+
+describe("topologyRecords", () => {
+  test("imports and per-slice endpoints for the agents: ClusterNode names, unset ready = ready, source addresses", () => {
+    const s = slice("demo", "echo", "echo-a", ["10.244.1.5"]);
+    delete s.endpoints![0]!.conditions;
+    const plan = planMcs([
+      view("c1", { services: [svc("demo", "echo")], exports: [exp("demo", "echo")], slices: [s] }),
+    ]);
+    const r = topologyRecords({ plan, ips: new Map([["demo/echo", "241.0.0.3"]]), clusters: ["c1"] });
+    expect(r.serviceImports).toEqual([
+      {
+        name: "demo/echo",
+        namespace: "demo",
+        service: "echo",
+        type: "ClusterSetIP",
+        ips: ["241.0.0.3"],
+        ports: [{ name: "http", port: 80, protocol: "TCP" }],
+        sessionAffinity: "None",
+        clusters: ["c1"],
+      },
+    ]);
+    expect(r.serviceEndpoints[0]).toMatchObject({
+      name: "demo/echo/c1/echo-a",
+      ports: [{ name: "http", port: 8080, protocol: "TCP" }],
+      endpoints: [{ addresses: ["10.244.1.5"], ready: true, node: "c1-n0" }],
+    });
+    expect(TopologySchema.safeParse({ clusters: [], nodes: [], ...r }).success).toBe(true);
   });
 });

@@ -15,6 +15,7 @@ export {
   type NftIntent,
   type PolicyRule,
   type PrefixMap,
+  type ServiceVip,
   type Route,
   type Sysctl,
   type VxlanDevice,

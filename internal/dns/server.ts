@@ -127,7 +127,10 @@ export async function startDnsServer(o: DnsServerOptions): Promise<RunningDns> {
       stats.dropped++;
       return;
     }
-    if (out.kind === "forward") return forward(buf, reply);
+    if (out.kind === "forward") {
+      forward(buf, reply);
+      return;
+    }
     if (out.rcode === "FORMERR") stats.formerr++;
     else if (out.rcode === "NXDOMAIN") stats.nxdomain++;
     else stats.answered++;

@@ -9,3 +9,10 @@ export {
   type Upstream,
 } from "./server.ts";
 export { buildZone, type Zone, ZONE, type ZoneEndpoint, type ZonePort, type ZoneService } from "./zone.ts";
+export {
+  type AgentDnsOptions,
+  type AgentDnsSource,
+  parseHostPort,
+  resolvConfUpstreams,
+  startAgentDns,
+} from "./agent-hook.ts";

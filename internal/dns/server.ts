@@ -137,47 +137,68 @@ export async function startDnsServer(o: DnsServerOptions): Promise<RunningDns> {
     reply(out.bytes);
   }
 
-  const udpSock: udp.Socket<"buffer"> = await Bun.udpSocket({
-    hostname: o.address,
-    port: o.port,
-    socket: {
-      data(s, data, port, addr) {
-        serve(Buffer.from(data), addr, "udp", (b) => {
-          s.send(b, port, addr);
-        });
-      },
-    },
-  });
-
-  // TCP: 2-byte length prefix per message (RFC 1035 4.2.2); a connection may carry several.
-  const tcp: TCPSocketListener<{ buf: Buffer }> = Bun.listen<{ buf: Buffer }>({
-    hostname: o.address,
-    port: udpSock.port,
-    socket: {
-      open(s) {
-        s.data = { buf: Buffer.alloc(0) };
-      },
-      data(s: TcpSocket<{ buf: Buffer }>, chunk) {
-        s.data.buf = Buffer.concat([s.data.buf, Buffer.from(chunk)]);
-        while (s.data.buf.length >= 2) {
-          const len = s.data.buf.readUInt16BE(0);
-          if (len > MAX_TCP_MESSAGE || len < 12) {
-            stats.dropped++;
-            s.end();
-            return;
-          }
-          if (s.data.buf.length < 2 + len) return;
-          const msg = s.data.buf.subarray(2, 2 + len);
-          s.data.buf = s.data.buf.subarray(2 + len);
-          serve(Buffer.from(msg), s.remoteAddress, "tcp", (b) => {
-            const head = Buffer.alloc(2);
-            head.writeUInt16BE(b.length, 0);
-            s.write(Buffer.concat([head, b]));
+  const bind = async (
+    port: number,
+  ): Promise<{ udpSock: udp.Socket<"buffer">; tcp: TCPSocketListener<{ buf: Buffer }> }> => {
+    const udpSock: udp.Socket<"buffer"> = await Bun.udpSocket({
+      hostname: o.address,
+      port,
+      socket: {
+        data(s, data, port, addr) {
+          serve(Buffer.from(data), addr, "udp", (b) => {
+            s.send(b, port, addr);
           });
-        }
+        },
       },
-    },
-  });
+    });
+
+    // TCP: 2-byte length prefix per message (RFC 1035 4.2.2); a connection may carry several.
+    let tcp: TCPSocketListener<{ buf: Buffer }>;
+    try {
+      tcp = Bun.listen<{ buf: Buffer }>({
+        hostname: o.address,
+        port: udpSock.port,
+        socket: {
+          open(s) {
+            s.data = { buf: Buffer.alloc(0) };
+          },
+          data(s: TcpSocket<{ buf: Buffer }>, chunk) {
+            s.data.buf = Buffer.concat([s.data.buf, Buffer.from(chunk)]);
+            while (s.data.buf.length >= 2) {
+              const len = s.data.buf.readUInt16BE(0);
+              if (len > MAX_TCP_MESSAGE || len < 12) {
+                stats.dropped++;
+                s.end();
+                return;
+              }
+              if (s.data.buf.length < 2 + len) return;
+              const msg = s.data.buf.subarray(2, 2 + len);
+              s.data.buf = s.data.buf.subarray(2 + len);
+              serve(Buffer.from(msg), s.remoteAddress, "tcp", (b) => {
+                const head = Buffer.alloc(2);
+                head.writeUInt16BE(b.length, 0);
+                s.write(Buffer.concat([head, b]));
+              });
+            }
+          },
+        },
+      });
+    } catch (e) {
+      udpSock.close();
+      throw e;
+    }
+    return { udpSock, tcp };
+  };
+  // Port 0 (tests): the UDP port the kernel picks may be taken for TCP; pick again.
+  let bound: Awaited<ReturnType<typeof bind>> | undefined;
+  for (let attempt = 0; !bound; attempt++) {
+    try {
+      bound = await bind(o.port);
+    } catch (e) {
+      if (o.port !== 0 || attempt >= 20 || (e as { code?: string }).code !== "EADDRINUSE") throw e;
+    }
+  }
+  const { udpSock, tcp } = bound;
 
   o.logger?.info({ address: o.address, port: udpSock.port, upstreams }, "dns: serving clusterset.local");
   return {

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { kubeClient, type KubeClient } from "../kube/index.ts";
 import { install, join, KosmosCliError, type UnjoinResult, uninstall, unjoin } from "./k8s-ops.ts";
 import { type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
+import { getMcs, MCS_KINDS } from "./mcs.ts";
 import { waitWithBar } from "./rollout.ts";
 
 const NETWORK_TYPES = ["p2p", "gateway"];
@@ -207,18 +208,25 @@ const csv = (v: unknown): string => (Array.isArray(v) ? v.join(",") : "");
 
 function getCommand(): Command {
   return new Command("get")
-    .description("list clusters or nodes (ClusterNodes)")
-    .argument("<what>", "clusters|nodes")
+    .description("list clusters, nodes (ClusterNodes), or the multi-cluster services of a cluster")
+    .argument("<what>", "clusters|nodes|serviceimports|serviceexports")
     .option("--kubeconfig <file>")
+    .option("-n, --namespace <ns>", "serviceimports/serviceexports: one namespace (default: all)")
     .option("-o, --output <fmt>", "table|json|yaml", parseOutput, "table" as OutputFormat)
-    .action(async (what: string, o: { kubeconfig?: string; output: OutputFormat }) => {
+    .action(async (what: string, o: { kubeconfig?: string; namespace?: string; output: OutputFormat }) => {
+      const mcs = MCS_KINDS[what];
+      if (mcs) return getMcs(client(o.kubeconfig), mcs, o.namespace, o.output);
       const kind = /^(cluster|clusters|kc)$/.test(what)
         ? "clusters"
         : /^(node|nodes|clusternodes|cn)$/.test(what)
           ? "clusternodes"
           : undefined;
       if (!kind)
-        throw new KosmosCliError("KOSMOS_BAD_ARG", `cannot get "${what}"`, "kosmosctl get clusters|nodes");
+        throw new KosmosCliError(
+          "KOSMOS_BAD_ARG",
+          `cannot get "${what}"`,
+          "kosmosctl get clusters|nodes|serviceimports|serviceexports",
+        );
       const list = await client(o.kubeconfig).list<ListedObject>(`/apis/kosmos.io/v1alpha1/${kind}`);
       if (kind === "clusters") {
         printData(o.output, list, () =>

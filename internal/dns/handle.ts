@@ -52,7 +52,10 @@ export function handleQuery(buf: Buffer, zone: Zone, transport: "udp" | "tcp"): 
   const r = resolve(zone, question.name, question.type);
   if (r.kind === "forward") return { kind: "forward", id: q.id ?? 0 };
   const flags =
-    dnsPacket.AUTHORITATIVE_ANSWER | (q.flag_rd ? dnsPacket.RECURSION_DESIRED : 0) | RCODE[r.rcode];
+    dnsPacket.AUTHORITATIVE_ANSWER |
+    dnsPacket.RECURSION_AVAILABLE |
+    (q.flag_rd ? dnsPacket.RECURSION_DESIRED : 0) |
+    RCODE[r.rcode];
   const reply: dnsPacket.Packet = {
     type: "response",
     id: q.id,

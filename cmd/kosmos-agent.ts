@@ -2,6 +2,7 @@
 /** kosmos-agent: the per-node daemon. Flags and environment -> AgentConfig -> Agent. No logic here. */
 import { Command, Option } from "commander";
 import { Agent, AGENT_VERSION, webCredentials } from "../internal/agent/index.ts";
+import { parseHostPort, startAgentDns } from "../internal/dns/index.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -48,7 +49,9 @@ const program = new Command("kosmos-agent")
   .option("--no-watch-kernel", "do not watch the kernel for tampering (repair waits for the resync)")
   .addOption(new Option("--log-level <level>", "pino level").env("KOSMOS_LOG_LEVEL").default("info"))
   .option("--uninstall-on-exit", "remove everything the agent owns from the kernel when stopping", false)
-  .option("--uninstall", "remove everything the agent owns from the kernel, then exit", false);
+  .option("--uninstall", "remove everything the agent owns from the kernel, then exit", false)
+  .addOption(new Option("--dns-listen <host:port>", "serve clusterset.local (multi-cluster services) on this node-local address, e.g. 169.254.20.11:53").env("KOSMOS_DNS_LISTEN"))
+  .addOption(new Option("--dns-upstream <host:port>", "where other names are forwarded (repeatable; default: nameservers of /etc/resolv.conf)").argParser(collect).default([]));
 
 program.parse();
 const o = program.opts<{
@@ -68,6 +71,8 @@ const o = program.opts<{
   logLevel: string;
   uninstallOnExit: boolean;
   uninstall: boolean;
+  dnsListen?: string;
+  dnsUpstream: string[];
 }>();
 
 const idx = o.listen.lastIndexOf(":");
@@ -120,6 +125,17 @@ try {
   process.exit(1);
 }
 await Bun.write(`${o.dataDir}/agent.pid`, `${process.pid}\n`);
+// Multi-cluster services DNS (docs/services.md): answered from this agent's replica.
+const dns = o.dnsListen
+  ? await startAgentDns(
+      { node: o.node, store: agent.store, liveness: () => agent.livenessView() },
+      {
+        listen: o.dnsListen,
+        ...(o.dnsUpstream.length ? { upstreams: o.dnsUpstream.map((u) => parseHostPort(u)) } : {}),
+        logger: agent.logger.child({ component: "dns" }),
+      },
+    )
+  : undefined;
 
 let stopping = false;
 for (const sig of ["SIGTERM", "SIGINT"] as const) {
@@ -127,6 +143,7 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
     if (stopping) return;
     stopping = true;
     agent.logger.info({ signal: sig }, "stopping");
+    await dns?.stop();
     await agent.stop();
     process.exit(0);
   });

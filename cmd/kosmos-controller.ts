@@ -4,6 +4,12 @@ import { Command } from "commander";
 import { TOKEN_MIN_LENGTH, TOKEN_POLICY, tokenWeakness } from "../internal/api/index.ts";
 import { type AgentEndpoint, startController } from "../internal/controller/index.ts";
 import { loadKubeConfig } from "../internal/kube/index.ts";
+import {
+  DEFAULT_CLUSTERSET_CIDR,
+  type RunningMcs,
+  startMcs,
+  topologyRecords,
+} from "../internal/mcs/index.ts";
 import { createLogger, createRegistry, Gauge } from "../internal/observability/index.ts";
 
 const program = new Command("kosmos-controller")
@@ -29,6 +35,17 @@ const program = new Command("kosmos-controller")
   )
   .option("--listen <addr>", "health/metrics address", "0.0.0.0:9090")
   .option("--no-leader-elect", "run without a Lease (single replica)")
+  .option(
+    "--mcs",
+    "run the multi-cluster services controller (ServiceExport/ServiceImport, ClusterSetIPs; docs/services.md)",
+  )
+  .option("--clusterset-cidr <cidr>", "range the ClusterSetIPs are allocated from", DEFAULT_CLUSTERSET_CIDR)
+  .option(
+    "--auto-mcs-prefix <prefix...>",
+    "namespaces (by prefix) whose Services are exported automatically",
+    [],
+  )
+  .option("--reserved-namespaces <ns...>", "namespaces never exported automatically", ["kube-system"])
   .parse();
 
 const o = program.opts<{
@@ -41,6 +58,10 @@ const o = program.opts<{
   agentsPerCluster: string;
   listen: string;
   leaderElect: boolean;
+  mcs?: boolean;
+  clustersetCidr: string;
+  autoMcsPrefix: string[];
+  reservedNamespaces: string[];
 }>();
 const log = createLogger({ component: "controller" });
 const token = o.token ?? process.env.KOSMOS_TOKEN ?? "";
@@ -72,6 +93,22 @@ if (o.agentScheme !== "https" && o.agentScheme !== "http") throw new Error("--ag
 
 const kc = loadKubeConfig(o.kubeconfig);
 
+// The MCS controller shares the Lease (one allocator of ClusterSetIPs) and its imports ride in the
+// seeded topology: it starts paused and runs while this replica leads.
+let mcs: RunningMcs | undefined;
+let leading = false;
+if (o.mcs) {
+  mcs = await startMcs({
+    kubeconfig: kc,
+    namespace: o.namespace,
+    clustersetCIDR: o.clustersetCidr,
+    autoPrefixes: o.autoMcsPrefix,
+    reservedNamespaces: o.reservedNamespaces,
+    logger: log.child({ component: "mcs" }),
+    paused: true,
+    onPlan: () => ctl?.reseed(),
+  });
+}
 const ctl = await startController({
   kubeconfig: kc,
   agents,
@@ -79,6 +116,15 @@ const ctl = await startController({
   namespace: o.namespace,
   leaderElection: o.leaderElect,
   logger: log,
+  extraTopology: () => {
+    const st = mcs?.state();
+    return st ? topologyRecords(st) : {};
+  },
+  onLeadership: (l) => {
+    leading = l;
+    if (l) mcs?.resume();
+    else mcs?.pause();
+  },
 });
 const registry = createRegistry();
 new Gauge({
@@ -114,7 +160,12 @@ const server = Bun.serve({
     if (path === "/metrics")
       return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
     if (path === "/status")
-      return Response.json({ leader: ctl.isLeader(), ready: ctl.ready(), seeder: ctl.seeder.status() });
+      return Response.json({
+        leader: ctl.isLeader(),
+        ready: ctl.ready(),
+        seeder: ctl.seeder.status(),
+        ...(mcs ? { mcs: { running: leading, synced: mcs.synced(), ...mcs.stats() } } : {}),
+      });
     return new Response("not found", { status: 404 });
   },
 });
@@ -125,6 +176,7 @@ log.info(
   "kosmos-controller started",
 );
 const shutdown = async (): Promise<void> => {
+  await mcs?.stop();
   await ctl.stop();
   server.stop(true);
   process.exit(0);

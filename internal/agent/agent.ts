@@ -395,6 +395,11 @@ export class Agent {
   }
 
   /** Seed (controller-owned) topology: replaces the controller's rows; returns how many changed. */
+  /** Raw SWIM liveness (what elections use): consumers that must drop dead nodes at once (DNS). */
+  livenessView(): Record<string, MemberState> {
+    return (this.electionView ?? this.planView ?? this.memberView)();
+  }
+
   seed(topology: Topology): number {
     const rows = this.store.seed(topology);
     this.gossip?.publish(rows);

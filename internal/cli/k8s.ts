@@ -4,6 +4,7 @@ import { kubeClient, type KubeClient } from "../kube/index.ts";
 import { install, join, KosmosCliError, type UnjoinResult, uninstall, unjoin } from "./k8s-ops.ts";
 import { listVirtualNodes, virtualNodesTable } from "./k8s-tree.ts";
 import { type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
+import { getMcs, MCS_KINDS } from "./mcs.ts";
 import { waitWithBar } from "./rollout.ts";
 
 const NETWORK_TYPES = ["p2p", "gateway"];
@@ -245,12 +246,15 @@ const csv = (v: unknown): string => (Array.isArray(v) ? v.join(",") : "");
 function getCommand(): Command {
   return new Command("get")
     .description(
-      "list clusters, nodes (ClusterNodes, then the ClusterTree virtual nodes if any) or virtualnodes",
+      "list clusters, nodes (ClusterNodes, then the ClusterTree virtual nodes if any), virtualnodes, or the multi-cluster services of a cluster",
     )
-    .argument("<what>", "clusters|nodes|virtualnodes")
+    .argument("<what>", "clusters|nodes|virtualnodes|serviceimports|serviceexports")
     .option("--kubeconfig <file>", "kubeconfig of the host cluster (default: $KUBECONFIG, ~/.kube/config)")
+    .option("-n, --namespace <ns>", "serviceimports/serviceexports: one namespace (default: all)")
     .option("-o, --output <fmt>", "table|json|yaml", parseOutput, "table" as OutputFormat)
-    .action(async (what: string, o: { kubeconfig?: string; output: OutputFormat }) => {
+    .action(async (what: string, o: { kubeconfig?: string; namespace?: string; output: OutputFormat }) => {
+      const mcs = MCS_KINDS[what];
+      if (mcs) return getMcs(client(o.kubeconfig), mcs, o.namespace, o.output);
       if (/^(virtualnodes|virtualnode|vnodes|vn)$/.test(what)) {
         const rows = await listVirtualNodes(client(o.kubeconfig));
         printData(o.output, rows, () => virtualNodesTable(rows));
@@ -265,7 +269,7 @@ function getCommand(): Command {
         throw new KosmosCliError(
           "KOSMOS_BAD_ARG",
           `cannot get "${what}"`,
-          "kosmosctl get clusters|nodes|virtualnodes",
+          "kosmosctl get clusters|nodes|virtualnodes|serviceimports|serviceexports",
         );
       const list = await client(o.kubeconfig).list<ListedObject>(`/apis/kosmos.io/v1alpha1/${kind}`);
       if (kind === "clusters") {

@@ -47,6 +47,13 @@ export interface ControllerOptions {
   /** Backoff bounds for watch restarts and reconcile retries (ms). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * More of the topology from elsewhere (the MCS controller's service imports), merged into every
+   * seeded topology; call `reseed()` when it changed.
+   */
+  extraTopology?: () => Pick<Topology, "serviceImports" | "serviceEndpoints">;
+  /** Told when this replica starts or stops leading (the MCS controller runs only on the leader). */
+  onLeadership?: (leading: boolean) => void;
 }
 
 /** One informer's state: synced, and how often it had to list again (410 Gone after an outage). */
@@ -68,6 +75,8 @@ export interface RunningController {
   ready(): { ready: boolean; reason: string };
   /** The topology currently derived from the informer caches. */
   topology(): Topology;
+  /** Seed again (after `extraTopology` changed). */
+  reseed(): void;
   /** Resolve once every queued reconcile has run (tests, CLI). */
   idle(): Promise<void>;
   /** Its informers (Clusters, ClusterNodes, then each watched member's Nodes), as they are now. */
@@ -165,6 +174,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     }
     queue.resume();
     seed();
+    opts.onLeadership?.(true);
   };
   if (opts.leaderElection === false) onLeading();
   else {
@@ -185,6 +195,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       onStoppedLeading: () => {
         leader = false;
         queue.pause();
+        opts.onLeadership?.(false);
       },
     });
   }
@@ -204,7 +215,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         return { ready: false, reason: "the Lease cannot be read or written" };
       return { ready: true, reason: leader ? "leader" : `standby (leader: ${elector?.holder() ?? "?"})` };
     },
-    topology: () => toTopology(clusters.list(), clusterNodes.list()),
+    topology: () => ({ ...toTopology(clusters.list(), clusterNodes.list()), ...opts.extraTopology?.() }),
+    reseed: () => seed(),
     idle: () => queue.idle(),
     watches: () =>
       [clusters, clusterNodes, ...members.names().flatMap((n) => members.get(n)?.nodes ?? [])].map(
@@ -260,7 +272,7 @@ function makeSeeder(o: {
         o.seeder.setGroups(groups, o.opts.discovery!.perCluster ?? 3);
       }
     }
-    const t = toTopology(o.clusters.list(), o.clusterNodes.list());
+    const t = { ...toTopology(o.clusters.list(), o.clusterNodes.list()), ...o.opts.extraTopology?.() };
     try {
       validateTopology(t);
     } catch (e) {

@@ -14,7 +14,7 @@ export {
   topologyHash,
   toTopology,
 } from "./mapping.ts";
-export { type Member, type MemberProblem, Members, nodeShape } from "./members.ts";
+export { type Member, type MemberProblem, Members, memberKubeconfig, nodeShape } from "./members.ts";
 export {
   type AgentEndpoint,
   fetchPusher,

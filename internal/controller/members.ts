@@ -29,6 +29,28 @@ export interface MemberProblem {
 
 type Got = { yaml: string } | MemberProblem;
 
+/** A member's kubeconfig YAML: from its Secret (kubeconfigSecretRef) or the inline upstream field. */
+export async function memberKubeconfig(host: KubeClient, c: ClusterObject, namespace: string): Promise<Got> {
+  const ref = c.spec.kubeconfigSecretRef;
+  if (ref) {
+    const ns = ref.namespace ?? namespace;
+    const key = ref.key ?? "kubeconfig";
+    try {
+      const s = await host.get<{ data?: Record<string, string> }>(
+        `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(ref.name)}`,
+      );
+      const data = s.data?.[key];
+      if (!data) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} has no key ${key}` };
+      return { yaml: Buffer.from(data, "base64").toString("utf8") };
+    } catch (e) {
+      if (isNotFound(e)) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} not found` };
+      throw e;
+    }
+  }
+  if (c.spec.kubeconfig) return { yaml: Buffer.from(c.spec.kubeconfig, "base64").toString("utf8") };
+  return { reason: "NoKubeconfig", message: "no kubeconfig (spec.kubeconfigSecretRef or spec.kubeconfig)" };
+}
+
 export class Members {
   private readonly members = new Map<string, Member>();
 
@@ -51,31 +73,10 @@ export class Members {
     return [...this.members.keys()];
   }
 
-  private async kubeconfigOf(c: ClusterObject): Promise<Got> {
-    const ref = c.spec.kubeconfigSecretRef;
-    if (ref) {
-      const ns = ref.namespace ?? this.o.namespace;
-      const key = ref.key ?? "kubeconfig";
-      try {
-        const s = await this.host.get<{ data?: Record<string, string> }>(
-          `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(ref.name)}`,
-        );
-        const data = s.data?.[key];
-        if (!data) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} has no key ${key}` };
-        return { yaml: Buffer.from(data, "base64").toString("utf8") };
-      } catch (e) {
-        if (isNotFound(e)) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} not found` };
-        throw e;
-      }
-    }
-    if (c.spec.kubeconfig) return { yaml: Buffer.from(c.spec.kubeconfig, "base64").toString("utf8") };
-    return { reason: "NoKubeconfig", message: "no kubeconfig (spec.kubeconfigSecretRef or spec.kubeconfig)" };
-  }
-
   /** The member's connection, (re)made when its kubeconfig changed; a problem when there is none. */
   async ensure(c: ClusterObject): Promise<Member | MemberProblem> {
     const name = c.metadata.name;
-    const got = await this.kubeconfigOf(c);
+    const got = await memberKubeconfig(this.host, c, this.o.namespace);
     if (!("yaml" in got)) {
       await this.stop(name);
       return got;

@@ -1,5 +1,6 @@
 import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, type VxlanDevice } from "./hoststate.ts";
 import { renderNftDelete } from "./nft.ts";
+import { canonicalNftListing } from "./nft-services.ts";
 import { canonCidr, ZERO_MAC } from "./normalize.ts";
 import { redactKeys } from "./redact.ts";
 import type { Runner } from "../sys/index.ts";
@@ -278,7 +279,7 @@ export async function apply(
   }
   if (nftOk) {
     const l = await runner.run(["nft", "list", "table", "inet", KOSMOS_NFT_TABLE]);
-    if (l.code === 0) nftListing = l.stdout;
+    if (l.code === 0) nftListing = canonicalNftListing(l.stdout);
   }
   const report: ApplyReport = {
     counts,

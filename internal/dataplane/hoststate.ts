@@ -107,6 +107,24 @@ export interface NftIntent {
    * by the CNI (a null SNAT binding in a chain that runs before the CNI's NAT).
    */
   noMasqueradeDst: { v4: string[]; v6: string[] };
+  /**
+   * Additive: multi-cluster ClusterSetIPs (docs/services.md). Traffic to `vip:port/protocol`, from
+   * pods (prerouting) or the node itself (output), is DNATed to one of the ready endpoints, chosen
+   * at random per connection (sticky per client address when `affinitySeconds` is set).
+   */
+  serviceVips?: ServiceVip[];
+}
+
+export interface ServiceVip {
+  /** `<namespace>/<service>:<port name or number>` (comments, stable chain order). */
+  name: string;
+  vip: string;
+  family: Family;
+  protocol: "tcp" | "udp" | "sctp";
+  port: number;
+  /** Sorted; empty: no rule (nothing answers the VIP). */
+  endpoints: Array<{ address: string; port: number }>;
+  affinitySeconds?: number;
 }
 
 export interface XfrmPolicy {

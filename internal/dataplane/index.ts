@@ -14,6 +14,7 @@ export {
   type NftIntent,
   type PolicyRule,
   type PrefixMap,
+  type ServiceVip,
   type Route,
   type Sysctl,
   type VxlanDevice,

@@ -1,5 +1,6 @@
 import type { NftIntent, PrefixMap } from "./hoststate.ts";
 import { KOSMOS_NFT_TABLE } from "./hoststate.ts";
+import { renderServiceVips } from "./nft-services.ts";
 import { canonCidr, fnv1a64 } from "./normalize.ts";
 
 /**
@@ -124,5 +125,5 @@ function renderBody(intent: NftIntent): string {
     }
     out += "\t}\n";
   }
-  return out;
+  return out + renderServiceVips(intent.serviceVips);
 }

@@ -1,5 +1,6 @@
 /** Pure parsers: text/JSON printed by `ip`, `bridge`, `nft`, `ip xfrm`, `sysctl` → typed values. */
 import type { Family, FdbEntry, PolicyRule, XfrmPolicy, XfrmState } from "./hoststate.ts";
+import { canonicalNftListing } from "./nft-services.ts";
 import { KOSMOS_ROUTE_PROTO } from "./hoststate.ts";
 import type { ActualDevice, ActualNeighbor, ActualNft, ActualRoute } from "./types.ts";
 import { canonAddr, canonCidr, canonMac } from "./normalize.ts";
@@ -128,7 +129,8 @@ export function parseNeigh(json: string, dev: string): ActualNeighbor[] {
 export function parseNft(listing: string, code: number): ActualNft {
   if (code !== 0 || !listing.trim()) return { present: false, listing: "" };
   const m = /comment "kosmos:([0-9a-f]+)"/.exec(listing);
-  return m?.[1] ? { present: true, hash: m[1], listing } : { present: true, listing };
+  const canon = canonicalNftListing(listing);
+  return m?.[1] ? { present: true, hash: m[1], listing: canon } : { present: true, listing: canon };
 }
 
 /**

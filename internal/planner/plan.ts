@@ -16,6 +16,7 @@ import { planDevices } from "./steps/devices.ts";
 import { planNft } from "./steps/nft.ts";
 import { orderHostState } from "./steps/order.ts";
 import { planPeers } from "./steps/peers.ts";
+import { planServices } from "./steps/services.ts";
 import { localRangesOf, planRoutes, planRules } from "./steps/routes.ts";
 import { planSysctls } from "./steps/sysctls.ts";
 import { planXfrm } from "./steps/xfrm.ts";
@@ -28,6 +29,8 @@ export function plan(input: PlanInput): HostState {
   const routes = planRoutes(ctx, peers.bridgeIp, local);
   const rules = planRules(ctx);
   const nft = planNft(ctx, devices);
+  const vips = planServices(ctx);
+  if (vips.length > 0) nft.serviceVips = vips;
   const xfrm = planXfrm(ctx, peers.remoteBridge, local);
   const sysctls = planSysctls(ctx, devices);
   return orderHostState(ctx, { devices, peers: peers.byDevice, routes, rules, nft, xfrm, sysctls });

@@ -1,7 +1,7 @@
 /**
  * SQLite schema of the node-local replica (drizzle sqlite-core). Documented in docs/sqlite-schema.md.
  *
- * Replicated tables (clusters, nodes, node_status) carry `owner`, `version` (HLC, see hlc.ts) and
+ * Replicated tables (clusters, nodes, node_status, service_imports, service_endpoints) carry `owner`, `version` (HLC, see hlc.ts) and
  * `deleted` (tombstone, data columns NULL) on every row. JSON columns hold text (lists and maps only).
  * Every other table is local to this node and never gossiped.
  *
@@ -92,6 +92,63 @@ export const nodeStatus = sqliteTable(
   (t) => [
     index("node_status_owner_version").on(t.owner, t.version),
     check("node_status_deleted_bool", sql`${t.deleted} IN (0, 1)`),
+  ],
+);
+
+/** Multi-cluster service imports (internal/mcs; key `<ns>/<service>`). Writable by "controller" only. */
+export const serviceImports = sqliteTable(
+  "service_imports",
+  {
+    name: text("name").primaryKey(),
+    owner: text("owner").notNull(),
+    version: integer("version").notNull(),
+    deleted: integer("deleted").notNull().default(0),
+    namespace: text("namespace"),
+    service: text("service"),
+    /** ClusterSetIP | Headless */
+    type: text("type"),
+    /** JSON array: the ClusterSetIP (empty when Headless). */
+    ips: text("ips"),
+    /** JSON array of {name?, port, protocol, appProtocol?}. */
+    ports: text("ports"),
+    /** ClientIP | None */
+    sessionAffinity: text("session_affinity"),
+    affinityTimeout: integer("affinity_timeout"),
+    /** JSON array of exporting cluster names. */
+    clusters: text("clusters"),
+  },
+  (t) => [
+    index("service_imports_owner_version").on(t.owner, t.version),
+    check("service_imports_deleted_bool", sql`${t.deleted} IN (0, 1)`),
+  ],
+);
+
+/**
+ * Endpoints one exporting cluster contributes to a service import, one row per source EndpointSlice
+ * (key `<ns>/<service>/<cluster>/<slice>`). Writable by "controller" only.
+ */
+export const serviceEndpoints = sqliteTable(
+  "service_endpoints",
+  {
+    name: text("name").primaryKey(),
+    owner: text("owner").notNull(),
+    version: integer("version").notNull(),
+    deleted: integer("deleted").notNull().default(0),
+    namespace: text("namespace"),
+    service: text("service"),
+    cluster: text("cluster"),
+    slice: text("slice"),
+    /** IPv4 | IPv6 */
+    addressType: text("address_type"),
+    /** JSON array of {name?, port, protocol}. */
+    ports: text("ports"),
+    /** JSON array of {addresses, ready, hostname?, node?}. */
+    endpoints: text("endpoints"),
+  },
+  (t) => [
+    index("service_endpoints_owner_version").on(t.owner, t.version),
+    index("service_endpoints_service").on(t.namespace, t.service),
+    check("service_endpoints_deleted_bool", sql`${t.deleted} IN (0, 1)`),
   ],
 );
 
@@ -228,6 +285,8 @@ export const schema = {
   clusters,
   nodes,
   nodeStatus,
+  serviceImports,
+  serviceEndpoints,
   ownerDigests,
   meta,
   members,

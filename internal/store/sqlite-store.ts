@@ -6,7 +6,14 @@
  */
 import { and, eq, isNotNull } from "drizzle-orm";
 import type { Logger } from "../observability/index.ts";
-import { type Cluster, type Node, type Topology, TopologySchema } from "../topology/index.ts";
+import {
+  type Cluster,
+  type Node,
+  type ServiceEndpointsRecord,
+  type ServiceImportRecord,
+  type Topology,
+  TopologySchema,
+} from "../topology/index.ts";
 import { checkRow, colsRecord, NULL_COLUMNS, type RejectReason, sameColumns, zodMessage } from "./checks.ts";
 import {
   rowHash,
@@ -27,6 +34,9 @@ import type { AppliedRecord, GatewayClaim, Member } from "./model.ts";
 import { OwnerDigests } from "./owner-digests.ts";
 import { nodeStatus } from "./schema.ts";
 import type { ChangeListener, RecoveryInfo, Store, StoreStats } from "./store.ts";
+
+/** The tables `seed` writes (controller-owned rows, replaced as a set). */
+type SeedTable = "clusters" | "nodes" | "service_imports" | "service_endpoints";
 import {
   REPLICATED_TABLES,
   type ReplicatedTableName,
@@ -232,9 +242,16 @@ export class SqliteStore implements Store {
         "fix the seed topology",
       );
     }
-    const wanted: Array<{ table: "clusters" | "nodes"; items: Array<Cluster | Node> }> = [
+    const wanted: Array<{ table: SeedTable; items: Array<{ name: string }> }> = [
       { table: "clusters", items: parsed.data.clusters },
       { table: "nodes", items: parsed.data.nodes },
+      // A topology without the MCS lists (an older controller) leaves the service rows alone.
+      ...(parsed.data.serviceImports
+        ? [{ table: "service_imports" as const, items: parsed.data.serviceImports }]
+        : []),
+      ...(parsed.data.serviceEndpoints
+        ? [{ table: "service_endpoints" as const, items: parsed.data.serviceEndpoints }]
+        : []),
     ];
     for (const { table, items } of wanted) {
       for (const item of items) {
@@ -256,11 +273,7 @@ export class SqliteStore implements Store {
   }
 
   /** Inside seed's transaction: upsert changed items of one table, tombstone the owner's others. */
-  private seedTable(
-    table: "clusters" | "nodes",
-    items: Array<Cluster | Node>,
-    owner: string,
-  ): ReplicatedRow[] {
+  private seedTable(table: SeedTable, items: Array<{ name: string }>, owner: string): ReplicatedRow[] {
     const st = this.t[table];
     const changed: ReplicatedRow[] = [];
     const present = new Set<string>();
@@ -299,7 +312,14 @@ export class SqliteStore implements Store {
       .all()
       .map((r) => this.t.clusters.spec.fromColumns(r) as unknown as Cluster);
     const nodes = this.t.nodes.live.all().map((r) => this.t.nodes.spec.fromColumns(r) as unknown as Node);
-    return { clusters, nodes };
+    const serviceImports = this.t.service_imports.live
+      .all()
+      .map((r) => this.t.service_imports.spec.fromColumns(r) as unknown as ServiceImportRecord);
+    const serviceEndpoints = this.t.service_endpoints.live
+      .all()
+      .map((r) => this.t.service_endpoints.spec.fromColumns(r) as unknown as ServiceEndpointsRecord);
+    if (serviceImports.length === 0 && serviceEndpoints.length === 0) return { clusters, nodes };
+    return { clusters, nodes, serviceImports, serviceEndpoints };
   }
 
   get(table: ReplicatedTableName, key: string): ReplicatedRow | undefined {

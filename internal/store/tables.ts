@@ -3,13 +3,33 @@
  * back, and who may write which row. Pure.
  */
 import type { z } from "zod";
-import { type Cluster, ClusterSchema, type Node, NodeSchema } from "../topology/index.ts";
+import {
+  type Cluster,
+  ClusterSchema,
+  type Node,
+  NodeSchema,
+  type ServiceEndpointsRecord,
+  ServiceEndpointsRecordSchema,
+  type ServiceImportRecord,
+  ServiceImportRecordSchema,
+} from "../topology/index.ts";
 import type { SqlRow, SqlValue } from "./driver.ts";
 import { type NodeStatus, NodeStatusSchema } from "./model.ts";
 import { CONTROLLER_OWNER } from "../gossip/index.ts";
 
-export type ReplicatedTableName = "clusters" | "nodes" | "node_status";
-export const REPLICATED_TABLES: readonly ReplicatedTableName[] = ["clusters", "nodes", "node_status"];
+export type ReplicatedTableName =
+  | "clusters"
+  | "nodes"
+  | "node_status"
+  | "service_imports"
+  | "service_endpoints";
+export const REPLICATED_TABLES: readonly ReplicatedTableName[] = [
+  "clusters",
+  "nodes",
+  "node_status",
+  "service_imports",
+  "service_endpoints",
+];
 
 export interface ReplicatedTableSpec {
   name: ReplicatedTableName;
@@ -157,10 +177,78 @@ const nodeStatusSpec: ReplicatedTableSpec = {
   mayWrite: (owner, key) => owner === key,
 };
 
+const serviceImportSpec: ReplicatedTableSpec = {
+  name: "service_imports",
+  columns: [
+    "namespace",
+    "service",
+    "type",
+    "ips",
+    "ports",
+    "session_affinity",
+    "affinity_timeout",
+    "clusters",
+  ],
+  schema: ServiceImportRecordSchema as unknown as z.ZodType<Record<string, unknown>>,
+  toColumns(d) {
+    const s = d as unknown as ServiceImportRecord;
+    return [
+      s.namespace,
+      s.service,
+      s.type,
+      json(s.ips),
+      json(s.ports),
+      s.sessionAffinity,
+      num(s.affinityTimeoutSeconds),
+      json(s.clusters),
+    ];
+  },
+  fromColumns(r) {
+    const s: Record<string, unknown> = {
+      name: r.name,
+      namespace: r.namespace,
+      service: r.service,
+      type: r.type,
+      ips: parseJson(r.ips, []),
+      ports: parseJson(r.ports, []),
+      sessionAffinity: r.session_affinity,
+    };
+    opt(s, "affinityTimeoutSeconds", r.affinity_timeout);
+    s.clusters = parseJson(r.clusters, []);
+    return s;
+  },
+  mayWrite: (owner) => owner === CONTROLLER_OWNER,
+};
+
+const serviceEndpointsSpec: ReplicatedTableSpec = {
+  name: "service_endpoints",
+  columns: ["namespace", "service", "cluster", "slice", "address_type", "ports", "endpoints"],
+  schema: ServiceEndpointsRecordSchema as unknown as z.ZodType<Record<string, unknown>>,
+  toColumns(d) {
+    const s = d as unknown as ServiceEndpointsRecord;
+    return [s.namespace, s.service, s.cluster, s.slice, s.addressType, json(s.ports), json(s.endpoints)];
+  },
+  fromColumns(r) {
+    return {
+      name: r.name,
+      namespace: r.namespace,
+      service: r.service,
+      cluster: r.cluster,
+      slice: r.slice,
+      addressType: r.address_type,
+      ports: parseJson(r.ports, []),
+      endpoints: parseJson(r.endpoints, []),
+    };
+  },
+  mayWrite: (owner) => owner === CONTROLLER_OWNER,
+};
+
 export const TABLE_SPECS: Readonly<Record<ReplicatedTableName, ReplicatedTableSpec>> = {
   clusters: clusterSpec,
   nodes: nodeSpec,
   node_status: nodeStatusSpec,
+  service_imports: serviceImportSpec,
+  service_endpoints: serviceEndpointsSpec,
 };
 
 export function tableSpec(table: string): ReplicatedTableSpec | undefined {
@@ -168,8 +256,9 @@ export function tableSpec(table: string): ReplicatedTableSpec | undefined {
 }
 
 /**
- * Ownership rules (shared with in-memory replicas): clusters by "controller" only; nodes by
- * "controller" or the node itself; node_status by the node itself. Unknown tables: nobody.
+ * Ownership rules (shared with in-memory replicas): clusters, service_imports and service_endpoints
+ * by "controller" only; nodes by "controller" or the node itself; node_status by the node itself.
+ * Unknown tables: nobody.
  */
 export function mayWrite(table: string, owner: string, key: string): boolean {
   return tableSpec(table)?.mayWrite(owner, key) ?? false;

@@ -6,6 +6,7 @@
  * lives in validate.ts. Field names follow upstream Kosmos where one exists.
  */
 import { z } from "zod";
+import { ServiceEndpointsRecordSchema, ServiceImportRecordSchema } from "./services.ts";
 
 /** DNS-1123 label, as Kubernetes object names. */
 export const NameSchema = z
@@ -83,6 +84,9 @@ export type NodeInput = z.input<typeof NodeSchema>;
 export const TopologySchema = z.object({
   clusters: z.array(ClusterSchema).default([]),
   nodes: z.array(NodeSchema).default([]),
+  /** Multi-cluster services (services.ts); optional, so topologies without MCS stay as they were. */
+  serviceImports: z.array(ServiceImportRecordSchema).optional(),
+  serviceEndpoints: z.array(ServiceEndpointsRecordSchema).optional(),
 });
 export type Topology = z.infer<typeof TopologySchema>;
 export type TopologyInput = z.input<typeof TopologySchema>;

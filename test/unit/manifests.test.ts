@@ -54,7 +54,7 @@ describe("manifests", () => {
       resources: string[];
     };
     for (const r of k.resources) expect(() => readFileSync(join(MANIFESTS_DIR, r))).not.toThrow();
-    expect(k.resources.length).toBe(7);
+    expect(k.resources.length).toBe(9);
   });
 
   test("CRDs: printer columns and short names; Cluster has no status subresource (as upstream), ClusterNode has", () => {

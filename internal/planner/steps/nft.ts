@@ -11,6 +11,7 @@ import { DEVICES } from "./devices.ts";
 export interface NftParts {
   globalMaps: PrefixMap[];
   masquerade: NftIntent["masquerade"];
+  serviceVips?: NftIntent["serviceVips"];
 }
 
 export function planNft(ctx: PlanContext, devices: VxlanDevice[]): NftParts {

@@ -65,6 +65,7 @@ export function orderHostState(ctx: PlanContext, p: PlanParts): HostState {
       globalMaps: nft.globalMaps,
       masquerade: nft.masquerade,
       noMasqueradeDst: { v4, v6 },
+      ...(nft.serviceVips ? { serviceVips: nft.serviceVips } : {}),
     },
     xfrm: { policies: xfrm.policies, states: xfrm.states },
     sysctls,

@@ -1,0 +1,218 @@
+/**
+ * The MCS controller: watches the Cluster objects of the host cluster and, in every joined cluster,
+ * Services, EndpointSlices, ServiceExports and ServiceImports. Any event queues one pass (the queue
+ * dedups a burst into one): list from the caches → planMcs (pure) → ClusterSetIP allocation (pure)
+ * → per cluster desired objects and diff (pure) → apply. No polling.
+ *
+ * It runs inside kosmos-controller (`--mcs`): it shares its leader election (a second writer of
+ * ServiceImports would race the ClusterSetIP allocation) and the imports it computes travel to the
+ * agents in the topology the controller seeds (`services()`).
+ */
+import type { KubeConfig } from "@kubernetes/client-node";
+import { CLUSTERS_PATH } from "../controller/reconcile.ts";
+import type { ClusterObject } from "../controller/types.ts";
+import { Informer, KubeClient, kubeConfigFromYaml, WorkQueue } from "../kube/index.ts";
+import { type Logger, silentLogger } from "../observability/index.ts";
+import type { Cidr } from "../topology/index.ts";
+import { allocateClusterSetIPs, parseRange } from "./alloc.ts";
+import { applyOps } from "./apply.ts";
+import { planAutoExports } from "./auto.ts";
+import { desiredInCluster, parseGlobals } from "./desired.ts";
+import { diffCluster } from "./diff.ts";
+import { McsMembers } from "./members.ts";
+import { type ClusterView, type McsPlan, planMcs } from "./plan.ts";
+import { LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY } from "./types.ts";
+
+export const DEFAULT_CLUSTERSET_CIDR = "241.0.0.0/16";
+
+export interface McsOptions {
+  kubeconfig: string | KubeConfig;
+  /** Default namespace of kubeconfig Secrets (kosmos-system). */
+  namespace?: string;
+  /** The range ClusterSetIPs come from (default 241.0.0.0/16). */
+  clustersetCIDR?: string;
+  /** `--auto-mcs-prefix`: namespaces whose Services are exported automatically. */
+  autoPrefixes?: string[];
+  /** `--reserved-namespaces` (default kube-system): never auto-exported. */
+  reservedNamespaces?: string[];
+  logger?: Logger;
+  /** Start paused (a standby under leader election); `resume()` when leading. */
+  paused?: boolean;
+  installCrds?: boolean;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Called after a pass changed the plan (the kosmos-controller reseeds the agents). */
+  onPlan?: (p: McsState) => void;
+}
+
+export interface McsState {
+  plan: McsPlan;
+  /** ClusterSetIP per `ns/name`. */
+  ips: Map<string, string>;
+  /** Global CIDR maps per cluster (the agents translate nothing: the slices already carry them). */
+  clusters: string[];
+}
+
+export interface RunningMcs {
+  state(): McsState | undefined;
+  idle(): Promise<void>;
+  synced(): boolean;
+  pause(): void;
+  resume(): void;
+  /** Passes run and passes that failed (metrics). */
+  stats(): { passes: number; failures: number; lastError?: string };
+  stop(): Promise<void>;
+}
+
+const SYNC = "sync";
+/** Cluster objects changed: (re)connect members first (a Secret read each), then plan. */
+const MEMBERS = "members";
+
+function viewOf(c: ClusterObject, m: NonNullable<ReturnType<McsMembers["get"]>>): ClusterView {
+  return {
+    name: c.metadata.name,
+    globalCIDRs: c.spec.clusterLinkOptions?.globalCIDRsMap ?? {},
+    services: m.services.list(),
+    exports: m.exports.list(),
+    slices: m.slices.list().filter((s) => s.metadata.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY),
+  };
+}
+
+export async function startMcs(opts: McsOptions): Promise<RunningMcs> {
+  const log = opts.logger ?? silentLogger();
+  const range: Cidr = parseRange(opts.clustersetCIDR ?? DEFAULT_CLUSTERSET_CIDR);
+  const kc = typeof opts.kubeconfig === "string" ? kubeConfigFromYaml(opts.kubeconfig) : opts.kubeconfig;
+  const host = new KubeClient(kc);
+  const backoff = { minBackoffMs: opts.minBackoffMs ?? 200, maxBackoffMs: opts.maxBackoffMs ?? 30_000 };
+  const auto = { prefixes: opts.autoPrefixes ?? [], reserved: opts.reservedNamespaces ?? ["kube-system"] };
+  let state: McsState | undefined;
+  let lastStateKey = "";
+  const stats = { passes: 0, failures: 0, lastError: undefined as string | undefined };
+
+  const clusters = new Informer<ClusterObject>({
+    client: host,
+    path: CLUSTERS_PATH,
+    name: "mcs-clusters",
+    logger: log,
+    ...backoff,
+  });
+  const members = new McsMembers(host, {
+    namespace: opts.namespace ?? "kosmos-system",
+    logger: log,
+    onChange: () => queue.add(SYNC),
+    installCrds: opts.installCrds,
+    ...backoff,
+  });
+
+  async function syncMembers(): Promise<void> {
+    const want = new Set<string>();
+    for (const c of clusters.list()) {
+      if (c.metadata.deletionTimestamp) continue;
+      if (await members.ensure(c)) want.add(c.metadata.name);
+    }
+    for (const m of members.list()) if (!want.has(m.name)) await members.stop(m.name);
+  }
+
+  async function pass(): Promise<void> {
+    if (!clusters.hasSynced() || !members.synced()) return; // each informer's first sync queues a pass
+    const joined = clusters.list().filter((c) => members.get(c.metadata.name));
+    const views = joined.map((c) => viewOf(c, members.get(c.metadata.name)!));
+    const plan = planMcs(views);
+    const keys = plan.imports.filter((i) => i.type === "ClusterSetIP").map((i) => `${i.namespace}/${i.name}`);
+    const seen = new Map<string, string[]>();
+    for (const m of members.list()) {
+      for (const i of m.imports.list()) {
+        if (i.metadata.labels?.[LABEL_MANAGED] !== "true") continue;
+        const k = `${i.metadata.namespace}/${i.metadata.name}`;
+        seen.set(k, [...(seen.get(k) ?? []), ...(i.spec?.ips ?? [])]);
+      }
+    }
+    const ips = allocateClusterSetIPs(keys, seen, range);
+    const globals = new Map(views.map((v) => [v.name, parseGlobals(v.globalCIDRs)]));
+    const errors: string[] = [];
+    for (const v of views) {
+      const m = members.get(v.name)!;
+      const want = desiredInCluster(plan, v.name, globals, ips);
+      const cur = {
+        imports: m.imports.list(),
+        slices: m.slices.list().filter((s) => s.metadata.labels?.[LABEL_MANAGED] === "true"),
+        exports: m.exports.list(),
+      };
+      const { ops, foreign } = diffCluster(
+        want,
+        cur,
+        plan.exports.filter((e) => e.cluster === v.name),
+      );
+      if (foreign.length)
+        log.warn(
+          { cluster: v.name, objects: foreign },
+          "mcs: objects of these names exist and are not Kosmos's; left alone",
+        );
+      const autoOps = planAutoExports(v.services, v.exports, auto);
+      if (!ops.length && !autoOps.create.length && !autoOps.delete.length) continue;
+      try {
+        const n = await applyOps(v.name, m.client, ops, autoOps, v.exports, log);
+        log.info({ cluster: v.name, applied: n }, "mcs: cluster updated");
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+    state = { plan, ips, clusters: views.map((v) => v.name).sort() };
+    const key = JSON.stringify([plan.imports, [...ips]]);
+    if (key !== lastStateKey) {
+      lastStateKey = key;
+      opts.onPlan?.(state);
+    }
+    if (errors.length) throw new Error(errors.join(" | "));
+  }
+
+  const queue = new WorkQueue({
+    name: "mcs",
+    logger: log,
+    ...backoff,
+    process: async (key) => {
+      if (key === MEMBERS) {
+        await syncMembers();
+        queue.add(SYNC);
+        return;
+      }
+      stats.passes++;
+      try {
+        await pass();
+      } catch (e) {
+        stats.failures++;
+        stats.lastError = (e as Error).message;
+        throw e;
+      }
+    },
+  });
+  if (opts.paused) queue.pause();
+  const kick = (): void => queue.add(MEMBERS);
+  // The kosmos-controller rewrites Cluster status often: only spec changes (kubeconfig, global CIDRs) count.
+  clusters
+    .on("add", kick)
+    .on("update", (c, old) => {
+      if (JSON.stringify(c.spec) !== JSON.stringify(old?.spec) || c.metadata.deletionTimestamp) kick();
+    })
+    .on("delete", kick);
+  clusters.start();
+  void clusters.waitSynced().then(kick);
+
+  return {
+    state: () => state,
+    idle: () => queue.idle(),
+    synced: () => clusters.hasSynced() && members.synced(),
+    pause: () => queue.pause(),
+    resume: () => {
+      queue.resume();
+      kick();
+    },
+    stats: () => ({ ...stats }),
+    async stop() {
+      queue.stop();
+      await clusters.stop();
+      await members.stopAll();
+      host.close();
+    },
+  };
+}

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { startClusterTree } from "../internal/clustertree/index.ts";
-import { startKubeletServer } from "../internal/clustertree/server.ts";
+import { startKubeletServer } from "../internal/clustertree/index.ts";
 import { loadKubeConfig } from "../internal/kube/index.ts";
 import { createLogger, createRegistry, Gauge } from "../internal/observability/index.ts";
 

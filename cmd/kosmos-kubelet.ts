@@ -2,7 +2,7 @@
 /** kosmos-kubelet: the lab kubelet of one lab node (see internal/kubelet, docs/lab.md). Flags → Kubelet. */
 import { Command } from "commander";
 import { KubeClient, loadKubeConfig } from "../internal/kube/index.ts";
-import { Kubelet } from "../internal/kubelet/kubelet.ts";
+import { Kubelet } from "../internal/kubelet/index.ts";
 import { createLogger } from "../internal/observability/index.ts";
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];

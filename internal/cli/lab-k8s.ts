@@ -3,15 +3,15 @@ import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { KubeClient, loadKubeConfig } from "../kube/index.ts";
-import { loadLab } from "../lab/lab.ts";
+import { loadLab } from "../lab/index.ts";
 import {
   kubeconfigFile,
   type LabKubeState,
   launchSupervisor,
   readKubeState,
   superviseLabKubernetes,
-} from "../lab/kubernetes.ts";
-import { isRunning } from "../lab/sh.ts";
+} from "../lab/index.ts";
+import { isRunning } from "../lab/index.ts";
 import { FAIL, OK, type OutputFormat, printData, renderTable } from "./output.ts";
 
 const KOSMOSCTL = resolve(import.meta.dir, "../../cmd/kosmosctl.ts");

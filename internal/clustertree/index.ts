@@ -12,3 +12,4 @@ export { aggregate, formatQuantity, parseQuantity, podRequests } from "./resourc
 export { carried } from "./pods.ts";
 export { statusFromLeaf } from "./status.ts";
 export * from "./types.ts";
+export { type KubeletServerOptions, leafPath, startKubeletServer } from "./server.ts";

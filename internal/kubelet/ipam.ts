@@ -3,7 +3,7 @@
  * gateway, the next `reserved` hosts are left to the lab's own pods (`pod-<j>` of the network-only
  * lab), and a pod gets the lowest free address of each family after them.
  */
-import { familyOf, hostAt, prefixLen } from "../lab/addr.ts";
+import { familyOf, hostAt, prefixLen } from "../lab/index.ts";
 
 export class IpamExhaustedError extends Error {
   override readonly name = "IpamExhaustedError";

@@ -7,7 +7,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { Informer, KubeApiError, type KubeClient } from "../kube/index.ts";
-import { listNetns } from "../lab/sh.ts";
+import { listNetns } from "../lab/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { allocatePodIPs } from "./ipam.ts";
 import { KubeProxy } from "./kubeproxy.ts";

@@ -6,7 +6,7 @@
  * deletes it.
  */
 import { Informer, type KubeClient } from "../kube/index.ts";
-import { inNs } from "../lab/sh.ts";
+import { inNs } from "../lab/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { type EndpointSliceLike, PROXY_TABLE, renderProxy, type ServiceLike } from "./proxyrules.ts";
 

@@ -16,9 +16,6 @@ export interface NodeIdentity {
   capacity?: Record<string, string>;
 }
 
-/** API server flags a control plane needs to reach lab kubelets (logs, exec, port-forward). */
-export const LAB_APISERVER_FLAGS = ["--kubelet-preferred-address-types=InternalDNS,InternalIP,Hostname"];
-
 export const KUBELET_VERSION = "v1.28.7-kosmos-lab";
 
 export const nowSeconds = (d = new Date()): string => d.toISOString().replace(/\.\d+Z$/, "Z");
@@ -56,7 +53,7 @@ export function nodeStatus(n: NodeIdentity, readySince: string, now = new Date()
       capacity,
       allocatable: capacity,
       // The API server reaches a kubelet at the first address of its preferred types; lab control
-      // planes prefer InternalDNS (LAB_APISERVER_FLAGS), `localhost`, where every lab kubelet listens.
+      // planes prefer InternalDNS (lab's LAB_APISERVER_FLAGS), `localhost`, where every lab kubelet listens.
       addresses: [
         ...n.addresses.map((address) => ({ type: "InternalIP", address })),
         { type: "Hostname", address: n.name },

@@ -10,7 +10,9 @@
  */
 import type { ServerWebSocket } from "bun";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { errorStatus, exitStatus, frame, negotiateProtocol, PROTOCOL_V5, STREAM } from "../exec/k8s.ts";
+import { k8s } from "../exec/index.ts";
+
+const { errorStatus, exitStatus, frame, negotiateProtocol, PROTOCOL_V5, STREAM } = k8s;
 import { formatLogLines } from "./logs.ts";
 import type { Kubelet } from "./kubelet.ts";
 

@@ -21,11 +21,13 @@ import {
   waitUntil,
 } from "../controlplane/index.ts";
 import { KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
-import { LAB_APISERVER_FLAGS } from "../kubelet/nodeobj.ts";
 import { REPO_ROOT } from "./bundle.ts";
 import { labFiles } from "./lab.ts";
 import type { LabClusterPlan, LabNodePlan, LabPlan } from "./plan.ts";
 import { isRunning } from "./sh.ts";
+
+/** API server flags a control plane needs to reach lab kubelets (logs, exec, port-forward): the lab kubelets advertise InternalDNS `localhost`, where each listens. */
+export const LAB_APISERVER_FLAGS = ["--kubelet-preferred-address-types=InternalDNS,InternalIP,Hostname"];
 
 export interface LabKubeState {
   supervisorPid: number;

@@ -3,7 +3,7 @@
  * the agents gossip (tables service_imports, service_endpoints). Endpoint addresses stay the source
  * cluster's own; each agent maps them with the source cluster's globalCIDRs.
  */
-import { clusterNodeName } from "../controller/mapping.ts";
+import { clusterNodeName } from "../controller/index.ts";
 import type { ServiceEndpointsRecord, ServiceImportRecord } from "../topology/index.ts";
 import type { McsState } from "./controller.ts";
 

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { ControlPlane, freePort, issueCert } from "../../internal/controlplane/index.ts";
 import { type KubeClient, KubeApiError, type KubeObject } from "../../internal/kube/index.ts";
 import { Kubelet } from "../../internal/kubelet/kubelet.ts";
-import { LAB_APISERVER_FLAGS } from "../../internal/kubelet/nodeobj.ts";
+import { LAB_APISERVER_FLAGS } from "../../internal/lab/kubernetes.ts";
 import { parseLabConfig } from "../../internal/lab/config.ts";
 import { labDown } from "../../internal/lab/lab.ts";
 import { buildNetwork } from "../../internal/lab/network.ts";

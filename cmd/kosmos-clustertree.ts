@@ -2,8 +2,7 @@
 /** kosmos-clustertree: flags/env → startClusterTree + the kubelet API + /healthz /readyz /metrics. No logic here. */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
-import { startClusterTree } from "../internal/clustertree/index.ts";
-import { startKubeletServer } from "../internal/clustertree/index.ts";
+import { startClusterTree, startKubeletServer } from "../internal/clustertree/index.ts";
 import { loadKubeConfig } from "../internal/kube/index.ts";
 import { createLogger, createRegistry, Gauge } from "../internal/observability/index.ts";
 

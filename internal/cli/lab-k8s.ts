@@ -3,15 +3,15 @@ import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { KubeClient, loadKubeConfig } from "../kube/index.ts";
-import { loadLab } from "../lab/index.ts";
 import {
+  isRunning,
   kubeconfigFile,
   type LabKubeState,
   launchSupervisor,
+  loadLab,
   readKubeState,
   superviseLabKubernetes,
 } from "../lab/index.ts";
-import { isRunning } from "../lab/index.ts";
 import { FAIL, OK, type OutputFormat, printData, renderTable } from "./output.ts";
 
 const KOSMOSCTL = resolve(import.meta.dir, "../../cmd/kosmosctl.ts");

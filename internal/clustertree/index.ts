@@ -8,8 +8,8 @@ export {
 export { type Converted, convertPod, leafPodPatch, type PodDeps, tokenSecretName } from "./convert.ts";
 export { leafCopy, leafRefs } from "./deps.ts";
 export { type DesiredNode, matchesSelector, modeOf, type NodePlan, planNodes, treeEnabled } from "./model.ts";
-export { aggregate, formatQuantity, parseQuantity, podRequests } from "./resources.ts";
 export { carried } from "./pods.ts";
+export { aggregate, formatQuantity, parseQuantity, podRequests } from "./resources.ts";
+export { type KubeletServerOptions, leafPath, startKubeletServer } from "./server.ts";
 export { statusFromLeaf } from "./status.ts";
 export * from "./types.ts";
-export { type KubeletServerOptions, leafPath, startKubeletServer } from "./server.ts";

@@ -11,7 +11,7 @@ import { listNetns } from "../lab/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { allocatePodIPs } from "./ipam.ts";
 import { KubeProxy } from "./kubeproxy.ts";
-import { type NodeIdentity, leaseObject, nodeObject, nodeStatus, nowSeconds } from "./nodeobj.ts";
+import { leaseObject, type NodeIdentity, nodeObject, nodeStatus, nowSeconds } from "./nodeobj.ts";
 import { type KubeletContext, type Pod, PodWorker } from "./podworker.ts";
 import { removeSandbox } from "./sandbox.ts";
 import { serveKubeletApi } from "./server.ts";

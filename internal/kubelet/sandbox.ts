@@ -4,9 +4,7 @@
  * host-gw CNI does for its own pods, lab/network.ts). A hostNetwork pod uses the node's namespace.
  */
 import { createHash } from "node:crypto";
-import { familyOf } from "../lab/index.ts";
-import { cniGateway } from "../lab/index.ts";
-import { inNs, ipBatch, isRunning, netnsPids, sh } from "../lab/index.ts";
+import { cniGateway, familyOf, inNs, ipBatch, isRunning, netnsPids, sh } from "../lab/index.ts";
 
 export interface Sandbox {
   /** The namespace the pod's processes run in. */

@@ -8,13 +8,15 @@
  * exec runs the command in the container's mount, network and UTS namespaces (nsenter on its pid);
  * there is no terminal (tty is refused with a clear message: the lab has no pty support).
  */
-import type { ServerWebSocket } from "bun";
+
 import { existsSync, readFileSync, statSync } from "node:fs";
+import type { ServerWebSocket } from "bun";
 import { k8s } from "../exec/index.ts";
 
 const { errorStatus, exitStatus, frame, negotiateProtocol, PROTOCOL_V5, STREAM } = k8s;
-import { formatLogLines } from "./logs.ts";
+
 import type { Kubelet } from "./kubelet.ts";
+import { formatLogLines } from "./logs.ts";
 
 export interface KubeletServerOptions {
   port: number;

@@ -9,8 +9,8 @@
  * agents in the topology the controller seeds (`services()`).
  */
 import type { KubeConfig } from "@kubernetes/client-node";
-import { CLUSTERS_PATH } from "../controller/index.ts";
 import type { ClusterObject } from "../controller/index.ts";
+import { CLUSTERS_PATH } from "../controller/index.ts";
 import { Informer, KubeClient, kubeConfigFromYaml, WorkQueue } from "../kube/index.ts";
 import { type Logger, silentLogger } from "../observability/index.ts";
 import type { Cidr } from "../topology/index.ts";

@@ -3,8 +3,9 @@
  * (its Secret or the inline field, as the kosmos-controller reads it) and informers on Services,
  * EndpointSlices, ServiceExports and ServiceImports. Rebuilt only when the kubeconfig changes.
  */
-import { memberKubeconfig } from "../controller/index.ts";
+
 import type { ClusterObject } from "../controller/index.ts";
+import { memberKubeconfig } from "../controller/index.ts";
 import {
   applyObjects,
   Informer,

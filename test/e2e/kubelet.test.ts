@@ -5,12 +5,14 @@
  * keeps their logs, restarts crashing containers, drives Ready from probes, and deletes gracefully.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ControlPlane, freePort, issueCert } from "../../internal/controlplane/index.ts";
-import { type KubeClient, KubeApiError, type KubeObject } from "../../internal/kube/index.ts";
+import { KubeApiError, type KubeClient, type KubeObject } from "../../internal/kube/index.ts";
 import { Kubelet } from "../../internal/kubelet/kubelet.ts";
-import { LAB_APISERVER_FLAGS } from "../../internal/lab/kubernetes.ts";
 import { parseLabConfig } from "../../internal/lab/config.ts";
+import { LAB_APISERVER_FLAGS } from "../../internal/lab/kubernetes.ts";
 import { labDown } from "../../internal/lab/lab.ts";
 import { buildNetwork } from "../../internal/lab/network.ts";
 import { type LabPlan, planLab } from "../../internal/lab/plan.ts";
@@ -19,9 +21,6 @@ import { createLogger, silentLogger } from "../../internal/observability/index.t
 import { clientOf, kubeSkip, uniqueName } from "../helpers/k8s.ts";
 import { until } from "../helpers/wait.ts";
 import { labName } from "./helpers.ts";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { mkdtempSync, rmSync } from "node:fs";
 
 const skip = kubeSkip() || process.getuid?.() !== 0;
 const LAB = labName("kl");

@@ -6,6 +6,7 @@
  * deleted (garbage collection, which upstream does not do).
  */
 import { canonical } from "../controller/index.ts";
+import { KosmosError } from "../errors/index.ts";
 import { isConflict, type KubeClient } from "../kube/index.ts";
 import { leafConfigMapName, tokenSecretName } from "./convert.ts";
 import {
@@ -55,8 +56,14 @@ const sameCopy = (a: DataObject, b: DataObject): boolean =>
   canonical([a.metadata.labels, a.data ?? {}, a.binaryData ?? {}, a.type]) ===
   canonical([b.metadata.labels, b.data ?? {}, b.binaryData ?? {}, b.type]);
 
-export class ClashError extends Error {
-  override readonly name = "ClashError";
+export class ClashError extends KosmosError<"KOSMOS_TREE_CLASH"> {
+  constructor(message: string) {
+    super(
+      "KOSMOS_TREE_CLASH",
+      message,
+      "rename the object in the leaf, or remove it if nothing there uses it",
+    );
+  }
 }
 
 /** Create or update a leaf copy; `have` is the informer's view (may be stale: a 409 reads again). */

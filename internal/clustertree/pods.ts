@@ -10,6 +10,8 @@
  * A leaf pod without `kosmos-io/pod=true` is never touched; neither is one made for an older root pod
  * of the same name until it is gone.
  */
+
+import { KosmosError } from "../errors/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/index.ts";
 import { convertPod, leafPodPatch, type PodDeps, tokenSecretName } from "./convert.ts";
 import {
@@ -60,8 +62,11 @@ export function carried(p: PodObject): boolean {
   return !ds || p.metadata.annotations?.[DAEMONSET_ALLOW] !== undefined;
 }
 
-export class WaitError extends Error {
-  override readonly name = "WaitError";
+/** Not an error of the pod: something it needs is not there yet (retried with backoff). */
+export class WaitError extends KosmosError<"KOSMOS_TREE_WAIT"> {
+  constructor(message: string) {
+    super("KOSMOS_TREE_WAIT", message);
+  }
 }
 
 const podPath = (ns: string, name: string): string =>

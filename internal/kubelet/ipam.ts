@@ -3,10 +3,13 @@
  * gateway, the next `reserved` hosts are left to the lab's own pods (`pod-<j>` of the network-only
  * lab), and a pod gets the lowest free address of each family after them.
  */
+import { KosmosError } from "../errors/index.ts";
 import { familyOf, hostAt, prefixLen } from "../lab/index.ts";
 
-export class IpamExhaustedError extends Error {
-  override readonly name = "IpamExhaustedError";
+export class IpamExhaustedError extends KosmosError<"KOSMOS_IPAM_EXHAUSTED"> {
+  constructor(message: string) {
+    super("KOSMOS_IPAM_EXHAUSTED", message, "give the node a larger pod CIDR or run fewer pods on it");
+  }
 }
 
 /** One address per CIDR, not in `used`; throws when a CIDR is full. */

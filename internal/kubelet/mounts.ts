@@ -8,6 +8,7 @@
  * overlaid. Read-only mounts are remounted read-only. The script then sets the hostname, changes to
  * the working directory and execs the program (`"$@"`).
  */
+import { KosmosError } from "../errors/index.ts";
 
 export interface MountStep {
   /** The volume's directory (or a hostPath) on the host. */
@@ -28,9 +29,11 @@ export interface MountScriptInput {
   workingDir?: string;
 }
 
-export class MountPlanError extends Error {
-  override readonly name = "MountPlanError";
-  readonly code = "CreateContainerError";
+/** Reported on the container as the kubelet's reason `CreateContainerError` (the code). */
+export class MountPlanError extends KosmosError<"CreateContainerError"> {
+  constructor(message: string) {
+    super("CreateContainerError", message);
+  }
 }
 
 /** POSIX shell single-quoting. */

@@ -6,12 +6,12 @@
  * import at once: no two keys ever get the same address.
  */
 import { createHash } from "node:crypto";
+import { KosmosError } from "../errors/index.ts";
 import { type Cidr, formatIp, parseCidr, tryParseIp } from "../topology/index.ts";
 
-export class AllocationError extends Error {
+export class AllocationError extends KosmosError<"KOSMOS_CLUSTERSET_IP"> {
   constructor(message: string) {
-    super(message);
-    this.name = "AllocationError";
+    super("KOSMOS_CLUSTERSET_IP", message, "widen --clusterset-cidr");
   }
 }
 

@@ -4,6 +4,8 @@
  * backoff) and one bad object does not hold up the others. A create into a namespace that does not
  * exist yet makes the namespace (namespace sameness: the import lives in the same namespace).
  */
+
+import { KosmosError } from "../errors/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
 import type { AutoOps } from "./auto.ts";
@@ -87,15 +89,15 @@ async function runOp(
   }
 }
 
-export class ApplyError extends Error {
+export class ApplyError extends KosmosError<"KOSMOS_MCS_APPLY"> {
   constructor(
     readonly cluster: string,
     readonly failures: string[],
   ) {
     super(
+      "KOSMOS_MCS_APPLY",
       `cluster ${cluster}: ${failures.length} MCS operation(s) failed: ${failures.slice(0, 3).join("; ")}`,
     );
-    this.name = "ApplyError";
   }
 }
 

@@ -39,6 +39,7 @@ const program = new Command("kosmos-clustertree")
     "accept kubelet API clients without verifying them (upstream's default)",
   )
   .option("--no-leader-elect", "run without a Lease (single replica)")
+  .option("--pod-workers <n>", "pods reconciled in parallel (each mostly waits on an API server)", "32")
   .parse();
 
 const o = program.opts<{
@@ -52,11 +53,17 @@ const o = program.opts<{
   kubeletClientCa?: string;
   kubeletInsecureSkipClientVerify?: boolean;
   leaderElect: boolean;
+  podWorkers: string;
 }>();
 const log = createLogger({ component: "clustertree" });
 const kubeletPort = Number(o.listenPort);
 if (!Number.isInteger(kubeletPort) || kubeletPort < 1 || kubeletPort > 65535) {
   console.error(`kosmos-clustertree: --listen-port: bad port ${o.listenPort}`);
+  process.exit(2);
+}
+const podWorkers = Number(o.podWorkers);
+if (!Number.isInteger(podWorkers) || podWorkers < 1) {
+  console.error(`kosmos-clustertree: --pod-workers: want a whole number ≥ 1, got ${o.podWorkers}`);
   process.exit(2);
 }
 const kc = loadKubeConfig(o.kubeconfig);
@@ -66,6 +73,7 @@ const tree = await startClusterTree({
   leaderElection: o.leaderElect,
   nodeAddress: o.nodeIp,
   kubeletPort,
+  podWorkers,
   logger: log,
 });
 let kubelet: Awaited<ReturnType<typeof startKubeletServer>> | undefined;
@@ -114,6 +122,26 @@ gauge(
   "kosmos_clustertree_status_writes",
   "root pod status writes since start",
   () => tree.counters.statusWrites,
+);
+gauge(
+  "kosmos_clustertree_leaf_pod_patches",
+  "leaf pod patches (labels, images) since start",
+  () => tree.counters.leafPatches,
+);
+gauge(
+  "kosmos_clustertree_pod_reconciles",
+  "pod reconciles run since start",
+  () => tree.counters.podReconciles,
+);
+gauge(
+  "kosmos_clustertree_pod_reconcile_seconds",
+  "time spent in pod reconciles since start (sum over workers)",
+  () => tree.counters.podReconcileMs / 1000,
+);
+gauge(
+  "kosmos_clustertree_pod_queue_wait_seconds",
+  "time pod keys waited in the queue before a reconcile since start (sum)",
+  () => tree.counters.podQueueWaitMs / 1000,
 );
 for (const q of ["clusters", "pods", "copies"])
   gauge(

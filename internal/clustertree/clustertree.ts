@@ -23,7 +23,15 @@ import type { CopyKind } from "./deps.ts";
 import { Leaf, leafClient, leafKubeconfig } from "./leaf.ts";
 import { type DesiredNode, type NodePlan, planNodes, treeEnabled } from "./model.ts";
 import { applyNode, deleteNode, type NodeEnv, ownedBy, renewLease } from "./nodes.ts";
-import { carried, type PodEnv, reconcileCopy, reconcilePod, WaitError } from "./pods.ts";
+import {
+  type Counters,
+  carried,
+  newCounters,
+  type PodEnv,
+  reconcileCopy,
+  reconcilePod,
+  WaitError,
+} from "./pods.ts";
 import {
   CONDITION,
   type DataObject,
@@ -54,7 +62,7 @@ export interface ClusterTreeOptions {
   kubeletPort?: number;
   /** Node Lease renewal period (default 10 s, as upstream). */
   heartbeatMs?: number;
-  /** Parallel pod reconciles (default 8). */
+  /** Parallel pod reconciles (default 32: each mostly waits on an API server). */
   podWorkers?: number;
   logger?: Logger;
   minBackoffMs?: number;
@@ -78,7 +86,7 @@ export interface RunningClusterTree {
   leaves(): LeafStatus[];
   /** Where a root pod runs: its leaf's client (for the kubelet API). */
   leafOfPod(ns: string, name: string): { cluster: string; client: KubeClient } | undefined;
-  counters: { created: number; deleted: number; statusWrites: number };
+  counters: Counters;
   queueLengths(): Record<string, number>;
   idle(): Promise<void>;
   stop(): Promise<void>;
@@ -108,7 +116,9 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
   const leaves = new Map<string, Leaf>();
   const plans = new Map<string, NodePlan>();
   const refs = new Map<string, VirtualNodeRef>();
-  const counters = { created: 0, deleted: 0, statusWrites: 0 };
+  const counters = newCounters();
+  /** When each queued pod key was first added since it last ran (queue wait). */
+  const podAddedAt = new Map<string, number>();
   const leafGone = new Map<string, string>();
   const eventsSent = new Set<string>();
   let leader = o.leaderElection === false;
@@ -164,11 +174,26 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
   const pods = new WorkQueue({
     name: "pods",
     logger: log,
-    workers: o.podWorkers ?? 8,
+    workers: o.podWorkers ?? 32,
     ...backoff,
     onError: quietWait,
-    process: (k) => reconcilePod(podEnv, k),
+    process: async (k) => {
+      const t0 = performance.now();
+      const added = podAddedAt.get(k);
+      podAddedAt.delete(k);
+      if (added !== undefined) counters.podQueueWaitMs += t0 - added;
+      try {
+        await reconcilePod(podEnv, k);
+      } finally {
+        counters.podReconciles++;
+        counters.podReconcileMs += performance.now() - t0;
+      }
+    },
   });
+  const enqueuePod = (k: string): void => {
+    if (!podAddedAt.has(k)) podAddedAt.set(k, performance.now());
+    pods.add(k);
+  };
   const copies = new WorkQueue({
     name: "copies",
     logger: log,
@@ -200,7 +225,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
       if (refs.get(p.spec.nodeName ?? "")?.cluster !== cluster) continue;
       if (onlyWithoutLeafPod && leaf?.pods.get(p.metadata.name, p.metadata.namespace)) continue;
       if (!carried(p)) continue;
-      pods.add(objectKey(p));
+      enqueuePod(objectKey(p));
     }
   };
 
@@ -225,7 +250,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
             if (c.metadata.namespace === p.metadata.namespace)
               copies.add(`${cluster}/${kind}/${c.metadata.namespace}/${c.metadata.name}`);
       }
-      pods.add(key);
+      enqueuePod(key);
       return;
     }
     // A pod Kosmos did not make changes the leaf's free capacity when it runs, moves or goes.
@@ -417,7 +442,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
           lp.metadata.labels?.[POD_LABEL] === "true" &&
           !rootPods.get(lp.metadata.name, lp.metadata.namespace)
         )
-          pods.add(objectKey(lp));
+          enqueuePod(objectKey(lp));
     }
     if (problems.length > 0) await writeCondition(c, "False", "LeafModelProblem", problems.join("; "));
     else if (!leaf.answering)
@@ -454,7 +479,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
     if (c) clusterQ.add(c);
   });
   const onRootPod = (p: PodObject): void => {
-    if (refs.has(p.spec.nodeName ?? "") && carried(p)) pods.add(objectKey(p));
+    if (refs.has(p.spec.nodeName ?? "") && carried(p)) enqueuePod(objectKey(p));
   };
   rootPods
     .on("add", onRootPod)
@@ -464,7 +489,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
         refs.has(p.spec.nodeName ?? "") ||
         [...leaves.values()].some((l) => l.pods.get(p.metadata.name, p.metadata.namespace))
       )
-        pods.add(objectKey(p));
+        enqueuePod(objectKey(p));
     });
   const onRootObject = (kind: CopyKind) => (obj: DataObject) => {
     const ns = obj.metadata.namespace!;

@@ -47,8 +47,31 @@ export interface PodEnv {
   /** Root pods whose leaf pod was deleted while they were not terminating: root UID by key. */
   leafGone: Map<string, string>;
   event(pod: PodObject, type: "Normal" | "Warning", reason: string, message: string): void;
-  counters: { created: number; deleted: number; statusWrites: number };
+  counters: Counters;
 }
+
+/** What ClusterTree did since start (for /metrics and /status). */
+export interface Counters {
+  created: number;
+  deleted: number;
+  statusWrites: number;
+  /** Leaf pod patches (labels/annotations/images carried down). */
+  leafPatches: number;
+  /** Pod reconciles run, and the time they took and waited in the queue (ms, summed). */
+  podReconciles: number;
+  podReconcileMs: number;
+  podQueueWaitMs: number;
+}
+
+export const newCounters = (): Counters => ({
+  created: 0,
+  deleted: 0,
+  statusWrites: 0,
+  leafPatches: 0,
+  podReconciles: 0,
+  podReconcileMs: 0,
+  podQueueWaitMs: 0,
+});
 
 /**
  * Root pods ClusterTree carries to a leaf (upstream's filter): not in kube-system, not DaemonSet pods
@@ -151,7 +174,10 @@ export async function reconcilePod(env: PodEnv, key: string): Promise<void> {
   const c = convertPod(root, ref);
   if (c.ok) {
     const patch = leafPodPatch(c.pod, lp);
-    if (patch) await leaf.client.patch(podPath(ns, name), patch, "strategic");
+    if (patch) {
+      await leaf.client.patch(podPath(ns, name), patch, "strategic");
+      env.counters.leafPatches++;
+    }
   }
   // A leaf pod the leaf has not scheduled yet says nothing new (and would wipe the root's
   // PodScheduled=True); one the leaf cannot schedule does: its PodScheduled=False goes up.

@@ -23,8 +23,43 @@ import { type BenchResult, cpuMs, percentile, printResults } from "./lib.ts";
 
 type Pod = {
   metadata: { name: string; namespace?: string; resourceVersion?: string };
+  spec?: { nodeName?: string };
   status?: { phase?: string };
 };
+
+/** First time each pod was seen in each stage of the ClusterTree path (ms, performance.now()). */
+const STAGES = ["rootBound", "leafSeen", "leafBound", "leafRunning"] as const;
+type Stage = (typeof STAGES)[number];
+
+/** Watch the root and the leaves and note when each pod reaches each stage. */
+function stageWatch(root: KubeClient, leaves: KubeClient[], ns: string) {
+  const at: Record<Stage, Map<string, number>> = {
+    rootBound: new Map(),
+    leafSeen: new Map(),
+    leafBound: new Map(),
+    leafRunning: new Map(),
+  };
+  const mark = (s: Stage, name: string): void => {
+    if (!at[s].has(name)) at[s].set(name, performance.now());
+  };
+  const onRoot = (p: Pod): void => {
+    if (p.spec?.nodeName) mark("rootBound", p.metadata.name);
+  };
+  const onLeaf = (p: Pod): void => {
+    mark("leafSeen", p.metadata.name);
+    if (p.spec?.nodeName) mark("leafBound", p.metadata.name);
+    if (p.status?.phase === "Running") mark("leafRunning", p.metadata.name);
+  };
+  const path = `/api/v1/namespaces/${ns}/pods`;
+  const ws = [
+    new Informer<Pod>({ client: root, path, name: "stage-root" }).on("add", onRoot).on("update", onRoot),
+    ...leaves.map((c, i) =>
+      new Informer<Pod>({ client: c, path, name: `stage-leaf${i}` }).on("add", onLeaf).on("update", onLeaf),
+    ),
+  ];
+  for (const w of ws) w.start();
+  return { at, stop: () => Promise.all(ws.map((w) => w.stop())) };
+}
 
 const N = Number(process.env.CT_BENCH_PODS ?? 1000);
 const CONCURRENCY = 16;
@@ -45,6 +80,7 @@ async function startupLatencies(
   ns: string,
   pod: (i: number) => unknown,
   timeoutMs: number,
+  onStart?: (created: Map<string, number>, running: Map<string, number>) => void,
 ): Promise<{ ms: number[]; seconds: number }> {
   const created = new Map<string, number>();
   const running = new Map<string, number>();
@@ -61,6 +97,7 @@ async function startupLatencies(
   w.on("add", seen).on("update", seen).start();
   await w.waitSynced();
   const t0 = performance.now();
+  onStart?.(created, running);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < N) {
@@ -116,10 +153,18 @@ export async function run(): Promise<BenchResult[]> {
       await c.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     // (a) directly in leaf 1
     const a = await startupLatencies(leaf1, "direct", (i) => podBody(`d-${i}`, false), 600_000);
-    await leaf1.request("DELETE", "/api/v1/namespaces/direct/pods", {
-      query: { gracePeriodSeconds: 0 },
-      timeoutMs: 600_000,
-    });
+    // a slow machine can make the API server drop a long collection delete: try again
+    for (let tries = 1; ; tries++) {
+      try {
+        await leaf1.request("DELETE", "/api/v1/namespaces/direct/pods", {
+          query: { gracePeriodSeconds: 0 },
+          timeoutMs: 600_000,
+        });
+        break;
+      } catch (e) {
+        if (tries >= 5) throw e;
+      }
+    }
     // (b) through ClusterTree, its own process
     const kcFile = join(lab.dir, "root.kubeconfig");
     await writeFile(kcFile, lab.root.kubeconfig());
@@ -133,6 +178,7 @@ export async function run(): Promise<BenchResult[]> {
         "--no-leader-elect",
         "--listen",
         listen,
+        ...(process.env.CT_BENCH_WORKERS ? ["--pod-workers", process.env.CT_BENCH_WORKERS] : []),
       ],
       { stdout: "ignore", stderr: "ignore", env: { ...process.env, KOSMOS_LOG_LEVEL: "warn" } },
     );
@@ -150,8 +196,39 @@ export async function run(): Promise<BenchResult[]> {
       await Bun.sleep(200);
     }
     const cpu0 = cpuMs(proc.pid);
-    const b = await startupLatencies(root, "tree", (i) => podBody(`t-${i}`, true), 900_000);
+    const stages = stageWatch(root, lab.leafClients as KubeClient[], "tree");
+    let times: [Map<string, number>, Map<string, number>] = [new Map(), new Map()];
+    const b = await startupLatencies(
+      root,
+      "tree",
+      (i) => podBody(`t-${i}`, true),
+      900_000,
+      (c, r) => {
+        times = [c, r];
+      },
+    );
     const cpu = cpuMs(proc.pid) - cpu0;
+    const st = (await (await fetch(`http://${listen}/status`)).json()) as {
+      counters: Record<string, number>;
+    };
+    await stages.stop();
+    // p50 of each step of the path: where the time goes
+    const chain: [string, Map<string, number>][] = [
+      ["created", times[0]],
+      ...STAGES.map((s): [string, Map<string, number>] => [s, stages.at[s]]),
+      ["rootRunning", times[1]],
+    ];
+    const steps: BenchResult[] = [];
+    for (let k = 1; k < chain.length; k++) {
+      const [fromName, from] = chain[k - 1] as [string, Map<string, number>];
+      const [toName, to] = chain[k] as [string, Map<string, number>];
+      const d = [...to].flatMap(([n, t]) => (from.has(n) ? [t - (from.get(n) as number)] : []));
+      steps.push({
+        name: `step ${fromName} → ${toName} p50 (p90 in name: ${percentile(d, 90).toFixed(0)} ms)`,
+        value: percentile(d, 50),
+        unit: "ms",
+      });
+    }
     const rss = rssKb(proc.pid);
     const p = (xs: number[], q: number) => percentile(xs, q);
     const results: BenchResult[] = [];
@@ -174,6 +251,12 @@ export async function run(): Promise<BenchResult[]> {
       },
       { name: `kosmos-clustertree CPU for ${N} pods`, value: cpu, unit: "ms" },
       { name: `kosmos-clustertree RSS with ${N} root pods`, value: rss / 1024, unit: "MiB" },
+      ...steps,
+      ...Object.entries(st.counters).map(([k, v]) => ({
+        name: `clustertree counter ${k}`,
+        value: v,
+        unit: "",
+      })),
     );
     return results;
   } finally {

@@ -23,6 +23,9 @@ export const MODULES: Record<string, () => Promise<{ run: Runner }>> = {
   exec: () => import("./exec.ts"),
   throughput: () => import("./throughput.ts"),
   clustertree: () => import("./clustertree.ts"),
+  dns: () => import("./dns.ts"),
+  "mcs-propagation": () => import("./mcs-propagation.ts"),
+  kubelet: () => import("./kubelet.ts"),
 };
 
 const fmt = (v: number): string => {

@@ -5,7 +5,7 @@
  * safety net); runs are serialized, and a trigger during a run schedules exactly one more run.
  */
 import { createHash } from "node:crypto";
-import type { Capabilities, ReconcileReport, Reconciler, KernelEvent } from "../dataplane/index.ts";
+import type { Capabilities, KernelEvent, ReconcileReport, Reconciler } from "../dataplane/index.ts";
 import { Counter, Gauge, Histogram, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, PlanError, plan } from "../planner/index.ts";
 import type { Store } from "../store/index.ts";
@@ -276,49 +276,9 @@ export class ControlLoop {
     const t0 = performance.now();
     this.status.runs++;
     this.status.lastRunAt = now();
-    const members = deps.members();
-    const electionMembers = deps.electionMembers?.();
-    const gatewayClaims = deps.gatewayClaims?.();
-    // Periodic resyncs (tamper repair) mostly find the inputs unchanged: reuse the plan and its hash
-    // instead of re-reading the replica and re-planning every peer (that garbage dominated an idle
-    // agent's memory with 1,000 peers). Any replica change bumps the generation.
-    const key = JSON.stringify([
-      this.generation,
-      members,
-      electionMembers ?? null,
-      gatewayClaims ?? null,
-      this.gateways,
-    ]);
-    let desired: HostState;
-    let hash: string;
-    if (this.memo?.key === key) {
-      ({ desired, hash } = this.memo);
-    } else {
-      this.memo = undefined;
-      try {
-        desired = plan({
-          topology: deps.store.snapshot(),
-          self: deps.node,
-          members,
-          electionMembers,
-          gatewayClaims,
-          gateways: this.gateways,
-          ipsecSecret: deps.ipsecSecret,
-        });
-      } catch (e) {
-        if (e instanceof PlanError && e.code === "PLAN_SELF_UNKNOWN") {
-          this.status.waiting = `node ${deps.node} is not in the topology yet (waiting for the controller or a peer)`;
-          this.m.runs.inc({ result: "waiting" });
-          return;
-        }
-        this.status.lastError = (e as Error).message;
-        this.m.runs.inc({ result: "plan_error" });
-        deps.logger.error({ err: e, reason }, "planning failed; keeping the current kernel state");
-        return;
-      }
-      hash = hashPlan(desired);
-      this.memo = { key, desired, hash };
-    }
+    const planned = this.desiredPlan(reason);
+    if (!planned) return;
+    const { desired, hash } = planned;
     this.status.waiting = undefined;
     // Membership churn and gossip mostly leave this node's plan as it was: the kernel already holds
     // it (the last pass converged), so reading the kernel again would only compete for CPU with the
@@ -333,57 +293,7 @@ export class ControlLoop {
       // Event passes diff against the last converged plan (one kernel read less before the change
       // lands: that read was most of a failover pass's time); start/resync/API passes read first.
       const report = await deps.reconciler.reconcile(desired, { fromLast: !ALWAYS_RECONCILE.has(reason) });
-      this.gateways = { ...desired.gateways };
-      this.status.plan = desired;
-      this.status.planHash = hash;
-      this.status.lastReport = report;
-      // IPsec states cannot be installed on kernels without ESP: that is reported (degraded, fail
-      // closed), not counted as "not applied".
-      const hard = report.errors.filter((e) => !e.change?.startsWith("xfrm"));
-      this.status.applied =
-        hard.length === 0 && (report.residual === 0 || report.ipsec.status === "degraded");
-      if (this.status.applied) this.everApplied = true;
-      this.status.lastError = report.errors.length
-        ? report.errors.map((e) => e.message).join("; ")
-        : undefined;
-      this.m.changes.inc(report.changes);
-      this.m.errors.inc(report.errors.length);
-      this.m.routes.set(desired.routes.length);
-      this.m.peers.set(desired.fdb.length);
-      this.m.applied.set(this.status.applied ? 1 : 0);
-      this.m.ipsec.set(report.ipsec.status === "degraded" ? 1 : 0);
-      this.m.runs.inc({ result: report.errors.length ? "partial" : "ok" });
-      if (report.changes > 0 || report.errors.length > 0) {
-        deps.logger.info(
-          {
-            reason,
-            changes: report.changes,
-            residual: report.residual,
-            errors: report.errors.length,
-            ipsec: report.ipsec.status,
-            ms: Math.round(performance.now() - t0),
-          },
-          "reconciled",
-        );
-      }
-      // Persist whenever the plan differs from the stored one (not only when the kernel changed: a
-      // replica rebuilt from peers finds the kernel already right, and a restart must still find
-      // the last plan and its gateways).
-      if (hash !== this.savedHash || report.changes > 0 || report.errors.length > 0) {
-        deps.store.saveApplied({
-          plan: redactPlanKeys(desired),
-          planHash: hash,
-          appliedAt: now(),
-          report: {
-            changes: report.changes,
-            residual: report.residual,
-            errors: report.errors,
-            ipsec: report.ipsec,
-          },
-          capabilities: deps.capabilities,
-        });
-        this.savedHash = hash;
-      }
+      this.recordReport(reason, planned, report, { t0, now });
       deps.onApplied?.(desired);
     } catch (e) {
       this.status.lastError = (e as Error).message;
@@ -391,6 +301,114 @@ export class ControlLoop {
       deps.logger.error({ err: e, reason }, "reconcile failed");
     } finally {
       this.m.duration.observe((performance.now() - t0) / 1000);
+    }
+  }
+
+  /**
+   * The plan for this pass and its hash (memoized while the inputs are unchanged); undefined when
+   * there is none (this node not in the topology yet, or planning failed: status and metrics say so).
+   */
+  private desiredPlan(reason: string): { desired: HostState; hash: string } | undefined {
+    const { deps } = this;
+    const members = deps.members();
+    const electionMembers = deps.electionMembers?.();
+    const gatewayClaims = deps.gatewayClaims?.();
+    // Periodic resyncs (tamper repair) mostly find the inputs unchanged: reuse the plan and its hash
+    // instead of re-reading the replica and re-planning every peer (that garbage dominated an idle
+    // agent's memory with 1,000 peers). Any replica change bumps the generation.
+    const key = JSON.stringify([
+      this.generation,
+      members,
+      electionMembers ?? null,
+      gatewayClaims ?? null,
+      this.gateways,
+    ]);
+    if (this.memo?.key === key) return this.memo;
+    this.memo = undefined;
+    let desired: HostState;
+    try {
+      desired = plan({
+        topology: deps.store.snapshot(),
+        self: deps.node,
+        members,
+        electionMembers,
+        gatewayClaims,
+        gateways: this.gateways,
+        ipsecSecret: deps.ipsecSecret,
+      });
+    } catch (e) {
+      if (e instanceof PlanError && e.code === "PLAN_SELF_UNKNOWN") {
+        this.status.waiting = `node ${deps.node} is not in the topology yet (waiting for the controller or a peer)`;
+        this.m.runs.inc({ result: "waiting" });
+        return undefined;
+      }
+      this.status.lastError = (e as Error).message;
+      this.m.runs.inc({ result: "plan_error" });
+      deps.logger.error({ err: e, reason }, "planning failed; keeping the current kernel state");
+      return undefined;
+    }
+    const hash = hashPlan(desired);
+    this.memo = { key, desired, hash };
+    return this.memo;
+  }
+
+  /** Record a reconcile's outcome: status, metrics, a log line, and the applied plan in the store. */
+  private recordReport(
+    reason: string,
+    planned: { desired: HostState; hash: string },
+    report: ReconcileReport,
+    since: { t0: number; now: () => number },
+  ): void {
+    const { deps } = this;
+    const { desired, hash } = planned;
+    const { t0, now } = since;
+    this.gateways = { ...desired.gateways };
+    this.status.plan = desired;
+    this.status.planHash = hash;
+    this.status.lastReport = report;
+    // IPsec states cannot be installed on kernels without ESP: that is reported (degraded, fail
+    // closed), not counted as "not applied".
+    const hard = report.errors.filter((e) => !e.change?.startsWith("xfrm"));
+    this.status.applied = hard.length === 0 && (report.residual === 0 || report.ipsec.status === "degraded");
+    if (this.status.applied) this.everApplied = true;
+    this.status.lastError = report.errors.length ? report.errors.map((e) => e.message).join("; ") : undefined;
+    this.m.changes.inc(report.changes);
+    this.m.errors.inc(report.errors.length);
+    this.m.routes.set(desired.routes.length);
+    this.m.peers.set(desired.fdb.length);
+    this.m.applied.set(this.status.applied ? 1 : 0);
+    this.m.ipsec.set(report.ipsec.status === "degraded" ? 1 : 0);
+    this.m.runs.inc({ result: report.errors.length ? "partial" : "ok" });
+    if (report.changes > 0 || report.errors.length > 0) {
+      deps.logger.info(
+        {
+          reason,
+          changes: report.changes,
+          residual: report.residual,
+          errors: report.errors.length,
+          ipsec: report.ipsec.status,
+          ms: Math.round(performance.now() - t0),
+        },
+        "reconciled",
+      );
+    }
+    // Persist whenever the plan differs from the stored one (not only when the kernel changed: a
+    // replica rebuilt from peers finds the kernel already right, and a restart must still find
+    // the last plan and its gateways).
+    if (hash !== this.savedHash || report.changes > 0 || report.errors.length > 0) {
+      deps.store.saveApplied({
+        plan: redactPlanKeys(desired),
+        planHash: hash,
+        appliedAt: now(),
+        report: {
+          changes: report.changes,
+          residual: report.residual,
+          errors: report.errors,
+          ipsec: report.ipsec,
+        },
+        capabilities: deps.capabilities,
+      });
+      this.savedHash = hash;
     }
   }
 }

@@ -215,10 +215,15 @@ interface CheckFlags {
 }
 
 export function checkCommand(): Command {
-  return new Command("check")
-    .description(
-      "check that every node/pod reaches every other within and across clusters; diagnose the broken pairs",
-    )
+  const check = new Command("check").description(
+    "check that every node/pod reaches every other within and across clusters; diagnose the broken pairs",
+  );
+  return withCheckOptions(check).action(checkAction);
+}
+
+/** The flags of `kosmosctl check` (CheckFlags). */
+function withCheckOptions(cmd: Command): Command {
+  return cmd
     .option("--lab", "check a `kosmosctl lab` (its agents, nodes and pods)")
     .addOption(new Option("--name <lab>", "lab name with --lab").default(DEFAULT_LAB_NAME))
     .option(
@@ -272,78 +277,80 @@ export function checkCommand(): Command {
     )
     .option("--results <file>", "results file (written after each run, read by --resume)", DEFAULT_RESULTS)
     .option("--resume", "re-check only the pairs that failed in the results file (with its options)")
-    .option("--no-diagnose", "do not diagnose failed pairs")
-    .action(async (o: CheckFlags) => {
-      if (o.lab && o.inventory)
-        throw new NetcheckError("BAD_FLAG", "--lab and --inventory exclude each other", "pick one");
-      let prev: CheckReport | undefined;
-      let opts: CheckOptions = {
-        mode: o.mode,
-        protocols: o.protocol,
-        families: o.ipFamily,
-        srcClusters: o.src,
-        dstClusters: o.dst,
-        packetSize: o.packetSize,
-        concurrency: o.concurrency,
-        timeoutSec: o.timeout,
-        retries: o.retries,
-        intraCluster: o.intra,
-        dnsName: o.dnsName,
-      };
-      if (o.resume) {
-        prev = await loadReport(o.results);
-        opts = { ...prev.options, concurrency: o.concurrency, timeoutSec: o.timeout };
-      }
-      let inv: Inventory;
-      if (o.inventory) inv = await loadInventoryFile(o.inventory);
-      else if (o.lab || prev?.inventory.startsWith("lab/")) {
-        inv = await loadLabInventory(prev && !o.lab ? prev.inventory.slice(4) : o.name);
-      } else {
-        throw new NetcheckError(
-          "BAD_FLAG",
-          "what to check? give --lab (a kosmosctl lab) or --inventory FILE",
-          "e.g. kosmosctl check --lab",
-        );
-      }
-      if (prev && prev.inventory !== inv.name) {
-        throw new NetcheckError(
-          "RESULTS",
-          `${o.results} holds results of ${prev.inventory}, not ${inv.name}`,
-          "use --results to pick the right file",
-        );
-      }
-      const only = prev ? failedKeys(prev) : undefined;
-      if (prev && only?.size === 0) {
-        process.stdout.write(`nothing to resume: all ${prev.total} pairs passed in ${o.results}\n`);
-        return;
-      }
-      const progress = checkProgress(o.output !== "table");
-      const exec = new AgentExecutor(inv.agents);
-      let rep: CheckReport;
-      try {
-        rep = await runCheck(inv, opts, exec, {
-          only,
-          noDiagnose: !o.diagnose,
-          onProgress: (d, t, step) => progress.update(d, t, step),
-        });
-      } finally {
-        progress.stop();
-      }
-      const shown = rep.results;
-      const saved = prev ? mergeResume(prev, rep) : rep;
-      if (prev) {
-        // Show the re-checked pairs with their original serial numbers.
-        const sn = new Map(prev.results.map((r) => [r.key, r.sn]));
-        for (const r of shown) r.sn = sn.get(r.key) ?? r.sn;
-      }
-      await saveReport(o.results, saved);
-      printData(o.output, prev ? { ...saved, results: shown } : rep, () =>
-        renderReport(prev ? { ...rep, resumed: shown.length } : rep, shown),
-      );
-      if (o.output === "table")
-        process.stdout.write(
-          `results: ${o.results}${saved.failed ? " (kosmosctl check --resume re-checks the failed pairs)" : ""}\n`,
-        );
-      process.exitCode = shown.some((r) => !r.ok) ? 1 : 0;
+    .option("--no-diagnose", "do not diagnose failed pairs");
+}
+
+/** `kosmosctl check`: pick the inventory, run (or resume) the check, save and print the report. */
+async function checkAction(o: CheckFlags): Promise<void> {
+  if (o.lab && o.inventory)
+    throw new NetcheckError("BAD_FLAG", "--lab and --inventory exclude each other", "pick one");
+  let prev: CheckReport | undefined;
+  let opts: CheckOptions = {
+    mode: o.mode,
+    protocols: o.protocol,
+    families: o.ipFamily,
+    srcClusters: o.src,
+    dstClusters: o.dst,
+    packetSize: o.packetSize,
+    concurrency: o.concurrency,
+    timeoutSec: o.timeout,
+    retries: o.retries,
+    intraCluster: o.intra,
+    dnsName: o.dnsName,
+  };
+  if (o.resume) {
+    prev = await loadReport(o.results);
+    opts = { ...prev.options, concurrency: o.concurrency, timeoutSec: o.timeout };
+  }
+  let inv: Inventory;
+  if (o.inventory) inv = await loadInventoryFile(o.inventory);
+  else if (o.lab || prev?.inventory.startsWith("lab/")) {
+    inv = await loadLabInventory(prev && !o.lab ? prev.inventory.slice(4) : o.name);
+  } else {
+    throw new NetcheckError(
+      "BAD_FLAG",
+      "what to check? give --lab (a kosmosctl lab) or --inventory FILE",
+      "e.g. kosmosctl check --lab",
+    );
+  }
+  if (prev && prev.inventory !== inv.name) {
+    throw new NetcheckError(
+      "RESULTS",
+      `${o.results} holds results of ${prev.inventory}, not ${inv.name}`,
+      "use --results to pick the right file",
+    );
+  }
+  const only = prev ? failedKeys(prev) : undefined;
+  if (prev && only?.size === 0) {
+    process.stdout.write(`nothing to resume: all ${prev.total} pairs passed in ${o.results}\n`);
+    return;
+  }
+  const progress = checkProgress(o.output !== "table");
+  const exec = new AgentExecutor(inv.agents);
+  let rep: CheckReport;
+  try {
+    rep = await runCheck(inv, opts, exec, {
+      only,
+      noDiagnose: !o.diagnose,
+      onProgress: (d, t, step) => progress.update(d, t, step),
     });
+  } finally {
+    progress.stop();
+  }
+  const shown = rep.results;
+  const saved = prev ? mergeResume(prev, rep) : rep;
+  if (prev) {
+    // Show the re-checked pairs with their original serial numbers.
+    const sn = new Map(prev.results.map((r) => [r.key, r.sn]));
+    for (const r of shown) r.sn = sn.get(r.key) ?? r.sn;
+  }
+  await saveReport(o.results, saved);
+  printData(o.output, prev ? { ...saved, results: shown } : rep, () =>
+    renderReport(prev ? { ...rep, resumed: shown.length } : rep, shown),
+  );
+  if (o.output === "table")
+    process.stdout.write(
+      `results: ${o.results}${saved.failed ? " (kosmosctl check --resume re-checks the failed pairs)" : ""}\n`,
+    );
+  process.exitCode = shown.some((r) => !r.ok) ? 1 : 0;
 }

@@ -2,25 +2,25 @@
 import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
 import {
+  agentSocket,
+  connectivityMatrix,
   DEFAULT_LAB,
   type LabConfig,
-  parseLabConfig,
-  agentSocket,
-  labDown,
-  labStatus,
-  labUp,
-  loadLab,
-  resolveTarget,
   type LabPlan,
   labAddNode,
+  labDown,
   labHeal,
   labHealAll,
   labKillAgent,
   labPartition,
   labRestartAgent,
-  connectivityMatrix,
+  labStatus,
+  labUp,
+  loadLab,
   type ProbeResult,
+  parseLabConfig,
   readKubeState,
+  resolveTarget,
 } from "../lab/index.ts";
 import { addLabKubernetesCommands, kubeRows, printKubeRows, upKubernetes } from "./lab-k8s.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
@@ -126,11 +126,8 @@ async function runMatrix(plan: LabPlan, quiet = false): Promise<ProbeResult[]> {
   return results;
 }
 
-export function labCommand(): Command {
-  const lab = new Command("lab").description(
-    "local multi-cluster lab: clusters of network namespaces, one real kosmos-agent per node",
-  );
-
+/** `lab up`. */
+function labUpCommand(lab: Command): void {
   lab
     .command("up")
     .description(
@@ -164,7 +161,10 @@ export function labCommand(): Command {
           `Try: kosmosctl lab exec ${handle.plan.nodes[0]?.cluster}/${handle.plan.nodes[0]?.short}/pod-1 -- ping -c1 <ip>\n`,
       );
     });
+}
 
+/** `lab down`. */
+function labDownCommand(lab: Command): void {
   lab
     .command("down")
     .description("remove everything the lab made (namespaces, processes, state), also after a crash")
@@ -173,7 +173,10 @@ export function labCommand(): Command {
       const r = await labDown(o.name);
       process.stdout.write(`lab "${o.name}" removed: ${r.namespaces} namespaces, ${r.processes} processes\n`);
     });
+}
 
+/** `lab status`. */
+function labStatusCommand(lab: Command): void {
   lab
     .command("status")
     .description("clusters, nodes, pods, IPs, agent PIDs, readiness and API endpoints")
@@ -218,26 +221,32 @@ export function labCommand(): Command {
           };
         }),
       };
-      printData(o.output, data, () =>
-        renderTable(
-          ["NODE", "CLUSTER", "UNDERLAY", "GW", "AGENT PID", "READY", "DETAIL", "PODS"],
-          nodes.map((n) => [
-            n.node,
-            n.cluster,
-            n.underlay[0] ?? "",
-            n.gatewayCandidate ? "candidate" : "",
-            n.pid ?? "",
-            n.ready ? OK : FAIL,
-            n.detail,
-            plan.nodes
-              .find((x) => x.name === n.node)
-              ?.pods.map((p) => p.ipv4 ?? p.ipv6)
-              .join(" ") ?? "",
-          ]),
-        ) + (kubeClusters ? `\n${printKubeRows(kubeClusters)}` : ""),
+      printData(
+        o.output,
+        data,
+        () =>
+          renderTable(
+            ["NODE", "CLUSTER", "UNDERLAY", "GW", "AGENT PID", "READY", "DETAIL", "PODS"],
+            nodes.map((n) => [
+              n.node,
+              n.cluster,
+              n.underlay[0] ?? "",
+              n.gatewayCandidate ? "candidate" : "",
+              n.pid ?? "",
+              n.ready ? OK : FAIL,
+              n.detail,
+              plan.nodes
+                .find((x) => x.name === n.node)
+                ?.pods.map((p) => p.ipv4 ?? p.ipv6)
+                .join(" ") ?? "",
+            ]),
+          ) + (kubeClusters ? `\n${printKubeRows(kubeClusters)}` : ""),
       );
     });
+}
 
+/** `lab exec`. */
+function labExecCommand(lab: Command): void {
   lab
     .command("exec")
     .description("run a command in a node or pod namespace: lab exec c1/node-1[/pod-1] -- CMD...")
@@ -253,7 +262,10 @@ export function labCommand(): Command {
       });
       process.exit(await proc.exited);
     });
+}
 
+/** `lab probe`. */
+function labProbeCommand(lab: Command): void {
   lab
     .command("probe")
     .description(
@@ -274,7 +286,10 @@ export function labCommand(): Command {
       });
       process.exitCode = failed.length ? 1 : 0;
     });
+}
 
+/** `lab demo`. */
+function labDemoCommand(lab: Command): void {
   lab
     .command("demo")
     .description("bring up the default lab (if not up) and show cross-cluster connectivity")
@@ -315,7 +330,10 @@ export function labCommand(): Command {
       }
       process.exitCode = failed.length ? 1 : 0;
     });
+}
 
+/** `lab add-node`. */
+function labAddNodeCommand(lab: Command): void {
   lab
     .command("add-node")
     .description("add a node (with its pods and agent) to a running lab; agents learn it by gossip")
@@ -329,7 +347,10 @@ export function labCommand(): Command {
         `added ${n.name} (${n.ipv4}, pods ${n.pods.map((p) => p.ipv4 ?? p.ipv6).join(" ")})\n`,
       );
     });
+}
 
+/** `lab partition`. */
+function labPartitionCommand(lab: Command): void {
   lab
     .command("partition")
     .description("cut the underlay between two clusters (nftables in the fabric namespace)")
@@ -340,7 +361,10 @@ export function labCommand(): Command {
       const pairs = await labPartition(o.name, a, b);
       process.stdout.write(`partitioned: ${pairs.map((p) => p.join("⟂")).join(", ")}\n`);
     });
+}
 
+/** `lab heal`. */
+function labHealCommand(lab: Command): void {
   lab
     .command("heal")
     .description("undo `lab partition` (both clusters given: that pair; none: every pair)")
@@ -352,7 +376,10 @@ export function labCommand(): Command {
       else await labHealAll(o.name);
       process.stdout.write("healed\n");
     });
+}
 
+/** `lab kill-agent`. */
+function labKillAgentCommand(lab: Command): void {
   lab
     .command("kill-agent")
     .description("kill -9 a node's agent (the kernel state stays); --links also takes the node's eth0 down")
@@ -365,7 +392,10 @@ export function labCommand(): Command {
         `killed agent of ${node}${pid ? ` (pid ${pid})` : ""}${o.links ? ", eth0 down" : ""}\n`,
       );
     });
+}
 
+/** `lab restart-agent`. */
+function labRestartAgentCommand(lab: Command): void {
   lab
     .command("restart-agent")
     .description(
@@ -378,6 +408,24 @@ export function labCommand(): Command {
       const pid = await labRestartAgent(o.name, node, { corruptDb: o.corruptDb });
       process.stdout.write(`restarted agent of ${node}${pid ? ` (pid ${pid})` : ""}\n`);
     });
+}
+
+export function labCommand(): Command {
+  const lab = new Command("lab").description(
+    "local multi-cluster lab: clusters of network namespaces, one real kosmos-agent per node",
+  );
+
+  labUpCommand(lab);
+  labDownCommand(lab);
+  labStatusCommand(lab);
+  labExecCommand(lab);
+  labProbeCommand(lab);
+  labDemoCommand(lab);
+  labAddNodeCommand(lab);
+  labPartitionCommand(lab);
+  labHealCommand(lab);
+  labKillAgentCommand(lab);
+  labRestartAgentCommand(lab);
 
   addLabKubernetesCommands(lab, nameOption, outputOption);
   return lab;

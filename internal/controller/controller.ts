@@ -138,6 +138,70 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const members = new Members(client, { namespace, logger: log, onNodes: (n) => queue.add(n), ...backoff });
 
   const seed = makeSeeder({ log, seeder, discovering, opts, clusters, clusterNodes, isLeader: () => leader });
+  wireInformers(clusters, clusterNodes, queue, seed);
+  clusters.start();
+  clusterNodes.start();
+
+  let elector: LeaderElector | undefined;
+  const onLeading = (): void => {
+    if (elector && !elector.isLeader()) return; // lost it again while the caches synced
+    leader = true;
+    for (const c of clusters.list()) queue.add(c.metadata.name);
+    // An orphan ClusterNode (its Cluster deleted while no controller ran) is reconciled away too.
+    for (const n of clusterNodes.list()) {
+      const owner = clusterOf(n);
+      if (owner && !clusters.get(owner)) queue.add(owner);
+    }
+    queue.resume();
+    seed();
+    opts.onLeadership?.(true);
+  };
+  if (opts.leaderElection === false) onLeading();
+  else {
+    elector = startControllerElection(client, namespace, opts, log, {
+      onStartedLeading: () =>
+        void clusters
+          .waitSynced()
+          .then(() => clusterNodes.waitSynced())
+          .then(onLeading),
+      onStoppedLeading: () => {
+        leader = false;
+        queue.pause();
+        opts.onLeadership?.(false);
+      },
+    });
+  }
+
+  return {
+    seeder,
+    isLeader: () => leader,
+    ready: () => readiness(clusters, clusterNodes, elector, leader),
+    topology: () => ({ ...toTopology(clusters.list(), clusterNodes.list()), ...opts.extraTopology?.() }),
+    reseed: () => seed(),
+    idle: () => queue.idle(),
+    watches: () =>
+      [clusters, clusterNodes, ...members.names().flatMap((n) => members.get(n)?.nodes ?? [])].map(
+        watchStatus,
+      ),
+    async stop() {
+      queue.stop();
+      seeder.stop();
+      await elector?.stop();
+      await clusters.stop();
+      await clusterNodes.stop();
+      await members.stopAll();
+      client.close();
+    },
+  };
+}
+
+/** Reconcile a Cluster when it or one of its ClusterNodes changes; seed the agents on every change. */
+function wireInformers(
+  clusters: Informer<ClusterObject>,
+  clusterNodes: Informer<ClusterNodeObject>,
+  queue: WorkQueue,
+  seed: () => void,
+): void {
   clusters
     .on("add", (c) => {
       queue.add(c.metadata.name);
@@ -159,85 +223,55 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       const owner = clusterOf(n);
       if (owner) queue.add(owner); // recreate a ClusterNode deleted by hand
     });
-  clusters.start();
-  clusterNodes.start();
+}
 
-  let elector: LeaderElector | undefined;
-  const onLeading = (): void => {
-    if (elector && !elector.isLeader()) return; // lost it again while the caches synced
-    leader = true;
-    for (const c of clusters.list()) queue.add(c.metadata.name);
-    // An orphan ClusterNode (its Cluster deleted while no controller ran) is reconciled away too.
-    for (const n of clusterNodes.list()) {
-      const owner = clusterOf(n);
-      if (owner && !clusters.get(owner)) queue.add(owner);
-    }
-    queue.resume();
-    seed();
-    opts.onLeadership?.(true);
-  };
-  if (opts.leaderElection === false) onLeading();
-  else {
-    elector = startLeaderElection({
-      client,
-      namespace,
-      name: "kosmos-controller",
-      identity: opts.identity ?? `${process.env.HOSTNAME ?? "controller"}-${crypto.randomUUID().slice(0, 8)}`,
-      leaseDurationSeconds: opts.leaseDurationSeconds,
-      renewDeadlineMs: opts.renewDeadlineMs,
-      retryPeriodMs: opts.retryPeriodMs,
-      logger: log,
-      onStartedLeading: () =>
-        void clusters
-          .waitSynced()
-          .then(() => clusterNodes.waitSynced())
-          .then(onLeading),
-      onStoppedLeading: () => {
-        leader = false;
-        queue.pause();
-        opts.onLeadership?.(false);
-      },
-    });
-  }
+/** The Lease loop of the controller ("kosmos-controller" in `namespace`). */
+function startControllerElection(
+  client: KubeClient,
+  namespace: string,
+  opts: ControllerOptions,
+  log: Logger,
+  on: { onStartedLeading: () => void; onStoppedLeading: () => void },
+): LeaderElector {
+  return startLeaderElection({
+    client,
+    namespace,
+    name: "kosmos-controller",
+    identity: opts.identity ?? `${process.env.HOSTNAME ?? "controller"}-${crypto.randomUUID().slice(0, 8)}`,
+    leaseDurationSeconds: opts.leaseDurationSeconds,
+    renewDeadlineMs: opts.renewDeadlineMs,
+    retryPeriodMs: opts.retryPeriodMs,
+    logger: log,
+    ...on,
+  });
+}
 
+/** RunningController.ready: caches synced and watching, and the Lease loop healthy. */
+function readiness(
+  clusters: Informer<ClusterObject>,
+  clusterNodes: Informer<ClusterNodeObject>,
+  elector: LeaderElector | undefined,
+  leader: boolean,
+): { ready: boolean; reason: string } {
+  if (!clusters.hasSynced() || !clusterNodes.hasSynced())
+    return {
+      ready: false,
+      reason: `informers not synced: ${clusters.lastError ?? clusterNodes.lastError ?? "listing"}`,
+    };
+  const failing = [clusters, clusterNodes].find((i) => i.health() === "failing");
+  if (failing) return { ready: false, reason: `cannot watch ${failing.o.name}: ${failing.lastError}` };
+  if (elector && !elector.healthy()) return { ready: false, reason: "the Lease cannot be read or written" };
+  return { ready: true, reason: leader ? "leader" : `standby (leader: ${elector?.holder() ?? "?"})` };
+}
+
+function watchStatus(i: WatchedInformer): WatchStatus {
   return {
-    seeder,
-    isLeader: () => leader,
-    ready: () => {
-      if (!clusters.hasSynced() || !clusterNodes.hasSynced())
-        return {
-          ready: false,
-          reason: `informers not synced: ${clusters.lastError ?? clusterNodes.lastError ?? "listing"}`,
-        };
-      const failing = [clusters, clusterNodes].find((i) => i.health() === "failing");
-      if (failing) return { ready: false, reason: `cannot watch ${failing.o.name}: ${failing.lastError}` };
-      if (elector && !elector.healthy())
-        return { ready: false, reason: "the Lease cannot be read or written" };
-      return { ready: true, reason: leader ? "leader" : `standby (leader: ${elector?.holder() ?? "?"})` };
-    },
-    topology: () => ({ ...toTopology(clusters.list(), clusterNodes.list()), ...opts.extraTopology?.() }),
-    reseed: () => seed(),
-    idle: () => queue.idle(),
-    watches: () =>
-      [clusters, clusterNodes, ...members.names().flatMap((n) => members.get(n)?.nodes ?? [])].map(
-        (i: WatchedInformer) => ({
-          name: i.o.name,
-          synced: i.hasSynced(),
-          relists: i.relists,
-          expired: i.expired,
-          failures: i.failures,
-          ...(i.lastError ? { lastError: i.lastError } : {}),
-        }),
-      ),
-    async stop() {
-      queue.stop();
-      seeder.stop();
-      await elector?.stop();
-      await clusters.stop();
-      await clusterNodes.stop();
-      await members.stopAll();
-      client.close();
-    },
+    name: i.o.name,
+    synced: i.hasSynced(),
+    relists: i.relists,
+    expired: i.expired,
+    failures: i.failures,
+    ...(i.lastError ? { lastError: i.lastError } : {}),
   };
 }
 

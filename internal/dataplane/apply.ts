@@ -1,9 +1,9 @@
+import type { Runner } from "../sys/index.ts";
 import { KOSMOS_NFT_TABLE, KOSMOS_ROUTE_PROTO, type VxlanDevice } from "./hoststate.ts";
 import { renderNftDelete } from "./nft.ts";
 import { canonicalNftListing } from "./nft-services.ts";
 import { canonCidr, ZERO_MAC } from "./normalize.ts";
 import { redactKeys } from "./redact.ts";
-import type { Runner } from "../sys/index.ts";
 import type { ApplyError, ApplyReport, Change, ChangeKind } from "./types.ts";
 
 /** One command of an apply: an argv, optionally with batch lines fed on stdin. */
@@ -39,153 +39,230 @@ function deviceAddLines(d: VxlanDevice): string[] {
  *   7. ip batch: deletion of devices no longer wanted (last, they take their objects along).
  */
 export function planSteps(changes: Change[]): Step[] {
-  const sys: string[] = [];
-  const ip: Array<{ text: string; kind: ChangeKind }> = [];
-  const ipDel: Array<{ text: string; kind: ChangeKind }> = [];
-  const ip6: Array<{ text: string; kind: ChangeKind }> = [];
-  const br: Array<{ text: string; kind: ChangeKind }> = [];
-  const brDel: Array<{ text: string; kind: ChangeKind }> = [];
-  const xfrm: Array<{ text: string; kind: ChangeKind }> = [];
-  const xfrmDel: Array<{ text: string; kind: ChangeKind }> = [];
-  const links: Array<{ text: string; kind: ChangeKind }> = [];
-  let nft: Step["script"];
-  const devOrder: Array<{ text: string; kind: ChangeKind }> = [];
-  const neigh: Array<{ text: string; kind: ChangeKind }> = [];
-  const routes: Array<{ text: string; kind: ChangeKind }> = [];
+  const b: Buckets = {
+    sys: [],
+    devOrder: [],
+    neigh: [],
+    routes: [],
+    ip: [],
+    ipDel: [],
+    ip6: [],
+    br: [],
+    brDel: [],
+    xfrm: [],
+    xfrmDel: [],
+    links: [],
+  };
+  for (const c of changes) bucketChange(c, b);
+  return stepsOf(b);
+}
 
-  for (const c of changes) {
-    switch (c.kind) {
-      case "sysctl-set":
-        sys.push(`${c.sysctl.key}=${c.sysctl.value}`);
-        break;
-      case "device-add":
-        for (const t of deviceAddLines(c.device)) devOrder.push({ text: t, kind: c.kind });
-        break;
-      case "device-recreate":
-        devOrder.push({ text: `link del ${c.device.name}`, kind: c.kind });
-        for (const t of deviceAddLines(c.device)) devOrder.push({ text: t, kind: c.kind });
-        break;
-      case "device-update": {
-        const d = c.device;
-        if (c.set.mtu) devOrder.push({ text: `link set ${d.name} mtu ${d.mtu}`, kind: c.kind });
-        if (c.set.mac) devOrder.push({ text: `link set ${d.name} address ${d.mac}`, kind: c.kind });
-        if (c.set.nolearning)
-          devOrder.push({ text: `link set ${d.name} type vxlan nolearning`, kind: c.kind });
-        for (const a of c.delAddresses) devOrder.push({ text: `addr del ${a} dev ${d.name}`, kind: c.kind });
-        if (c.set.address)
-          devOrder.push({ text: `addr replace ${canonCidr(d.address)} dev ${d.name}`, kind: c.kind });
-        if (c.set.up) devOrder.push({ text: `link set ${d.name} up`, kind: c.kind });
-        break;
-      }
-      case "device-del":
-        links.push({ text: `link del ${c.name}`, kind: c.kind });
-        break;
-      case "neigh-replace":
-        neigh.push({
-          text: `neigh replace ${c.neighbor.ip} lladdr ${c.neighbor.mac} dev ${c.neighbor.dev} nud permanent`,
-          kind: c.kind,
-        });
-        break;
-      case "neigh-del":
-        ipDel.push({ text: `neigh del ${c.neighbor.ip} dev ${c.neighbor.dev}`, kind: c.kind });
-        break;
-      case "route-replace": {
-        const r = c.route;
-        const src = r.src ? ` src ${r.src}` : "";
-        routes.push({
-          text: `route replace ${canonCidr(r.dst)} via ${r.via} dev ${r.dev} table ${r.table} proto ${P}${src}`,
-          kind: c.kind,
-        });
-        break;
-      }
-      case "route-del": {
-        const r = c.route;
-        ipDel.push({ text: `route del ${r.dst} table ${r.table} proto ${P}`, kind: c.kind });
-        break;
-      }
-      case "rule-add":
-      case "rule-del": {
-        const verb = c.kind === "rule-add" ? "add" : "del";
-        const line = {
-          text: `rule ${verb} priority ${c.rule.priority} table ${c.rule.table} protocol ${P}`,
-          kind: c.kind,
-        };
-        if (c.rule.family === 6) ip6.push(line);
-        else if (verb === "add") ip.push(line);
-        else ipDel.push(line);
-        break;
-      }
-      case "fdb-add": {
-        const e = c.entry;
-        const verb = e.mac === ZERO_MAC ? "append" : "replace";
-        br.push({ text: `fdb ${verb} ${e.mac} dev ${e.dev} dst ${e.dst} self permanent`, kind: c.kind });
-        break;
-      }
-      case "fdb-del": {
-        const e = c.entry;
-        brDel.push({ text: `fdb del ${e.mac} dev ${e.dev} dst ${e.dst} self`, kind: c.kind });
-        break;
-      }
-      case "nft-apply":
-        nft = { text: c.script, kind: c.kind };
-        break;
-      case "nft-delete":
-        nft = { text: renderNftDelete(), kind: c.kind };
-        break;
-      case "xfrm-policy-add": {
-        const p = c.policy;
-        xfrm.unshift({
-          text: `xfrm policy update src ${p.src} dst ${p.dst} dir ${p.dir} priority ${p.priority} tmpl src ${p.tmplSrc} dst ${p.tmplDst} proto esp reqid ${p.reqid} mode tunnel`,
-          kind: c.kind,
-        });
-        break;
-      }
-      case "xfrm-policy-del": {
-        const p = c.policy;
-        xfrmDel.push({ text: `xfrm policy delete src ${p.src} dst ${p.dst} dir ${p.dir}`, kind: c.kind });
-        break;
-      }
-      case "xfrm-state-add": {
-        const s = c.state;
-        xfrm.push({
-          text: `xfrm state add src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)} reqid ${s.reqid} mode tunnel aead rfc4106(gcm(aes)) ${s.aeadKeyHex} ${s.icvBits}`,
-          kind: c.kind,
-        });
-        break;
-      }
-      case "xfrm-state-del": {
-        const s = c.state;
-        xfrmDel.unshift({
-          text: `xfrm state delete src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)}`,
-          kind: c.kind,
-        });
-        break;
-      }
+type Line = { text: string; kind: ChangeKind };
+
+/** The lines of each command of an apply, filled change by change (planSteps). */
+interface Buckets {
+  sys: string[];
+  devOrder: Line[];
+  neigh: Line[];
+  routes: Line[];
+  ip: Line[];
+  ipDel: Line[];
+  ip6: Line[];
+  br: Line[];
+  brDel: Line[];
+  xfrm: Line[];
+  xfrmDel: Line[];
+  links: Line[];
+  nft?: Step["script"];
+}
+
+function bucketChange(c: Change, b: Buckets): void {
+  switch (c.kind) {
+    case "sysctl-set":
+      b.sys.push(`${c.sysctl.key}=${c.sysctl.value}`);
+      break;
+    case "nft-apply":
+      b.nft = { text: c.script, kind: c.kind };
+      break;
+    case "nft-delete":
+      b.nft = { text: renderNftDelete(), kind: c.kind };
+      break;
+    case "device-add":
+    case "device-recreate":
+    case "device-update":
+    case "device-del":
+      bucketDevice(c, b);
+      break;
+    case "neigh-replace":
+    case "neigh-del":
+    case "route-replace":
+    case "route-del":
+    case "rule-add":
+    case "rule-del":
+      bucketIpObject(c, b);
+      break;
+    case "fdb-add":
+    case "fdb-del":
+      bucketFdb(c, b);
+      break;
+    case "xfrm-policy-add":
+    case "xfrm-policy-del":
+    case "xfrm-state-add":
+    case "xfrm-state-del":
+      bucketXfrm(c, b);
+      break;
+  }
+}
+
+/** Device changes: recreate/add/update lines first in the main ip batch; deletions in the last batch. */
+function bucketDevice(c: Extract<Change, { kind: `device-${string}` }>, b: Buckets): void {
+  switch (c.kind) {
+    case "device-add":
+      for (const t of deviceAddLines(c.device)) b.devOrder.push({ text: t, kind: c.kind });
+      break;
+    case "device-recreate":
+      b.devOrder.push({ text: `link del ${c.device.name}`, kind: c.kind });
+      for (const t of deviceAddLines(c.device)) b.devOrder.push({ text: t, kind: c.kind });
+      break;
+    case "device-update": {
+      const d = c.device;
+      if (c.set.mtu) b.devOrder.push({ text: `link set ${d.name} mtu ${d.mtu}`, kind: c.kind });
+      if (c.set.mac) b.devOrder.push({ text: `link set ${d.name} address ${d.mac}`, kind: c.kind });
+      if (c.set.nolearning)
+        b.devOrder.push({ text: `link set ${d.name} type vxlan nolearning`, kind: c.kind });
+      for (const a of c.delAddresses) b.devOrder.push({ text: `addr del ${a} dev ${d.name}`, kind: c.kind });
+      if (c.set.address)
+        b.devOrder.push({ text: `addr replace ${canonCidr(d.address)} dev ${d.name}`, kind: c.kind });
+      if (c.set.up) b.devOrder.push({ text: `link set ${d.name} up`, kind: c.kind });
+      break;
+    }
+    case "device-del":
+      b.links.push({ text: `link del ${c.name}`, kind: c.kind });
+      break;
+  }
+}
+
+/** Neighbour, route and rule changes: replaces in the main ip batch, deletions after them, v6 rules in their own. */
+function bucketIpObject(
+  c: Extract<Change, { kind: `${"neigh" | "route" | "rule"}-${string}` }>,
+  b: Buckets,
+): void {
+  switch (c.kind) {
+    case "neigh-replace":
+      b.neigh.push({
+        text: `neigh replace ${c.neighbor.ip} lladdr ${c.neighbor.mac} dev ${c.neighbor.dev} nud permanent`,
+        kind: c.kind,
+      });
+      break;
+    case "neigh-del":
+      b.ipDel.push({ text: `neigh del ${c.neighbor.ip} dev ${c.neighbor.dev}`, kind: c.kind });
+      break;
+    case "route-replace": {
+      const r = c.route;
+      const src = r.src ? ` src ${r.src}` : "";
+      b.routes.push({
+        text: `route replace ${canonCidr(r.dst)} via ${r.via} dev ${r.dev} table ${r.table} proto ${P}${src}`,
+        kind: c.kind,
+      });
+      break;
+    }
+    case "route-del": {
+      const r = c.route;
+      b.ipDel.push({ text: `route del ${r.dst} table ${r.table} proto ${P}`, kind: c.kind });
+      break;
+    }
+    case "rule-add":
+    case "rule-del": {
+      const verb = c.kind === "rule-add" ? "add" : "del";
+      const line = {
+        text: `rule ${verb} priority ${c.rule.priority} table ${c.rule.table} protocol ${P}`,
+        kind: c.kind,
+      };
+      if (c.rule.family === 6) b.ip6.push(line);
+      else if (verb === "add") b.ip.push(line);
+      else b.ipDel.push(line);
+      break;
     }
   }
+}
+
+/** fdb changes: the bridge batch, adds before deletes. */
+function bucketFdb(c: Extract<Change, { kind: `fdb-${string}` }>, b: Buckets): void {
+  switch (c.kind) {
+    case "fdb-add": {
+      const e = c.entry;
+      const verb = e.mac === ZERO_MAC ? "append" : "replace";
+      b.br.push({ text: `fdb ${verb} ${e.mac} dev ${e.dev} dst ${e.dst} self permanent`, kind: c.kind });
+      break;
+    }
+    case "fdb-del": {
+      const e = c.entry;
+      b.brDel.push({ text: `fdb del ${e.mac} dev ${e.dev} dst ${e.dst} self`, kind: c.kind });
+      break;
+    }
+  }
+}
+
+/** xfrm changes: policies and states, deletes kept apart (they run first). */
+function bucketXfrm(c: Extract<Change, { kind: `xfrm-${string}` }>, b: Buckets): void {
+  switch (c.kind) {
+    case "xfrm-policy-add": {
+      const p = c.policy;
+      b.xfrm.unshift({
+        text: `xfrm policy update src ${p.src} dst ${p.dst} dir ${p.dir} priority ${p.priority} tmpl src ${p.tmplSrc} dst ${p.tmplDst} proto esp reqid ${p.reqid} mode tunnel`,
+        kind: c.kind,
+      });
+      break;
+    }
+    case "xfrm-policy-del": {
+      const p = c.policy;
+      b.xfrmDel.push({ text: `xfrm policy delete src ${p.src} dst ${p.dst} dir ${p.dir}`, kind: c.kind });
+      break;
+    }
+    case "xfrm-state-add": {
+      const s = c.state;
+      b.xfrm.push({
+        text: `xfrm state add src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)} reqid ${s.reqid} mode tunnel aead rfc4106(gcm(aes)) ${s.aeadKeyHex} ${s.icvBits}`,
+        kind: c.kind,
+      });
+      break;
+    }
+    case "xfrm-state-del": {
+      const s = c.state;
+      b.xfrmDel.unshift({
+        text: `xfrm state delete src ${s.src} dst ${s.dst} proto esp spi 0x${s.spi.toString(16)}`,
+        kind: c.kind,
+      });
+      break;
+    }
+  }
+}
+
+/** The commands, in the order planSteps documents. */
+function stepsOf(b: Buckets): Step[] {
   const steps: Step[] = [];
-  if (sys.length > 0) steps.push({ argv: ["sysctl", "-w", ...sys] });
-  const main = [...devOrder, ...neigh, ...routes, ...ip, ...ipDel];
+  if (b.sys.length > 0) steps.push({ argv: ["sysctl", "-w", ...b.sys] });
+  const main = [...b.devOrder, ...b.neigh, ...b.routes, ...b.ip, ...b.ipDel];
   if (main.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: main });
-  if (ip6.length > 0) steps.push({ argv: ["ip", "-6", "-force", "-batch", "-"], lines: ip6 });
-  const bridge = [...br, ...brDel];
+  if (b.ip6.length > 0) steps.push({ argv: ["ip", "-6", "-force", "-batch", "-"], lines: b.ip6 });
+  const bridge = [...b.br, ...b.brDel];
   if (bridge.length > 0) steps.push({ argv: ["bridge", "-force", "-batch", "-"], lines: bridge });
-  if (nft) steps.push({ argv: ["nft", "-f", "-"], script: nft });
+  if (b.nft) steps.push({ argv: ["nft", "-f", "-"], script: b.nft });
   // xfrm: `ip xfrm` exits on the first error even with -force, so policies go in a batch that is
   // retried line by line on failure (see apply), and each state is its own command (few; their
   // failure is the expected "no ESP" degradation). Deletes first so an SPI can be re-created.
   const pol = [
-    ...xfrmDel.filter((l) => l.kind === "xfrm-policy-del"),
-    ...xfrm.filter((l) => l.kind === "xfrm-policy-add"),
+    ...b.xfrmDel.filter((l) => l.kind === "xfrm-policy-del"),
+    ...b.xfrm.filter((l) => l.kind === "xfrm-policy-add"),
   ];
   if (pol.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: pol, xfrm: true });
   for (const l of [
-    ...xfrmDel.filter((x) => x.kind === "xfrm-state-del"),
-    ...xfrm.filter((x) => x.kind === "xfrm-state-add"),
+    ...b.xfrmDel.filter((x) => x.kind === "xfrm-state-del"),
+    ...b.xfrm.filter((x) => x.kind === "xfrm-state-add"),
   ]) {
     steps.push({ argv: ["ip", ...l.text.split(" ")], single: l });
   }
-  if (links.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: links });
+  if (b.links.length > 0) steps.push({ argv: ["ip", "-force", "-batch", "-"], lines: b.links });
   return steps;
 }
 

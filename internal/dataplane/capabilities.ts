@@ -26,8 +26,17 @@ export async function detectCapabilities(
   opts: { suffix?: string } = {},
 ): Promise<Capabilities> {
   const sfx = opts.suffix ?? `${process.pid.toString(36)}${(probeSeq++).toString(36)}`.slice(-6);
-  const link = `kpv${sfx}`.slice(0, 15);
+  const vxlan = await probeVxlan(runner, `kpv${sfx}`.slice(0, 15));
+  const nftables = await probeNftables(runner, `kosmos_probe_${sfx}`);
+  const xfrmPolicy = await probeXfrmPolicy(runner);
+  const xfrmEsp = await probeXfrmEsp(runner);
+  const ipv6 = await probeIpv6(runner);
+  const ruleProtocol = await probeRuleProtocol(runner);
+  return { vxlan, nftables, xfrmPolicy, xfrmEsp, ipv6, ruleProtocol };
+}
 
+/** A throwaway vxlan device `link`. */
+async function probeVxlan(runner: Runner, link: string): Promise<Capability> {
   const vx = await runner.run([
     "ip",
     "link",
@@ -42,33 +51,36 @@ export async function detectCapabilities(
     "nolearning",
   ]);
   if (vx.code === 0) await runner.run(["ip", "link", "del", link]);
-  const vxlan: Capability =
-    vx.code === 0
-      ? { ok: true, message: "vxlan devices can be created" }
-      : { ok: false, message: `vxlan unavailable (modprobe vxlan?): ${vx.stderr.trim()}` };
+  return vx.code === 0
+    ? { ok: true, message: "vxlan devices can be created" }
+    : { ok: false, message: `vxlan unavailable (modprobe vxlan?): ${vx.stderr.trim()}` };
+}
 
+/** nft version, and a throwaway inet table `table` with a prefix NAT map. */
+async function probeNftables(runner: Runner, table: string): Promise<Capabilities["nftables"]> {
   const ver = await runner.run(["nft", "--version"]);
   const version = /v(\d+\.\d+(?:\.\d+)?)/.exec(ver.stdout)?.[1];
-  const table = `kosmos_probe_${sfx}`;
   const nt = await runner.run(["nft", "-f", "-"], {
     input:
       `table inet ${table} {\n map m { type ipv4_addr : interval ipv4_addr; flags interval; elements = { 10.0.0.0/16 : 10.1.0.0/16 } }\n` +
       ` chain c { type nat hook postrouting priority srcnat - 10; policy accept;\n  snat ip prefix to ip saddr map @m\n }\n}\ndelete table inet ${table}\n`,
   });
   await runner.run(["nft", "delete", "table", "inet", table]);
-  const nftables: Capabilities["nftables"] =
-    nt.code === 0
-      ? {
-          ok: true,
-          message: `nftables ${version ?? "?"} with prefix NAT maps`,
-          ...(version ? { version } : {}),
-        }
-      : {
-          ok: false,
-          message: `nftables unusable (need nft >= 1.0 with 'snat ip prefix to ... map'): ${(nt.stderr || ver.stderr).trim()}`,
-          ...(version ? { version } : {}),
-        };
+  return nt.code === 0
+    ? {
+        ok: true,
+        message: `nftables ${version ?? "?"} with prefix NAT maps`,
+        ...(version ? { version } : {}),
+      }
+    : {
+        ok: false,
+        message: `nftables unusable (need nft >= 1.0 with 'snat ip prefix to ... map'): ${(nt.stderr || ver.stderr).trim()}`,
+        ...(version ? { version } : {}),
+      };
+}
 
+/** A throwaway xfrm policy. */
+async function probeXfrmPolicy(runner: Runner): Promise<Capability> {
   // xfrm policy probe: a selector no traffic uses (TEST-NET-3 /32 pair), priority and reqid reserved.
   const sel = ["src", "203.0.113.254/32", "dst", "203.0.113.253/32"];
   const pol = await runner.run([
@@ -94,11 +106,13 @@ export async function detectCapabilities(
     "tunnel",
   ]);
   if (pol.code === 0) await runner.run(["ip", "xfrm", "policy", "delete", ...sel, "dir", "out"]);
-  const xfrmPolicy: Capability =
-    pol.code === 0
-      ? { ok: true, message: "xfrm policies supported" }
-      : { ok: false, message: `xfrm policies unavailable: ${pol.stderr.trim()}` };
+  return pol.code === 0
+    ? { ok: true, message: "xfrm policies supported" }
+    : { ok: false, message: `xfrm policies unavailable: ${pol.stderr.trim()}` };
+}
 
+/** A throwaway ESP state (rfc4106 gcm-aes). */
+async function probeXfrmEsp(runner: Runner): Promise<Capability> {
   const spi = "0x4b00fffe";
   const st = await runner.run([
     "ip",
@@ -138,35 +152,36 @@ export async function detectCapabilities(
       spi,
     ]);
   }
-  const xfrmEsp: Capability =
-    st.code === 0
-      ? { ok: true, message: "ESP states (rfc4106 gcm-aes) supported" }
-      : {
-          ok: false,
-          message: `ESP states unavailable (IPsec degraded; policies still fail closed): ${st.stderr.trim()}`,
-        };
+  return st.code === 0
+    ? { ok: true, message: "ESP states (rfc4106 gcm-aes) supported" }
+    : {
+        ok: false,
+        message: `ESP states unavailable (IPsec degraded; policies still fail closed): ${st.stderr.trim()}`,
+      };
+}
 
+/** IPv6 enabled (sysctl). */
+async function probeIpv6(runner: Runner): Promise<Capability> {
   const v6 = await runner.run(["sysctl", "-n", "net.ipv6.conf.all.disable_ipv6"]);
-  const ipv6: Capability =
-    v6.code === 0 && v6.stdout.trim() === "0"
-      ? { ok: true, message: "IPv6 enabled" }
-      : {
-          ok: false,
-          message:
-            v6.code === 0 ? "IPv6 disabled (net.ipv6.conf.all.disable_ipv6=1)" : "no IPv6 in this kernel",
-        };
+  return v6.code === 0 && v6.stdout.trim() === "0"
+    ? { ok: true, message: "IPv6 enabled" }
+    : {
+        ok: false,
+        message:
+          v6.code === 0 ? "IPv6 disabled (net.ipv6.conf.all.disable_ipv6=1)" : "no IPv6 in this kernel",
+      };
+}
 
+/** A throwaway `ip rule ... protocol 75`. */
+async function probeRuleProtocol(runner: Runner): Promise<Capability> {
   const prio = "32042";
   const ru = await runner.run(["ip", "rule", "add", "priority", prio, "table", "4242", "protocol", "75"]);
   if (ru.code === 0)
     await runner.run(["ip", "rule", "del", "priority", prio, "table", "4242", "protocol", "75"]);
-  const ruleProtocol: Capability =
-    ru.code === 0
-      ? { ok: true, message: "rule protocol supported: rules identified by protocol 75" }
-      : {
-          ok: false,
-          message: `rule protocol unsupported (rules identified by priority+table): ${ru.stderr.trim()}`,
-        };
-
-  return { vxlan, nftables, xfrmPolicy, xfrmEsp, ipv6, ruleProtocol };
+  return ru.code === 0
+    ? { ok: true, message: "rule protocol supported: rules identified by protocol 75" }
+    : {
+        ok: false,
+        message: `rule protocol unsupported (rules identified by priority+table): ${ru.stderr.trim()}`,
+      };
 }

@@ -40,13 +40,34 @@ const normWs = (v: string): string => v.trim().split(/\s+/).join(" ");
  * Foreign links carrying our names (kind != vxlan) are left alone.
  */
 export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {}): Change[] {
+  const devices = diffDevices(desired, actual);
+  const fate = devices.fate;
+  return [
+    ...devices.changes,
+    ...diffFdb(desired, actual, fate),
+    ...diffNeighbors(desired, actual, fate),
+    ...diffRoutes(desired, actual, fate),
+    ...diffRules(desired, actual),
+    ...diffNft(desired, actual, memo),
+    ...diffXfrm(desired, actual),
+    ...diffSysctls(desired, actual, memo),
+  ];
+}
+
+/** What the device diff decided, which the per-device objects (fdb, neighbours, routes) depend on. */
+interface DeviceFate {
+  /** Foreign links with our names: nothing is added on them. */
+  blocked: ReadonlySet<string>;
+  /** On a device added, recreated or deleted in this pass: nothing actual on it survives. */
+  stale(dev: string | undefined): boolean;
+}
+
+function diffDevices(desired: HostState, actual: ActualState): { changes: Change[]; fate: DeviceFate } {
   const changes: Change[] = [];
   const actualDev = new Map(actual.devices.map((d) => [d.name, d]));
   const fresh = new Set<string>(); // devices added/recreated: nothing on them survives
   const gone = new Set<string>(); // devices deleted
   const blocked = new Set<string>(); // foreign links with our names
-
-  // Devices
   for (const d of desired.devices) {
     const a = actualDev.get(d.name);
     if (!a) {
@@ -84,8 +105,11 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
     }
   }
   const stale = (dev: string | undefined): boolean => dev !== undefined && (fresh.has(dev) || gone.has(dev));
+  return { changes, fate: { blocked, stale } };
+}
 
-  // FDB
+function diffFdb(desired: HostState, actual: ActualState, { blocked, stale }: DeviceFate): Change[] {
+  const changes: Change[] = [];
   const fdbKey = (e: { dev: string; mac: string; dst: string }): string =>
     `${e.dev}|${canonMac(e.mac)}|${canonAddr(e.dst)}`;
   const actualFdb = new Set(actual.fdb.filter((e) => !stale(e.dev)).map(fdbKey));
@@ -103,8 +127,12 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
     if (e.mac !== ZERO_MAC && desiredMacDev.has(`${e.dev}|${e.mac}`)) continue; // fixed by replace
     changes.push({ kind: "fdb-del", entry: e });
   }
+  return changes;
+}
 
-  // Neighbours (permanent entries on our devices)
+/** Neighbours: permanent entries on our devices. */
+function diffNeighbors(desired: HostState, actual: ActualState, { blocked, stale }: DeviceFate): Change[] {
+  const changes: Change[] = [];
   const nKey = (n: { dev: string; ip: string }): string => `${n.dev}|${canonAddr(n.ip)}`;
   const actualNeigh = new Map(actual.neighbors.filter((n) => !stale(n.dev)).map((n) => [nKey(n), n]));
   const desiredNeigh = new Set(desired.neighbors.map(nKey));
@@ -120,8 +148,12 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
     if (!a.permanent || stale(a.dev) || desiredNeigh.has(nKey(a))) continue;
     changes.push({ kind: "neigh-del", neighbor: { dev: a.dev, ip: a.ip, mac: a.mac, family: a.family } });
   }
+  return changes;
+}
 
-  // Routes (proto 75, any table)
+/** Routes: proto 75, any table. */
+function diffRoutes(desired: HostState, actual: ActualState, { blocked, stale }: DeviceFate): Change[] {
+  const changes: Change[] = [];
   const actualRoutes = new Map<string, ActualRoute>();
   for (const r of actual.routes) if (!stale(r.dev)) actualRoutes.set(routeKey(r), r);
   const desiredRoutes = new Map<string, Route>();
@@ -137,8 +169,12 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
     }
   }
   for (const [k, a] of actualRoutes) if (!desiredRoutes.has(k)) changes.push({ kind: "route-del", route: a });
+  return changes;
+}
 
-  // Policy rules
+/** Policy rules. */
+function diffRules(desired: HostState, actual: ActualState): Change[] {
+  const changes: Change[] = [];
   const ruleKey = (r: { family: number; priority: number; table: number }): string =>
     `${r.family}|${r.priority}|${r.table}`;
   const actualRules = new Set(actual.rules.map(ruleKey));
@@ -147,17 +183,23 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
     if (!actualRules.has(ruleKey(r))) changes.push({ kind: "rule-add", rule: r });
   for (const r of actual.rules)
     if (!desiredRules.has(ruleKey(r))) changes.push({ kind: "rule-del", rule: r });
+  return changes;
+}
 
-  // nftables: hash of the rendered script in the table comment; listing compared for tampering.
+/** nftables: hash of the rendered script in the table comment; listing compared for tampering. */
+function diffNft(desired: HostState, actual: ActualState, memo: DiffMemo): Change[] {
   const nft = renderNft(desired.nft);
   let reason: string | undefined;
   if (!actual.nft.present) reason = "absent";
   else if (actual.nft.hash !== nft.hash) reason = "intent changed";
   else if (memo.nftListing !== undefined && memo.nftListing !== actual.nft.listing)
     reason = "listing differs (tampered)";
-  if (reason) changes.push({ kind: "nft-apply", script: nft.script, hash: nft.hash, reason });
+  return reason ? [{ kind: "nft-apply", script: nft.script, hash: nft.hash, reason }] : [];
+}
 
-  // xfrm
+/** xfrm policies and states. */
+function diffXfrm(desired: HostState, actual: ActualState): Change[] {
+  const changes: Change[] = [];
   const actualPol = new Map(actual.xfrm.policies.map((p) => [policyKey(p), p]));
   const desiredPol = new Map(desired.xfrm.policies.map((p) => [policyKey(p), p]));
   for (const [k, p] of desiredPol) {
@@ -184,8 +226,11 @@ export function diff(desired: HostState, actual: ActualState, memo: DiffMemo = {
     if (!a || a.reqid !== s.reqid || keyDiffers) changes.push({ kind: "xfrm-state-add", state: s });
   }
   for (const [k, a] of actualSt) if (!desiredSt.has(k)) changes.push({ kind: "xfrm-state-del", state: a });
+  return changes;
+}
 
-  // sysctls
+function diffSysctls(desired: HostState, actual: ActualState, memo: DiffMemo): Change[] {
+  const changes: Change[] = [];
   for (const s of desired.sysctls) {
     if (memo.sysctlSkip?.has(s.key)) continue;
     const cur = actual.sysctls[s.key];
@@ -219,7 +264,13 @@ export function actualOf(hs: HostState, nftListing = ""): ActualState {
       return a;
     }),
     routes: hs.routes.map((r) => {
-      const a: ActualRoute = { dst: canonCidr(r.dst), via: canonAddr(r.via), dev: r.dev, family: r.family, table: r.table };
+      const a: ActualRoute = {
+        dst: canonCidr(r.dst),
+        via: canonAddr(r.via),
+        dev: r.dev,
+        family: r.family,
+        table: r.table,
+      };
       if (r.src) a.src = canonAddr(r.src);
       return a;
     }),

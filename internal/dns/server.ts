@@ -4,7 +4,7 @@
  * servers (the cluster's DNS), and rate-limits per source address (a flood from one pod cannot
  * starve the others: its excess queries are dropped, everyone else is answered).
  */
-import type { Socket as TcpSocket, TCPSocketListener, udp } from "bun";
+import type { TCPSocketListener, Socket as TcpSocket, udp } from "bun";
 import type { Logger } from "../observability/index.ts";
 import { errorReply, handleQuery } from "./handle.ts";
 import { RateLimiter } from "./ratelimit.ts";
@@ -49,16 +49,7 @@ export interface RunningDns {
 const MAX_TCP_MESSAGE = 65_535;
 
 export async function startDnsServer(o: DnsServerOptions): Promise<RunningDns> {
-  const stats: DnsStats = {
-    queries: 0,
-    answered: 0,
-    nxdomain: 0,
-    forwarded: 0,
-    formerr: 0,
-    rateLimited: 0,
-    dropped: 0,
-    servfail: 0,
-  };
+  const stats = zeroStats();
   const limiter = new RateLimiter(o.rateLimit?.qps ?? 200, o.rateLimit?.burst ?? 400);
   const now = o.now ?? Date.now;
   const timeout = o.forwardTimeoutMs ?? 2000;
@@ -137,63 +128,11 @@ export async function startDnsServer(o: DnsServerOptions): Promise<RunningDns> {
     reply(out.bytes);
   }
 
-  const bind = async (
-    port: number,
-  ): Promise<{ udpSock: udp.Socket<"buffer">; tcp: TCPSocketListener<{ buf: Buffer }> }> => {
-    const udpSock: udp.Socket<"buffer"> = await Bun.udpSocket({
-      hostname: o.address,
-      port,
-      socket: {
-        data(s, data, port, addr) {
-          serve(Buffer.from(data), addr, "udp", (b) => {
-            s.send(b, port, addr);
-          });
-        },
-      },
-    });
-
-    // TCP: 2-byte length prefix per message (RFC 1035 4.2.2); a connection may carry several.
-    let tcp: TCPSocketListener<{ buf: Buffer }>;
-    try {
-      tcp = Bun.listen<{ buf: Buffer }>({
-        hostname: o.address,
-        port: udpSock.port,
-        socket: {
-          open(s) {
-            s.data = { buf: Buffer.alloc(0) };
-          },
-          data(s: TcpSocket<{ buf: Buffer }>, chunk) {
-            s.data.buf = Buffer.concat([s.data.buf, Buffer.from(chunk)]);
-            while (s.data.buf.length >= 2) {
-              const len = s.data.buf.readUInt16BE(0);
-              if (len > MAX_TCP_MESSAGE || len < 12) {
-                stats.dropped++;
-                s.end();
-                return;
-              }
-              if (s.data.buf.length < 2 + len) return;
-              const msg = s.data.buf.subarray(2, 2 + len);
-              s.data.buf = s.data.buf.subarray(2 + len);
-              serve(Buffer.from(msg), s.remoteAddress, "tcp", (b) => {
-                const head = Buffer.alloc(2);
-                head.writeUInt16BE(b.length, 0);
-                s.write(Buffer.concat([head, b]));
-              });
-            }
-          },
-        },
-      });
-    } catch (e) {
-      udpSock.close();
-      throw e;
-    }
-    return { udpSock, tcp };
-  };
   // Port 0 (tests): the UDP port the kernel picks may be taken for TCP; pick again.
-  let bound: Awaited<ReturnType<typeof bind>> | undefined;
+  let bound: Awaited<ReturnType<typeof bindDns>> | undefined;
   for (let attempt = 0; !bound; attempt++) {
     try {
-      bound = await bind(o.port);
+      bound = await bindDns(o.address, o.port, serve, stats);
     } catch (e) {
       if (o.port !== 0 || attempt >= 20 || (e as { code?: string }).code !== "EADDRINUSE") throw e;
     }
@@ -213,4 +152,76 @@ export async function startDnsServer(o: DnsServerOptions): Promise<RunningDns> {
       tcp.stop(true);
     },
   };
+}
+
+function zeroStats(): DnsStats {
+  return {
+    queries: 0,
+    answered: 0,
+    nxdomain: 0,
+    forwarded: 0,
+    formerr: 0,
+    rateLimited: 0,
+    dropped: 0,
+    servfail: 0,
+  };
+}
+
+type Serve = (buf: Buffer, src: string, transport: "udp" | "tcp", reply: (b: Buffer) => void) => void;
+
+/** The UDP socket on `port` and a TCP listener on the same port number, both handing queries to `serve`. */
+async function bindDns(
+  address: string,
+  port: number,
+  serve: Serve,
+  stats: DnsStats,
+): Promise<{ udpSock: udp.Socket<"buffer">; tcp: TCPSocketListener<{ buf: Buffer }> }> {
+  const udpSock: udp.Socket<"buffer"> = await Bun.udpSocket({
+    hostname: address,
+    port,
+    socket: {
+      data(s, data, port, addr) {
+        serve(Buffer.from(data), addr, "udp", (b) => {
+          s.send(b, port, addr);
+        });
+      },
+    },
+  });
+
+  // TCP: 2-byte length prefix per message (RFC 1035 4.2.2); a connection may carry several.
+  let tcp: TCPSocketListener<{ buf: Buffer }>;
+  try {
+    tcp = Bun.listen<{ buf: Buffer }>({
+      hostname: address,
+      port: udpSock.port,
+      socket: {
+        open(s) {
+          s.data = { buf: Buffer.alloc(0) };
+        },
+        data(s: TcpSocket<{ buf: Buffer }>, chunk) {
+          s.data.buf = Buffer.concat([s.data.buf, Buffer.from(chunk)]);
+          while (s.data.buf.length >= 2) {
+            const len = s.data.buf.readUInt16BE(0);
+            if (len > MAX_TCP_MESSAGE || len < 12) {
+              stats.dropped++;
+              s.end();
+              return;
+            }
+            if (s.data.buf.length < 2 + len) return;
+            const msg = s.data.buf.subarray(2, 2 + len);
+            s.data.buf = s.data.buf.subarray(2 + len);
+            serve(Buffer.from(msg), s.remoteAddress, "tcp", (b) => {
+              const head = Buffer.alloc(2);
+              head.writeUInt16BE(b.length, 0);
+              s.write(Buffer.concat([head, b]));
+            });
+          }
+        },
+      },
+    });
+  } catch (e) {
+    udpSock.close();
+    throw e;
+  }
+  return { udpSock, tcp };
 }

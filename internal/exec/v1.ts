@@ -80,8 +80,13 @@ export function parseExecQuery(
 
 export function v1Routes(deps: { sessions: SessionManager; roots: string[] }): Hono<ExecEnv> {
   const app = new Hono<ExecEnv>();
-  const { sessions } = deps;
+  execRoute(app, deps.sessions);
+  filesRoute(app, deps);
+  return app;
+}
 
+/** GET /v1/exec: a session streamed over a websocket (Kubernetes channel protocol). */
+function execRoute(app: Hono<ExecEnv>, sessions: SessionManager): void {
   app.get("/v1/exec", (c) => {
     let req: ExecRequest;
     try {
@@ -137,24 +142,7 @@ export function v1Routes(deps: { sessions: SessionManager; roots: string[] }): H
         },
         onMessage: (e) => {
           const b = messageBytes(e.data);
-          if (!session || b.length === 0) return;
-          const body = b.subarray(1);
-          switch (b[0]) {
-            case STREAM.stdin:
-              session.input(body.byteLength);
-              session.proc.write(body.slice());
-              break;
-            case STREAM.resize: {
-              const size = parseResize(body);
-              if (size) session.proc.resize(size.cols, size.rows);
-              break;
-            }
-            case STREAM.close:
-              if (protocol === PROTOCOL_V5 && body[0] === STREAM.stdin) session.proc.closeStdin();
-              break;
-            default:
-              break;
-          }
+          if (session && b.length > 0) forwardFrame(session, protocol, b);
         },
         onClose: () => {
           if (peer) peer.closed = true;
@@ -169,7 +157,32 @@ export function v1Routes(deps: { sessions: SessionManager; roots: string[] }): H
     }
     return res;
   });
+}
 
+/** A client frame of a running exec: stdin bytes, a terminal resize, or (v5) closing stdin. */
+function forwardFrame(session: Session, protocol: string, b: Uint8Array): void {
+  const body = b.subarray(1);
+  switch (b[0]) {
+    case STREAM.stdin:
+      session.input(body.byteLength);
+      session.proc.write(body.slice());
+      break;
+    case STREAM.resize: {
+      const size = parseResize(body);
+      if (size) session.proc.resize(size.cols, size.rows);
+      break;
+    }
+    case STREAM.close:
+      if (protocol === PROTOCOL_V5 && body[0] === STREAM.stdin) session.proc.closeStdin();
+      break;
+    default:
+      break;
+  }
+}
+
+/** PUT /v1/files: a streamed, verified, atomic upload confined to the roots. */
+function filesRoute(app: Hono<ExecEnv>, deps: { sessions: SessionManager; roots: string[] }): void {
+  const { sessions } = deps;
   app.put("/v1/files", async (c) => {
     const path = c.req.query("path") ?? "";
     const modeQ = c.req.query("mode");
@@ -211,17 +224,17 @@ export function v1Routes(deps: { sessions: SessionManager; roots: string[] }): H
       const x =
         err instanceof ExecError ? err : new ExecError("UPLOAD_FAILED", String(err), "see agent logs");
       finish({ exitCode: null, bytesIn: upload?.size ?? 0, error: x.message });
-      const status =
-        x.code === "PATH_OUTSIDE_ROOTS"
-          ? 403
-          : x.code === "UPLOAD_TOO_LARGE"
-            ? 413
-            : x.code === "UPLOAD_FAILED"
-              ? 500
-              : 400;
-      return c.json(x.toJSON(), status);
+      return c.json(x.toJSON(), uploadErrorStatus(x.code));
     }
   });
+}
 
-  return app;
+function uploadErrorStatus(code: string): 400 | 403 | 413 | 500 {
+  return code === "PATH_OUTSIDE_ROOTS"
+    ? 403
+    : code === "UPLOAD_TOO_LARGE"
+      ? 413
+      : code === "UPLOAD_FAILED"
+        ? 500
+        : 400;
 }

@@ -136,108 +136,33 @@ export function planLab(labName: string, config: LabConfig): LabPlan {
   const topoNodes: Node[] = [];
 
   config.clusters.forEach((c, ci) => {
-    const k = ci + 1;
-    const podCIDRs = c.podCIDRs ?? defaultPodCIDRs(c, k);
-    const serviceCIDRs = c.serviceCIDRs ?? defaultServiceCIDRs(c, k);
-    const lan4 = `192.168.${k}.0/24`;
-    const lan6 = `fd00:1ab:${k.toString(16)}::/64`;
-    const cp: LabClusterPlan = {
-      name: c.name,
-      index: k,
-      networkType: c.networkType,
-      ipFamily: c.ipFamily,
-      bridge: `lan${k}`,
-      lan4,
-      lan6,
-      router4: hostAt(lan4, 254),
-      router6: hostAt(lan6, 0xfe),
-      podCIDRs,
-      serviceCIDRs,
-      globalCIDRs: c.globalCIDRs,
-    };
+    const cp = planCluster(c, ci + 1);
     clusters.push(cp);
     topoClusters.push({
       name: c.name,
       networkType: c.networkType,
       ipFamily: c.ipFamily,
-      podCIDRs,
-      serviceCIDRs,
+      podCIDRs: cp.podCIDRs,
+      serviceCIDRs: cp.serviceCIDRs,
       globalCIDRs: c.globalCIDRs,
       bridgeCIDRs: { ip: "220.0.0.0/8", ip6: "9480::/16" },
       localCIDRs: { ip: "210.0.0.0/8", ip6: "9470::/16" },
     });
-
-    const nodeSpecs =
-      typeof c.nodes === "number"
-        ? Array.from({ length: c.nodes }, (_, i) => ({
-            name: `node-${i + 1}`,
-            gateway: c.networkType === "gateway" && i < c.gatewayCandidates,
-          }))
-        : c.nodes;
-    const pod4 = podCIDRs.find((p) => familyOf(p) === 4);
-    const pod6 = podCIDRs.find((p) => familyOf(p) === 6);
-    const clusterBackends4: string[] = [];
-    const clusterBackends6: string[] = [];
-    nodeSpecs.forEach((ns, ni) => {
-      const n = ni + 1;
-      const name = `${c.name}-${ns.name}`;
-      const nodePod4 = pod4 ? subnet(pod4, 24, n) : undefined;
-      const nodePod6 = pod6 ? subnet(pod6, 64, n) : undefined;
-      const node: LabNodePlan = {
-        name,
-        short: ns.name,
-        cluster: c.name,
-        clusterIndex: k,
-        index: n,
-        ns: `${prefix}${name}`,
-        fabricIf: `c${k}n${n}`,
-        ipv4: hostAt(lan4, n),
-        ipv6: hostAt(lan6, n),
-        gatewayCandidate: ns.gateway,
-        podCIDRs: [nodePod4, nodePod6].filter((x): x is string => x !== undefined),
-        pods: [],
-      };
-      for (let j = 1; j <= c.podsPerNode; j++) {
-        const id = `${name}-pod-${j}`;
-        const ipv4 = nodePod4 ? hostAt(nodePod4, j + 1) : undefined;
-        const pod: LabPodPlan = {
-          id,
-          name: `pod-${j}`,
-          node: name,
-          cluster: c.name,
-          ns: `${prefix}${id}`,
-          hostIf: `pod${j}`,
-          ipv4,
-          ipv6: nodePod6 ? hostAt(nodePod6, j + 1) : undefined,
-          globalIPv4: ipv4 ? mapToGlobal(ipv4, c.globalCIDRs) : undefined,
-        };
-        if (pod.ipv4) clusterBackends4.push(pod.ipv4);
-        if (pod.ipv6) clusterBackends6.push(pod.ipv6);
-        node.pods.push(pod);
-      }
-      nodes.push(node);
+    const clusterNodes = nodeSpecsOf(c).map((ns, ni) => planNode(prefix, c, cp, ns, ni + 1));
+    nodes.push(...clusterNodes);
+    for (const node of clusterNodes) {
       topoNodes.push({
-        name,
+        name: node.name,
         cluster: c.name,
         ipv4: c.ipFamily !== "ipv6" ? node.ipv4 : undefined,
         ipv6: c.ipFamily !== "ipv4" ? node.ipv6 : undefined,
         podCIDRs: node.podCIDRs,
-        gatewayCandidate: ns.gateway,
+        gatewayCandidate: node.gatewayCandidate,
         interfaceName: "eth0",
         underlayMTU: 1500,
       });
-    });
-    const svc4 = serviceCIDRs.find((s) => familyOf(s) === 4);
-    const svc6 = serviceCIDRs.find((s) => familyOf(s) === 6);
-    services.push({
-      cluster: c.name,
-      name: "echo",
-      ipv4: svc4 ? hostAt(svc4, 10) : undefined,
-      ipv6: svc6 ? hostAt(svc6, 10) : undefined,
-      port: LAB_ECHO_PORT,
-      backends4: clusterBackends4,
-      backends6: clusterBackends6,
-    });
+    }
+    services.push(echoService(c.name, cp.serviceCIDRs, clusterNodes));
   });
 
   return {
@@ -249,6 +174,101 @@ export function planLab(labName: string, config: LabConfig): LabPlan {
     nodes,
     services,
     topology: { clusters: topoClusters, nodes: topoNodes },
+  };
+}
+
+type LabClusterConfig = LabConfig["clusters"][number];
+type LabNodeSpec = { name: string; gateway: boolean };
+
+/** Cluster `k` (1-based): its LAN (bridge, router) and its pod and service CIDRs. */
+function planCluster(c: LabClusterConfig, k: number): LabClusterPlan {
+  const lan4 = `192.168.${k}.0/24`;
+  const lan6 = `fd00:1ab:${k.toString(16)}::/64`;
+  return {
+    name: c.name,
+    index: k,
+    networkType: c.networkType,
+    ipFamily: c.ipFamily,
+    bridge: `lan${k}`,
+    lan4,
+    lan6,
+    router4: hostAt(lan4, 254),
+    router6: hostAt(lan6, 0xfe),
+    podCIDRs: c.podCIDRs ?? defaultPodCIDRs(c, k),
+    serviceCIDRs: c.serviceCIDRs ?? defaultServiceCIDRs(c, k),
+    globalCIDRs: c.globalCIDRs,
+  };
+}
+
+/** The cluster's nodes as configured, or `nodes: N` expanded (the first gatewayCandidates are candidates). */
+function nodeSpecsOf(c: LabClusterConfig): LabNodeSpec[] {
+  return typeof c.nodes === "number"
+    ? Array.from({ length: c.nodes }, (_, i) => ({
+        name: `node-${i + 1}`,
+        gateway: c.networkType === "gateway" && i < c.gatewayCandidates,
+      }))
+    : c.nodes;
+}
+
+/** Node `n` (1-based) of cluster `cp`: its namespace, underlay addresses, pod CIDRs and pods. */
+function planNode(
+  prefix: string,
+  c: LabClusterConfig,
+  cp: LabClusterPlan,
+  ns: LabNodeSpec,
+  n: number,
+): LabNodePlan {
+  const k = cp.index;
+  const pod4 = cp.podCIDRs.find((p) => familyOf(p) === 4);
+  const pod6 = cp.podCIDRs.find((p) => familyOf(p) === 6);
+  const name = `${c.name}-${ns.name}`;
+  const nodePod4 = pod4 ? subnet(pod4, 24, n) : undefined;
+  const nodePod6 = pod6 ? subnet(pod6, 64, n) : undefined;
+  const node: LabNodePlan = {
+    name,
+    short: ns.name,
+    cluster: c.name,
+    clusterIndex: k,
+    index: n,
+    ns: `${prefix}${name}`,
+    fabricIf: `c${k}n${n}`,
+    ipv4: hostAt(cp.lan4, n),
+    ipv6: hostAt(cp.lan6, n),
+    gatewayCandidate: ns.gateway,
+    podCIDRs: [nodePod4, nodePod6].filter((x): x is string => x !== undefined),
+    pods: [],
+  };
+  for (let j = 1; j <= c.podsPerNode; j++) {
+    const id = `${name}-pod-${j}`;
+    const ipv4 = nodePod4 ? hostAt(nodePod4, j + 1) : undefined;
+    node.pods.push({
+      id,
+      name: `pod-${j}`,
+      node: name,
+      cluster: c.name,
+      ns: `${prefix}${id}`,
+      hostIf: `pod${j}`,
+      ipv4,
+      ipv6: nodePod6 ? hostAt(nodePod6, j + 1) : undefined,
+      globalIPv4: ipv4 ? mapToGlobal(ipv4, c.globalCIDRs) : undefined,
+    });
+  }
+  return node;
+}
+
+/** The cluster's "echo" service: the 10th address of its service CIDRs, every pod a backend. */
+function echoService(cluster: string, serviceCIDRs: string[], nodes: LabNodePlan[]): LabServicePlan {
+  const svc4 = serviceCIDRs.find((s) => familyOf(s) === 4);
+  const svc6 = serviceCIDRs.find((s) => familyOf(s) === 6);
+  const pods = nodes.flatMap((n) => n.pods);
+  return {
+    cluster,
+    name: "echo",
+    ipv4: svc4 ? hostAt(svc4, 10) : undefined,
+    ipv6: svc6 ? hostAt(svc6, 10) : undefined,
+    port: LAB_ECHO_PORT,
+    backends4: pods.flatMap((p) => (p.ipv4 ? [p.ipv4] : [])),
+    backends6: pods.flatMap((p) => (p.ipv6 ? [p.ipv6] : [])),
   };
 }
 

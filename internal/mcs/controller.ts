@@ -119,43 +119,12 @@ export async function startMcs(opts: McsOptions): Promise<RunningMcs> {
     const views = joined.map((c) => viewOf(c, members.get(c.metadata.name)!));
     const plan = planMcs(views);
     const keys = plan.imports.filter((i) => i.type === "ClusterSetIP").map((i) => `${i.namespace}/${i.name}`);
-    const seen = new Map<string, string[]>();
-    for (const m of members.list()) {
-      for (const i of m.imports.list()) {
-        if (i.metadata.labels?.[LABEL_MANAGED] !== "true") continue;
-        const k = `${i.metadata.namespace}/${i.metadata.name}`;
-        seen.set(k, [...(seen.get(k) ?? []), ...(i.spec?.ips ?? [])]);
-      }
-    }
-    const ips = allocateClusterSetIPs(keys, seen, range);
+    const ips = allocateClusterSetIPs(keys, managedImportIps(members), range);
     const globals = new Map(views.map((v) => [v.name, parseGlobals(v.globalCIDRs)]));
     const errors: string[] = [];
     for (const v of views) {
-      const m = members.get(v.name)!;
-      const want = desiredInCluster(plan, v.name, globals, ips);
-      const cur = {
-        imports: m.imports.list(),
-        slices: m.slices.list().filter((s) => s.metadata.labels?.[LABEL_MANAGED] === "true"),
-        exports: m.exports.list(),
-      };
-      const { ops, foreign } = diffCluster(
-        want,
-        cur,
-        plan.exports.filter((e) => e.cluster === v.name),
-      );
-      if (foreign.length)
-        log.warn(
-          { cluster: v.name, objects: foreign },
-          "mcs: objects of these names exist and are not Kosmos's; left alone",
-        );
-      const autoOps = planAutoExports(v.services, v.exports, auto);
-      if (!ops.length && !autoOps.create.length && !autoOps.delete.length) continue;
-      try {
-        const n = await applyOps(v.name, m.client, ops, autoOps, v.exports, log);
-        log.info({ cluster: v.name, applied: n }, "mcs: cluster updated");
-      } catch (e) {
-        errors.push((e as Error).message);
-      }
+      const error = await syncCluster(v, members.get(v.name)!, { plan, globals, ips, auto, log });
+      if (error !== undefined) errors.push(error);
     }
     state = { plan, ips, clusters: views.map((v) => v.name).sort() };
     const key = JSON.stringify([plan.imports, [...ips]]);
@@ -215,4 +184,57 @@ export async function startMcs(opts: McsOptions): Promise<RunningMcs> {
       host.close();
     },
   };
+}
+
+/** The ClusterSet IPs the managed ServiceImports of every member carry now, by namespace/name. */
+function managedImportIps(members: McsMembers): Map<string, string[]> {
+  const seen = new Map<string, string[]>();
+  for (const m of members.list()) {
+    for (const i of m.imports.list()) {
+      if (i.metadata.labels?.[LABEL_MANAGED] !== "true") continue;
+      const k = `${i.metadata.namespace}/${i.metadata.name}`;
+      seen.set(k, [...(seen.get(k) ?? []), ...(i.spec?.ips ?? [])]);
+    }
+  }
+  return seen;
+}
+
+/** Bring one member cluster to the plan (imports, slices, auto-exports); its error message, if any. */
+async function syncCluster(
+  v: ClusterView,
+  m: NonNullable<ReturnType<McsMembers["get"]>>,
+  ctx: {
+    plan: McsPlan;
+    globals: Parameters<typeof desiredInCluster>[2];
+    ips: ReturnType<typeof allocateClusterSetIPs>;
+    auto: Parameters<typeof planAutoExports>[2];
+    log: Logger;
+  },
+): Promise<string | undefined> {
+  const { plan, globals, ips, auto, log } = ctx;
+  const want = desiredInCluster(plan, v.name, globals, ips);
+  const cur = {
+    imports: m.imports.list(),
+    slices: m.slices.list().filter((s) => s.metadata.labels?.[LABEL_MANAGED] === "true"),
+    exports: m.exports.list(),
+  };
+  const { ops, foreign } = diffCluster(
+    want,
+    cur,
+    plan.exports.filter((e) => e.cluster === v.name),
+  );
+  if (foreign.length)
+    log.warn(
+      { cluster: v.name, objects: foreign },
+      "mcs: objects of these names exist and are not Kosmos's; left alone",
+    );
+  const autoOps = planAutoExports(v.services, v.exports, auto);
+  if (!ops.length && !autoOps.create.length && !autoOps.delete.length) return undefined;
+  try {
+    const n = await applyOps(v.name, m.client, ops, autoOps, v.exports, log);
+    log.info({ cluster: v.name, applied: n }, "mcs: cluster updated");
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }

@@ -154,8 +154,43 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
     out.push({ hop: "agent", node: srcNode, message: sf?.agentError ?? `no facts from ${srcNode}` });
     return out;
   }
+  out.push(...mtuFindings(pair, failed, sf, ctx));
+  const involved = new Set<string>([srcNode, dstNode]);
+  if (pair.cross) out.push(...crossClusterFindings(pair, failed, sf, ctx, involved));
+  else if (sf.kernel) {
+    const ip = failed[0]?.ip ?? "";
+    out.push({
+      hop: "cni",
+      node: srcNode,
+      message: `same-cluster pair: carried by the cluster network (CNI), not Kosmos; ${srcNode} routes ${ip}${kernelRouteText(sf.kernel.routeGet[ip], false)}`,
+    });
+  }
+  out.push(...targetFindings(pair, result, failed, df));
+  // Everything else wrong on the nodes of the path (reverse path, gateways, MTU of the links).
+  for (const n of involved) {
+    const f = ctx.facts.get(n);
+    if (!f) continue;
+    if (n !== srcNode && f.plan && !f.agentError) out.push(...drift(f));
+    out.push(...mtuMismatches(f));
+  }
+  if (out.length === 0) {
+    out.push({
+      message:
+        "no broken hop found in the agents' plans and the nodes' kernels: the loss is beyond the nodes (underlay, firewall), transient, or repaired since the probe (agents resync): re-run with --resume",
+      hop: "target",
+    });
+  }
+  return dedupe(out);
+}
 
-  // MTU: refused by a hop (ICMP too big / local error) or silently lost while small packets pass.
+type Probe = PairResult["probes"][number];
+type Plan = NonNullable<NodeFacts["plan"]>;
+
+/** MTU: refused by a hop (ICMP too big / local error) or silently lost while small packets pass. */
+function mtuFindings(pair: Pair, failed: Probe[], sf: NodeFacts, ctx: DiagnoseContext): Finding[] {
+  const out: Finding[] = [];
+  const srcNode = pair.src.node;
+  const dstNode = pair.dst.node;
   for (const p of failed) {
     if (p.proto !== "icmp" || !p.size) continue;
     const m = /mtu\s*=\s*(\d+)/i.exec(p.detail);
@@ -176,103 +211,130 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
       });
     }
   }
-  const involved = new Set<string>([srcNode, dstNode]);
+  return out;
+}
 
-  if (pair.cross) {
-    const plan = sf.plan;
-    if (!plan) {
-      out.push({ hop: "plan", node: srcNode, message: sf.planMissing ?? `${srcNode} has no plan` });
-    } else {
-      const dc = ctx.clusters.get(pair.dst.cluster);
-      const sc = ctx.clusters.get(pair.src.cluster);
-      if (dc?.networkType === "gateway" && plan.gateways[pair.dst.cluster])
-        involved.add(plan.gateways[pair.dst.cluster] as string);
-      if (sc?.networkType === "gateway" && plan.gateways[pair.src.cluster])
-        involved.add(plan.gateways[pair.src.cluster] as string);
-      for (const ip of [...new Set(failed.map((p) => p.ip))]) {
-        const r = planRouteFor(plan, ip);
-        if (!r) {
-          out.push({
-            hop: "plan",
-            node: srcNode,
-            message: `${srcNode}'s plan has no Kosmos route to ${ip}: is ${pair.dst.cluster}'s CIDR in the topology (or skipped: ${plan.warnings.join("; ") || "no warning"})?`,
-          });
-          continue;
-        }
-        const got = kernelHas(sf, r);
-        const live = sf.kernel?.routeGet[ip];
-        if (got === "missing") {
-          out.push({
-            hop: "route",
-            node: srcNode,
-            route: routeText(r),
-            message: `${srcNode}: route ${routeText(r)} is in the agent's plan but missing from the kernel; the kernel routes ${ip}${kernelRouteText(live, false)}`,
-          });
-        } else if (got !== "ok") {
-          out.push({
-            hop: "route",
-            node: srcNode,
-            route: routeText(r),
-            message: `${srcNode}: kernel route ${kernelRouteText({ ...got, table: String(r.table) })} differs from the plan's ${routeText(r)}`,
-          });
-        }
-        const n = plan.neighbors.find((x) => x.ip === r.via && x.dev === r.dev);
-        if (n) {
-          const kn = sf.kernel?.neighbors.find((x) => x.dst === n.ip && x.dev === n.dev);
-          if (!kn || kn.lladdr?.toLowerCase() !== n.mac) {
-            out.push({
-              hop: "neighbor",
-              node: srcNode,
-              route: `neigh ${n.ip} lladdr ${n.mac} dev ${n.dev}`,
-              message: `${srcNode}: tunnel peer ${r.peer ?? r.via} unknown to the kernel (neighbour ${n.ip} lladdr ${n.mac} dev ${n.dev} ${kn ? `has ${kn.lladdr}` : "missing"})`,
-            });
-          }
-          const f = plan.fdb.find((x) => x.dev === n.dev && x.mac === n.mac);
-          if (f && !sf.kernel?.fdb.some((x) => x.mac === f.mac && x.ifname === f.dev && x.dst === f.dst)) {
-            out.push({
-              hop: "fdb",
-              node: srcNode,
-              route: `fdb ${f.mac} dev ${f.dev} dst ${f.dst}`,
-              message: `${srcNode}: tunnel peer ${r.peer ?? r.via} missing from the VXLAN FDB (${f.mac} dev ${f.dev} dst ${f.dst})`,
-            });
-          }
-        }
-      }
-      // Gateways on the way: elected, alive, answering.
-      for (const c of [pair.src.cluster, pair.dst.cluster]) {
-        if (ctx.clusters.get(c)?.networkType !== "gateway") continue;
-        const gw = plan.gateways[c];
-        if (!gw) {
-          out.push({
-            hop: "gateway",
-            node: srcNode,
-            message: `${srcNode} sees no elected gateway for gateway-mode cluster ${c}`,
-          });
-          continue;
-        }
-        const member = sf.state?.members?.[gw];
-        const gf = ctx.facts.get(gw);
-        if (gw !== srcNode && member && member !== "alive") {
-          out.push({
-            hop: "gateway",
-            node: gw,
-            message: `gateway ${gw} of cluster ${c} is ${member} in ${srcNode}'s view`,
-          });
-        }
-        if (gf?.agentError)
-          out.push({ hop: "gateway", node: gw, message: `gateway ${gw} of cluster ${c}: ${gf.agentError}` });
-      }
-    }
-  } else if (sf.kernel) {
-    const ip = failed[0]?.ip ?? "";
+/**
+ * A cross-cluster pair: the source's plan, its routes and tunnel peers to the failed IPs, and the
+ * gateways on the way. Adds the gateways to `involved`.
+ */
+function crossClusterFindings(
+  pair: Pair,
+  failed: Probe[],
+  sf: NodeFacts,
+  ctx: DiagnoseContext,
+  involved: Set<string>,
+): Finding[] {
+  const srcNode = pair.src.node;
+  const plan = sf.plan;
+  if (!plan) return [{ hop: "plan", node: srcNode, message: sf.planMissing ?? `${srcNode} has no plan` }];
+  const out: Finding[] = [];
+  const dc = ctx.clusters.get(pair.dst.cluster);
+  const sc = ctx.clusters.get(pair.src.cluster);
+  if (dc?.networkType === "gateway" && plan.gateways[pair.dst.cluster])
+    involved.add(plan.gateways[pair.dst.cluster] as string);
+  if (sc?.networkType === "gateway" && plan.gateways[pair.src.cluster])
+    involved.add(plan.gateways[pair.src.cluster] as string);
+  for (const ip of [...new Set(failed.map((p) => p.ip))])
+    out.push(...forwardPathFindings(pair, plan, sf, ip));
+  out.push(...gatewayFindings(pair, plan, sf, ctx));
+  return out;
+}
+
+/** The source's Kosmos route to `ip`: in the plan, in the kernel, and its tunnel peer (neighbour, FDB). */
+function forwardPathFindings(pair: Pair, plan: Plan, sf: NodeFacts, ip: string): Finding[] {
+  const out: Finding[] = [];
+  const srcNode = pair.src.node;
+  const r = planRouteFor(plan, ip);
+  if (!r) {
     out.push({
-      hop: "cni",
+      hop: "plan",
       node: srcNode,
-      message: `same-cluster pair: carried by the cluster network (CNI), not Kosmos; ${srcNode} routes ${ip}${kernelRouteText(sf.kernel.routeGet[ip], false)}`,
+      message: `${srcNode}'s plan has no Kosmos route to ${ip}: is ${pair.dst.cluster}'s CIDR in the topology (or skipped: ${plan.warnings.join("; ") || "no warning"})?`,
+    });
+    return out;
+  }
+  const got = kernelHas(sf, r);
+  const live = sf.kernel?.routeGet[ip];
+  if (got === "missing") {
+    out.push({
+      hop: "route",
+      node: srcNode,
+      route: routeText(r),
+      message: `${srcNode}: route ${routeText(r)} is in the agent's plan but missing from the kernel; the kernel routes ${ip}${kernelRouteText(live, false)}`,
+    });
+  } else if (got !== "ok") {
+    out.push({
+      hop: "route",
+      node: srcNode,
+      route: routeText(r),
+      message: `${srcNode}: kernel route ${kernelRouteText({ ...got, table: String(r.table) })} differs from the plan's ${routeText(r)}`,
     });
   }
+  const n = plan.neighbors.find((x) => x.ip === r.via && x.dev === r.dev);
+  if (n) {
+    const kn = sf.kernel?.neighbors.find((x) => x.dst === n.ip && x.dev === n.dev);
+    if (!kn || kn.lladdr?.toLowerCase() !== n.mac) {
+      out.push({
+        hop: "neighbor",
+        node: srcNode,
+        route: `neigh ${n.ip} lladdr ${n.mac} dev ${n.dev}`,
+        message: `${srcNode}: tunnel peer ${r.peer ?? r.via} unknown to the kernel (neighbour ${n.ip} lladdr ${n.mac} dev ${n.dev} ${kn ? `has ${kn.lladdr}` : "missing"})`,
+      });
+    }
+    const f = plan.fdb.find((x) => x.dev === n.dev && x.mac === n.mac);
+    if (f && !sf.kernel?.fdb.some((x) => x.mac === f.mac && x.ifname === f.dev && x.dst === f.dst)) {
+      out.push({
+        hop: "fdb",
+        node: srcNode,
+        route: `fdb ${f.mac} dev ${f.dev} dst ${f.dst}`,
+        message: `${srcNode}: tunnel peer ${r.peer ?? r.via} missing from the VXLAN FDB (${f.mac} dev ${f.dev} dst ${f.dst})`,
+      });
+    }
+  }
+  return out;
+}
 
-  // The target side.
+/** Gateways on the way: elected, alive, answering. */
+function gatewayFindings(pair: Pair, plan: Plan, sf: NodeFacts, ctx: DiagnoseContext): Finding[] {
+  const out: Finding[] = [];
+  const srcNode = pair.src.node;
+  for (const c of [pair.src.cluster, pair.dst.cluster]) {
+    if (ctx.clusters.get(c)?.networkType !== "gateway") continue;
+    const gw = plan.gateways[c];
+    if (!gw) {
+      out.push({
+        hop: "gateway",
+        node: srcNode,
+        message: `${srcNode} sees no elected gateway for gateway-mode cluster ${c}`,
+      });
+      continue;
+    }
+    const member = sf.state?.members?.[gw];
+    const gf = ctx.facts.get(gw);
+    if (gw !== srcNode && member && member !== "alive") {
+      out.push({
+        hop: "gateway",
+        node: gw,
+        message: `gateway ${gw} of cluster ${c} is ${member} in ${srcNode}'s view`,
+      });
+    }
+    if (gf?.agentError)
+      out.push({ hop: "gateway", node: gw, message: `gateway ${gw} of cluster ${c}: ${gf.agentError}` });
+  }
+  return out;
+}
+
+/** The target side: its agent, and a port that refuses TCP while ping passes. */
+function targetFindings(
+  pair: Pair,
+  result: PairResult,
+  failed: Probe[],
+  df: NodeFacts | undefined,
+): Finding[] {
+  const out: Finding[] = [];
+  const srcNode = pair.src.node;
+  const dstNode = pair.dst.node;
   if (df?.agentError && dstNode !== srcNode) {
     out.push({ hop: "target", node: dstNode, message: `target node ${dstNode}: ${df.agentError}` });
   }
@@ -286,20 +348,5 @@ export function diagnose(pair: Pair, result: PairResult, ctx: DiagnoseContext): 
       });
     }
   }
-
-  // Everything else wrong on the nodes of the path (reverse path, gateways, MTU of the links).
-  for (const n of involved) {
-    const f = ctx.facts.get(n);
-    if (!f) continue;
-    if (n !== srcNode && f.plan && !f.agentError) out.push(...drift(f));
-    out.push(...mtuMismatches(f));
-  }
-  if (out.length === 0) {
-    out.push({
-      message:
-        "no broken hop found in the agents' plans and the nodes' kernels: the loss is beyond the nodes (underlay, firewall), transient, or repaired since the probe (agents resync): re-run with --resume",
-      hop: "target",
-    });
-  }
-  return dedupe(out);
+  return out;
 }

@@ -1,0 +1,118 @@
+/**
+ * The per-leaf connection registry: what a leaf's informers queue (handlers), the heartbeat (GET
+ * /version, then a Lease per virtual node — what a kubelet does), and connecting / disconnecting.
+ */
+
+import type { KubeClient } from "../kube/index.ts";
+import { objectKey } from "../kube/index.ts";
+import type { CopyKind } from "./deps.ts";
+import { Leaf, type LeafHandlers } from "./leaf.ts";
+import { ownedBy, renewLease } from "./nodes.ts";
+import type { Tree } from "./tree.ts";
+import { type DataObject, POD_LABEL, type PodObject, ROOT_UID_ANNOTATION } from "./types.ts";
+
+/** A leaf pod changed: Kosmos' own pods go to the pod queue; others change the leaf's free capacity. */
+function onLeafPod(
+  t: Tree,
+  cluster: string,
+  p: PodObject,
+  old: PodObject | undefined,
+  deleted: boolean,
+): void {
+  const key = objectKey(p);
+  if (p.metadata.labels?.[POD_LABEL] === "true") {
+    if (deleted) {
+      const r = t.inf.pods.get(p.metadata.name, p.metadata.namespace);
+      if (
+        r &&
+        !r.metadata.deletionTimestamp &&
+        r.metadata.uid === p.metadata.annotations?.[ROOT_UID_ANNOTATION]
+      )
+        t.leafGone.set(key, r.metadata.uid!);
+      const leaf = t.leaves.get(cluster);
+      for (const [kind, inf] of [
+        ["configmaps", leaf?.configMaps],
+        ["secrets", leaf?.secrets],
+      ] as const)
+        for (const c of inf?.list() ?? [])
+          if (c.metadata.namespace === p.metadata.namespace)
+            t.q.copies.add(`${cluster}/${kind}/${c.metadata.namespace}/${c.metadata.name}`);
+    }
+    t.q.enqueuePod(key);
+    return;
+  }
+  // A pod Kosmos did not make changes the leaf's free capacity when it runs, moves or goes.
+  const shape = (x: PodObject | undefined): string => JSON.stringify([x?.spec?.nodeName, x?.status?.phase]);
+  if (deleted || !old || shape(p) !== shape(old)) t.q.clusters.addAfter(cluster, 500);
+}
+
+function leafHandlers(t: Tree): LeafHandlers {
+  return {
+    onNodes: (c: string) => t.q.clusters.add(c),
+    onPod: (c, p, old, deleted) => onLeafPod(t, c, p, old, deleted),
+    onCopy: (c: string, kind: CopyKind, obj: DataObject) =>
+      t.q.copies.add(`${c}/${kind}/${obj.metadata.namespace}/${obj.metadata.name}`),
+    onHealth: (c: string) => t.q.clusters.add(c),
+  };
+}
+
+async function probe(leaf: Leaf): Promise<boolean> {
+  try {
+    const v = await leaf.client.request<{ gitVersion?: string }>("GET", "/version", { timeoutMs: 5_000 });
+    leaf.kubeletVersion = v.gitVersion ?? leaf.kubeletVersion;
+    leaf.lastProbeError = undefined;
+    return true;
+  } catch (e) {
+    leaf.lastProbeError = `the leaf API server does not answer: ${(e as Error).message}`;
+    return false;
+  }
+}
+
+/** Probe a leaf; while it answers and this process leads, renew its virtual nodes' Leases. */
+export async function heartbeat(t: Tree, leaf: Leaf): Promise<void> {
+  const was = leaf.answering;
+  leaf.answering = await probe(leaf);
+  if (was !== leaf.answering) {
+    t.log.info(
+      { cluster: leaf.name, answering: leaf.answering, err: leaf.lastProbeError },
+      "leaf heartbeat changed",
+    );
+    t.q.clusters.add(leaf.name);
+  }
+  if (!leaf.answering || !t.leader) return; // no renewal: the root's node-lifecycle controller takes over
+  for (const d of t.plans.get(leaf.name)?.nodes ?? []) {
+    const n = t.inf.vnodes.get(d.name);
+    if (n && ownedBy(n) === leaf.name)
+      await renewLease(t.root, n).catch((e) =>
+        t.log.warn({ node: d.name, err: (e as Error).message }, "lease renewal failed"),
+      );
+  }
+}
+
+/** The one timer: every `periodMs`, a heartbeat to all leaves (skipped while the last still runs). */
+export function startHeartbeat(t: Tree, periodMs: number): ReturnType<typeof setInterval> {
+  let beating = false;
+  return setInterval(() => {
+    if (beating) return;
+    beating = true;
+    void Promise.all([...t.leaves.values()].map((l) => heartbeat(t, l))).finally(() => {
+      beating = false;
+    });
+  }, periodMs);
+}
+
+export async function stopLeaf(t: Tree, name: string): Promise<void> {
+  const l = t.leaves.get(name);
+  t.leaves.delete(name);
+  await l?.stop();
+}
+
+/** Start a connection to a leaf (replacing none: the caller stopped the old one). */
+export function connectLeaf(t: Tree, name: string, yaml: string, client: KubeClient): Leaf {
+  const leaf = new Leaf(name, yaml, client, leafHandlers(t), { logger: t.log, ...t.backoff });
+  t.leaves.set(name, leaf);
+  leaf.start();
+  t.log.info({ cluster: name, server: client.server.origin }, "connecting to leaf");
+  void heartbeat(t, leaf);
+  return leaf;
+}

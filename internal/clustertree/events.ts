@@ -1,0 +1,38 @@
+/** Kubernetes Events on root pods, each (pod, reason, message) sent once. */
+import { type KubeClient, objectKey } from "../kube/index.ts";
+import type { Logger } from "../observability/index.ts";
+import type { PodEnv } from "./pods.ts";
+import type { PodObject } from "./types.ts";
+
+export function eventRecorder(root: KubeClient, log: Logger): PodEnv["event"] {
+  const sent = new Set<string>();
+  return (p: PodObject, type: "Normal" | "Warning", reason: string, message: string): void => {
+    const k = `${p.metadata.uid}/${reason}/${message}`;
+    if (sent.has(k)) return;
+    sent.add(k);
+    if (sent.size > 10_000) sent.clear();
+    const t = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    log.info({ pod: objectKey(p), reason, message }, "event");
+    void root
+      .create(`/api/v1/namespaces/${p.metadata.namespace}/events`, {
+        apiVersion: "v1",
+        kind: "Event",
+        metadata: { generateName: `${p.metadata.name}.`, namespace: p.metadata.namespace },
+        involvedObject: {
+          apiVersion: "v1",
+          kind: "Pod",
+          name: p.metadata.name,
+          namespace: p.metadata.namespace,
+          uid: p.metadata.uid,
+        },
+        reason,
+        message,
+        type,
+        source: { component: "kosmos-clustertree" },
+        firstTimestamp: t,
+        lastTimestamp: t,
+        count: 1,
+      })
+      .catch((e) => log.warn({ err: (e as Error).message }, "could not record an event"));
+  };
+}

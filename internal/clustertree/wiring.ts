@@ -1,0 +1,63 @@
+/** What the root informers queue: Cluster spec changes, virtual node deletions, pods, copy sources. */
+import { canonical } from "../controller/index.ts";
+import { objectKey } from "../kube/index.ts";
+import type { CopyKind } from "./deps.ts";
+import { ownedBy } from "./nodes.ts";
+import { carried } from "./pods.ts";
+import { enqueuePodsOf, type Tree } from "./tree.ts";
+import type { DataObject, PodObject } from "./types.ts";
+
+/** A root ConfigMap / Secret changed: refresh its copies, and wake pods waiting for it. */
+function onRootObject(t: Tree, kind: CopyKind, obj: DataObject): void {
+  const ns = obj.metadata.namespace!;
+  for (const [c, l] of t.leaves) {
+    const leafName =
+      kind === "configmaps" && obj.metadata.name === "kube-root-ca.crt"
+        ? "master-root-ca.crt"
+        : obj.metadata.name;
+    if ((kind === "configmaps" ? l.configMaps : l.secrets).get(leafName, ns))
+      t.q.copies.add(`${c}/${kind}/${ns}/${leafName}`);
+    enqueuePodsOf(t, c, ns, true); // pods waiting for this object
+  }
+}
+
+export function wireRootInformers(t: Tree): void {
+  const { clusters, vnodes, pods } = t.inf;
+  const q = t.q;
+  clusters
+    .on("add", (c) => q.clusters.add(c.metadata.name))
+    .on("update", (c, old) => {
+      // status writes (ours and the ClusterLink controller's) change nothing here
+      if (
+        !old ||
+        canonical([c.spec, c.metadata.deletionTimestamp, c.metadata.annotations]) !==
+          canonical([old.spec, old.metadata.deletionTimestamp, old.metadata.annotations])
+      )
+        q.clusters.add(c.metadata.name);
+    })
+    .on("delete", (c) => q.clusters.add(c.metadata.name));
+  vnodes.on("delete", (n) => {
+    const c = ownedBy(n);
+    if (c) q.clusters.add(c);
+  });
+  const onRootPod = (p: PodObject): void => {
+    if (t.refs.has(p.spec.nodeName ?? "") && carried(p)) q.enqueuePod(objectKey(p));
+  };
+  pods
+    .on("add", onRootPod)
+    .on("update", onRootPod)
+    .on("delete", (p) => {
+      if (
+        t.refs.has(p.spec.nodeName ?? "") ||
+        [...t.leaves.values()].some((l) => l.pods.get(p.metadata.name, p.metadata.namespace))
+      )
+        q.enqueuePod(objectKey(p));
+    });
+  for (const [kind, inf] of [
+    ["configmaps", t.inf.configMaps],
+    ["secrets", t.inf.secrets],
+  ] as const) {
+    const h = (obj: DataObject): void => onRootObject(t, kind, obj);
+    inf.on("add", h).on("update", h).on("delete", h);
+  }
+}

@@ -6,19 +6,19 @@
  * of copies, bad input, and faults (leaf and root API servers restarted, clustertree killed mid-sync).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createServer, type Server } from "node:https";
+import { connect } from "node:tls";
 import {
   type PodObject,
   type RunningClusterTree,
   startClusterTree,
 } from "../../internal/clustertree/index.ts";
-import { connect } from "node:tls";
-import { createServer, type Server } from "node:https";
 import { startKubeletServer } from "../../internal/clustertree/server.ts";
-import { assetsProblem, freePort, issueCert } from "../../internal/controlplane/index.ts";
-import { createLogger, silentLogger } from "../../internal/observability/index.ts";
-import type { ClusterObject } from "../../internal/controller/index.ts";
-import { isConflict, type KubeClient, type KubeObject } from "../../internal/kube/index.ts";
 import type { NodeObject } from "../../internal/clustertree/types.ts";
+import type { ClusterObject } from "../../internal/controller/index.ts";
+import { assetsProblem, freePort, issueCert } from "../../internal/controlplane/index.ts";
+import { isConflict, type KubeClient, type KubeObject } from "../../internal/kube/index.ts";
+import { createLogger, silentLogger } from "../../internal/observability/index.ts";
 import { clusterObject, startTreeLab, type TreeLab } from "../helpers/tree-lab.ts";
 import { until } from "../helpers/wait.ts";
 

@@ -4,8 +4,8 @@
  * connection is rebuilt only when the kubeconfig changes. A wrong kubeconfig is a problem to report;
  * an unreachable leaf is retried by the informers' own backoff, and said in `health()`.
  */
-import type { ClusterObject } from "../controller/index.ts";
-import { Informer, isNotFound, KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
+import { type ClusterObject, memberKubeconfig } from "../controller/index.ts";
+import { Informer, KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { type DataObject, type NodeObject, type PodObject, SYNCED_LABEL } from "./types.ts";
 
@@ -149,30 +149,14 @@ export function nodeShape(n: NodeObject): string {
   ]);
 }
 
-/** The leaf kubeconfig: `spec.kubeconfigSecretRef` (ours) or the inline upstream `spec.kubeconfig`. */
-export async function leafKubeconfig(
+/** The leaf kubeconfig: `spec.kubeconfigSecretRef` (ours) or the inline upstream `spec.kubeconfig`
+ * — read exactly as the ClusterLink controller reads a member's. */
+export function leafKubeconfig(
   root: KubeClient,
   c: ClusterObject,
   namespace: string,
 ): Promise<{ yaml: string } | LeafProblem> {
-  const ref = c.spec.kubeconfigSecretRef;
-  if (ref) {
-    const ns = ref.namespace ?? namespace;
-    const k = ref.key ?? "kubeconfig";
-    try {
-      const s = await root.get<{ data?: Record<string, string> }>(
-        `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(ref.name)}`,
-      );
-      const data = s.data?.[k];
-      if (!data) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} has no key ${k}` };
-      return { yaml: Buffer.from(data, "base64").toString("utf8") };
-    } catch (e) {
-      if (isNotFound(e)) return { reason: "NoKubeconfig", message: `Secret ${ns}/${ref.name} not found` };
-      throw e;
-    }
-  }
-  if (c.spec.kubeconfig) return { yaml: Buffer.from(c.spec.kubeconfig, "base64").toString("utf8") };
-  return { reason: "NoKubeconfig", message: "no kubeconfig (spec.kubeconfigSecretRef or spec.kubeconfig)" };
+  return memberKubeconfig(root, c, namespace);
 }
 
 /** A client from kubeconfig YAML, or the reason it cannot be made. */

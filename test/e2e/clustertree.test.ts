@@ -181,6 +181,19 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
         60_000,
         200,
       );
+      // A Node is created before its status is written (the status subresource), so the root's
+      // node-lifecycle controller may add node.kubernetes.io/not-ready for a moment, and removes it
+      // once Ready=True is seen (as for a real kubelet's registration): wait for the final taints.
+      const kosmosTaint = JSON.stringify([{ key: "kosmos.io/node", value: "true", effect: "NoSchedule" }]);
+      await until(
+        async () =>
+          JSON.stringify(
+            (await nodes(root)).find((n) => n.metadata.name === "kosmos-leaf1")?.spec?.taints,
+          ) === kosmosTaint,
+        "kosmos-leaf1 carries only the kosmos taint",
+        60_000,
+        200,
+      );
       const n1 = (await nodes(root)).find((n) => n.metadata.name === "kosmos-leaf1")!;
       expect(n1.metadata.labels).toMatchObject({
         "kosmos.io/node": "true",

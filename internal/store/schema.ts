@@ -8,20 +8,42 @@
  * Changing this file: run `bunx drizzle-kit generate` and commit the new migration in migrations/.
  */
 import { sql } from "drizzle-orm";
-import { check, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import {
+  check,
+  index,
+  integer,
+  primaryKey,
+  type SQLiteColumn,
+  sqliteTable,
+  text,
+} from "drizzle-orm/sqlite-core";
 
 // ---------------------------------------------------------------------------------------------
 // Replicated
 // ---------------------------------------------------------------------------------------------
 
+/** The header every replicated row carries (fresh builders per table: drizzle binds a builder to one table). */
+const replicatedColumns = () => ({
+  name: text("name").primaryKey(),
+  owner: text("owner").notNull(),
+  version: integer("version").notNull(),
+  deleted: integer("deleted").notNull().default(0),
+});
+
+/** The (owner, version) index anti-entropy reads by, and the tombstone flag's check. */
+const replicatedConstraints = (
+  table: string,
+  t: { owner: SQLiteColumn; version: SQLiteColumn; deleted: SQLiteColumn },
+) => [
+  index(`${table}_owner_version`).on(t.owner, t.version),
+  check(`${table}_deleted_bool`, sql`${t.deleted} IN (0, 1)`),
+];
+
 /** Clusters. Writable by owner "controller" only. */
 export const clusters = sqliteTable(
   "clusters",
   {
-    name: text("name").primaryKey(),
-    owner: text("owner").notNull(),
-    version: integer("version").notNull(),
-    deleted: integer("deleted").notNull().default(0),
+    ...replicatedColumns(),
     networkType: text("network_type"),
     ipFamily: text("ip_family"),
     /** JSON array of CIDR strings. */
@@ -36,20 +58,14 @@ export const clusters = sqliteTable(
     localCidrs: text("local_cidrs"),
     mtu: integer("mtu"),
   },
-  (t) => [
-    index("clusters_owner_version").on(t.owner, t.version),
-    check("clusters_deleted_bool", sql`${t.deleted} IN (0, 1)`),
-  ],
+  (t) => [...replicatedConstraints("clusters", t)],
 );
 
 /** Nodes. Writable by "controller" (seed) or by the node itself (owner = name). */
 export const nodes = sqliteTable(
   "nodes",
   {
-    name: text("name").primaryKey(),
-    owner: text("owner").notNull(),
-    version: integer("version").notNull(),
-    deleted: integer("deleted").notNull().default(0),
+    ...replicatedColumns(),
     cluster: text("cluster"),
     ipv4: text("ipv4"),
     ipv6: text("ipv6"),
@@ -60,21 +76,14 @@ export const nodes = sqliteTable(
     interfaceName: text("interface_name"),
     underlayMtu: integer("underlay_mtu"),
   },
-  (t) => [
-    index("nodes_owner_version").on(t.owner, t.version),
-    index("nodes_cluster").on(t.cluster),
-    check("nodes_deleted_bool", sql`${t.deleted} IN (0, 1)`),
-  ],
+  (t) => [...replicatedConstraints("nodes", t), index("nodes_cluster").on(t.cluster)],
 );
 
 /** Runtime facts a node publishes about itself. Node-owned only (owner = name). */
 export const nodeStatus = sqliteTable(
   "node_status",
   {
-    name: text("name").primaryKey(),
-    owner: text("owner").notNull(),
-    version: integer("version").notNull(),
-    deleted: integer("deleted").notNull().default(0),
+    ...replicatedColumns(),
     /** Agent API base URL (https://host:port). */
     endpoint: text("endpoint"),
     /** SHA-256 fingerprint of the agent's TLS certificate (clients pin it). */
@@ -89,20 +98,14 @@ export const nodeStatus = sqliteTable(
     /** Unix epoch milliseconds of the claim: the newest claim of an alive candidate wins. */
     gatewaySince: integer("gateway_since"),
   },
-  (t) => [
-    index("node_status_owner_version").on(t.owner, t.version),
-    check("node_status_deleted_bool", sql`${t.deleted} IN (0, 1)`),
-  ],
+  (t) => [...replicatedConstraints("node_status", t)],
 );
 
 /** Multi-cluster service imports (internal/mcs; key `<ns>/<service>`). Writable by "controller" only. */
 export const serviceImports = sqliteTable(
   "service_imports",
   {
-    name: text("name").primaryKey(),
-    owner: text("owner").notNull(),
-    version: integer("version").notNull(),
-    deleted: integer("deleted").notNull().default(0),
+    ...replicatedColumns(),
     namespace: text("namespace"),
     service: text("service"),
     /** ClusterSetIP | Headless */
@@ -117,10 +120,7 @@ export const serviceImports = sqliteTable(
     /** JSON array of exporting cluster names. */
     clusters: text("clusters"),
   },
-  (t) => [
-    index("service_imports_owner_version").on(t.owner, t.version),
-    check("service_imports_deleted_bool", sql`${t.deleted} IN (0, 1)`),
-  ],
+  (t) => [...replicatedConstraints("service_imports", t)],
 );
 
 /**
@@ -130,10 +130,7 @@ export const serviceImports = sqliteTable(
 export const serviceEndpoints = sqliteTable(
   "service_endpoints",
   {
-    name: text("name").primaryKey(),
-    owner: text("owner").notNull(),
-    version: integer("version").notNull(),
-    deleted: integer("deleted").notNull().default(0),
+    ...replicatedColumns(),
     namespace: text("namespace"),
     service: text("service"),
     cluster: text("cluster"),
@@ -146,9 +143,8 @@ export const serviceEndpoints = sqliteTable(
     endpoints: text("endpoints"),
   },
   (t) => [
-    index("service_endpoints_owner_version").on(t.owner, t.version),
+    ...replicatedConstraints("service_endpoints", t),
     index("service_endpoints_service").on(t.namespace, t.service),
-    check("service_endpoints_deleted_bool", sql`${t.deleted} IN (0, 1)`),
   ],
 );
 

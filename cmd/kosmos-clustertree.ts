@@ -10,7 +10,10 @@ const program = new Command("kosmos-clustertree")
   .description(
     "Shows leaf clusters (Cluster objects with clusterTreeOptions) as virtual nodes of this root cluster and runs the pods bound to them in the leaves",
   )
-  .option("--kubeconfig <file>", "kubeconfig of the root cluster (default: in-cluster, then $KUBECONFIG)")
+  .option(
+    "--kubeconfig <file>",
+    "kubeconfig of the root cluster (default: $KUBECONFIG, in-cluster, ~/.kube/config)",
+  )
   .option("--namespace <ns>", "namespace of the Lease and of kubeconfig Secrets", "kosmos-system")
   .option("--listen <addr>", "health/metrics address", "0.0.0.0:9091")
   .option(
@@ -66,7 +69,7 @@ if (!Number.isInteger(podWorkers) || podWorkers < 1) {
   console.error(`kosmos-clustertree: --pod-workers: want a whole number ≥ 1, got ${o.podWorkers}`);
   process.exit(2);
 }
-const kc = loadKubeConfig(o.kubeconfig);
+const kc = loadKubeConfig(o.kubeconfig, { inClusterFirst: true });
 const tree = await startClusterTree({
   kubeconfig: kc,
   namespace: o.namespace,

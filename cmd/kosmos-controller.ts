@@ -14,7 +14,10 @@ import { createLogger, createRegistry, Gauge } from "../internal/observability/i
 
 const program = new Command("kosmos-controller")
   .description("Watches Kosmos Clusters and seeds the topology into agents")
-  .option("--kubeconfig <file>", "kubeconfig of the host cluster (default: in-cluster, then $KUBECONFIG)")
+  .option(
+    "--kubeconfig <file>",
+    "kubeconfig of the host cluster (default: $KUBECONFIG, in-cluster, ~/.kube/config)",
+  )
   .option("--namespace <ns>", "namespace of the Lease and kubeconfig Secrets", "kosmos-system")
   .option("--agent <url...>", "seed agent URL (http(s)://host:port or unix:/path.sock); also $KOSMOS_AGENTS")
   .option("--token <token>", "bearer token for agents (default $KOSMOS_TOKEN)")
@@ -91,7 +94,7 @@ if (!Number.isInteger(perCluster) || perCluster < 1)
   throw new Error(`--agents-per-cluster: bad ${o.agentsPerCluster}`);
 if (o.agentScheme !== "https" && o.agentScheme !== "http") throw new Error("--agent-scheme: https or http");
 
-const kc = loadKubeConfig(o.kubeconfig);
+const kc = loadKubeConfig(o.kubeconfig, { inClusterFirst: true });
 
 // The MCS controller shares the Lease (one allocator of ClusterSetIPs) and its imports ride in the
 // seeded topology: it starts paused and runs while this replica leads.

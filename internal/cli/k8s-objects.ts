@@ -26,6 +26,7 @@ export function joinObjects(
   networkType: string,
   ipFamily: string,
   tree?: { enable: boolean; leafModels?: unknown[] },
+  link: { globalCIDRsMap?: Record<string, string>; clusterpodCIDRs?: string[] } = {},
 ): ManifestObject[] {
   const secretName = memberSecretName(name);
   return [
@@ -42,7 +43,14 @@ export function joinObjects(
       metadata: { name },
       spec: {
         kubeconfigSecretRef: { name: secretName, namespace: KOSMOS_NS, key: "kubeconfig" },
-        clusterLinkOptions: { networkType, ipFamily },
+        clusterLinkOptions: {
+          networkType,
+          ipFamily,
+          ...(link.globalCIDRsMap && Object.keys(link.globalCIDRsMap).length
+            ? { globalCIDRsMap: link.globalCIDRsMap }
+            : {}),
+          ...(link.clusterpodCIDRs?.length ? { clusterpodCIDRs: link.clusterpodCIDRs } : {}),
+        },
         ...(tree ? { clusterTreeOptions: tree } : {}),
       },
     },

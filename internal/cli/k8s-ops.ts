@@ -134,6 +134,8 @@ export async function join(
     onWait?: () => void;
     /** ClusterTree: the member also appears as virtual node(s) of the host (kosmos-clustertree). */
     tree?: { enable: boolean; leafModels?: unknown[] };
+    /** clusterLinkOptions beyond type and family: global IPs for overlapping pod CIDRs, the pod CIDR override. */
+    link?: { globalCIDRsMap?: Record<string, string>; clusterpodCIDRs?: string[] };
   },
 ): Promise<void> {
   const secrets = await readInstallSecrets(host);
@@ -142,7 +144,10 @@ export async function join(
   const agentObjects = memberAgentObjects(o.name, secrets.token, secrets.secret);
   // The two secrets are the host's; applying them again (same content) keeps a re-join idempotent.
   await applyObjects(member, agentObjects);
-  await applyObjects(host, joinObjects(o.name, o.memberKubeconfig, o.networkType, o.ipFamily, o.tree));
+  await applyObjects(
+    host,
+    joinObjects(o.name, o.memberKubeconfig, o.networkType, o.ipFamily, o.tree, o.link),
+  );
 }
 
 /** The member kubeconfig `join` stored on the host (Secret kosmos-member-<name>), if any. */

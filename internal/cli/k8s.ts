@@ -1,10 +1,10 @@
 /** kosmosctl commands that talk to Kubernetes: install, uninstall, join, unjoin, get. */
 import { Command } from "commander";
-import { kubeClient, type KubeClient } from "../kube/index.ts";
+import { type KubeClient, kubeClient } from "../kube/index.ts";
 import { install, join, KosmosCliError, type UnjoinResult, uninstall, unjoin } from "./k8s-ops.ts";
 import { listVirtualNodes, virtualNodesTable } from "./k8s-tree.ts";
-import { type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 import { getMcs, MCS_KINDS } from "./mcs.ts";
+import { type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 import { waitWithBar } from "./rollout.ts";
 
 const NETWORK_TYPES = ["p2p", "gateway"];
@@ -124,6 +124,31 @@ function describeUnjoin(r: UnjoinResult): string {
   return "no kubeconfig: its agents are left in place";
 }
 
+/** `--global-cidr 10.244.0.0/16=242.1.0.0/16`, repeated, into a map (bad input: a clear error). */
+function collectGlobalCidr(v: string, acc: Record<string, string>): Record<string, string> {
+  const m = /^([0-9a-fA-F:.]+\/\d+)=([0-9a-fA-F:.]+\/\d+)$/.exec(v.trim());
+  if (!m)
+    throw new KosmosCliError(
+      "KOSMOS_BAD_ARG",
+      `--global-cidr: not <local CIDR>=<global CIDR>: ${v}`,
+      "e.g. --global-cidr 10.244.0.0/16=242.1.0.0/16",
+    );
+  return { ...acc, [m[1]!]: m[2]! };
+}
+
+/** A kubeconfig file's text, or a clear error naming the file. */
+async function readKubeconfigFile(file: string): Promise<string> {
+  try {
+    return await Bun.file(file).text();
+  } catch (e) {
+    throw new KosmosCliError(
+      "KOSMOS_BAD_ARG",
+      `cannot read kubeconfig ${file}: ${(e as Error).message}`,
+      "pass a readable kubeconfig file",
+    );
+  }
+}
+
 function joinCommand(): Command {
   const cmd = new Command("join").description("join a member cluster");
   cmd
@@ -134,7 +159,24 @@ function joinCommand(): Command {
     )
     .requiredOption("--name <name>", "the member cluster's name (its Cluster object)")
     .requiredOption("--kubeconfig <file>", "kubeconfig of the member cluster")
+    .option(
+      "--stored-kubeconfig <file>",
+      "the member's kubeconfig as Kosmos' controllers in the host cluster reach it, when that differs from yours " +
+        "(default: --kubeconfig; kind: `kind get kubeconfig --internal`, the lab: `kosmosctl lab kubeconfig c2 --internal --path`)",
+    )
     .option("--host-kubeconfig <file>", "kubeconfig of the host cluster")
+    .option(
+      "--global-cidr <local=global>",
+      "map a pod CIDR that overlaps another cluster's to a global one of the same size (repeat; clusterLinkOptions.globalCIDRsMap)",
+      collectGlobalCidr,
+      {} as Record<string, string>,
+    )
+    .option(
+      "--pod-cidr <cidr>",
+      "the member's pod CIDRs when they cannot be detected (repeat; clusterLinkOptions.clusterpodCIDRs)",
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
     .option("--network-type <t>", "p2p|gateway", oneOf("--network-type", NETWORK_TYPES), "p2p")
     .option("--ip-family <f>", "ipv4|ipv6|all", oneOf("--ip-family", IP_FAMILIES), "ipv4")
     .option("--timeout <seconds>", "how long to wait for the agents' rollout", seconds, 300)
@@ -153,7 +195,10 @@ function joinCommand(): Command {
       async (o: {
         name: string;
         kubeconfig: string;
+        storedKubeconfig?: string;
         hostKubeconfig?: string;
+        globalCidr: Record<string, string>;
+        podCidr: string[];
         networkType: string;
         ipFamily: string;
         timeout: number;
@@ -186,7 +231,7 @@ function joinCommand(): Command {
               "pass a JSON array of leaf models",
             );
         }
-        const memberKubeconfig = await Bun.file(o.kubeconfig).text();
+        const memberKubeconfig = await readKubeconfigFile(o.storedKubeconfig ?? o.kubeconfig);
         const member = client(o.kubeconfig);
         await join(client(o.hostKubeconfig), member, {
           name: o.name,
@@ -195,6 +240,7 @@ function joinCommand(): Command {
           ipFamily: o.ipFamily,
           timeoutMs: o.timeout * 1000,
           tree: o.enableTree ? { enable: true, ...(leafModels ? { leafModels } : {}) } : undefined,
+          link: { globalCIDRsMap: o.globalCidr, clusterpodCIDRs: o.podCidr },
           onWait: () =>
             process.stderr.write(
               "the member's kosmos-system namespace is being deleted: waiting for it to go\n",

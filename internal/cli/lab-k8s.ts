@@ -24,6 +24,7 @@ export function upKubernetes(lab: string): Promise<LabKubeState> {
 export interface ClusterRow {
   cluster: string;
   server: string;
+  internalServer: string;
   kubeconfig: string;
   nodes: string;
   readyNodes: number;
@@ -48,6 +49,7 @@ export async function kubeRows(st: LabKubeState): Promise<ClusterRow[]> {
         return {
           cluster: c.name,
           server: c.server,
+          internalServer: c.internalServer,
           kubeconfig: c.kubeconfig,
           nodes: `${ready.length}/${nodes.items.length}`,
           readyNodes: ready.length,
@@ -63,8 +65,8 @@ export async function kubeRows(st: LabKubeState): Promise<ClusterRow[]> {
 
 export function printKubeRows(rows: ClusterRow[]): string {
   return renderTable(
-    ["CLUSTER", "API SERVER", "NODES READY", "PODS", "KUBELETS", "KUBECONFIG"],
-    rows.map((r) => [r.cluster, r.server, r.nodes, r.pods, r.kubelets, r.kubeconfig]),
+    ["CLUSTER", "API SERVER", "IN THE LAB", "NODES READY", "PODS", "KUBELETS", "KUBECONFIG"],
+    rows.map((r) => [r.cluster, r.server, r.internalServer, r.nodes, r.pods, r.kubelets, r.kubeconfig]),
   );
 }
 
@@ -81,7 +83,12 @@ export function addLabKubernetesCommands(
     .argument("<cluster>", "lab cluster name")
     .addOption(nameOption())
     .option("--path", "print the file's path instead of its content", false)
-    .action(async (cluster: string, o: { name: string; path: boolean }) => {
+    .option(
+      "--internal",
+      "the API server as the lab's nodes and pods reach it (for Secrets read inside the lab, e.g. join cluster --stored-kubeconfig), not as this host does",
+      false,
+    )
+    .action(async (cluster: string, o: { name: string; path: boolean; internal: boolean }) => {
       const st = await readKubeState(o.name);
       if (!st?.ready)
         throw Object.assign(new Error(`lab "${o.name}" has no Kubernetes clusters`), {
@@ -91,7 +98,7 @@ export function addLabKubernetesCommands(
         throw Object.assign(new Error(`no cluster "${cluster}" in lab ${o.name}`), {
           hint: `one of: ${st.clusters.map((c) => c.name).join(", ")}`,
         });
-      const file = kubeconfigFile(o.name, cluster);
+      const file = kubeconfigFile(o.name, cluster, o.internal);
       process.stdout.write(o.path ? `${file}\n` : await readFile(file, "utf8"));
     });
 

@@ -1,6 +1,7 @@
 /** `kosmosctl lab up|down|status|exec|check|demo`: the local multi-cluster lab. */
 import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
+import { assetsProblem } from "../controlplane/index.ts";
 import {
   agentSocket,
   connectivityMatrix,
@@ -22,6 +23,7 @@ import {
   readKubeState,
   resolveTarget,
 } from "../lab/index.ts";
+import { kubernetesDemo } from "./lab-demo-k8s.ts";
 import { addLabKubernetesCommands, kubeRows, printKubeRows, upKubernetes } from "./lab-k8s.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
@@ -141,26 +143,39 @@ function labUpCommand(lab: Command): void {
       "make every lab cluster a real Kubernetes cluster: a control plane per cluster (one etcd) and a lab kubelet per node (needs KUBEBUILDER_ASSETS)",
       false,
     )
-    .action(async (o: { config?: string; name: string; wait: boolean; kubernetes: boolean }) => {
-      const config = await loadConfig(o.config);
-      const t0 = performance.now();
-      const bar = progressBar(1, "lab up");
-      const handle = await labUp(o.name, config, {
-        noWait: !o.wait,
-        progress: (step, done, total) => {
-          bar.update(done, step, total);
-        },
-      }).finally(() => bar.stop());
-      process.stdout.write(`${describeLab(handle.plan)}\n`);
-      if (o.kubernetes) {
-        const st = await upKubernetes(o.name);
-        process.stdout.write(`${printKubeRows(await kubeRows(st))}\n`);
-      }
-      process.stdout.write(
-        `lab "${o.name}" is up in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${handle.plan.nodes.length} agents. ` +
-          `Try: kosmosctl lab exec ${handle.plan.nodes[0]?.cluster}/${handle.plan.nodes[0]?.short}/pod-1 -- ping -c1 <ip>\n`,
-      );
-    });
+    .option(
+      "--no-agents",
+      "start no Kosmos agents: install Kosmos afterwards as on real clusters (with --kubernetes: kosmosctl install / join cluster; docs/lab.md)",
+    )
+    .action(
+      async (o: { config?: string; name: string; wait: boolean; kubernetes: boolean; agents: boolean }) => {
+        const config = await loadConfig(o.config);
+        const t0 = performance.now();
+        const bar = progressBar(1, "lab up");
+        const handle = await labUp(o.name, config, {
+          noWait: !o.wait,
+          noAgents: !o.agents,
+          progress: (step, done, total) => {
+            bar.update(done, step, total);
+          },
+        }).finally(() => bar.stop());
+        process.stdout.write(`${describeLab(handle.plan)}\n`);
+        if (o.kubernetes) {
+          const st = await upKubernetes(o.name);
+          process.stdout.write(`${printKubeRows(await kubeRows(st))}\n`);
+        }
+        const first = handle.plan.clusters[0]?.name;
+        process.stdout.write(
+          o.agents
+            ? `lab "${o.name}" is up in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${handle.plan.nodes.length} agents. ` +
+                `Try: kosmosctl lab exec ${handle.plan.nodes[0]?.cluster}/${handle.plan.nodes[0]?.short}/pod-1 -- ping -c1 <ip>\n`
+            : `lab "${o.name}" is up in ${((performance.now() - t0) / 1000).toFixed(1)} s, without Kosmos. ` +
+                (o.kubernetes
+                  ? `Install it: kosmosctl install --kubeconfig $(kosmosctl lab kubeconfig ${first} --path --name ${o.name})\n`
+                  : "\n"),
+        );
+      },
+    );
 }
 
 /** `lab down`. */
@@ -292,44 +307,67 @@ function labProbeCommand(lab: Command): void {
 function labDemoCommand(lab: Command): void {
   lab
     .command("demo")
-    .description("bring up the default lab (if not up) and show cross-cluster connectivity")
+    .description(
+      "bring up the default lab and show cross-cluster connectivity: with the Kubernetes assets (KUBEBUILDER_ASSETS), " +
+        "real clusters with Kosmos installed by `kosmosctl install/join` and echo Deployments probed across clusters; " +
+        "without them (or --network-only), the network-only lab",
+    )
     .addOption(nameOption())
     .option("-f, --config <file>", "lab YAML")
+    .option("--network-only", "the network-only lab even when the Kubernetes assets are there", false)
     .option("--down", "remove the lab afterwards", false)
-    .action(async (o: { name: string; config?: string; down: boolean }) => {
-      let plan: LabPlan;
-      try {
-        plan = (await loadLab(o.name)).plan;
-        process.stdout.write(`using the running lab "${o.name}"\n`);
-      } catch {
-        const bar = progressBar(1, "lab up");
-        const t0 = performance.now();
-        const handle = await labUp(o.name, await loadConfig(o.config), {
-          progress: (step, done, total) => {
-            bar.update(done, step, total);
-          },
-        }).finally(() => bar.stop());
-        plan = handle.plan;
-        process.stdout.write(`lab "${o.name}" up in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
-      }
-      process.stdout.write(`${describeLab(plan)}\n`);
-      const results = await runMatrix(plan);
-      const failed = results.filter((r) => !r.ok);
-      process.stdout.write(`${summaryTable(results, plan)}\n`);
-      process.stdout.write(
-        `${results.length - failed.length}/${results.length} cross-cluster probes succeeded\n`,
+    .action(async (o: { name: string; config?: string; down: boolean; networkOnly: boolean }) => {
+      const existing = await loadLab(o.name).then(
+        (l) => l.plan,
+        () => undefined,
       );
-      if (failed.length) process.stdout.write(`${failuresTable(results)}\n`);
+      const problem = o.networkOnly ? undefined : assetsProblem();
+      let ok: boolean;
+      if (!existing && !o.networkOnly && !problem) {
+        ok = await kubernetesDemo(o.name, await loadConfig(o.config));
+      } else {
+        if (!existing && problem)
+          process.stdout.write(
+            `no Kubernetes control planes (${problem}): the network-only lab, agents seeded directly\n`,
+          );
+        ok = await networkDemo(o.name, existing, o.config);
+      }
       if (o.down) {
         await labDown(o.name);
         process.stdout.write(`lab "${o.name}" removed\n`);
       } else {
         process.stdout.write(
-          `\nThe lab stays up: kosmosctl lab status | lab exec c1/node-1/pod-1 -- ping <ip> | lab down\n`,
+          `\nThe lab stays up: kosmosctl lab status | lab clusters | lab exec c1/node-1/pod-1 -- ping <ip> | lab down\n`,
         );
       }
-      process.exitCode = failed.length ? 1 : 0;
+      process.exitCode = ok ? 0 : 1;
     });
+}
+
+/** The network-only demo: the lab's own pods probed across clusters. */
+async function networkDemo(name: string, existing: LabPlan | undefined, config?: string): Promise<boolean> {
+  let plan = existing;
+  if (plan) process.stdout.write(`using the running lab "${name}"\n`);
+  else {
+    const bar = progressBar(1, "lab up");
+    const t0 = performance.now();
+    const handle = await labUp(name, await loadConfig(config), {
+      progress: (step, done, total) => {
+        bar.update(done, step, total);
+      },
+    }).finally(() => bar.stop());
+    plan = handle.plan;
+    process.stdout.write(`lab "${name}" up in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  }
+  process.stdout.write(`${describeLab(plan)}\n`);
+  const results = await runMatrix(plan);
+  const failed = results.filter((r) => !r.ok);
+  process.stdout.write(`${summaryTable(results, plan)}\n`);
+  process.stdout.write(
+    `${results.length - failed.length}/${results.length} cross-cluster probes succeeded\n`,
+  );
+  if (failed.length) process.stdout.write(`${failuresTable(results)}\n`);
+  return failed.length === 0;
 }
 
 /** `lab add-node`. */

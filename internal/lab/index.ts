@@ -1,5 +1,6 @@
 /** internal/lab: see docs/architecture.md (layers). */
 export * from "./addr.ts";
+export * from "./apibridge.ts";
 export * from "./bundle.ts";
 export * from "./config.ts";
 export * from "./k8s.ts";

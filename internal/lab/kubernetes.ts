@@ -21,10 +21,18 @@ import {
   waitUntil,
 } from "../controlplane/index.ts";
 import { KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
+import {
+  apiAddress,
+  apiUrl,
+  bridgeArgv,
+  fabricAddressLines,
+  kubernetesServiceIP,
+  renderPodEgress,
+} from "./apibridge.ts";
 import { REPO_ROOT } from "./bundle.ts";
 import { labFiles } from "./lab.ts";
 import type { LabClusterPlan, LabNodePlan, LabPlan } from "./plan.ts";
-import { isRunning } from "./sh.ts";
+import { inNs, ipBatch, isRunning } from "./sh.ts";
 
 /** API server flags a control plane needs to reach lab kubelets (logs, exec, port-forward): the lab kubelets advertise InternalDNS `localhost`, where each listens. */
 export const LAB_APISERVER_FLAGS = ["--kubelet-preferred-address-types=InternalDNS,InternalIP,Hostname"];
@@ -34,13 +42,23 @@ export interface LabKubeState {
   ready: boolean;
   error?: string;
   etcd?: string;
-  clusters: { name: string; server: string; kubeconfig: string; dir: string }[];
+  clusters: {
+    name: string;
+    /** The API server as the host sees it (127.0.0.1). */
+    server: string;
+    /** The same API server as the lab's nodes and pods reach it (apibridge.ts). */
+    internalServer: string;
+    kubeconfig: string;
+    /** Admin kubeconfig with internalServer (`lab kubeconfig --internal`), for Secrets read inside the lab. */
+    internalKubeconfig: string;
+    dir: string;
+  }[];
   kubelets: { node: string; cluster: string; pid: number; log: string }[];
 }
 
 export const kubeStateFile = (lab: string): string => join(labFiles(lab).dir, "kubernetes.json");
-export const kubeconfigFile = (lab: string, cluster: string): string =>
-  join(labFiles(lab).dir, `kubeconfig-${cluster}`);
+export const kubeconfigFile = (lab: string, cluster: string, internal = false): string =>
+  join(labFiles(lab).dir, `kubeconfig-${cluster}${internal ? "-internal" : ""}`);
 
 /** The service CIDRs of a lab cluster as one flag value (IPv4 first, as the API server wants). */
 export const serviceRange = (c: LabClusterPlan): string =>
@@ -80,6 +98,8 @@ export function kubeletArgv(
     ...node.podCIDRs.flatMap((c) => ["--pod-cidr", c]),
     ...labels.flatMap((l) => ["--label", l]),
     ...cluster.podCIDRs.flatMap((c) => ["--cluster-cidr", c]),
+    // What the kubelet gives every container for the `kubernetes` Service (in-cluster config).
+    ...kubernetesServiceEnv(cluster).flatMap((kv) => ["--env", kv]),
     ...(o.api
       ? [
           "--kubelet-port",
@@ -95,6 +115,57 @@ export function kubeletArgv(
   ];
 }
 
+/** The `kubernetes` Service variables the kubelet sets in every container (pure). */
+export function kubernetesServiceEnv(c: LabClusterPlan): string[] {
+  const ip = kubernetesServiceIP(c);
+  const host = ip.includes(":") ? `[${ip}]` : ip;
+  return [
+    `KUBERNETES_SERVICE_HOST=${ip}`,
+    "KUBERNETES_SERVICE_PORT=443",
+    "KUBERNETES_SERVICE_PORT_HTTPS=443",
+    `KUBERNETES_PORT=tcp://${host}:443`,
+    `KUBERNETES_PORT_443_TCP=tcp://${host}:443`,
+    "KUBERNETES_PORT_443_TCP_PROTO=tcp",
+    "KUBERNETES_PORT_443_TCP_PORT=443",
+    `KUBERNETES_PORT_443_TCP_ADDR=${ip}`,
+  ];
+}
+
+/**
+ * The API servers on the lab's network (apibridge.ts): the fabric owns each cluster's API address,
+ * two socat processes per cluster bridge it to the API server on 127.0.0.1, and every node masquerades
+ * its pods' traffic to the lab's LANs. Resolves once each cluster's first node gets an answer through it.
+ */
+async function startApiBridges(plan: LabPlan, planes: ControlPlane[], daemons: Daemon[]): Promise<void> {
+  await ipBatch(plan.fabricNs, fabricAddressLines(plan));
+  for (const [i, c] of plan.clusters.entries()) {
+    const cp = planes[i]!;
+    const argv = bridgeArgv(c, {
+      fabricNs: plan.fabricNs,
+      port: cp.port,
+      socket: join(cp.dir, "apiserver.sock"),
+    });
+    daemons.push(new Daemon(`api-bridge-host(${c.name})`, argv.host, join(cp.dir, "bridge-host.log")));
+    daemons.push(new Daemon(`api-bridge-fabric(${c.name})`, argv.fabric, join(cp.dir, "bridge-fabric.log")));
+  }
+  for (const n of plan.nodes) {
+    const c = plan.clusters.find((x) => x.name === n.cluster)!;
+    await inNs(n.ns, ["nft", "-f", "-"], { input: renderPodEgress(plan, c) });
+  }
+  for (const [i, c] of plan.clusters.entries()) {
+    const node = plan.nodes.find((n) => n.cluster === c.name);
+    if (!node) continue;
+    const url = `${apiUrl(c, planes[i]!.port)}/readyz`;
+    // Any HTTP answer (anonymous requests may be refused) proves the path; curl prints 000 without one.
+    const probe = ["curl", "-sk", "--max-time", "3", "-o", "/dev/null", "-w", "%{http_code}", url];
+    await waitUntil(
+      `the API server of ${c.name} at ${apiAddress(c)} from node ${node.name}`,
+      async () => !/^0*$/.test((await inNs(node.ns, probe, { allowFail: true })).stdout.trim()),
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+  }
+}
+
 export interface RunningLabKube {
   state: LabKubeState;
   stop(): Promise<void>;
@@ -108,10 +179,12 @@ export async function startLabKubernetes(plan: LabPlan, o: { bun?: string } = {}
   const state: LabKubeState = { supervisorPid: process.pid, ready: false, clusters: [], kubelets: [] };
   const planes: ControlPlane[] = [];
   const kubelets: Daemon[] = [];
+  const bridges: Daemon[] = [];
   let etcd: Etcd | undefined;
   const stop = async (): Promise<void> => {
     // Kubelets first (SIGTERM: they stop their pods), then the control planes, then etcd.
     await Promise.all(kubelets.map((k) => k.stop(15_000)));
+    await Promise.all(bridges.map((b) => b.stop()));
     await Promise.all(planes.map((p) => p.stop()));
     await etcd?.stop();
   };
@@ -129,7 +202,8 @@ export async function startLabKubernetes(plan: LabPlan, o: { bun?: string } = {}
             dir: join(dir, c.name),
             serviceCIDR: serviceRange(c),
             components: ["controller-manager", "scheduler"],
-            apiServerFlags: LAB_APISERVER_FLAGS,
+            hosts: [apiAddress(c)],
+            apiServerFlags: [...LAB_APISERVER_FLAGS, `--advertise-address=${apiAddress(c)}`],
           }),
         ),
       )),
@@ -137,9 +211,20 @@ export async function startLabKubernetes(plan: LabPlan, o: { bun?: string } = {}
     for (const [i, c] of plan.clusters.entries()) {
       const cp = planes[i]!;
       const file = kubeconfigFile(plan.name, c.name);
+      const internalFile = kubeconfigFile(plan.name, c.name, true);
+      const internalServer = apiUrl(c, cp.port);
       await writeFile(file, cp.kubeconfig(), { mode: 0o600 });
-      state.clusters.push({ name: c.name, server: cp.url, kubeconfig: file, dir: cp.dir });
+      await writeFile(internalFile, cp.kubeconfig({ server: internalServer }), { mode: 0o600 });
+      state.clusters.push({
+        name: c.name,
+        server: cp.url,
+        internalServer,
+        kubeconfig: file,
+        internalKubeconfig: internalFile,
+        dir: cp.dir,
+      });
     }
+    await startApiBridges(plan, planes, bridges);
     for (const n of plan.nodes) {
       const cp = planes[plan.clusters.findIndex((c) => c.name === n.cluster)]!;
       const root = join(dir, "nodes", n.name);

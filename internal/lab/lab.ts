@@ -2,11 +2,12 @@
  * Lab lifecycle: up (network + one real kosmos-agent process per node + seeding), status, down.
  * State lives in /run/kosmos/labs/<name>/ (tmpfs: a lab does not survive a reboot, nor do netns).
  */
-import { KosmosError } from "../errors/index.ts";
+
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { KosmosError } from "../errors/index.ts";
 import { agentCommand } from "./bundle.ts";
 import type { LabConfig } from "./config.ts";
 import { buildNetwork, labNamespaces, teardownNetwork } from "./network.ts";
@@ -182,6 +183,11 @@ export interface UpOptions extends AgentLaunch {
   progress?: (step: string, done: number, total: number) => void;
   /** Don't wait for every agent to report ready. */
   noWait?: boolean;
+  /**
+   * Build the network only: Kosmos comes later, as on real clusters (`lab up --kubernetes --no-agents`,
+   * then `kosmosctl install` / `join cluster`: the lab kubelets run the agent DaemonSet's pods).
+   */
+  noAgents?: boolean;
 }
 
 export async function labUp(name: string, config: LabConfig, opts: UpOptions = {}): Promise<LabHandle> {
@@ -199,12 +205,13 @@ export async function labUp(name: string, config: LabConfig, opts: UpOptions = {
   await writeFile(files.token, `${token}\n`, { mode: 0o600 });
   await writeFile(files.secret, randomBytes(32), { mode: 0o600 });
   await writeFile(files.plan, JSON.stringify(plan, null, 2));
-  const total = 1 + plan.nodes.length * 3;
+  const total = 1 + (opts.noAgents ? 0 : plan.nodes.length * 3);
   let done = 0;
   const step = (s: string) => opts.progress?.(s, ++done, total);
   try {
     await buildNetwork(plan);
     step("network");
+    if (opts.noAgents) return { plan, token, files };
     for (const node of plan.nodes) {
       await startAgent(name, plan, node, token, opts);
       step(`start agent ${node.name}`);

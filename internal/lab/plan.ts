@@ -112,7 +112,7 @@ function defaultServiceCIDRs(c: LabCluster, k: number): string[] {
 }
 
 /** Map an address inside `local` CIDR to the same offset inside `global` (same prefix length). */
-function mapToGlobal(ip: string, globalCIDRs: Record<string, string>): string | undefined {
+export function mapToGlobal(ip: string, globalCIDRs: Record<string, string>): string | undefined {
   for (const [local, global] of Object.entries(globalCIDRs)) {
     if (familyOf(local) !== familyOf(ip) || familyOf(ip) !== 4) continue;
     const len = prefixLen(local);

@@ -1,6 +1,7 @@
 /** internal/kubelet: see docs/architecture.md (layers). */
 export * from "./container.ts";
 export * from "./env.ts";
+export * from "./execws.ts";
 export * from "./images.ts";
 export * from "./ipam.ts";
 export * from "./kubelet.ts";

@@ -5,16 +5,16 @@
  *   GET /containerLogs/{ns}/{pod}/{container}?follow&tailLines&timestamps&previous&limitBytes
  *   GET /exec/{ns}/{pod}/{container}?command=…&stdin&stdout&stderr  (websocket, v5/v4.channel.k8s.io)
  *   GET /healthz
- * exec runs the command in the container's mount, network and UTS namespaces (nsenter on its pid);
- * there is no terminal (tty is refused with a clear message: the lab has no pty support).
+ * exec runs the command in the container's mount, network and UTS namespaces (execws.ts), with a
+ * terminal when asked (`kubectl exec -it`).
  */
 
 import { existsSync, readFileSync, statSync } from "node:fs";
-import type { ServerWebSocket } from "bun";
 import { k8s } from "../exec/index.ts";
 
-const { errorStatus, exitStatus, frame, negotiateProtocol, PROTOCOL_V5, STREAM } = k8s;
+const { negotiateProtocol } = k8s;
 
+import { closeExec, type ExecData, execMessage, openExec } from "./execws.ts";
 import type { Kubelet } from "./kubelet.ts";
 import { formatLogLines } from "./logs.ts";
 
@@ -24,14 +24,6 @@ export interface KubeletServerOptions {
   keyFile: string;
   /** CA of client certificates (the API server's kubelet client). */
   clientCAFile?: string;
-}
-
-interface ExecData {
-  argv: string[];
-  target: { pid: number; env: Record<string, string> };
-  protocol: string;
-  wantStdin: boolean;
-  proc?: ReturnType<typeof Bun.spawn>;
 }
 
 const text = (status: number, body: string) =>
@@ -112,7 +104,6 @@ export function serveKubeletApi(k: Kubelet, o: KubeletServerOptions): { port: nu
         // The API server asks with input/output/error/tty=1; direct clients with stdin/…=true.
         const flag = (a: string, b: string) =>
           ["1", "true"].includes(url.searchParams.get(a) ?? url.searchParams.get(b) ?? "");
-        if (flag("tty", "tty")) return text(400, "the lab kubelet has no terminals: run exec without -t");
         const protocol = negotiateProtocol(req.headers.get("sec-websocket-protocol"));
         if (!protocol)
           return text(
@@ -124,53 +115,14 @@ export function serveKubeletApi(k: Kubelet, o: KubeletServerOptions): { port: nu
           target,
           protocol,
           wantStdin: flag("input", "stdin"),
+          tty: flag("tty", "tty"),
         };
         if (srv.upgrade(req, { data, headers: { "Sec-WebSocket-Protocol": protocol } })) return undefined;
         return text(400, "websocket upgrade failed");
       }
       return text(404, `no such kubelet endpoint: ${url.pathname}`);
     },
-    websocket: {
-      open(ws: ServerWebSocket<ExecData>) {
-        const d = ws.data;
-        const proc = Bun.spawn(["nsenter", "-t", String(d.target.pid), "-m", "-n", "-u", "--", ...d.argv], {
-          stdin: d.wantStdin ? "pipe" : "ignore",
-          stdout: "pipe",
-          stderr: "pipe",
-          env: d.target.env,
-        });
-        d.proc = proc;
-        const pump = async (s: ReadableStream<Uint8Array>, ch: number) => {
-          for await (const chunk of s) ws.send(frame(ch, chunk));
-        };
-        void (async () => {
-          await Promise.all([
-            pump(proc.stdout as ReadableStream<Uint8Array>, STREAM.stdout),
-            pump(proc.stderr as ReadableStream<Uint8Array>, STREAM.stderr),
-          ]);
-          const code = await proc.exited;
-          ws.send(frame(STREAM.error, JSON.stringify(exitStatus(code, d.argv))));
-          ws.close(1000);
-        })().catch((e: unknown) => {
-          ws.send(frame(STREAM.error, JSON.stringify(errorStatus((e as Error).message))));
-          ws.close(1011);
-        });
-      },
-      message(ws: ServerWebSocket<ExecData>, msg: string | Buffer) {
-        const d = ws.data;
-        const b = typeof msg === "string" ? Buffer.from(msg) : msg;
-        if (b.length === 0 || !d.proc || typeof d.proc.stdin === "number" || !d.proc.stdin) return;
-        const stdin = d.proc.stdin as import("bun").FileSink;
-        if (b[0] === STREAM.stdin && b.length > 1) {
-          stdin.write(b.subarray(1));
-          void stdin.flush();
-        } else if (d.protocol === PROTOCOL_V5 && b[0] === STREAM.close && b[1] === STREAM.stdin)
-          void stdin.end();
-      },
-      close(ws: ServerWebSocket<ExecData>) {
-        ws.data.proc?.kill("SIGKILL");
-      },
-    },
+    websocket: { open: openExec, message: execMessage, close: closeExec },
   });
   return { port: server.port ?? o.port, stop: () => server.stop(true) };
 }

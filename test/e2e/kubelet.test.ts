@@ -466,6 +466,16 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
       });
       expect(await new Response(withStdin.stdout).text()).toBe("through stdin\n");
       expect(await withStdin.exited).toBe(0);
+      // -it: kubectl needs a terminal of its own, which script(1) gives it; the command gets a pty.
+      const cmd = `${KUBECTL} --kubeconfig ${kubeconfig} exec -it ${name} -- sh -c 'test -t 0 && echo "tty=$(tty)"; exit 4'`;
+      const withTty = Bun.spawn(["script", "-qec", cmd, "/dev/null"], {
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const ttyOut = await new Response(withTty.stdout).text();
+      expect(ttyOut).toMatch(/tty=\/dev\/pts\/\d+/);
+      expect(await withTty.exited).toBe(4);
     },
     T,
   );

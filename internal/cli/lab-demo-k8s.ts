@@ -17,7 +17,7 @@ import { waitWithBar } from "./rollout.ts";
 export const DEMO_NAMESPACE = "kosmos-demo";
 const ECHO_PORT = 8080;
 
-interface DemoPod {
+export interface DemoPod {
   cluster: string;
   name: string;
   node: string;
@@ -61,7 +61,7 @@ export function echoObjects(replicas = 2): ManifestObject[] {
 }
 
 /** Running echo pods with their IPs (empty until all `want` are Running). */
-async function runningEcho(client: KubeClient, cluster: string, want: number): Promise<DemoPod[]> {
+export async function runningEcho(client: KubeClient, cluster: string, want: number): Promise<DemoPod[]> {
   const list = await client.list<{
     metadata: { name: string; uid: string };
     spec?: { nodeName?: string };
@@ -98,6 +98,11 @@ export function demoTargets(
     }
   }
   return out;
+}
+
+/** Probe every target at once (each from its source pod's network namespace). */
+export function probeTargets(plan: LabPlan, targets: Array<{ src: DemoPod; dst: DemoPod; ip: string }>) {
+  return Promise.all(targets.map((t) => probe(plan, t)));
 }
 
 async function probe(plan: LabPlan, t: { src: DemoPod; dst: DemoPod; ip: string }): Promise<DemoProbe> {
@@ -203,7 +208,7 @@ export async function kubernetesDemo(name: string, config: LabConfig): Promise<b
     await installAndJoin(plan, st, clients);
     say(printKubeRows(await kubeRows(st)));
     const pods = await deployEcho(st, clients);
-    const results = await Promise.all(demoTargets(plan, pods).map((t) => probe(plan, t)));
+    const results = await probeTargets(plan, demoTargets(plan, pods));
     say(
       renderTable(
         ["FROM", "TO", "ADDRESS", "", "ANSWER"],

@@ -79,7 +79,8 @@ export function mountScript(i: MountScriptInput): string {
     const dst = shq(m.mountPath);
     if (m.missingUnder !== undefined && m.file) lines.push(`mkdir -p "$(dirname ${dst})"`, `touch ${dst}`);
     else if (m.missingUnder !== undefined) lines.push(`mkdir -p ${dst}`);
-    lines.push(`mount --bind /proc/self/fd/${FD0 + k} ${dst}`);
+    // --no-canonicalize: mount(8) would resolve the fd to its path, which an overlay may now hide.
+    lines.push(`mount --no-canonicalize --bind /proc/self/fd/${FD0 + k} ${dst}`);
     if (m.readOnly) lines.push(`mount -o remount,bind,ro ${dst}`);
   });
   const fds = [...(under.length > 0 ? [LAYERS_FD] : []), ...mounts.map((_, k) => FD0 + k)];

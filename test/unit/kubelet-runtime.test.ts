@@ -36,7 +36,7 @@ describe("mountScript", () => {
       lines.findIndex((l) => l.startsWith("mount -t overlay")),
     );
     expect(s).toContain("lowerdir=/var/run,upperdir=/proc/self/fd/9/var_run/upper");
-    expect(s).toContain("mkdir -p '/var/run/secrets/x'\nmount --bind /proc/self/fd/11 '/var/run/secrets/x'");
+    expect(s).toContain("mkdir -p '/var/run/secrets/x'\nmount --no-canonicalize --bind /proc/self/fd/11 '/var/run/secrets/x'");
     expect(s).toContain("mount -o remount,bind,ro '/var/run/secrets/x'");
     expect(s).not.toContain("mkdir -p '/etc'");
     expect(lines.slice(-3)).toEqual(["hostname 'web-1'", "cd '/srv'", 'exec "$@"']);

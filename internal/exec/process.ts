@@ -139,9 +139,10 @@ export function startProcess(spec: ProcessSpec, sink: OutputSink, opts: StartOpt
     return failedProcess(argv0, err as NodeJS.ErrnoException, sink);
   }
   const pid = proc.pid;
+  const startedAt = Date.now();
   // setsid made the child a session leader: the session id is its pid
   const killSession = (signal: NodeJS.Signals | number = "SIGTERM") => {
-    signalSession(pid, signal);
+    signalSession(pid, signal, startedAt);
   };
   const streams: Promise<void>[] = [];
   if (ptyDone) streams.push(ptyDone);

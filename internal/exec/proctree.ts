@@ -39,7 +39,25 @@ export function isRunning(pid: number): boolean {
   }
 }
 
-function readProcs(procDir: string): ProcStat[] {
+/**
+ * Pids are handed out in increasing order until they wrap at pid_max, so every process a session
+ * started (and their descendants) has a pid above the session id — unless the counter wrapped since.
+ * `ns_last_pid` below `sid` proves a wrap; sessions longer than this are scanned whole anyway, since
+ * a full turn of the counter (pid_max, 4 million by default) could bring it back above `sid`.
+ */
+const FULL_SCAN_AFTER_MS = 600_000;
+
+function lowestPossiblePid(sid: number, startedAt?: number): number {
+  if (startedAt === undefined || Date.now() - startedAt > FULL_SCAN_AFTER_MS) return 1;
+  try {
+    const last = Number(readFileSync("/proc/sys/kernel/ns_last_pid", "utf8"));
+    return Number.isInteger(last) && last >= sid ? sid : 1;
+  } catch {
+    return 1;
+  }
+}
+
+function readProcs(procDir: string, minPid = 1): ProcStat[] {
   const out: ProcStat[] = [];
   let names: string[];
   try {
@@ -49,7 +67,7 @@ function readProcs(procDir: string): ProcStat[] {
   }
   for (const name of names) {
     const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
+    if (!Number.isInteger(pid) || pid < minPid) continue;
     try {
       const s = parseStat(pid, readFileSync(`${procDir}/${name}/stat`, "utf8"));
       if (s) out.push(s);
@@ -101,13 +119,15 @@ const KILL_ROUNDS = 5;
 /**
  * Signal the process group `sid` and every process of the session (see sessionProcesses). With
  * SIGKILL the scan is repeated until it finds nothing to kill, so a fork racing the first scan is
- * caught by the next. Returns how many processes were signalled.
+ * caught by the next. Returns how many processes were signalled. `startedAt` (when the session's
+ * leader was spawned) lets the scan skip the pids older than the session (lowestPossiblePid): on a
+ * node with 1,000 processes an exec's end then reads a handful of /proc entries, not all of them.
  */
-export function signalSession(sid: number, signal: NodeJS.Signals | number): number {
+export function signalSession(sid: number, signal: NodeJS.Signals | number, startedAt?: number): number {
   let signalled = kill(-sid, signal) ? 1 : 0;
   const rounds = signal === "SIGKILL" || signal === 9 ? KILL_ROUNDS : 1;
   for (let i = 0; i < rounds; i++) {
-    const pids = sessionProcesses(sid);
+    const pids = sessionProcesses(sid, readProcs("/proc", lowestPossiblePid(sid, startedAt)));
     let n = 0;
     for (const pid of pids) if (kill(pid, signal)) n++;
     signalled += n;

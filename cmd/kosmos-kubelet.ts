@@ -30,6 +30,16 @@ const program = new Command("kosmos-kubelet")
   .option("--kubelet-port <port>", "port of the kubelet API on 127.0.0.1 (0: none)", "0")
   .option("--env <k=v>", "environment for every container, e.g. KUBERNETES_SERVICE_HOST (repeat)", collect)
   .option(
+    "--cluster-dns <ip>",
+    "nameserver of ClusterFirst pods' resolv.conf (repeat; none: the node's file)",
+    collect,
+  )
+  .option(
+    "--cluster-domain <domain>",
+    "the cluster's DNS domain (search list of ClusterFirst pods)",
+    "cluster.local",
+  )
+  .option(
     "--tls-cert-file <file>",
     "kubelet API serving certificate (signed by the cluster CA, SAN localhost)",
   )
@@ -55,6 +65,8 @@ const o = program.opts<{
   kubeletPort: string;
   env?: string[];
   clusterCidr?: string[];
+  clusterDns?: string[];
+  clusterDomain: string;
   tlsCertFile?: string;
   tlsPrivateKeyFile?: string;
   clientCaFile?: string;
@@ -84,6 +96,8 @@ const kubelet = new Kubelet({
   ...(o.podNsPrefix ? { podNsPrefix: o.podNsPrefix } : {}),
   root: o.root,
   env: pairs(o.env),
+  clusterDNS: o.clusterDns ?? [],
+  clusterDomain: o.clusterDomain,
   ...(o.tlsCertFile && o.tlsPrivateKeyFile
     ? {
         tls: {

@@ -105,6 +105,29 @@ interface ContainerLike {
   env?: { name: string; value?: string }[];
 }
 
+/**
+ * Multi-cluster services on (`install --mcs`, `join cluster --mcs`): the controller runs the MCS
+ * controller (`--mcs`), and every agent answers clusterset.local on its node's address, port 53
+ * (KOSMOS_DNS_LISTEN; pods' resolv.conf or the cluster DNS forward that zone there, docs/services.md).
+ */
+export function withMcs(objs: ManifestObject[]): ManifestObject[] {
+  return objs.map((o) => {
+    if (o.kind !== "DaemonSet" && o.kind !== "Deployment") return o;
+    const c = structuredClone(o) as ManifestObject & {
+      spec?: { template?: { spec?: { containers?: (ContainerLike & { args?: string[] })[] } } };
+    };
+    for (const ct of c.spec?.template?.spec?.containers ?? []) {
+      if (o.kind === "Deployment" && o.metadata.name === "kosmos-controller" && !ct.args?.includes("--mcs"))
+        ct.args = [...(ct.args ?? []), "--mcs"];
+      if (o.kind === "DaemonSet" && o.metadata.name === "kosmos-agent") {
+        ct.env = (ct.env ?? []).filter((e) => e.name !== "KOSMOS_DNS_LISTEN");
+        ct.env.push({ name: "KOSMOS_DNS_LISTEN", value: "[$(K8S_NODE_IP)]:53" });
+      }
+    }
+    return c;
+  });
+}
+
 /** Set KOSMOS_CLUSTER_NAME in the agent DaemonSet (its node names are <cluster>-<node>). */
 export function withClusterName(objs: ManifestObject[], cluster: string): ManifestObject[] {
   return objs.map((o) => {

@@ -24,6 +24,7 @@ import {
   memberAgentObjects,
   memberSecretName,
   withClusterName,
+  withMcs,
 } from "./k8s-objects.ts";
 
 const describeObject = (o: ManifestObject): string => `${o.kind.toLowerCase()}/${o.metadata.name}`;
@@ -70,12 +71,15 @@ export async function install(
   o: {
     clusterName: string;
     timeoutMs: number;
+    /** Multi-cluster services: the controller's MCS controller and the agents' DNS (withMcs). */
+    mcs?: boolean;
     onProgress?: (done: number, total: number, what: string) => void;
     onWait?: () => void;
   },
 ): Promise<string[]> {
   await waitNamespaceGone(client, { timeoutMs: o.timeoutMs, onWait: o.onWait });
-  const objs = withClusterName(installObjects(), o.clusterName);
+  const base = withClusterName(installObjects(), o.clusterName);
+  const objs = o.mcs ? withMcs(base) : base;
   await applyObjects(client, objs, {
     onProgress: (n, obj) => o.onProgress?.(n, objs.length, describeObject(obj)),
   });
@@ -134,6 +138,8 @@ export async function join(
     onWait?: () => void;
     /** ClusterTree: the member also appears as virtual node(s) of the host (kosmos-clustertree). */
     tree?: { enable: boolean; leafModels?: unknown[] };
+    /** The member's agents answer clusterset.local too (install --mcs on the host). */
+    mcs?: boolean;
     /** clusterLinkOptions beyond type and family: global IPs for overlapping pod CIDRs, the pod CIDR override. */
     link?: { globalCIDRsMap?: Record<string, string>; clusterpodCIDRs?: string[] };
   },
@@ -141,7 +147,8 @@ export async function join(
   const secrets = await readInstallSecrets(host);
   if (!(await runsController(member)))
     await waitNamespaceGone(member, { timeoutMs: o.timeoutMs, onWait: o.onWait });
-  const agentObjects = memberAgentObjects(o.name, secrets.token, secrets.secret);
+  const agents = memberAgentObjects(o.name, secrets.token, secrets.secret);
+  const agentObjects = o.mcs ? withMcs(agents) : agents;
   // The two secrets are the host's; applying them again (same content) keeps a re-join idempotent.
   await applyObjects(member, agentObjects);
   await applyObjects(

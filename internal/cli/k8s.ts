@@ -57,10 +57,16 @@ function installCommand(): Command {
       "also wait for every agent to be ready (needs the cluster joined: topology applied)",
       false,
     )
+    .option(
+      "--mcs",
+      "multi-cluster services: the controller runs the MCS controller (ServiceExport/ServiceImport, ClusterSetIPs) and every agent answers clusterset.local on its node's address, port 53 (docs/services.md)",
+      false,
+    )
     .option("--no-wait", "do not wait for the rollout")
     .action(
       async (o: {
         kubeconfig?: string;
+        mcs: boolean;
         clusterName: string;
         timeout: number;
         waitAgents: boolean;
@@ -72,6 +78,7 @@ function installCommand(): Command {
         try {
           created = await install(host, {
             clusterName: o.clusterName,
+            mcs: o.mcs,
             timeoutMs: o.timeout * 1000,
             onWait: () =>
               process.stderr.write(
@@ -179,6 +186,7 @@ function joinCommand(): Command {
     )
     .option("--network-type <t>", "p2p|gateway", oneOf("--network-type", NETWORK_TYPES), "p2p")
     .option("--ip-family <f>", "ipv4|ipv6|all", oneOf("--ip-family", IP_FAMILIES), "ipv4")
+    .option("--mcs", "the member's agents answer clusterset.local too (as with install --mcs)", false)
     .option("--timeout <seconds>", "how long to wait for the agents' rollout", seconds, 300)
     .option("--wait-agents", "wait for every agent to be ready (topology applied)", false)
     .option("--no-wait", "do not wait for the agents' rollout")
@@ -199,6 +207,7 @@ function joinCommand(): Command {
         hostKubeconfig?: string;
         globalCidr: Record<string, string>;
         podCidr: string[];
+        mcs: boolean;
         networkType: string;
         ipFamily: string;
         timeout: number;
@@ -241,6 +250,7 @@ function joinCommand(): Command {
           timeoutMs: o.timeout * 1000,
           tree: o.enableTree ? { enable: true, ...(leafModels ? { leafModels } : {}) } : undefined,
           link: { globalCIDRsMap: o.globalCidr, clusterpodCIDRs: o.podCidr },
+          mcs: o.mcs,
           onWait: () =>
             process.stderr.write(
               "the member's kosmos-system namespace is being deleted: waiting for it to go\n",

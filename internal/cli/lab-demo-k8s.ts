@@ -129,10 +129,11 @@ async function probe(plan: LabPlan, t: { src: DemoPod; dst: DemoPod; ip: string 
 async function installAndJoin(plan: LabPlan, st: LabKubeState, clients: Map<string, KubeClient>) {
   const first = st.clusters[0]!;
   const host = clients.get(first.name)!;
-  say(`\n$ kosmosctl install --kubeconfig ${first.kubeconfig} --cluster-name ${first.name}`);
+  say(`\n$ kosmosctl install --kubeconfig ${first.kubeconfig} --cluster-name ${first.name} --mcs`);
   const bar = progressBar(1, "apply");
   await install(host, {
     clusterName: first.name,
+    mcs: true,
     timeoutMs: 300_000,
     onProgress: (n, total, what) => bar.update(n, what, total),
   }).finally(() => bar.stop());
@@ -141,7 +142,7 @@ async function installAndJoin(plan: LabPlan, st: LabKubeState, clients: Map<stri
     const globals = Object.entries(pc.globalCIDRs).map(([l, g]) => ` --global-cidr ${l}=${g}`);
     say(
       `$ kosmosctl join cluster --name ${c.name} --kubeconfig ${c.kubeconfig} --stored-kubeconfig ${c.internalKubeconfig} ` +
-        `--network-type ${pc.networkType} --ip-family ${upstreamFamily(pc.ipFamily)}` +
+        `--network-type ${pc.networkType} --ip-family ${upstreamFamily(pc.ipFamily)} --mcs` +
         `${pc.podCIDRs.map((p) => ` --pod-cidr ${p}`).join("")}${globals.join("")}`,
     );
     await join(host, clients.get(c.name)!, {
@@ -151,6 +152,7 @@ async function installAndJoin(plan: LabPlan, st: LabKubeState, clients: Map<stri
       ipFamily: upstreamFamily(pc.ipFamily),
       timeoutMs: 300_000,
       link: { globalCIDRsMap: pc.globalCIDRs, clusterpodCIDRs: pc.podCIDRs },
+      mcs: true,
     });
   }
   for (const c of st.clusters) {

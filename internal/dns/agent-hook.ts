@@ -48,6 +48,15 @@ export function resolvConfUpstreams(path = "/etc/resolv.conf"): Upstream[] {
   }
 }
 
+/**
+ * The upstreams to forward to, without the server's own address: a hostNetwork agent whose pod
+ * resolv.conf points at the node-local DNS (itself) would otherwise forward every other name to
+ * itself, forever. With none left, other names are answered REFUSED at once.
+ */
+export function upstreamsWithout(listen: Upstream, candidates: Upstream[]): Upstream[] {
+  return candidates.filter((u) => !(u.address === listen.address && u.port === listen.port));
+}
+
 export async function startAgentDns(
   src: AgentDnsSource,
   o: AgentDnsOptions,
@@ -73,7 +82,7 @@ export async function startAgentDns(
     address: listen.address,
     port: listen.port,
     zone: current,
-    upstreams: o.upstreams ?? resolvConfUpstreams(),
+    upstreams: upstreamsWithout(listen, o.upstreams ?? resolvConfUpstreams()),
     rateLimit: o.rateLimit,
     logger: o.logger,
   });

@@ -1,3 +1,11 @@
+export {
+  type AgentDnsOptions,
+  type AgentDnsSource,
+  parseHostPort,
+  resolvConfUpstreams,
+  startAgentDns,
+  upstreamsWithout,
+} from "./agent-hook.ts";
 export { errorReply, handleQuery, MAX_UDP_ANSWER, MAX_UDP_QUERY, type Outcome } from "./handle.ts";
 export { RateLimiter } from "./ratelimit.ts";
 export { type DnsRecord, type Resolution, resolve, TTL } from "./resolver.ts";
@@ -8,11 +16,4 @@ export {
   startDnsServer,
   type Upstream,
 } from "./server.ts";
-export { buildZone, type Zone, ZONE, type ZoneEndpoint, type ZonePort, type ZoneService } from "./zone.ts";
-export {
-  type AgentDnsOptions,
-  type AgentDnsSource,
-  parseHostPort,
-  resolvConfUpstreams,
-  startAgentDns,
-} from "./agent-hook.ts";
+export { buildZone, ZONE, type Zone, type ZoneEndpoint, type ZonePort, type ZoneService } from "./zone.ts";

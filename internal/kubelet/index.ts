@@ -1,5 +1,6 @@
 /** internal/kubelet: see docs/architecture.md (layers). */
 export * from "./container.ts";
+export * from "./dns.ts";
 export * from "./env.ts";
 export * from "./execws.ts";
 export * from "./images.ts";

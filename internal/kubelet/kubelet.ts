@@ -34,6 +34,10 @@ export interface KubeletOptions {
   reservedIPs?: number;
   /** Extra environment for every container (KUBERNETES_SERVICE_HOST/PORT). */
   env?: Record<string, string>;
+  /** --cluster-dns: the nameservers of ClusterFirst pods (none: pods keep the node's resolv.conf). */
+  clusterDNS?: string[];
+  /** --cluster-domain (default cluster.local). */
+  clusterDomain?: string;
   /** Serve the kubelet API (logs, exec) on 127.0.0.1:node.kubeletPort with this certificate. */
   tls?: { certFile: string; keyFile: string; clientCAFile?: string };
   /** Run the kube-proxy stand-in with these cluster pod CIDRs (traffic from elsewhere is masqueraded). */
@@ -79,6 +83,8 @@ export class Kubelet {
       release: (ips) => {
         for (const ip of ips) this.used.delete(ip);
       },
+      clusterDNS: o.clusterDNS ?? [],
+      clusterDomain: o.clusterDomain ?? "cluster.local",
       log: o.log,
     };
   }

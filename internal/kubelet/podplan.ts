@@ -6,6 +6,7 @@
  * kubelet can say so in an event instead of silently running something else.
  */
 import { KosmosError } from "../errors/index.ts";
+import type { DnsConfigLike } from "./dns.ts";
 import { type EnvFromSpec, type EnvVarSpec, type PodFacts, resolveEnv } from "./env.ts";
 import { programFor } from "./images.ts";
 import { type PlannedVolume, planVolume, type VolumeLookups, type VolumeSpec } from "./volumes.ts";
@@ -43,6 +44,8 @@ export interface PodSpecLike {
   hostNetwork?: boolean;
   restartPolicy?: "Always" | "OnFailure" | "Never";
   terminationGracePeriodSeconds?: number;
+  dnsPolicy?: string;
+  dnsConfig?: DnsConfigLike;
 }
 
 /** A probe with Kubernetes' defaults filled in and named ports resolved. */

@@ -5,14 +5,20 @@
  * writes its status back, and on deletion stops it gracefully (SIGTERM, SIGKILL after the grace
  * period), removes the sandbox and finalizes the pod object (delete, grace 0, uid precondition).
  */
+
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { KubeApiError, type KubeClient, type KubeObject } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { type RunningContainer, signalGroup, startContainer } from "./container.ts";
+import { resolvConf } from "./dns.ts";
 import type { PodFacts } from "./env.ts";
-import { podRefs } from "./refs.ts";
+import type { MountStep } from "./mounts.ts";
+import { nowSeconds } from "./nodeobj.ts";
 import { logFile, mountSteps, podDir, removePodDir, writeVolumes } from "./podfiles.ts";
-import { type ContainerPlan, type PodPlan, type PodSpecLike, planPod, type Probe } from "./podplan.ts";
+import { type ContainerPlan, type PodPlan, type PodSpecLike, type Probe, planPod } from "./podplan.ts";
 import { runProbe } from "./prober.ts";
+import { podRefs } from "./refs.ts";
 import { createSandbox, removeSandbox, type Sandbox, sandboxNames } from "./sandbox.ts";
 import {
   type ContainerRuntime,
@@ -22,8 +28,6 @@ import {
   restartBackoffMs,
   shouldRestart,
 } from "./status.ts";
-import { nowSeconds } from "./nodeobj.ts";
-import { join } from "node:path";
 
 export type Pod = KubeObject & {
   spec: PodSpecLike & {
@@ -52,6 +56,8 @@ export interface KubeletContext {
   baseEnv: Record<string, string>;
   allocate(): string[];
   release(ips: string[]): void;
+  clusterDNS: string[];
+  clusterDomain: string;
   log: Logger;
 }
 
@@ -247,6 +253,24 @@ export class PodWorker {
     };
   }
 
+  /** The pod's /etc/resolv.conf (dns.ts), written once into its directory; none: the node's own. */
+  private resolvMount(): MountStep[] {
+    const text = resolvConf({
+      dnsPolicy: this.pod.spec.dnsPolicy,
+      dnsConfig: this.pod.spec.dnsConfig,
+      hostNetwork: this.plan?.hostNetwork ?? false,
+      namespace: this.pod.metadata.namespace!,
+      clusterDNS: this.ctx.clusterDNS,
+      clusterDomain: this.ctx.clusterDomain,
+      hostResolvConf: existsSync("/etc/resolv.conf") ? readFileSync("/etc/resolv.conf", "utf8") : "",
+    });
+    if (text === undefined) return [];
+    mkdirSync(podDir(this.ctx.root, this.uid), { recursive: true });
+    const file = join(podDir(this.ctx.root, this.uid), "resolv.conf");
+    writeFileSync(file, text, { mode: 0o644 });
+    return [{ source: file, mountPath: "/etc/resolv.conf", readOnly: false, file: true }];
+  }
+
   /** Start (or restart) one container and watch it. */
   private run(c: Ctr): void {
     if (this.terminating || !this.plan || !this.sandbox) return;
@@ -267,7 +291,7 @@ export class PodWorker {
           ...c.plan.env,
         },
         mounts: {
-          mounts: mountSteps(c.plan, sources),
+          mounts: [...mountSteps(c.plan, sources), ...this.resolvMount()],
           overlayDir: join(podDir(this.ctx.root, this.uid), "overlays", c.plan.name),
           ...(this.plan.hostNetwork ? {} : { hostname: this.pod.metadata.name }),
           ...(c.plan.workingDir ? { workingDir: c.plan.workingDir } : {}),

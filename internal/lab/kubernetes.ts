@@ -100,6 +100,10 @@ export function kubeletArgv(
     ...cluster.podCIDRs.flatMap((c) => ["--cluster-cidr", c]),
     // What the kubelet gives every container for the `kubernetes` Service (in-cluster config).
     ...kubernetesServiceEnv(cluster).flatMap((kv) => ["--env", kv]),
+    // Node-local DNS: the node's own address, where the Kosmos agent answers clusterset.local when
+    // installed with --mcs (the lab has no cluster DNS: other names get no answer there).
+    "--cluster-dns",
+    addrs[0]!,
     ...(o.api
       ? [
           "--kubelet-port",

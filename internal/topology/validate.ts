@@ -3,8 +3,9 @@
  * planner relies on (CIDR syntax, overlaps, global CIDR maps, overlay address clashes, gateways).
  * Returns a canonical copy (CIDRs and IPs in canonical text, host bits cleared).
  */
-import { KosmosError } from "../errors/index.ts";
+
 import type { z } from "zod";
+import { KosmosError } from "../errors/index.ts";
 import { type Cidr, canonicalIp, tryParseCidr } from "./cidr.ts";
 import { type Cluster, type Node, type Topology, TopologySchema } from "./model.ts";
 import {
@@ -92,5 +93,12 @@ function canonicalize(topo: Topology, globals: Array<Array<{ key: Cidr; value: C
     if (n.elasticIP !== undefined) out.elasticIP = canonicalIp(n.elasticIP);
     return out;
   });
-  return { clusters, nodes };
+  // The multi-cluster service rows ride along unchanged (the store's schema checks them); dropping
+  // them here once meant an agent seeded over HTTP never learned any ServiceImport.
+  return {
+    clusters,
+    nodes,
+    ...(topo.serviceImports ? { serviceImports: topo.serviceImports } : {}),
+    ...(topo.serviceEndpoints ? { serviceEndpoints: topo.serviceEndpoints } : {}),
+  };
 }

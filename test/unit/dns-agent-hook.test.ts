@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as dnsPacket from "dns-packet";
-import { startAgentDns } from "../../internal/dns/index.ts";
+import { startAgentDns, upstreamsWithout } from "../../internal/dns/index.ts";
 import { openStore, type Store } from "../../internal/store/index.ts";
 import type { MemberState, Topology } from "../../internal/topology/index.ts";
 
@@ -95,4 +95,13 @@ test("the agent hook answers from the replica, follows a new seed, and drops end
   expect(await ask(dns.port, "db.demo.svc.clusterset.local")).toEqual(["10.1.0.5", "10.1.0.6"]);
   live = { "c1-n2": "dead" };
   expect(await ask(dns.port, "db.demo.svc.clusterset.local")).toEqual(["10.1.0.5"]);
+});
+
+test("the agent never forwards to itself (a hostNetwork pod's resolv.conf names the node-local DNS)", () => {
+  const self = { address: "192.168.3.1", port: 53 };
+  expect(upstreamsWithout(self, [self])).toEqual([]);
+  expect(upstreamsWithout(self, [self, { address: "10.96.0.10", port: 53 }])).toEqual([
+    { address: "10.96.0.10", port: 53 },
+  ]);
+  expect(upstreamsWithout(self, [{ address: "192.168.3.1", port: 5353 }])).toHaveLength(1);
 });

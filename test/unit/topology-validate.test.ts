@@ -360,3 +360,41 @@ describe("validateTopology", () => {
     expect(issues.map((i) => i.path)).toEqual(expect.arrayContaining(["nodes[0].ipv4", "nodes[1].cluster"]));
   });
 });
+
+describe("multi-cluster service rows", () => {
+  test("serviceImports and serviceEndpoints pass validation unchanged (an agent seeded over HTTP stores them)", () => {
+    const t = clone(labTopology()) as unknown as Record<string, unknown>;
+    const imports = [
+      {
+        name: "demo/echo",
+        namespace: "demo",
+        service: "echo",
+        type: "ClusterSetIP",
+        ips: ["241.0.0.10"],
+        ports: [{ name: "http", port: 80, protocol: "TCP" }],
+        sessionAffinity: "None",
+        clusters: ["c1"],
+      },
+    ];
+    const endpoints = [
+      {
+        name: "demo/echo/c1/echo-abc",
+        namespace: "demo",
+        service: "echo",
+        cluster: "c1",
+        slice: "echo-abc",
+        addressType: "IPv4",
+        ports: [{ name: "http", port: 8080, protocol: "TCP" }],
+        endpoints: [{ addresses: ["10.244.1.5"], ready: true }],
+      },
+    ];
+    t.serviceImports = imports;
+    t.serviceEndpoints = endpoints;
+    const out = validateTopology(t);
+    expect(out.serviceImports as unknown).toEqual(imports);
+    expect(out.serviceEndpoints as unknown).toEqual(endpoints);
+    // Without them, none appear.
+    const plain = validateTopology(clone(labTopology()));
+    expect("serviceImports" in plain).toBe(false);
+  });
+});

@@ -11,8 +11,15 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type DemoPod, demoTargets, probeTargets, runningEcho } from "../../internal/cli/lab-demo-k8s.ts";
+import {
+  DEMO_NAMESPACE,
+  type DemoPod,
+  demoTargets,
+  probeTargets,
+  runningEcho,
+} from "../../internal/cli/lab-demo-k8s.ts";
 import { KubeClient, loadKubeConfig } from "../../internal/kube/index.ts";
+import { sandboxNames } from "../../internal/kubelet/index.ts";
 import { labDown, labFiles, loadLab, readKubeState, sh } from "../../internal/lab/index.ts";
 import { kubeSkip } from "../helpers/k8s.ts";
 import { kosmosctl } from "../helpers/kosmosctl.ts";
@@ -35,6 +42,31 @@ const clientFor = (kubeconfig: string): KubeClient => {
   clients.push(c);
   return c;
 };
+
+const NAME = "echo.kosmos-demo.svc.clusterset.local";
+
+/** Run argv inside a pod: its network, mount (its resolv.conf) and UTS namespaces, via one of its processes. */
+async function inPod(
+  pod: DemoPod,
+  argv: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { plan } = await loadLab(LAB);
+  const node = plan.nodes.find((n) => n.cluster === pod.cluster && n.short === pod.node)!;
+  const { ns } = sandboxNames(`${node.ns}-`, pod.uid);
+  const pids = (await sh(["ip", "netns", "pids", ns])).stdout.split("\n").filter(Boolean);
+  const r = await sh(["nsenter", "-t", pids[0]!, "-m", "-n", "-u", "--", ...argv], { allowFail: true });
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `n` connections to the clusterset name from `from`; the answering pods' clusters. */
+async function clustersAnswering(from: DemoPod, pods: DemoPod[], n: number): Promise<string[]> {
+  const loop = `for i in $(seq ${n}); do socat -T2 - TCP:${NAME}:8080,connect-timeout=2 </dev/null; echo; done`;
+  const r = await inPod(from, ["sh", "-c", loop]);
+  return r.stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((name) => pods.find((p) => p.name === name.trim())?.cluster ?? `?${name}`);
+}
 
 beforeAll(() => labDown(LAB), T);
 afterAll(async () => {
@@ -117,7 +149,49 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
     T,
   );
 
-  test("with every API server of the lab stopped, the same connections still answer", async () => {
+  test(
+    "a Service exported from c1 and c2 resolves from a c3 pod as a clusterset name; connections reach both clusters",
+    async () => {
+      expect(echo.length).toBe(6);
+      const st = (await readKubeState(LAB))!;
+      for (const name of ["c1", "c2"]) {
+        const c = clientFor(st.clusters.find((x) => x.name === name)!.kubeconfig);
+        await c.create(`/api/v1/namespaces/${DEMO_NAMESPACE}/services`, {
+          apiVersion: "v1",
+          kind: "Service",
+          metadata: { name: "echo" },
+          spec: { selector: { app: "echo" }, ports: [{ port: 8080, protocol: "TCP" }] },
+        });
+        await c.create(`/apis/multicluster.x-k8s.io/v1alpha1/namespaces/${DEMO_NAMESPACE}/serviceexports`, {
+          apiVersion: "multicluster.x-k8s.io/v1alpha1",
+          kind: "ServiceExport",
+          metadata: { name: "echo" },
+        });
+      }
+      const from = echo.find((p) => p.cluster === "c3")!;
+      let ip = "";
+      for (const deadline = Date.now() + 60_000; Date.now() < deadline && !ip; await Bun.sleep(500)) {
+        const r = await inPod(from, ["getent", "ahostsv4", NAME]);
+        ip = r.code === 0 ? (r.stdout.split(/\s+/)[0] ?? "") : "";
+      }
+      expect(ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      // The ClusterSetIP the c3 API server's ServiceImport carries.
+      const c3 = clientFor(st.clusters.find((x) => x.name === "c3")!.kubeconfig);
+      const si = await c3.get<{ spec?: { ips?: string[] } }>(
+        `/apis/multicluster.x-k8s.io/v1alpha1/namespaces/${DEMO_NAMESPACE}/serviceimports/echo`,
+      );
+      expect(si.spec?.ips).toEqual([ip]);
+      let seen = new Set<string>();
+      for (const deadline = Date.now() + 60_000; Date.now() < deadline; await Bun.sleep(500)) {
+        seen = new Set(await clustersAnswering(from, echo, 12));
+        if (seen.has("c1") && seen.has("c2")) break;
+      }
+      expect([...seen].sort()).toEqual(["c1", "c2"]);
+    },
+    T,
+  );
+
+  test("with every API server of the lab stopped, the same connections and the clusterset name still answer", async () => {
     expect(echo.length).toBe(6);
     const { plan } = await loadLab(LAB);
     const st = (await readKubeState(LAB))!;
@@ -133,5 +207,27 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
     const results = await probeTargets(plan, demoTargets(plan, echo));
     expect(results.length).toBe(16);
     expect(results.filter((x) => !x.ok)).toEqual([]);
+    // The name resolves and connects from the agents' replicas alone.
+    const from = echo.find((p) => p.cluster === "c3")!;
+    const answers = await clustersAnswering(from, echo, 12);
+    expect(answers.length).toBe(12);
+    expect(answers.filter((c) => c !== "c1" && c !== "c2")).toEqual([]);
   }, 60_000);
+
+  test("c1's nodes gone (links down, API servers still stopped): every connection to the name reaches c2", async () => {
+    const { plan } = await loadLab(LAB);
+    const from = echo.find((p) => p.cluster === "c3")!;
+    const t0 = performance.now();
+    for (const n of plan.nodes.filter((x) => x.cluster === "c1"))
+      await sh(["ip", "-n", n.ns, "link", "set", "eth0", "down"]);
+    let answers: string[] = [];
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await Bun.sleep(250)) {
+      answers = await clustersAnswering(from, echo, 8);
+      if (answers.length === 8 && answers.every((c) => c === "c2")) break;
+    }
+    expect(answers).toEqual(Array(8).fill("c2"));
+    console.log(
+      `c1 gone: every connection reaches c2 after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+  }, 90_000);
 });

@@ -26,7 +26,7 @@ const POD = "10.60.1.2";
 const IPERF_PORT = 5201;
 const ECHO_PORT = 9000;
 const IPERF_SECONDS = 2;
-const ROUNDS = 3;
+const ROUNDS = 5;
 const CONNS = 2000;
 const CONCURRENCY = 8;
 

@@ -8,8 +8,9 @@
  * - TCP throughput: iperf3, one stream, 2 s; the DNAT decision is made once per connection, so the
  *   ratio shows the per-packet cost of conntrack'd NAT.
  * - New TCP connections/s: a Bun client in the client namespace opens CONNS connections
- *   (CONCURRENCY at a time) to a Bun server in the backend that closes each at once; every one is a
- *   new conntrack flow through the verdict map and the service's chains.
+ *   (CONCURRENCY at a time) to a Bun server in the backend that closes each at once, in BLOCKS
+ *   blocks alternating VIP and pod IP in one process; every one is a new conntrack flow, through
+ *   the verdict map and the service's chains for the VIP.
  * Rounds are interleaved (1 import, 1,000 imports, 1 import, …; within one, VIP and pod IP in
  * alternating order) and the best of ROUNDS is kept for each (background load only ever lowers a
  * figure). Namespaces and processes are removed in every case.
@@ -27,7 +28,8 @@ const IPERF_PORT = 5201;
 const ECHO_PORT = 9000;
 const IPERF_SECONDS = 2;
 const ROUNDS = 5;
-const CONNS = 2000;
+const CONNS = 4000;
+const BLOCKS = 10;
 const CONCURRENCY = 8;
 
 /** `n` imported ClusterSetIP services; the first is the measured one (→ the backend pod). */
@@ -145,29 +147,44 @@ async function iperf(ns: Netns, dst: string): Promise<number> {
   throw new Error(`iperf3 to ${dst} failed: ${last.slice(0, 300)}`);
 }
 
-const CLIENT = (dst: string): string =>
+/**
+ * The connection client: BLOCKS blocks of CONNS / BLOCKS connections, alternating VIP and pod IP
+ * block by block in one process (load that comes and goes hits both alike); prints the rate of each.
+ */
+const CLIENT = (first: string, second: string): string =>
   [
-    "let started = 0;",
-    "const one = () => new Promise((res, rej) => {",
-    `  Bun.connect({ hostname: ${JSON.stringify(dst)}, port: ${ECHO_PORT},`,
+    "const one = (dst) => new Promise((res, rej) => {",
+    `  Bun.connect({ hostname: dst, port: ${ECHO_PORT},`,
     "    socket: { data() {}, close() { res(); }, error(_s, e) { rej(e); }, connectError(_s, e) { rej(e); } },",
     "  }).catch(rej);",
     "});",
-    `async function worker() { while (started < ${CONNS}) { started++; await one(); } }`,
-    "await one();",
-    "const t = performance.now();",
-    `await Promise.all(Array.from({ length: ${CONCURRENCY} }, worker));`,
-    `console.log(${CONNS} / ((performance.now() - t) / 1000));`,
+    "async function block(dst, n) {",
+    "  let started = 0;",
+    "  const worker = async () => { while (started < n) { started++; await one(dst); } };",
+    "  const t = performance.now();",
+    `  await Promise.all(Array.from({ length: ${CONCURRENCY} }, worker));`,
+    "  return performance.now() - t;",
+    "}",
+    `const dsts = ${JSON.stringify([first, second])};`,
+    "for (const d of dsts) await one(d);",
+    "const ms = [0, 0];",
+    `for (let b = 0; b < ${BLOCKS}; b++) ms[b % 2] += await block(dsts[b % 2], ${CONNS / BLOCKS});`,
+    `console.log(JSON.stringify(ms.map((m) => (${CONNS / 2}) / (m / 1000))));`,
   ].join("\n");
 
-/** New TCP connections per second from the client to dst (server closes each at once). */
-async function connRate(lab: Lab, dst: string): Promise<number> {
+/** New TCP connections per second to the VIP and to the pod IP (the server closes each at once). */
+async function connRates(lab: Lab, vipFirst: boolean): Promise<{ vip: number; pod: number }> {
   await lab.node.exec(["conntrack", "-F"], { allowFail: true });
+  const [first, second] = vipFirst ? [VIP, POD] : [POD, VIP];
   for (let i = 0; ; i++) {
-    const r = await lab.client.exec([process.execPath, "-e", CLIENT(dst)], { allowFail: true });
-    const rate = Number(r.stdout.trim());
-    if (r.code === 0 && Number.isFinite(rate) && rate > 0) return rate;
-    if (i >= 50) throw new Error(`connection client to ${dst} failed: ${r.stderr.slice(0, 300)}`);
+    const r = await lab.client.exec([process.execPath, "-e", CLIENT(first, second)], { allowFail: true });
+    try {
+      const [a, b] = JSON.parse(r.stdout) as [number, number];
+      if (r.code === 0 && a > 0 && b > 0) return vipFirst ? { vip: a, pod: b } : { vip: b, pod: a };
+    } catch {
+      /* not JSON: the client failed */
+    }
+    if (i >= 50) throw new Error(`connection client failed: ${r.stderr.slice(0, 300)}`);
     await Bun.sleep(100); // the server is not listening yet
   }
 }
@@ -192,11 +209,9 @@ async function measure(lab: Lab, b: Best, round: number): Promise<void> {
     if (d === VIP) b.vipGbps = Math.max(b.vipGbps, g);
     else b.podGbps = Math.max(b.podGbps, g);
   }
-  for (const d of dsts) {
-    const c = await connRate(lab, d);
-    if (d === VIP) b.vipConns = Math.max(b.vipConns, c);
-    else b.podConns = Math.max(b.podConns, c);
-  }
+  const c = await connRates(lab, round % 2 === 0);
+  b.vipConns = Math.max(b.vipConns, c.vip);
+  b.podConns = Math.max(b.podConns, c.pod);
 }
 
 function rows(n: number, b: Best): BenchResult[] {

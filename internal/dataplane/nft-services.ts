@@ -6,6 +6,13 @@
  * (ClientIP affinity: a dynamic set per endpoint, refreshed on each new connection, with the
  * Service's timeout). Only new connections traverse NAT chains; conntrack keeps the rest.
  *
+ * A (VIP, protocol, port) without endpoints is refused at once, as kube-proxy refuses a Service
+ * without endpoints: a set of them, matched in filter chains on prerouting and output, whose
+ * `reject` answers ICMP port unreachable (a TCP connect gets ECONNREFUSED, a connected UDP socket
+ * too), instead of a silent drop the client only notices at its timeout. Prerouting, not forward:
+ * a packet to an unrouted VIP never reaches forward (seen on kernel 6.18). The chains run after
+ * dstnat, so a connection DNATed before its port lost the last endpoint is not matched here.
+ *
  * The affinity sets' elements change with traffic: `canonicalNftListing` drops them, so the
  * tamper check does not see traffic as tampering.
  */
@@ -40,9 +47,40 @@ function sortVips(vips: ServiceVip[]): ServiceVip[] {
 
 const addr = (family: 4 | 6, a: string): string => (family === 6 ? `[${a}]` : a);
 
+/** Filter chains after dstnat (-100): a packet NAT already sent to a backend no longer has the VIP. */
+const REJECT_PRIORITY = "filter - 20";
+
+/** The set of (VIP, protocol, port) without endpoints and the chains that reject them. */
+function renderNoEndpoints(vips: ServiceVip[]): string {
+  const elems: Record<4 | 6, string[]> = { 4: [], 6: [] };
+  for (const v of vips) elems[v.family].push(`${v.vip} . ${v.protocol} . ${v.port}`);
+  let out = "";
+  for (const f of [4, 6] as const) {
+    if (elems[f].length === 0) continue;
+    out += `\tset mcs_noep${f} {\n\t\ttype ${f === 4 ? "ipv4_addr" : "ipv6_addr"} . inet_proto . inet_service\n`;
+    out += `\t\telements = { ${elems[f].join(", ")} }\n\t}\n`;
+  }
+  if (out === "") return "";
+  for (const hook of ["prerouting", "output"] as const) {
+    out += `\tchain mcs_noep_${hook} {\n\t\ttype filter hook ${hook} priority ${REJECT_PRIORITY}; policy accept;\n`;
+    if (elems[4].length) out += "\t\tip daddr . meta l4proto . th dport @mcs_noep4 reject\n";
+    if (elems[6].length) out += "\t\tip6 daddr . meta l4proto . th dport @mcs_noep6 reject\n";
+    out += "\t}\n";
+  }
+  return out;
+}
+
 /** The sets, maps and chains for the ClusterSetIPs (empty string when there are none). */
 export function renderServiceVips(input: ServiceVip[] | undefined): string {
-  const vips = sortVips(input ?? []).filter((v) => v.endpoints.length > 0);
+  const all = sortVips(input ?? []);
+  return (
+    renderNoEndpoints(all.filter((v) => v.endpoints.length === 0)) +
+    renderDnat(all.filter((v) => v.endpoints.length > 0))
+  );
+}
+
+/** The DNAT part: the verdict maps, the hooked NAT chains, a chain per service and per endpoint. */
+function renderDnat(vips: ServiceVip[]): string {
   if (vips.length === 0) return "";
   let out = "";
   const elems: Record<4 | 6, string[]> = { 4: [], 6: [] };

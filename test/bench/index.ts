@@ -25,6 +25,7 @@ export const MODULES: Record<string, () => Promise<{ run: Runner }>> = {
   clustertree: () => import("./clustertree.ts"),
   dns: () => import("./dns.ts"),
   "mcs-propagation": () => import("./mcs-propagation.ts"),
+  clusterset: () => import("./clusterset.ts"),
   kubelet: () => import("./kubelet.ts"),
 };
 

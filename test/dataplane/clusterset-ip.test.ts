@@ -51,7 +51,15 @@ async function fetchVia(ns: Netns, addr: string, port: number): Promise<string> 
   return r.stdout.trim();
 }
 
-function topology(affinity: boolean): Topology {
+interface TopoOpts {
+  /** The endpoints' readiness (both). */
+  ready?: boolean;
+  /** More ports of the import: a TCP port and a UDP port no slice has a target port for. */
+  extraPorts?: boolean;
+}
+
+function topology(affinity: boolean, o: TopoOpts = {}): Topology {
+  const ready = o.ready ?? true;
   return {
     clusters: [
       {
@@ -76,7 +84,15 @@ function topology(affinity: boolean): Topology {
         service: "echo",
         type: "ClusterSetIP",
         ips: [VIP],
-        ports: [{ name: "tcp", port: 80, protocol: "TCP" }],
+        ports: [
+          { name: "tcp", port: 80, protocol: "TCP" },
+          ...(o.extraPorts
+            ? [
+                { name: "admin", port: 81, protocol: "TCP" as const },
+                { name: "dns", port: 53, protocol: "UDP" as const },
+              ]
+            : []),
+        ],
         sessionAffinity: affinity ? "ClientIP" : "None",
         ...(affinity ? { affinityTimeoutSeconds: 600 } : {}),
         clusters: ["c1"],
@@ -92,8 +108,8 @@ function topology(affinity: boolean): Topology {
         addressType: "IPv4",
         ports: [{ name: "tcp", port: 8080, protocol: "TCP" }],
         endpoints: [
-          { addresses: ["10.60.1.2"], ready: true, node: "c1-n1" },
-          { addresses: ["10.60.2.2"], ready: true, node: "c1-n2" },
+          { addresses: ["10.60.1.2"], ready, node: "c1-n1" },
+          { addresses: ["10.60.2.2"], ready, node: "c1-n2" },
         ],
       },
     ],
@@ -106,6 +122,23 @@ function state(t: Topology, members: Record<string, MemberState> = {}): HostStat
     buildContext({ topology: t, self: "c1-n1", members, electionMembers: members }),
   );
   return hs;
+}
+
+/** A TCP connect with curl -v: its exit code (7 when refused, 28 on timeout) and verbose stderr (the errno). */
+async function curlConnect(ns: Netns, addr: string, port: number): Promise<{ code: number; err: string }> {
+  const r = await ns.exec(
+    ["curl", "-sSv", "--connect-timeout", "5", "-o", "/dev/null", `http://${addr}:${port}/`],
+    {
+      allowFail: true,
+    },
+  );
+  return { code: r.code, err: r.stderr.trim() };
+}
+
+/** One UDP datagram on a connected socket, then a read: the error socat reports ("" on silence). */
+async function udpProbe(ns: Netns, addr: string, port: number): Promise<string> {
+  const r = await ns.exec(["socat", "-T3", "-", `UDP:${addr}:${port}`], { input: "ping\n", allowFail: true });
+  return r.stderr.trim();
 }
 
 async function answers(ns: Netns, n: number): Promise<Set<string>> {
@@ -142,5 +175,34 @@ describe.skipIf(!root)("ClusterSetIP DNAT (nftables) on a real kernel", () => {
     expect([...(await answers(client, 8))]).toEqual(["b1"]);
     expect((await rec.reconcile(state(topology(false), { "c1-n2": "alive" }))).errors).toEqual([]);
     expect([...(await answers(client, 20))].sort()).toEqual(["b1", "b2"]);
+  }, 60_000);
+
+  test("a ClusterSetIP without ready endpoints refuses at once (TCP and UDP); connects once an endpoint is ready", async () => {
+    const { node, client } = await makeLab(scope);
+    const rec = new Reconciler({ runner: node.runner() });
+    expect((await rec.reconcile(state(topology(false, { ready: false, extraPorts: true })))).errors).toEqual(
+      [],
+    );
+    const tcp = await curlConnect(client, VIP, 80);
+    expect(tcp.code).toBe(7); // CURLE_COULDNT_CONNECT, not 28 (timeout)
+    expect(tcp.err).toContain("Connection refused");
+    expect(await udpProbe(client, VIP, 53)).toContain("Connection refused");
+    // from the node itself (OUTPUT) too
+    expect((await curlConnect(node, VIP, 80)).err).toContain("Connection refused");
+    expect((await rec.reconcile(state(topology(false, { ready: true, extraPorts: true })))).errors).toEqual(
+      [],
+    );
+    expect(["b1", "b2"]).toContain(await fetchVia(client, VIP, 80));
+  }, 60_000);
+
+  test("per port: a port with backends keeps its DNAT, a port without refuses", async () => {
+    const { node, client } = await makeLab(scope);
+    const rec = new Reconciler({ runner: node.runner() });
+    expect((await rec.reconcile(state(topology(false, { extraPorts: true })))).errors).toEqual([]);
+    expect([...(await answers(client, 20))].sort()).toEqual(["b1", "b2"]);
+    const admin = await curlConnect(client, VIP, 81);
+    expect(admin.code).toBe(7);
+    expect(admin.err).toContain("Connection refused");
+    expect(await udpProbe(client, VIP, 53)).toContain("Connection refused");
   }, 60_000);
 });

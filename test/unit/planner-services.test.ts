@@ -131,7 +131,7 @@ describe("planServices (planner step)", () => {
 });
 
 describe("renderServiceVips", () => {
-  test("deterministic; a VIP without endpoints gets no rule; affinity adds a dynamic set per endpoint", () => {
+  test("deterministic; a VIP without endpoints is rejected, not DNATed; affinity adds a dynamic set per endpoint", () => {
     const vips = [
       {
         name: "a",
@@ -150,7 +150,11 @@ describe("renderServiceVips", () => {
     const out = renderServiceVips(vips);
     expect(out).toBe(renderServiceVips([...vips].reverse()));
     expect(out).toContain("241.0.0.1 . tcp . 80 : goto mcs_svc_0");
-    expect(out).not.toContain("241.0.0.2");
+    expect(out).not.toContain("241.0.0.2 . tcp . 80 : goto");
+    expect(out).toContain("elements = { 241.0.0.2 . tcp . 80 }");
+    expect(out).toContain("type filter hook prerouting priority filter - 20; policy accept;");
+    expect(out).toContain("ip daddr . meta l4proto . th dport @mcs_noep4 reject");
+    expect(out).not.toContain("@mcs_noep6");
     expect(out).toContain("numgen random mod 2");
     expect(out).toContain("set mcs_aff_0_1");
     expect(out.indexOf("10.0.0.1:8080")).toBeLessThan(out.indexOf("10.0.0.2:8080"));

@@ -60,7 +60,7 @@ function buildTree(o: ClusterTreeOptions): Tree {
   const counters = newCounters();
   const leafGone = new Map<string, string>();
   const event = eventRecorder(root, log);
-  const podEnv = makePodEnv({ root, inf, refs, leaves, leafGone, event, counters });
+  const podEnv = makePodEnv({ root, log, pvGone: new Map(), inf, refs, leaves, leafGone, event, counters });
   const leader = o.leaderElection === false;
   const q = makeQueues({
     log,
@@ -119,7 +119,12 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
       return l ? { cluster: l.name, client: l.client } : undefined;
     },
     counters: t.counters,
-    queueLengths: () => ({ clusters: t.q.clusters.length, pods: t.q.pods.length, copies: t.q.copies.length }),
+    queueLengths: () => ({
+      clusters: t.q.clusters.length,
+      pods: t.q.pods.length,
+      copies: t.q.copies.length,
+      volumes: t.q.volumes.length,
+    }),
     idle: async () => {
       for (const q of t.q.all) await q.idle();
     },

@@ -8,6 +8,7 @@ import { objectKey } from "../kube/index.ts";
 import type { CopyKind } from "./deps.ts";
 import { Leaf, type LeafHandlers } from "./leaf.ts";
 import { ownedBy, renewLease } from "./nodes.ts";
+import { leafVolumeKeys } from "./volumes.ts";
 import type { Tree } from "./tree.ts";
 import { type DataObject, POD_LABEL, type PodObject, ROOT_UID_ANNOTATION } from "./types.ts";
 
@@ -53,6 +54,9 @@ function leafHandlers(t: Tree): LeafHandlers {
     onCopy: (c: string, kind: CopyKind, obj: DataObject) =>
       t.q.copies.add(`${c}/${kind}/${obj.metadata.namespace}/${obj.metadata.name}`),
     onHealth: (c: string) => t.q.clusters.add(c),
+    onVolume: (c, kind, obj) => {
+      for (const k of leafVolumeKeys(c, kind, obj)) t.q.volumes.add(k);
+    },
   };
 }
 

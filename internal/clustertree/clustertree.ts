@@ -41,7 +41,7 @@ export interface RunningClusterTree {
   plans(): Map<string, NodePlan>;
   leaves(): LeafStatus[];
   /** Where a root pod runs: its leaf's client (for the kubelet API). */
-  leafOfPod(ns: string, name: string): { cluster: string; client: KubeClient } | undefined;
+  leafOfPod(ns: string, name: string): { cluster: string; client: KubeClient; node?: string } | undefined;
   counters: Counters;
   queueLengths(): Record<string, number>;
   idle(): Promise<void>;
@@ -116,7 +116,7 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
       const p = t.inf.pods.get(name, ns);
       const ref = p ? t.refs.get(p.spec.nodeName ?? "") : undefined;
       const l = ref ? t.leaves.get(ref.cluster) : undefined;
-      return l ? { cluster: l.name, client: l.client } : undefined;
+      return l ? { cluster: l.name, client: l.client, node: p?.spec.nodeName } : undefined;
     },
     counters: t.counters,
     queueLengths: () => ({

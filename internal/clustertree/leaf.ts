@@ -7,6 +7,7 @@
 import { type ClusterObject, memberKubeconfig } from "../controller/index.ts";
 import { Informer, KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
+import type { LeafHealth } from "./health.ts";
 import {
   type DataObject,
   type NodeObject,
@@ -43,6 +44,8 @@ export class Leaf {
   /** The last heartbeat probe answered (GET /version). */
   answering = false;
   lastProbeError: string | undefined;
+  /** The opt-in NotReady mode's state (health.ts); undefined when the mode is off. */
+  health: LeafHealth | undefined;
   kubeletVersion = "";
   /** Pods per leaf node, maintained from the informer (capacity planning reads it often). */
   private readonly byNode = new Map<string, Map<string, PodObject>>();
@@ -149,6 +152,11 @@ export class Leaf {
     if (failing) return `${failing.o.name}: ${failing.lastError ?? "listing"}`;
     if (!this.answering && this.lastProbeError) return this.lastProbeError;
     return undefined;
+  }
+
+  /** The virtual nodes may say Ready=True: the leaf answers (and, in NotReady mode, has recovered). */
+  healthy(): boolean {
+    return this.answering && !this.health?.notReady;
   }
 
   podsOn(node: string): PodObject[] {

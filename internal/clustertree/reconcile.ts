@@ -106,7 +106,7 @@ async function applyPlan(
       problems.push(`root node ${d.name} belongs to Cluster ${other.cluster}`);
       continue;
     }
-    const p = await applyNode(nodeEnvOf(t, leaf), d, leaf.answering);
+    const p = await applyNode(nodeEnvOf(t, leaf), d, leaf.healthy());
     if (p) problems.push(p);
     else {
       applied.push(d);

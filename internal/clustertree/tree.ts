@@ -7,6 +7,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { ClusterObject } from "../controller/index.ts";
 import { Informer, type KubeClient, objectKey, type WorkQueue } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
+import type { HealthThresholds } from "./health.ts";
 import type { Leaf } from "./leaf.ts";
 import type { NodePlan } from "./model.ts";
 import type { NodeEnv } from "./nodes.ts";
@@ -39,6 +40,12 @@ export interface ClusterTreeOptions {
   kubeletPort?: number;
   /** Node Lease renewal period (default 10 s, as upstream). */
   heartbeatMs?: number;
+  /**
+   * Upstream's opt-in NotReady mode (`--Update-RootNode-Status-Notready`): an unreachable leaf's
+   * virtual nodes keep their Lease and say Ready=False after `notReadyAfterMs` (health.ts). Off:
+   * the Lease stops and the root's node-lifecycle controller marks them Unknown (upstream's default).
+   */
+  notReady?: Partial<HealthThresholds>;
   /** Parallel pod reconciles (default 32: each mostly waits on an API server). */
   podWorkers?: number;
   logger?: Logger;

@@ -8,6 +8,7 @@ import {
   rewriteTerms,
   rootPv,
 } from "../../internal/clustertree/storage.ts";
+import { nextHealth } from "../../internal/clustertree/health.ts";
 import type { PvcObject, PvObject } from "../../internal/clustertree/types.ts";
 
 const claim = (): PvcObject => ({
@@ -139,5 +140,32 @@ describe("ClusterTree storage planning", () => {
     expect(resizePatch(root, leaf)).toBeUndefined();
     root.spec.resources = { requests: { storage: "3Gi" } };
     expect(resizePatch(root, leaf)).toEqual({ spec: { resources: { requests: { storage: "3Gi" } } } });
+  });
+});
+
+describe("ClusterTree opt-in NotReady hysteresis", () => {
+  const th = { notReadyAfterMs: 30_000, recoverAfterMs: 5_000 };
+  test("NotReady only after the leaf failed for the threshold; Ready after it answered for the recovery time", () => {
+    let h = nextHealth(undefined, true, 0, th);
+    expect(h).toEqual({ health: { notReady: false, since: 0, answering: true }, changed: false });
+    h = nextHealth(h.health, false, 1_000, th);
+    expect(h.changed).toBe(false);
+    h = nextHealth(h.health, false, 30_999, th);
+    expect(h.health.notReady).toBe(false);
+    h = nextHealth(h.health, false, 31_000, th);
+    expect(h).toEqual({ health: { notReady: true, since: 1_000, answering: false }, changed: true });
+    h = nextHealth(h.health, true, 40_000, th); // answers again: not yet
+    expect(h.health.notReady).toBe(true);
+    h = nextHealth(h.health, false, 42_000, th); // a blip resets the recovery clock
+    h = nextHealth(h.health, true, 43_000, th);
+    h = nextHealth(h.health, true, 47_999, th);
+    expect(h.health.notReady).toBe(true);
+    h = nextHealth(h.health, true, 48_000, th);
+    expect(h).toEqual({ health: { notReady: false, since: 43_000, answering: true }, changed: true });
+  });
+  test("a leaf down from the start turns NotReady after the threshold too", () => {
+    const h = nextHealth(undefined, false, 0, th);
+    expect(h.health.notReady).toBe(false);
+    expect(nextHealth(h.health, false, 30_000, th).changed).toBe(true);
   });
 });

@@ -7,7 +7,7 @@
  *   - the kubelet API authorizes with SubjectAccessReviews: a certificate without RBAC gets 403, the
  *     root API server's kubelet client gets logs and exec;
  *   - the opt-in NotReady mode: the leaf's API server stopped, the virtual node keeps its Lease and
- *     turns Ready=False (not Unknown) with the root's not-ready taint; recovery.
+ *     turns Ready=False (not Unknown), the root's not-ready taint evicts its pods; recovery.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, request as httpsRequest, type Server } from "node:https";
@@ -25,6 +25,7 @@ import type { NodeObject } from "../../internal/clustertree/types.ts";
 import { assetsProblem, freePort, issueCert } from "../../internal/controlplane/index.ts";
 import type { KubeClient, KubeObject } from "../../internal/kube/index.ts";
 import { createLogger, silentLogger } from "../../internal/observability/index.ts";
+import { type KubeletStandIn, startKubeletStandIn } from "../helpers/kubelet-standin.ts";
 import { clusterObject, startTreeLab, type TreeLab } from "../helpers/tree-lab.ts";
 import { until } from "../helpers/wait.ts";
 
@@ -44,6 +45,7 @@ let leaf: KubeClient;
 let kubeletPort = 0;
 let kubelet: { stop(): Promise<void> } | undefined;
 let fakeLeafKubelet: Server | undefined;
+let rootKubelet: KubeletStandIn | undefined;
 const leafKubeletSaw: string[] = [];
 const tag = process.pid.toString(36);
 const pvData = `pv-data-${tag}`;
@@ -161,6 +163,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await tree?.stop().catch(() => undefined);
   await kubelet?.stop().catch(() => undefined);
+  await rootKubelet?.stop().catch(() => undefined);
   fakeLeafKubelet?.close();
   await lab?.stop();
 }, T);
@@ -516,10 +519,13 @@ const LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/ko
 
 describe.skipIf(problem !== undefined)("ClusterTree: the opt-in NotReady mode", () => {
   test(
-    "leaf API server stopped: the Lease is kept, the node turns Ready=False (not Unknown), its pods stay; back: Ready",
+    "leaf API server stopped: the Lease is kept, the node turns Ready=False (not Unknown), its pods are evicted; back: Ready",
     async () => {
       await tree!.stop();
       tree = await start({ notReadyAfterMs: 8_000, recoverAfterMs: 1_000 });
+      // A Ready node of the root's own beside the virtual one: with the virtual node alone NotReady, its
+      // zone would be fully disrupted and the root's node-lifecycle controller would evict nothing.
+      rootKubelet = await startKubeletStandIn(root, [{ name: "root-a", ip: "192.168.70.1" }]);
       await until(async () => readyOf(await vnode())?.status === "True", "kosmos-leaf1 Ready", 60_000, 200);
       await root.create(PODS, {
         apiVersion: "v1",
@@ -528,7 +534,15 @@ describe.skipIf(problem !== undefined)("ClusterTree: the opt-in NotReady mode", 
         spec: {
           nodeName: "kosmos-leaf1",
           terminationGracePeriodSeconds: 1,
-          tolerations: [{ key: "kosmos.io/node", operator: "Exists", effect: "NoSchedule" }],
+          tolerations: [
+            { key: "kosmos.io/node", operator: "Exists", effect: "NoSchedule" },
+            {
+              key: "node.kubernetes.io/not-ready",
+              operator: "Exists",
+              effect: "NoExecute",
+              tolerationSeconds: 1,
+            },
+          ],
           containers: [{ name: "c", image: "busybox" }],
         },
       });
@@ -580,9 +594,25 @@ describe.skipIf(problem !== undefined)("ClusterTree: the opt-in NotReady mode", 
       expect(
         ev.some((e) => e.involvedObject.name === "kosmos-leaf1" && e.reason === "NodeStatusSetToNotReady"),
       ).toBe(true);
-      // No eviction here: kosmos-leaf1 is the root's only node, so its zone is fully disrupted and the
-      // root's node-lifecycle controller evicts nothing (it would with a Ready node beside it).
-      expect((await root.get<PodObject>(`${PODS}/web`)).metadata.deletionTimestamp).toBeUndefined();
+      await until(
+        async () =>
+          ((await vnode()).spec?.taints ?? []).some(
+            (t) => t.key === "node.kubernetes.io/not-ready" && t.effect === "NoExecute",
+          ),
+        "not-ready NoExecute taint on kosmos-leaf1",
+        60_000,
+        250,
+      );
+      show("NotReady node taints", (await vnode()).spec?.taints);
+      // web tolerates not-ready for 1 s: evicted by the root, Terminating while its leaf is unreachable
+      await until(
+        async () => Boolean((await maybe(root.get<PodObject>(`${PODS}/web`)))?.metadata.deletionTimestamp),
+        "web evicted (Terminating)",
+        60_000,
+        250,
+      );
+      expect(await maybe(leaf.get(`${PODS}/web`))).toBeUndefined(); // leaf API server down: unreadable
+      expect(await maybe(root.get<PodObject>(`${PODS}/web`))).toBeDefined();
       await lab!.leaves[0]!.restartApiServer();
       await until(
         async () => readyOf(await vnode())?.status === "True",
@@ -590,8 +620,14 @@ describe.skipIf(problem !== undefined)("ClusterTree: the opt-in NotReady mode", 
         90_000,
         250,
       );
-      expect((await root.get<PodObject>(`${PODS}/web`)).status?.phase).toBe("Running");
-      await root.delete(`${PODS}/web`);
+      await until(
+        async () =>
+          (await maybe(root.get(`${PODS}/web`))) === undefined &&
+          (await maybe(leaf.get(`${PODS}/web`))) === undefined,
+        "web gone on both sides once the leaf answers",
+        90_000,
+        250,
+      );
       await until(
         async () =>
           !((await vnode()).spec?.taints ?? []).some((t) => t.key === "node.kubernetes.io/not-ready"),

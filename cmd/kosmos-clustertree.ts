@@ -2,8 +2,8 @@
 /** kosmos-clustertree: flags/env → startClusterTree + the kubelet API + /healthz /readyz /metrics. No logic here. */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
-import { startClusterTree, startKubeletServer } from "../internal/clustertree/index.ts";
-import { loadKubeConfig } from "../internal/kube/index.ts";
+import { startClusterTree, startKubeletServer, webhookAuthorizer } from "../internal/clustertree/index.ts";
+import { KubeClient, loadKubeConfig } from "../internal/kube/index.ts";
 import { createLogger, createRegistry, Gauge } from "../internal/observability/index.ts";
 
 const program = new Command("kosmos-clustertree")
@@ -41,8 +41,27 @@ const program = new Command("kosmos-clustertree")
     "--kubelet-insecure-skip-client-verify",
     "accept kubelet API clients without verifying them (upstream's default)",
   )
+  .option(
+    "--kubelet-authorization-mode <mode>",
+    "Webhook: each kubelet API request is a SubjectAccessReview (nodes/proxy, nodes/log, …) against the root API server, as a kubelet with --authorization-mode=Webhook; AlwaysAllow: any verified client",
+    "Webhook",
+  )
   .option("--no-leader-elect", "run without a Lease (single replica)")
   .option("--pod-workers <n>", "pods reconciled in parallel (each mostly waits on an API server)", "32")
+  .option(
+    "--update-root-node-status-notready",
+    "opt-in NotReady mode (upstream's --Update-RootNode-Status-Notready, also accepted): while a leaf does not answer, keep renewing its virtual nodes' Leases and say Ready=False once it has failed for --notready-after; without it the Leases stop and the root marks the nodes Unknown after 40 s",
+  )
+  .option(
+    "--Update-RootNode-Status-Notready",
+    "same as --update-root-node-status-notready (upstream's spelling)",
+  )
+  .option(
+    "--notready-after <duration>",
+    "NotReady mode: how long a leaf must fail before its nodes say Ready=False (ms, s, m or h)",
+    "30m",
+  )
+  .option("--ready-after <duration>", "NotReady mode: how long it must answer again before Ready=True", "5s")
   .parse();
 
 const o = program.opts<{
@@ -55,8 +74,13 @@ const o = program.opts<{
   kubeletKey?: string;
   kubeletClientCa?: string;
   kubeletInsecureSkipClientVerify?: boolean;
+  kubeletAuthorizationMode: string;
   leaderElect: boolean;
   podWorkers: string;
+  updateRootNodeStatusNotready?: boolean;
+  UpdateRootNodeStatusNotready?: boolean;
+  notreadyAfter: string;
+  readyAfter: string;
 }>();
 const log = createLogger({ component: "clustertree" });
 const kubeletPort = Number(o.listenPort);
@@ -69,6 +93,28 @@ if (!Number.isInteger(podWorkers) || podWorkers < 1) {
   console.error(`kosmos-clustertree: --pod-workers: want a whole number ≥ 1, got ${o.podWorkers}`);
   process.exit(2);
 }
+/** `30m`, `5s`, `1500ms`, `1h` → ms. */
+function durationMs(flag: string, v: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(v.trim());
+  if (!m) {
+    console.error(`kosmos-clustertree: ${flag}: want a duration like 30m, 5s or 1500ms, got ${v}`);
+    process.exit(2);
+  }
+  return Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+}
+const notReadyMode = Boolean(o.updateRootNodeStatusNotready || o.UpdateRootNodeStatusNotready);
+const notReady = notReadyMode
+  ? {
+      notReadyAfterMs: durationMs("--notready-after", o.notreadyAfter),
+      recoverAfterMs: durationMs("--ready-after", o.readyAfter),
+    }
+  : undefined;
+if (!["Webhook", "AlwaysAllow"].includes(o.kubeletAuthorizationMode)) {
+  console.error(
+    `kosmos-clustertree: --kubelet-authorization-mode: Webhook or AlwaysAllow, got ${o.kubeletAuthorizationMode}`,
+  );
+  process.exit(2);
+}
 const kc = loadKubeConfig(o.kubeconfig, { inClusterFirst: true });
 const tree = await startClusterTree({
   kubeconfig: kc,
@@ -77,6 +123,7 @@ const tree = await startClusterTree({
   nodeAddress: o.nodeIp,
   kubeletPort,
   podWorkers,
+  ...(notReady ? { notReady } : {}),
   logger: log,
 });
 let kubelet: Awaited<ReturnType<typeof startKubeletServer>> | undefined;
@@ -88,6 +135,7 @@ if (o.kubeletCert && o.kubeletKey) {
     insecureSkipClientVerify: o.kubeletInsecureSkipClientVerify,
     port: kubeletPort,
     leafOfPod: tree.leafOfPod,
+    ...(o.kubeletAuthorizationMode === "Webhook" ? { authorize: webhookAuthorizer(new KubeClient(kc)) } : {}),
     logger: log,
   });
 } else log.warn("no --kubelet-cert/--kubelet-key: kubectl logs/exec on pods in leaves will not work");
@@ -146,7 +194,7 @@ gauge(
   "time pod keys waited in the queue before a reconcile since start (sum)",
   () => tree.counters.podQueueWaitMs / 1000,
 );
-for (const q of ["clusters", "pods", "copies"])
+for (const q of ["clusters", "pods", "copies", "volumes"])
   gauge(
     `kosmos_clustertree_queue_${q}`,
     `keys queued or running in the ${q} work queue`,

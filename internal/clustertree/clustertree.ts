@@ -41,7 +41,7 @@ export interface RunningClusterTree {
   plans(): Map<string, NodePlan>;
   leaves(): LeafStatus[];
   /** Where a root pod runs: its leaf's client (for the kubelet API). */
-  leafOfPod(ns: string, name: string): { cluster: string; client: KubeClient } | undefined;
+  leafOfPod(ns: string, name: string): { cluster: string; client: KubeClient; node?: string } | undefined;
   counters: Counters;
   queueLengths(): Record<string, number>;
   idle(): Promise<void>;
@@ -60,7 +60,7 @@ function buildTree(o: ClusterTreeOptions): Tree {
   const counters = newCounters();
   const leafGone = new Map<string, string>();
   const event = eventRecorder(root, log);
-  const podEnv = makePodEnv({ root, inf, refs, leaves, leafGone, event, counters });
+  const podEnv = makePodEnv({ root, log, pvGone: new Map(), inf, refs, leaves, leafGone, event, counters });
   const leader = o.leaderElection === false;
   const q = makeQueues({
     log,
@@ -116,10 +116,15 @@ export async function startClusterTree(o: ClusterTreeOptions): Promise<RunningCl
       const p = t.inf.pods.get(name, ns);
       const ref = p ? t.refs.get(p.spec.nodeName ?? "") : undefined;
       const l = ref ? t.leaves.get(ref.cluster) : undefined;
-      return l ? { cluster: l.name, client: l.client } : undefined;
+      return l ? { cluster: l.name, client: l.client, node: p?.spec.nodeName } : undefined;
     },
     counters: t.counters,
-    queueLengths: () => ({ clusters: t.q.clusters.length, pods: t.q.pods.length, copies: t.q.copies.length }),
+    queueLengths: () => ({
+      clusters: t.q.clusters.length,
+      pods: t.q.pods.length,
+      copies: t.q.copies.length,
+      volumes: t.q.volumes.length,
+    }),
     idle: async () => {
       for (const q of t.q.all) await q.idle();
     },

@@ -7,7 +7,10 @@ import type { KubeClient } from "../kube/index.ts";
 import { objectKey } from "../kube/index.ts";
 import type { CopyKind } from "./deps.ts";
 import { Leaf, type LeafHandlers } from "./leaf.ts";
-import { ownedBy, renewLease } from "./nodes.ts";
+import { nodeEvent } from "./events.ts";
+import { DEFAULT_THRESHOLDS, nextHealth } from "./health.ts";
+import { markNotReady, ownedBy, renewLease } from "./nodes.ts";
+import { leafVolumeKeys } from "./volumes.ts";
 import type { Tree } from "./tree.ts";
 import { type DataObject, POD_LABEL, type PodObject, ROOT_UID_ANNOTATION } from "./types.ts";
 
@@ -53,6 +56,9 @@ function leafHandlers(t: Tree): LeafHandlers {
     onCopy: (c: string, kind: CopyKind, obj: DataObject) =>
       t.q.copies.add(`${c}/${kind}/${obj.metadata.namespace}/${obj.metadata.name}`),
     onHealth: (c: string) => t.q.clusters.add(c),
+    onVolume: (c, kind, obj) => {
+      for (const k of leafVolumeKeys(c, kind, obj)) t.q.volumes.add(k);
+    },
   };
 }
 
@@ -68,7 +74,38 @@ async function probe(leaf: Leaf): Promise<boolean> {
   }
 }
 
-/** Probe a leaf; while it answers and this process leads, renew its virtual nodes' Leases. */
+/** Opt-in NotReady mode: move the leaf's health on; write Ready=False, or queue the Ready=True write. */
+async function updateHealth(t: Tree, leaf: Leaf): Promise<void> {
+  if (!t.o.notReady) return;
+  const th = { ...DEFAULT_THRESHOLDS, ...t.o.notReady };
+  const { health, changed } = nextHealth(leaf.health, leaf.answering, Date.now(), th);
+  leaf.health = health;
+  if (!changed) return;
+  t.log.info({ cluster: leaf.name, notReady: health.notReady }, "leaf health changed");
+  if (!health.notReady || !t.leader) {
+    t.q.clusters.add(leaf.name); // applyNode writes the healthy conditions
+    return;
+  }
+  const message = `leaf cluster ${leaf.name} has not answered for ${Math.round((Date.now() - health.since) / 1000)} s: ${leaf.lastProbeError ?? ""}`;
+  for (const d of t.plans.get(leaf.name)?.nodes ?? []) {
+    const n = t.inf.vnodes.get(d.name);
+    if (!n || ownedBy(n) !== leaf.name) continue;
+    await markNotReady(t.root, d.name, message);
+    await nodeEvent(
+      t.root,
+      t.log,
+      { name: d.name, uid: n.metadata.uid },
+      "Warning",
+      "NodeStatusSetToNotReady",
+      message,
+    );
+  }
+}
+
+/**
+ * Probe a leaf; while this process leads, renew its virtual nodes' Leases — while the leaf answers,
+ * or always in the opt-in NotReady mode (then the nodes' Ready condition says what is known).
+ */
 export async function heartbeat(t: Tree, leaf: Leaf): Promise<void> {
   const was = leaf.answering;
   leaf.answering = await probe(leaf);
@@ -79,7 +116,10 @@ export async function heartbeat(t: Tree, leaf: Leaf): Promise<void> {
     );
     t.q.clusters.add(leaf.name);
   }
-  if (!leaf.answering || !t.leader) return; // no renewal: the root's node-lifecycle controller takes over
+  await updateHealth(t, leaf).catch((e) =>
+    t.log.warn({ cluster: leaf.name, err: (e as Error).message }, "could not write the nodes' Ready"),
+  );
+  if (!t.leader || (!leaf.answering && !t.o.notReady)) return; // the root's node-lifecycle controller takes over
   for (const d of t.plans.get(leaf.name)?.nodes ?? []) {
     const n = t.inf.vnodes.get(d.name);
     if (n && ownedBy(n) === leaf.name)

@@ -43,6 +43,8 @@ export interface PodDeps {
   serviceAccount: string;
   /** The pod mounts a projected SA token: the SA's token Secret must be copied. */
   token: boolean;
+  /** PersistentVolumeClaims: copied into the leaf, where the leaf binds them (storage.ts). */
+  pvcs: string[];
 }
 
 export type Converted =
@@ -147,11 +149,11 @@ function volumes(spec: PodSpec, deps: PodDeps): { field: string; message: string
       dropped.add(v.name);
       continue;
     }
-    if (v.persistentVolumeClaim)
-      return {
-        field: `spec.volumes[${i}].persistentVolumeClaim`,
-        message: `volume ${v.name}: PersistentVolumeClaims are not carried to leaf clusters yet`,
-      };
+    if (v.persistentVolumeClaim) {
+      if (!v.persistentVolumeClaim.claimName)
+        return { field: `spec.volumes[${i}].persistentVolumeClaim.claimName`, message: "empty claim name" };
+      deps.pvcs.push(v.persistentVolumeClaim.claimName);
+    }
     if (v.configMap?.name) {
       const optional = v.configMap.optional === true;
       (optional ? deps.optionalConfigMaps : deps.configMaps).push(v.configMap.name);
@@ -213,6 +215,7 @@ export function convertPod(root: PodObject, ref: VirtualNodeRef): Converted {
     optionalConfigMaps: [],
     serviceAccount: sa,
     token: false,
+    pvcs: [],
   };
   placement(spec, ref, sel as ClusterSelector | undefined);
   const bad = volumes(spec, deps);
@@ -247,6 +250,7 @@ export function convertPod(root: PodObject, ref: VirtualNodeRef): Converted {
       secrets: uniq(deps.secrets),
       optionalSecrets: uniq(deps.optionalSecrets.filter((s) => !deps.secrets.includes(s))),
       optionalConfigMaps: uniq(deps.optionalConfigMaps.filter((s) => !deps.configMaps.includes(s))),
+      pvcs: uniq(deps.pvcs),
     },
   };
 }

@@ -36,3 +36,31 @@ export function eventRecorder(root: KubeClient, log: Logger): PodEnv["event"] {
       .catch((e) => log.warn({ err: (e as Error).message }, "could not record an event"));
   };
 }
+
+/** A Kubernetes Event on a (virtual) Node, as a kubelet records NodeNotReady and the like. */
+export async function nodeEvent(
+  root: KubeClient,
+  log: Logger,
+  node: { name: string; uid?: string },
+  type: "Normal" | "Warning",
+  reason: string,
+  message: string,
+): Promise<void> {
+  const t = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  log.info({ node: node.name, reason, message }, "event");
+  await root
+    .create("/api/v1/namespaces/default/events", {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { generateName: `${node.name}.`, namespace: "default" },
+      involvedObject: { apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid },
+      reason,
+      message,
+      type,
+      source: { component: "kosmos-clustertree", host: node.name },
+      firstTimestamp: t,
+      lastTimestamp: t,
+      count: 1,
+    })
+    .catch((e) => log.warn({ err: (e as Error).message }, "could not record an event"));
+}

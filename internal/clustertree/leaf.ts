@@ -7,7 +7,15 @@
 import { type ClusterObject, memberKubeconfig } from "../controller/index.ts";
 import { Informer, KubeClient, kubeConfigFromYaml } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
-import { type DataObject, type NodeObject, type PodObject, SYNCED_LABEL } from "./types.ts";
+import type { LeafHealth } from "./health.ts";
+import {
+  type DataObject,
+  type NodeObject,
+  type PodObject,
+  type PvcObject,
+  type PvObject,
+  SYNCED_LABEL,
+} from "./types.ts";
 
 export interface LeafProblem {
   reason: "NoKubeconfig" | "InvalidKubeconfig";
@@ -19,6 +27,8 @@ export interface LeafHandlers {
   onPod(cluster: string, pod: PodObject, old: PodObject | undefined, deleted: boolean): void;
   onCopy(cluster: string, kind: "configmaps" | "secrets", obj: DataObject): void;
   onHealth(cluster: string): void;
+  /** A Kosmos PVC copy or any PV of the leaf changed. */
+  onVolume(cluster: string, kind: "pvc" | "pv", obj: PvcObject | PvObject): void;
 }
 
 export class Leaf {
@@ -26,11 +36,16 @@ export class Leaf {
   readonly pods: Informer<PodObject>;
   readonly configMaps: Informer<DataObject>;
   readonly secrets: Informer<DataObject>;
+  /** The PVCs Kosmos copied here, and every PV (a copy binds to any of them). */
+  readonly pvcs: Informer<PvcObject>;
+  readonly pvs: Informer<PvObject>;
   /** Namespaces and ServiceAccounts known to exist (created or found), so each is ensured once. */
   readonly ensured = new Set<string>();
   /** The last heartbeat probe answered (GET /version). */
   answering = false;
   lastProbeError: string | undefined;
+  /** The opt-in NotReady mode's state (health.ts); undefined when the mode is off. */
+  health: LeafHealth | undefined;
   kubeletVersion = "";
   /** Pods per leaf node, maintained from the informer (capacity planning reads it often). */
   private readonly byNode = new Map<string, Map<string, PodObject>>();
@@ -59,6 +74,20 @@ export class Leaf {
       labelSelector: sel,
       name: `secrets@${name}`,
     });
+    this.pvcs = new Informer<PvcObject>({
+      ...common,
+      path: "/api/v1/persistentvolumeclaims",
+      labelSelector: sel,
+      name: `pvcs@${name}`,
+    });
+    this.pvs = new Informer<PvObject>({ ...common, path: "/api/v1/persistentvolumes", name: `pvs@${name}` });
+    for (const [kind, inf] of [
+      ["pvc", this.pvcs],
+      ["pv", this.pvs],
+    ] as const) {
+      const v = (o: PvcObject | PvObject): void => h.onVolume(name, kind, o);
+      (inf as Informer<PvcObject | PvObject>).on("add", v).on("update", v).on("delete", v);
+    }
     const nodes = (): void => h.onNodes(name);
     this.nodes
       .on("add", nodes)
@@ -100,17 +129,16 @@ export class Leaf {
     ] as const) {
       inf.on("add", (o) => h.onCopy(name, kind, o)).on("delete", (o) => h.onCopy(name, kind, o));
     }
-    for (const inf of [this.nodes, this.pods, this.configMaps, this.secrets])
-      inf.onHealth(() => h.onHealth(name));
+    for (const inf of this.informers()) inf.onHealth(() => h.onHealth(name));
   }
 
   start(): void {
     for (const i of this.informers()) i.start();
   }
 
-  informers(): Informer<NodeObject | PodObject | DataObject>[] {
-    return [this.nodes, this.pods, this.configMaps, this.secrets] as Informer<
-      NodeObject | PodObject | DataObject
+  informers(): Informer<NodeObject | PodObject | DataObject | PvcObject | PvObject>[] {
+    return [this.nodes, this.pods, this.configMaps, this.secrets, this.pvcs, this.pvs] as Informer<
+      NodeObject | PodObject | DataObject | PvcObject | PvObject
     >[];
   }
 
@@ -124,6 +152,11 @@ export class Leaf {
     if (failing) return `${failing.o.name}: ${failing.lastError ?? "listing"}`;
     if (!this.answering && this.lastProbeError) return this.lastProbeError;
     return undefined;
+  }
+
+  /** The virtual nodes may say Ready=True: the leaf answers (and, in NotReady mode, has recovered). */
+  healthy(): boolean {
+    return this.answering && !this.health?.notReady;
   }
 
   podsOn(node: string): PodObject[] {

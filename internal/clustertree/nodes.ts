@@ -178,3 +178,26 @@ export async function renewLease(root: KubeClient, node: NodeObject): Promise<vo
       });
   }
 }
+
+/** Ready=False (the opt-in NotReady mode); the other conditions are left as they are. */
+export async function markNotReady(root: KubeClient, name: string, message: string): Promise<void> {
+  const t = now();
+  await root.patch(
+    `/api/v1/nodes/${encodeURIComponent(name)}/status`,
+    {
+      status: {
+        conditions: [
+          {
+            type: "Ready",
+            status: "False",
+            reason: "ClusterNotReachable",
+            message,
+            lastHeartbeatTime: t,
+            lastTransitionTime: t,
+          },
+        ],
+      },
+    },
+    "strategic",
+  );
+}

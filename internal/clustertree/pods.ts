@@ -26,6 +26,7 @@ import {
 } from "./deps.ts";
 import type { Leaf } from "./leaf.ts";
 import { statusFromLeaf } from "./status.ts";
+import { copyPvcs, type PvcProblem, type VolumeEnv } from "./volumes.ts";
 import {
   DAEMONSET_ALLOW,
   type DataObject,
@@ -36,7 +37,7 @@ import {
   type VirtualNodeRef,
 } from "./types.ts";
 
-export interface PodEnv {
+export interface PodEnv extends VolumeEnv {
   root: KubeClient;
   rootPod(key: string): PodObject | undefined;
   rootPods(): PodObject[];
@@ -208,7 +209,11 @@ async function createLeafPod(env: PodEnv, leaf: Leaf, root: PodObject, ref: Virt
   await ensureNamespace(leaf, ns);
   await ensureServiceAccount(leaf, ns, c.deps.serviceAccount);
   try {
-    await copyDeps(env, leaf, root, c.deps);
+    const problem = await copyDeps(env, leaf, root, c.deps);
+    if (problem) {
+      env.event(root, "Warning", "ConvertFailed", `${problem.field}: ${problem.message}`);
+      return; // the claim's spec is immutable: retrying cannot help
+    }
   } catch (e) {
     if (e instanceof ClashError || e instanceof WaitError)
       env.event(root, "Warning", e instanceof ClashError ? "NameClash" : "Waiting", e.message);
@@ -254,7 +259,12 @@ async function ensureServiceAccount(leaf: Leaf, ns: string, sa: string): Promise
   leaf.ensured.add(`sa/${ns}/${sa}`);
 }
 
-async function copyDeps(env: PodEnv, leaf: Leaf, root: PodObject, d: PodDeps): Promise<void> {
+async function copyDeps(
+  env: PodEnv,
+  leaf: Leaf,
+  root: PodObject,
+  d: PodDeps,
+): Promise<PvcProblem | undefined> {
   const ns = root.metadata.namespace!;
   const wanted: [CopyKind, string, boolean][] = [
     ...d.configMaps.map((n): [CopyKind, string, boolean] => ["configmaps", n, true]),
@@ -289,6 +299,7 @@ async function copyDeps(env: PodEnv, leaf: Leaf, root: PodObject, d: PodDeps): P
     const inf = kind === "configmaps" ? leaf.configMaps : leaf.secrets;
     await upsertCopy(leaf.client, kind, want, inf.get(want.metadata.name, ns));
   }
+  return copyPvcs(env, leaf, ns, d.pvcs, (m) => new WaitError(m));
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { type KubeClient, WorkQueue } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
+import { reconcileVolume } from "./volumes.ts";
 import type { Leaf } from "./leaf.ts";
 import { type Counters, type PodEnv, reconcileCopy, reconcilePod, WaitError } from "./pods.ts";
 import type { Backoff, RootInformers, TreeQueues } from "./tree.ts";
@@ -12,6 +13,8 @@ import type { VirtualNodeRef } from "./types.ts";
 
 export function makePodEnv(s: {
   root: KubeClient;
+  log: Logger;
+  pvGone: Map<string, string>;
   inf: RootInformers;
   refs: Map<string, VirtualNodeRef>;
   leaves: Map<string, Leaf>;
@@ -21,6 +24,11 @@ export function makePodEnv(s: {
 }): PodEnv {
   return {
     root: s.root,
+    log: s.log,
+    pvGone: s.pvGone,
+    rootPvc: (ns, n) => s.inf.pvcs.get(n, ns),
+    rootPv: (n) => s.inf.pvs.get(n),
+    refs: () => s.refs,
     rootPod: (k) => {
       const [ns, n] = k.split("/") as [string, string];
       return s.inf.pods.get(n, ns);
@@ -77,13 +85,21 @@ export function makeQueues(o: {
     ...backoff,
     process: (k) => reconcileCopy(podEnv, k),
   });
+  const volumes = new WorkQueue({
+    name: "volumes",
+    logger: log,
+    workers: 2,
+    ...backoff,
+    process: (k) => reconcileVolume(podEnv, k),
+  });
   const clusters = new WorkQueue({ name: "clusters", logger: log, ...backoff, process: o.reconcileCluster });
-  const all = [clusters, pods, copies];
+  const all = [clusters, pods, copies, volumes];
   if (!o.leader) for (const q of all) q.pause();
   return {
     clusters,
     pods,
     copies,
+    volumes,
     all,
     enqueuePod: (k) => {
       if (!podAddedAt.has(k)) podAddedAt.set(k, performance.now());

@@ -8,6 +8,7 @@ import { connectLeaf, stopLeaf } from "./connections.ts";
 import { type Leaf, leafClient, leafKubeconfig } from "./leaf.ts";
 import { type DesiredNode, planNodes, treeEnabled } from "./model.ts";
 import { applyNode, deleteNode, ownedBy } from "./nodes.ts";
+import { leafVolumeKeys } from "./volumes.ts";
 import { CLUSTERS_PATH, enqueuePodsOf, nodeEnvOf, type Tree } from "./tree.ts";
 import { CONDITION, FINALIZER, POD_LABEL, ROOT_ROLE_ANNOTATION } from "./types.ts";
 
@@ -105,7 +106,7 @@ async function applyPlan(
       problems.push(`root node ${d.name} belongs to Cluster ${other.cluster}`);
       continue;
     }
-    const p = await applyNode(nodeEnvOf(t, leaf), d, leaf.answering);
+    const p = await applyNode(nodeEnvOf(t, leaf), d, leaf.healthy());
     if (p) problems.push(p);
     else {
       applied.push(d);
@@ -125,6 +126,8 @@ function seedLeaf(t: Tree, name: string, leaf: Leaf): void {
     ["secrets", leaf.secrets],
   ] as const)
     for (const x of inf.list()) t.q.copies.add(`${name}/${kind}/${x.metadata.namespace}/${x.metadata.name}`);
+  for (const x of leaf.pvcs.list()) for (const k of leafVolumeKeys(name, "pvc", x)) t.q.volumes.add(k);
+  for (const x of leaf.pvs.list()) for (const k of leafVolumeKeys(name, "pv", x)) t.q.volumes.add(k);
   // leaf pods whose root pod is gone (deleted while no clustertree ran)
   for (const lp of leaf.pods.list())
     if (

@@ -10,16 +10,13 @@
  *        WebSocket) → the leaf API server's pods/exec, the upgraded connection piped both ways.
  * Everything else is 404, as upstream (no attach, port-forward or stats).
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import {
-  type RequestOptions,
-  request as httpsRequest,
-  createServer as httpsServer,
-  type Server,
-} from "node:https";
+import { createServer as httpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { type RequestOptions, request as httpsRequest } from "node:https";
 import type { Duplex } from "node:stream";
+import { type Server, type TLSSocket, createServer as tlsServer } from "node:tls";
 import type { KubeClient } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
+import { type Authorizer, forbiddenText, kubeletAttributes, type KubeletUser, userOfCert } from "./authz.ts";
 
 export interface KubeletServerOptions {
   cert: string;
@@ -30,8 +27,13 @@ export interface KubeletServerOptions {
   insecureSkipClientVerify?: boolean;
   host?: string;
   port: number;
-  /** Where a root pod runs. */
-  leafOfPod(ns: string, name: string): { cluster: string; client: KubeClient } | undefined;
+  /** Where a root pod runs (its virtual node, its leaf). */
+  leafOfPod(ns: string, name: string): { cluster: string; client: KubeClient; node?: string } | undefined;
+  /**
+   * Authorize each request as a kubelet with `--authorization-mode=Webhook` (authz.ts). Without it,
+   * any verified client is allowed (a kubelet's AlwaysAllow).
+   */
+  authorize?: Authorizer;
   logger: Logger;
 }
 
@@ -110,21 +112,36 @@ const UPGRADE_HEADERS = [
   "sec-websocket-extensions",
 ];
 
-export function startKubeletServer(
+/**
+ * Authorize a request for a pod's virtual node: undefined when allowed, else [status, text]. No
+ * verified certificate (only possible with insecureSkipClientVerify) is 401, as a kubelet without
+ * anonymous access answers.
+ */
+/** Client certificate subjects, by TLS socket (Bun's https server does not expose peer certificates). */
+type Peers = WeakMap<object, Record<string, string | string[]> | undefined>;
+
+async function check(
   o: KubeletServerOptions,
-): Promise<{ server: Server; port: number; stop(): Promise<void> }> {
-  if (!o.clientCA && !o.insecureSkipClientVerify)
-    throw new Error("the kubelet API needs a client CA (or an explicit insecure opt-out)");
-  const server = httpsServer({
-    cert: o.cert,
-    key: o.key,
-    ca: o.clientCA,
-    requestCert: true,
-    rejectUnauthorized: !o.insecureSkipClientVerify,
-    minVersion: "TLSv1.2",
-  });
-  const log = o.logger;
-  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+  peers: Peers,
+  req: IncomingMessage,
+  node: string,
+): Promise<[number, string] | undefined> {
+  if (!o.authorize) return undefined;
+  const user: KubeletUser | undefined = userOfCert(peers.get(req.socket));
+  if (!user) return [401, "Unauthorized"];
+  const a = kubeletAttributes(req.method ?? "GET", req.url ?? "/", node);
+  const r = await o.authorize(user, a);
+  if (r.allowed) return undefined;
+  o.logger.info(
+    { user: user.name, groups: user.groups, ...a, reason: r.reason },
+    "kubelet API request forbidden",
+  );
+  return [403, forbiddenText(user, a)];
+}
+
+/** Logs: authorize, then stream the leaf's pods/log. */
+function onRequest(o: KubeletServerOptions, peers: Peers, log: Logger) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
     void (async () => {
       if (req.url === "/healthz") {
         res.writeHead(200).end("ok");
@@ -136,6 +153,11 @@ export function startKubeletServer(
         return;
       }
       const leaf = o.leafOfPod(t.ns, t.pod);
+      const denied = await check(o, peers, req, leaf?.node ?? "");
+      if (denied) {
+        res.writeHead(denied[0], { "Content-Type": "text/plain" }).end(denied[1]);
+        return;
+      }
       if (!leaf) {
         res.writeHead(404).end(`pod ${t.ns}/${t.pod} is not on a virtual node of a connected leaf`);
         return;
@@ -156,11 +178,22 @@ export function startKubeletServer(
       if (!res.headersSent) res.writeHead(500);
       res.end((e as Error).message);
     });
-  });
-  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  };
+}
+
+/** Exec: authorize, then pipe the upgraded connection to the leaf's pods/exec. */
+function onUpgrade(o: KubeletServerOptions, peers: Peers, log: Logger) {
+  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     void (async () => {
       const t = leafPath(req.url ?? "/");
       const leaf = t?.kind === "exec" ? o.leafOfPod(t.ns, t.pod) : undefined;
+      const denied = await check(o, peers, req, leaf?.node ?? "");
+      if (denied) {
+        socket.end(
+          `HTTP/1.1 ${denied[0]} ${denied[0] === 401 ? "Unauthorized" : "Forbidden"}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(denied[1])}\r\nConnection: close\r\n\r\n${denied[1]}`,
+        );
+        return;
+      }
       if (!t || !leaf) {
         socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         return;
@@ -209,17 +242,53 @@ export function startKubeletServer(
       log.warn({ err: (e as Error).message, url: req.url }, "kubelet API upgrade failed");
       socket.destroy();
     });
-  });
+  };
+}
+
+export function startKubeletServer(
+  o: KubeletServerOptions,
+): Promise<{ server: Server; port: number; stop(): Promise<void> }> {
+  if (!o.clientCA && !o.insecureSkipClientVerify)
+    throw new Error("the kubelet API needs a client CA (or an explicit insecure opt-out)");
+  // TLS first (the verified peer certificate is read there), then HTTP on the TLS socket.
+  const peers: Peers = new WeakMap();
+  const server = httpServer();
+  const tls: Server = tlsServer(
+    {
+      cert: o.cert,
+      key: o.key,
+      ca: o.clientCA,
+      requestCert: true,
+      rejectUnauthorized: !o.insecureSkipClientVerify,
+      minVersion: "TLSv1.2",
+    },
+    (sock: TLSSocket) => {
+      peers.set(
+        sock,
+        sock.authorized
+          ? (sock.getPeerCertificate()?.subject as unknown as Record<string, string | string[]>)
+          : undefined,
+      );
+      server.emit("connection", sock);
+    },
+  );
+  const log = o.logger;
+  server.on("request", onRequest(o, peers, log));
+  server.on("upgrade", onUpgrade(o, peers, log));
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.host ?? "0.0.0.0", () => {
-      const addr = server.address();
+    tls.once("error", reject);
+    tls.listen(o.port, o.host ?? "0.0.0.0", () => {
+      const addr = tls.address();
       const port = typeof addr === "object" && addr ? addr.port : o.port;
       log.info({ port, verifyClients: !o.insecureSkipClientVerify }, "kubelet API listening");
       resolve({
-        server,
+        server: tls,
         port,
-        stop: () => new Promise<void>((r) => server.close(() => r())),
+        stop: () =>
+          new Promise<void>((r) => {
+            server.close();
+            tls.close(() => r());
+          }),
       });
     });
   });

@@ -7,6 +7,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { ClusterObject } from "../controller/index.ts";
 import { Informer, type KubeClient, objectKey, type WorkQueue } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
+import type { HealthThresholds } from "./health.ts";
 import type { Leaf } from "./leaf.ts";
 import type { NodePlan } from "./model.ts";
 import type { NodeEnv } from "./nodes.ts";
@@ -16,6 +17,9 @@ import {
   NODE_LABEL,
   type NodeObject,
   type PodObject,
+  type PvcObject,
+  type PvObject,
+  SYNCED_LABEL,
   type VirtualNodeRef,
 } from "./types.ts";
 
@@ -36,6 +40,12 @@ export interface ClusterTreeOptions {
   kubeletPort?: number;
   /** Node Lease renewal period (default 10 s, as upstream). */
   heartbeatMs?: number;
+  /**
+   * Upstream's opt-in NotReady mode (`--Update-RootNode-Status-Notready`): an unreachable leaf's
+   * virtual nodes keep their Lease and say Ready=False after `notReadyAfterMs` (health.ts). Off:
+   * the Lease stops and the root's node-lifecycle controller marks them Unknown (upstream's default).
+   */
+  notReady?: Partial<HealthThresholds>;
   /** Parallel pod reconciles (default 32: each mostly waits on an API server). */
   podWorkers?: number;
   logger?: Logger;
@@ -55,6 +65,9 @@ export interface RootInformers {
   pods: Informer<PodObject>;
   configMaps: Informer<DataObject>;
   secrets: Informer<DataObject>;
+  /** Every PVC (a pod may use any), and the PVs Kosmos mirrored from leaves. */
+  pvcs: Informer<PvcObject>;
+  pvs: Informer<PvObject>;
   all: Informer<{ metadata: { name: string } }>[];
 }
 
@@ -62,6 +75,8 @@ export interface TreeQueues {
   clusters: WorkQueue;
   pods: WorkQueue;
   copies: WorkQueue;
+  /** `pvc/<cluster>/<ns>/<name>` and `pv/<cluster>/<name>` (volumes.ts). */
+  volumes: WorkQueue;
   all: WorkQueue[];
   /** Add a pod key, remembering when it was first queued (queue-wait metric). */
   enqueuePod(key: string): void;
@@ -99,8 +114,17 @@ export function createRootInformers(common: { client: KubeClient; logger: Logger
   const pods = new Informer<PodObject>({ ...common, path: "/api/v1/pods", name: "pods" });
   const configMaps = new Informer<DataObject>({ ...common, path: "/api/v1/configmaps", name: "configmaps" });
   const secrets = new Informer<DataObject>({ ...common, path: "/api/v1/secrets", name: "secrets" });
-  const all = [clusters, vnodes, pods, configMaps, secrets] as Informer<{ metadata: { name: string } }>[];
-  return { clusters, vnodes, pods, configMaps, secrets, all };
+  const pvcs = new Informer<PvcObject>({ ...common, path: "/api/v1/persistentvolumeclaims", name: "pvcs" });
+  const pvs = new Informer<PvObject>({
+    ...common,
+    path: "/api/v1/persistentvolumes",
+    labelSelector: `${SYNCED_LABEL}=true`,
+    name: "pv-mirrors",
+  });
+  const all = [clusters, vnodes, pods, configMaps, secrets, pvcs, pvs] as Informer<{
+    metadata: { name: string };
+  }>[];
+  return { clusters, vnodes, pods, configMaps, secrets, pvcs, pvs, all };
 }
 
 /** What applying a leaf's virtual nodes needs. */

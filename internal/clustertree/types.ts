@@ -193,3 +193,53 @@ export interface VirtualNodeRef {
   /** one2party: the selector of its leaf nodes. */
   selector?: LabelSelector;
 }
+
+/** On a root PV/PVC mirror (upstream): the leaf clusters that hold it, comma-separated. */
+export const OWNERS_ANNOTATION = "kosmos-io/cluster-owners";
+/** (ours) On a leaf PVC copy: the root PVC's UID; on a root PV mirror: the leaf PV's UID. */
+export const SOURCE_UID_ANNOTATION = "kosmos.io/source-uid";
+/** PV node-affinity keys whose values name a node (upstream rewrites these to the virtual node). */
+export const HOSTNAME_KEYS = ["kubernetes.io/hostname", "beta.kubernetes.io/hostname", "openebs.io/nodename"];
+
+export interface ObjectRef {
+  kind?: string;
+  apiVersion?: string;
+  namespace?: string;
+  name?: string;
+  uid?: string;
+  resourceVersion?: string;
+}
+
+export type PvcObject = KubeObject & {
+  spec: {
+    accessModes?: string[];
+    resources?: { requests?: Quantities; limits?: Quantities };
+    selector?: LabelSelector;
+    storageClassName?: string;
+    volumeMode?: string;
+    volumeName?: string;
+    dataSource?: ObjectRef;
+    dataSourceRef?: ObjectRef;
+    [k: string]: unknown;
+  };
+  status?: {
+    phase?: string;
+    capacity?: Quantities;
+    conditions?: unknown[];
+    allocatedResources?: Quantities;
+    allocatedResourceStatuses?: Record<string, string>;
+    [k: string]: unknown;
+  };
+};
+
+export type PvObject = KubeObject & {
+  spec: {
+    capacity?: Quantities;
+    claimRef?: ObjectRef;
+    nodeAffinity?: { required?: { nodeSelectorTerms: NodeSelectorTerm[] } };
+    persistentVolumeReclaimPolicy?: string;
+    storageClassName?: string;
+    [k: string]: unknown;
+  };
+  status?: { phase?: string; message?: string; reason?: string };
+};

@@ -5,7 +5,14 @@ import type { CopyKind } from "./deps.ts";
 import { ownedBy } from "./nodes.ts";
 import { carried } from "./pods.ts";
 import { enqueuePodsOf, type Tree } from "./tree.ts";
-import type { DataObject, PodObject } from "./types.ts";
+import { mirrorOwner } from "./storage.ts";
+import {
+  type DataObject,
+  type PodObject,
+  type PvcObject,
+  type PvObject,
+  SOURCE_UID_ANNOTATION,
+} from "./types.ts";
 
 /** A root ConfigMap / Secret changed: refresh its copies, and wake pods waiting for it. */
 function onRootObject(t: Tree, kind: CopyKind, obj: DataObject): void {
@@ -21,7 +28,38 @@ function onRootObject(t: Tree, kind: CopyKind, obj: DataObject): void {
   }
 }
 
+/** A root PVC changed: its leaf copies are looked at, and pods waiting for it are woken. */
+function onRootPvc(t: Tree, c: PvcObject): void {
+  const ns = c.metadata.namespace!;
+  for (const [cluster, l] of t.leaves) {
+    if (l.pvcs.get(c.metadata.name, ns)) t.q.volumes.add(`pvc/${cluster}/${ns}/${c.metadata.name}`);
+    enqueuePodsOf(t, cluster, ns, true);
+  }
+}
+
+/** A root PV mirror changed or went; one a user deleted while its leaf PV lives is remembered. */
+function onRootPv(t: Tree, pv: PvObject, deleted: boolean): void {
+  const cluster = mirrorOwner(pv);
+  if (!cluster) return;
+  const name = pv.metadata.name;
+  const lpv = t.leaves.get(cluster)?.pvs.get(name);
+  const uid = pv.metadata.annotations?.[SOURCE_UID_ANNOTATION];
+  if (deleted && uid && lpv && !lpv.metadata.deletionTimestamp && uid === lpv.metadata.uid)
+    t.podEnv.pvGone.set(name, uid);
+  t.q.volumes.add(`pv/${cluster}/${name}`);
+}
+
+function wireStorage(t: Tree): void {
+  const pvc = (c: PvcObject): void => onRootPvc(t, c);
+  t.inf.pvcs.on("add", pvc).on("update", pvc).on("delete", pvc);
+  t.inf.pvs
+    .on("add", (p) => onRootPv(t, p, false))
+    .on("update", (p) => onRootPv(t, p, false))
+    .on("delete", (p) => onRootPv(t, p, true));
+}
+
 export function wireRootInformers(t: Tree): void {
+  wireStorage(t);
   const { clusters, vnodes, pods } = t.inf;
   const q = t.q;
   clusters

@@ -238,6 +238,7 @@ describe("pod conversion", () => {
       secrets: ["pw", "tls"],
       optionalSecrets: ["regcred"],
       optionalConfigMaps: [],
+      pvcs: [],
       serviceAccount: "web-sa",
       token: true,
     });
@@ -283,12 +284,18 @@ describe("pod conversion", () => {
     expect(!bad.ok && bad.field).toBe("metadata.annotations[kosmos.io/cluster-selector]");
   });
 
-  test("a PVC volume cannot be converted: the field is named", () => {
+  test("a PVC volume is kept and its claim is a dependency; an empty claim name is named", () => {
     const r = root();
     r.spec.volumes!.push({ name: "db", persistentVolumeClaim: { claimName: "db" } });
     const c = convertPod(r, { cluster: "leaf1", mode: "one2cluster" });
-    expect(c.ok).toBe(false);
-    expect(!c.ok && c.field).toBe("spec.volumes[2].persistentVolumeClaim");
+    expect(c.ok && c.deps.pvcs).toEqual(["db"]);
+    expect(c.ok && c.pod.spec.volumes![2]).toEqual({
+      name: "db",
+      persistentVolumeClaim: { claimName: "db" },
+    });
+    r.spec.volumes![2] = { name: "db", persistentVolumeClaim: { claimName: "" } };
+    const bad = convertPod(r, { cluster: "leaf1", mode: "one2cluster" });
+    expect(!bad.ok && bad.field).toBe("spec.volumes[2].persistentVolumeClaim.claimName");
   });
 
   test("updates carry images, labels, annotations and activeDeadlineSeconds only", () => {

@@ -1,8 +1,7 @@
 #!/usr/bin/env bun
 /** kosmos-agent: the per-node daemon. Flags and environment -> AgentConfig -> Agent. No logic here. */
 import { Command, Option } from "commander";
-import { Agent, AGENT_VERSION, webCredentials } from "../internal/agent/index.ts";
-import { parseHostPort, startAgentDns } from "../internal/dns/index.ts";
+import { AGENT_VERSION, Agent, webCredentials } from "../internal/agent/index.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -50,8 +49,20 @@ const program = new Command("kosmos-agent")
   .addOption(new Option("--log-level <level>", "pino level").env("KOSMOS_LOG_LEVEL").default("info"))
   .option("--uninstall-on-exit", "remove everything the agent owns from the kernel when stopping", false)
   .option("--uninstall", "remove everything the agent owns from the kernel, then exit", false)
-  .addOption(new Option("--dns-listen <host:port>", "serve clusterset.local (multi-cluster services) on this node-local address, e.g. 169.254.20.11:53").env("KOSMOS_DNS_LISTEN"))
-  .addOption(new Option("--dns-upstream <host:port>", "where other names are forwarded (repeatable; default: nameservers of /etc/resolv.conf)").argParser(collect).default([]));
+  .addOption(
+    new Option(
+      "--dns-listen <host:port>",
+      "serve clusterset.local (multi-cluster services) on this node-local address, e.g. 169.254.20.11:53",
+    ).env("KOSMOS_DNS_LISTEN"),
+  )
+  .addOption(
+    new Option(
+      "--dns-upstream <host:port>",
+      "where other names are forwarded (repeatable; default: nameservers of /etc/resolv.conf)",
+    )
+      .argParser(collect)
+      .default([]),
+  );
 
 program.parse();
 const o = program.opts<{
@@ -125,17 +136,22 @@ try {
   process.exit(1);
 }
 await Bun.write(`${o.dataDir}/agent.pid`, `${process.pid}\n`);
-// Multi-cluster services DNS (docs/services.md): answered from this agent's replica.
-const dns = o.dnsListen
-  ? await startAgentDns(
-      { node: o.node, store: agent.store, liveness: () => agent.livenessView() },
-      {
-        listen: o.dnsListen,
-        ...(o.dnsUpstream.length ? { upstreams: o.dnsUpstream.map((u) => parseHostPort(u)) } : {}),
-        logger: agent.logger.child({ component: "dns" }),
-      },
-    )
-  : undefined;
+// Multi-cluster services DNS (docs/services.md): answered from this agent's replica. Loaded only
+// when asked for: an agent without --dns-listen does not pay for the DNS code (~1-2 MB of RSS).
+const dnsModule = o.dnsListen ? await import("../internal/dns/index.ts") : undefined;
+const dns =
+  o.dnsListen && dnsModule
+    ? await dnsModule.startAgentDns(
+        { node: o.node, store: agent.store, liveness: () => agent.livenessView() },
+        {
+          listen: o.dnsListen,
+          ...(o.dnsUpstream.length
+            ? { upstreams: o.dnsUpstream.map((u) => dnsModule.parseHostPort(u)) }
+            : {}),
+          logger: agent.logger.child({ component: "dns" }),
+        },
+      )
+    : undefined;
 
 let stopping = false;
 for (const sig of ["SIGTERM", "SIGINT"] as const) {

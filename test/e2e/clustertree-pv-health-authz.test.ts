@@ -10,7 +10,7 @@
  *     turns Ready=False (not Unknown), the root's not-ready taint evicts its pods; recovery.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createServer, request as httpsRequest, type Server } from "node:https";
+import { request as httpsRequest, type Server } from "node:https";
 import { connect } from "node:tls";
 import {
   type PodObject,
@@ -26,7 +26,7 @@ import { assetsProblem, freePort, issueCert } from "../../internal/controlplane/
 import type { KubeClient, KubeObject } from "../../internal/kube/index.ts";
 import { createLogger, silentLogger } from "../../internal/observability/index.ts";
 import { type KubeletStandIn, startKubeletStandIn } from "../helpers/kubelet-standin.ts";
-import { clusterObject, startTreeLab, type TreeLab } from "../helpers/tree-lab.ts";
+import { clusterObject, startRecordingLeafKubelet, startTreeLab, type TreeLab } from "../helpers/tree-lab.ts";
 import { until } from "../helpers/wait.ts";
 
 const problem = assetsProblem();
@@ -46,7 +46,7 @@ let kubeletPort = 0;
 let kubelet: { stop(): Promise<void> } | undefined;
 let fakeLeafKubelet: Server | undefined;
 let rootKubelet: KubeletStandIn | undefined;
-const leafKubeletSaw: string[] = [];
+let leafKubeletSaw: string[] = [];
 const tag = process.pid.toString(36);
 const pvData = `pv-data-${tag}`;
 const pvLogs = `pv-logs-${tag}`;
@@ -376,40 +376,9 @@ function execThroughRoot(pod: string): Promise<string> {
 
 /** The leaf node l1-b gets a tiny HTTPS kubelet (the stand-in runs none): answers logs, accepts exec. */
 async function startFakeLeafKubelet(): Promise<void> {
-  const leafCp = lab!.leaves[0]!;
-  const kc = await issueCert(leafCp.ca, leafCp.dir, {
-    name: "l1b-kubelet",
-    cn: "l1-b",
-    usage: "server",
-    hosts: ["127.0.0.1"],
-  });
-  fakeLeafKubelet = createServer({
-    cert: await Bun.file(kc.certPath).text(),
-    key: await Bun.file(kc.keyPath).text(),
-  });
-  fakeLeafKubelet.on("request", (req, res) => {
-    leafKubeletSaw.push(req.url ?? "");
-    res.writeHead(200, { "Content-Type": "text/plain" }).end(`hello from l1-b ${req.url}\n`);
-  });
-  fakeLeafKubelet.on("upgrade", (req, socket) => {
-    leafKubeletSaw.push(req.url ?? "");
-    socket.end(
-      "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
-    );
-  });
-  const port = await new Promise<number>((r) =>
-    fakeLeafKubelet!.listen(0, "127.0.0.1", () => r((fakeLeafKubelet!.address() as { port: number }).port)),
-  );
-  await leaf.patch(
-    "/api/v1/nodes/l1-b/status",
-    {
-      status: {
-        addresses: [{ type: "InternalIP", address: "127.0.0.1" }],
-        daemonEndpoints: { kubeletEndpoint: { Port: port } },
-      },
-    },
-    "merge",
-  );
+  const k = await startRecordingLeafKubelet(lab!.leaves[0]!, leaf);
+  fakeLeafKubelet = k.server;
+  leafKubeletSaw = k.saw;
 }
 
 describe.skipIf(problem !== undefined)(

@@ -6,7 +6,7 @@
  * of copies, bad input, and faults (leaf and root API servers restarted, clustertree killed mid-sync).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createServer, type Server } from "node:https";
+import type { Server } from "node:https";
 import { connect } from "node:tls";
 import {
   type PodObject,
@@ -19,7 +19,7 @@ import type { ClusterObject } from "../../internal/controller/index.ts";
 import { assetsProblem, freePort, issueCert } from "../../internal/controlplane/index.ts";
 import { isConflict, type KubeClient, type KubeObject } from "../../internal/kube/index.ts";
 import { createLogger, silentLogger } from "../../internal/observability/index.ts";
-import { clusterObject, startTreeLab, type TreeLab } from "../helpers/tree-lab.ts";
+import { clusterObject, startRecordingLeafKubelet, startTreeLab, type TreeLab } from "../helpers/tree-lab.ts";
 import { until } from "../helpers/wait.ts";
 
 const problem = assetsProblem();
@@ -36,7 +36,7 @@ let leaf2: KubeClient;
 let kubeletPort = 0;
 let kubelet: { stop(): Promise<void> } | undefined;
 let fakeLeafKubelet: Server | undefined;
-const leafKubeletSaw: string[] = [];
+let leafKubeletSaw: string[] = [];
 
 const start = () =>
   startClusterTree({
@@ -445,42 +445,9 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
     async () => {
       // The leaf node's kubelet: the stand-in runs none, so a tiny HTTPS one (certificate of the
       // leaf's CA, which the leaf API server verifies) answers logs and accepts an exec upgrade.
-      const leafCp = lab!.leaves[0]!;
-      const kc = await issueCert(leafCp.ca, leafCp.dir, {
-        name: "l1b-kubelet",
-        cn: "l1-b",
-        usage: "server",
-        hosts: ["127.0.0.1"],
-      });
-      fakeLeafKubelet = createServer({
-        cert: await Bun.file(kc.certPath).text(),
-        key: await Bun.file(kc.keyPath).text(),
-      });
-      fakeLeafKubelet.on("request", (req, res) => {
-        leafKubeletSaw.push(req.url ?? "");
-        res.writeHead(200, { "Content-Type": "text/plain" }).end(`hello from l1-b ${req.url}\n`);
-      });
-      fakeLeafKubelet.on("upgrade", (req, socket) => {
-        leafKubeletSaw.push(req.url ?? "");
-        socket.end(
-          "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
-        );
-      });
-      const port = await new Promise<number>((r) =>
-        fakeLeafKubelet!.listen(0, "127.0.0.1", () =>
-          r((fakeLeafKubelet!.address() as { port: number }).port),
-        ),
-      );
-      await leaf1.patch(
-        "/api/v1/nodes/l1-b/status",
-        {
-          status: {
-            addresses: [{ type: "InternalIP", address: "127.0.0.1" }],
-            daemonEndpoints: { kubeletEndpoint: { Port: port } },
-          },
-        },
-        "merge",
-      );
+      const k = await startRecordingLeafKubelet(lab!.leaves[0]!, leaf1);
+      fakeLeafKubelet = k.server;
+      leafKubeletSaw = k.saw;
       const vn = (await nodes(root)).find((n) => n.metadata.name === "kosmos-leaf1")!;
       expect(vn.status?.daemonEndpoints?.kubeletEndpoint?.Port).toBe(kubeletPort);
       await root.create(`/api/v1/namespaces/${NS}/pods`, {

@@ -5,9 +5,16 @@
  * the pods bound to them Running.
  */
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ControlPlane, type Etcd, findAssets, startEtcd } from "../../internal/controlplane/index.ts";
+import {
+  ControlPlane,
+  type Etcd,
+  findAssets,
+  issueCert,
+  startEtcd,
+} from "../../internal/controlplane/index.ts";
 import {
   applyObjects,
   type KubeClient,
@@ -96,4 +103,51 @@ export function clusterObject(
       clusterTreeOptions: tree,
     },
   };
+}
+
+/**
+ * A tiny HTTPS kubelet for one leaf node (the stand-in runs none): a certificate of the leaf's CA
+ * (which the leaf API server verifies), answers every request with `hello from <node> <url>`,
+ * accepts an exec upgrade, and records the URLs it saw. The node's status is pointed at it.
+ */
+export async function startRecordingLeafKubelet(
+  leafCp: ControlPlane,
+  leaf: KubeClient,
+  node = "l1-b",
+): Promise<{ server: Server; saw: string[] }> {
+  const kc = await issueCert(leafCp.ca, leafCp.dir, {
+    name: `${node.replace(/[^a-z0-9]/g, "")}-kubelet`,
+    cn: node,
+    usage: "server",
+    hosts: ["127.0.0.1"],
+  });
+  const saw: string[] = [];
+  const server = createServer({
+    cert: await Bun.file(kc.certPath).text(),
+    key: await Bun.file(kc.keyPath).text(),
+  });
+  server.on("request", (req, res) => {
+    saw.push(req.url ?? "");
+    res.writeHead(200, { "Content-Type": "text/plain" }).end(`hello from ${node} ${req.url}\n`);
+  });
+  server.on("upgrade", (req, socket) => {
+    saw.push(req.url ?? "");
+    socket.end(
+      "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+    );
+  });
+  const port = await new Promise<number>((r) =>
+    server.listen(0, "127.0.0.1", () => r((server.address() as { port: number }).port)),
+  );
+  await leaf.patch(
+    `/api/v1/nodes/${node}/status`,
+    {
+      status: {
+        addresses: [{ type: "InternalIP", address: "127.0.0.1" }],
+        daemonEndpoints: { kubeletEndpoint: { Port: port } },
+      },
+    },
+    "merge",
+  );
+  return { server, saw };
 }

@@ -103,7 +103,28 @@ export function installSecrets(
 
 interface ContainerLike {
   env?: { name: string; value?: string }[];
+  args?: string[];
 }
+
+/** A copy of `objs` in which `edit` changed the containers of the workloads `pick` selects. */
+function editContainers(
+  objs: ManifestObject[],
+  pick: (o: ManifestObject) => boolean,
+  edit: (c: ContainerLike, o: ManifestObject) => void,
+): ManifestObject[] {
+  return objs.map((o) => {
+    if (!pick(o)) return o;
+    const c = structuredClone(o) as ManifestObject & {
+      spec?: { template?: { spec?: { containers?: ContainerLike[] } } };
+    };
+    for (const ct of c.spec?.template?.spec?.containers ?? []) edit(ct, o);
+    return c;
+  });
+}
+
+const isAgents = (o: ManifestObject) => o.kind === "DaemonSet" && o.metadata.name === "kosmos-agent";
+const isController = (o: ManifestObject) =>
+  o.kind === "Deployment" && o.metadata.name === "kosmos-controller";
 
 /**
  * Multi-cluster services on (`install --mcs`, `join cluster --mcs`): the controller runs the MCS
@@ -111,33 +132,26 @@ interface ContainerLike {
  * (KOSMOS_DNS_LISTEN; pods' resolv.conf or the cluster DNS forward that zone there, docs/services.md).
  */
 export function withMcs(objs: ManifestObject[]): ManifestObject[] {
-  return objs.map((o) => {
-    if (o.kind !== "DaemonSet" && o.kind !== "Deployment") return o;
-    const c = structuredClone(o) as ManifestObject & {
-      spec?: { template?: { spec?: { containers?: (ContainerLike & { args?: string[] })[] } } };
-    };
-    for (const ct of c.spec?.template?.spec?.containers ?? []) {
-      if (o.kind === "Deployment" && o.metadata.name === "kosmos-controller" && !ct.args?.includes("--mcs"))
-        ct.args = [...(ct.args ?? []), "--mcs"];
-      if (o.kind === "DaemonSet" && o.metadata.name === "kosmos-agent") {
+  return editContainers(
+    objs,
+    (o) => isAgents(o) || isController(o),
+    (ct, o) => {
+      if (isController(o) && !ct.args?.includes("--mcs")) ct.args = [...(ct.args ?? []), "--mcs"];
+      if (isAgents(o)) {
         ct.env = (ct.env ?? []).filter((e) => e.name !== "KOSMOS_DNS_LISTEN");
         ct.env.push({ name: "KOSMOS_DNS_LISTEN", value: "[$(K8S_NODE_IP)]:53" });
       }
-    }
-    return c;
-  });
+    },
+  );
 }
 
 /** Set KOSMOS_CLUSTER_NAME in the agent DaemonSet (its node names are <cluster>-<node>). */
 export function withClusterName(objs: ManifestObject[], cluster: string): ManifestObject[] {
-  return objs.map((o) => {
-    if (o.kind !== "DaemonSet") return o;
-    const c = structuredClone(o) as ManifestObject & {
-      spec?: { template?: { spec?: { containers?: ContainerLike[] } } };
-    };
-    for (const ct of c.spec?.template?.spec?.containers ?? []) {
+  return editContainers(
+    objs,
+    (o) => o.kind === "DaemonSet",
+    (ct) => {
       for (const e of ct.env ?? []) if (e.name === "KOSMOS_CLUSTER_NAME") e.value = cluster;
-    }
-    return c;
-  });
+    },
+  );
 }

@@ -5,7 +5,7 @@
  * node through a PodWorker. On start it removes pod sandboxes a previous run left behind: the pods
  * still bound to the node are started again, so a restart converges to the same pods running.
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { Informer, KubeApiError, type KubeClient } from "../kube/index.ts";
 import { listNetns } from "../lab/index.ts";
 import type { Logger } from "../observability/index.ts";
@@ -85,6 +85,7 @@ export class Kubelet {
       },
       clusterDNS: o.clusterDNS ?? [],
       clusterDomain: o.clusterDomain ?? "cluster.local",
+      hostResolvConf: existsSync("/etc/resolv.conf") ? readFileSync("/etc/resolv.conf", "utf8") : "",
       log: o.log,
     };
   }

@@ -6,7 +6,7 @@
  * period), removes the sandbox and finalizes the pod object (delete, grace 0, uid precondition).
  */
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeApiError, type KubeClient, type KubeObject } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
@@ -58,6 +58,8 @@ export interface KubeletContext {
   release(ips: string[]): void;
   clusterDNS: string[];
   clusterDomain: string;
+  /** The node's /etc/resolv.conf, read once at start (pods inherit its searches and options). */
+  hostResolvConf: string;
   log: Logger;
 }
 
@@ -262,7 +264,7 @@ export class PodWorker {
       namespace: this.pod.metadata.namespace!,
       clusterDNS: this.ctx.clusterDNS,
       clusterDomain: this.ctx.clusterDomain,
-      hostResolvConf: existsSync("/etc/resolv.conf") ? readFileSync("/etc/resolv.conf", "utf8") : "",
+      hostResolvConf: this.ctx.hostResolvConf,
     });
     if (text === undefined) return [];
     mkdirSync(podDir(this.ctx.root, this.uid), { recursive: true });

@@ -33,6 +33,8 @@ export interface DemoProbe {
   ip: string;
   ok: boolean;
   answer: string;
+  /** Connections tried (a refused or timed-out one is tried again until the probe's deadline). */
+  attempts: number;
 }
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -52,7 +54,15 @@ export function echoObjects(replicas = 2): ManifestObject[] {
         template: {
           metadata: { labels: { app: "echo" } },
           spec: {
-            containers: [{ name: "echo", image: "kosmos-echo", ports: [{ containerPort: ECHO_PORT }] }],
+            containers: [
+              {
+                name: "echo",
+                image: "kosmos-echo",
+                ports: [{ containerPort: ECHO_PORT }],
+                // Running only says the process started; Ready says it listens (the probes wait for it).
+                readinessProbe: { tcpSocket: { port: ECHO_PORT }, periodSeconds: 1 },
+              },
+            ],
           },
         },
       },
@@ -60,14 +70,19 @@ export function echoObjects(replicas = 2): ManifestObject[] {
   ];
 }
 
-/** Running echo pods with their IPs (empty until all `want` are Running). */
+/** Ready echo pods with their IPs (empty until all `want` are Running and Ready). */
 export async function runningEcho(client: KubeClient, cluster: string, want: number): Promise<DemoPod[]> {
   const list = await client.list<{
     metadata: { name: string; uid: string };
     spec?: { nodeName?: string };
-    status?: { phase?: string; podIPs?: { ip: string }[] };
+    status?: { phase?: string; podIPs?: { ip: string }[]; conditions?: { type: string; status: string }[] };
   }>(`/api/v1/namespaces/${DEMO_NAMESPACE}/pods?labelSelector=app%3Decho`);
-  const running = list.items.filter((p) => p.status?.phase === "Running" && p.status.podIPs?.length);
+  const running = list.items.filter(
+    (p) =>
+      p.status?.phase === "Running" &&
+      p.status.podIPs?.length &&
+      p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+  );
   if (running.length < want) return [];
   return running.map((p) => ({
     cluster,
@@ -100,12 +115,32 @@ export function demoTargets(
   return out;
 }
 
-/** Probe every target at once (each from its source pod's network namespace). */
-export function probeTargets(plan: LabPlan, targets: Array<{ src: DemoPod; dst: DemoPod; ip: string }>) {
-  return Promise.all(targets.map((t) => probe(plan, t)));
+/**
+ * Probe every target at once (each from its source pod's network namespace). A failed connection is
+ * tried again, one second apart, until `withinMs` has passed since the start (routes and the agents'
+ * tables converge in that time on a busy machine); each result says how many tries it took.
+ */
+export function probeTargets(
+  plan: LabPlan,
+  targets: Array<{ src: DemoPod; dst: DemoPod; ip: string }>,
+  withinMs = 20_000,
+) {
+  const deadline = Date.now() + withinMs;
+  return Promise.all(
+    targets.map(async (t) => {
+      for (let attempts = 1; ; attempts++) {
+        const r = await probe(plan, t);
+        if (r.ok || Date.now() + 1000 > deadline) return { ...r, attempts };
+        await Bun.sleep(1000);
+      }
+    }),
+  );
 }
 
-async function probe(plan: LabPlan, t: { src: DemoPod; dst: DemoPod; ip: string }): Promise<DemoProbe> {
+async function probe(
+  plan: LabPlan,
+  t: { src: DemoPod; dst: DemoPod; ip: string },
+): Promise<Omit<DemoProbe, "attempts">> {
   const node = plan.nodes.find((n) => n.cluster === t.src.cluster && n.short === t.src.node);
   if (!node) throw new Error(`no lab node ${t.src.cluster}/${t.src.node}`);
   const { ns } = sandboxNames(`${node.ns}-`, t.src.uid);
@@ -181,7 +216,7 @@ async function deployEcho(st: LabKubeState, clients: Map<string, KubeClient>): P
         pods.push(...got);
         break;
       }
-      if (Date.now() > deadline) throw new Error(`echo pods of ${c.name} not Running after 180 s`);
+      if (Date.now() > deadline) throw new Error(`echo pods of ${c.name} not Running and Ready after 180 s`);
       await Bun.sleep(500);
     }
   }
@@ -213,13 +248,14 @@ export async function kubernetesDemo(name: string, config: LabConfig): Promise<b
     const results = await probeTargets(plan, demoTargets(plan, pods));
     say(
       renderTable(
-        ["FROM", "TO", "ADDRESS", "", "ANSWER"],
+        ["FROM", "TO", "ADDRESS", "", "ANSWER", "TRIES"],
         results.map((r) => [
           `${r.fromCluster}/${r.from}`,
           `${r.toCluster}/${r.to}`,
           r.ip,
           r.ok ? OK : FAIL,
           r.answer,
+          String(r.attempts),
         ]),
       ),
     );

@@ -183,7 +183,12 @@ describe.skipIf(problem !== undefined)("MCS controller on three real control pla
       });
       vip = si.spec!.ips![0]!;
       expect(vip).toMatch(/^241\.0\.0\.\d+$/);
-      expect((await getImport("c2", "echo")).spec!.ips).toEqual([vip]);
+      // c2's import is written by the same reconcile, but after c1's: wait for it rather than race it.
+      const si2 = await until("ServiceImport in c2", W, async () => {
+        const i = await getImport("c2", "echo").catch(() => undefined);
+        return i?.status?.clusters?.length === 2 ? i : undefined;
+      });
+      expect(si2.spec!.ips).toEqual([vip]);
       await until("imported slices in c2", W, async () => {
         const a = await addressesBySource("c2", "echo");
         // c1's pods are reached by their global IPs from c2; c2's own stay as they are.

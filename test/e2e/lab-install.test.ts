@@ -23,7 +23,7 @@ import { sandboxNames } from "../../internal/kubelet/index.ts";
 import { labDown, labFiles, loadLab, readKubeState, sh } from "../../internal/lab/index.ts";
 import { kubeSkip } from "../helpers/k8s.ts";
 import { kosmosctl } from "../helpers/kosmosctl.ts";
-import { labName } from "./helpers.ts";
+import { labName, until } from "./helpers.ts";
 
 const LAB = labName("ins");
 const T = 420_000;
@@ -93,10 +93,13 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
       const { plan } = await loadLab(LAB);
       const st = (await readKubeState(LAB))!;
       const host = clientFor(st.clusters[0]!.kubeconfig);
-      const clusters = await host.list<Cluster>("/apis/kosmos.io/v1alpha1/clusters");
+      // The controller writes each Cluster's Ready condition on its own schedule: wait for all three.
+      const ready = (c: Cluster) => c.status?.conditions?.find((k) => k.type === "Ready")?.status === "True";
+      const clusters = await until("every Cluster Ready", 60_000, async () => {
+        const l = await host.list<Cluster>("/apis/kosmos.io/v1alpha1/clusters");
+        return l.items.length === 3 && l.items.every(ready) ? l : undefined;
+      });
       expect(clusters.items.map((c) => c.metadata.name).sort()).toEqual(["c1", "c2", "c3"]);
-      for (const c of clusters.items)
-        expect(c.status?.conditions?.find((k) => k.type === "Ready")?.status, c.metadata.name).toBe("True");
       const cn = await host.list("/apis/kosmos.io/v1alpha1/clusternodes");
       expect(cn.items.map((n) => n.metadata.name).sort()).toEqual(plan.nodes.map((n) => n.name).sort());
 

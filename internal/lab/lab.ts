@@ -36,6 +36,15 @@ export function agentSocket(name: string, node: string): string {
   return join(nodeDir(name, node), "agent.sock");
 }
 
+/**
+ * The admin socket of an agent run by the DaemonSet (`kosmosctl install` into a Kubernetes lab): its
+ * default `<data-dir>/agent.sock` in the hostPath /var/lib/kosmos, which the lab kubelet keeps under
+ * the node's own root (internal/kubelet/podfiles.ts hostPathSource).
+ */
+export function daemonSetAgentSocket(name: string, node: string): string {
+  return join(labFiles(name).dir, "kubernetes", "nodes", node, "host", "var/lib/kosmos", "agent.sock");
+}
+
 export class LabError extends KosmosError<
   "LAB_EXISTS" | "LAB_NOT_FOUND" | "LAB_AGENT_FAILED" | "LAB_TIMEOUT" | "LAB_TARGET_UNKNOWN"
 > {}
@@ -265,17 +274,20 @@ export async function labStatus(name: string): Promise<{ plan: LabPlan; nodes: N
   const { plan } = await loadLab(name);
   const nodes = await Promise.all(
     plan.nodes.map(async (n): Promise<NodeStatusRow> => {
-      const sock = agentSocket(name, n.name);
       const pidFile = join(nodeDir(name, n.name), "agent.pid");
       const pid = existsSync(pidFile) ? Number((await readFile(pidFile, "utf8")).trim()) : undefined;
+      // The lab's own agent process, or (after `kosmosctl install`) the DaemonSet's pod on the node.
+      const ds = daemonSetAgentSocket(name, n.name);
+      const sock = pid === undefined && existsSync(ds) ? ds : agentSocket(name, n.name);
+      const via = sock === ds ? " (DaemonSet pod)" : "";
       let ready = false;
-      let detail = "agent not answering";
+      let detail = `agent not answering${via}`;
       let agent: Record<string, unknown> | undefined;
       try {
         const r = await agentFetch(sock, "/v1/state", { timeoutMs: 2000 });
         agent = (await r.json()) as Record<string, unknown>;
         ready = agent.ready === true;
-        detail = ready ? "ready" : String(agent.waiting ?? agent.lastError ?? "not ready");
+        detail = (ready ? "ready" : String(agent.waiting ?? agent.lastError ?? "not ready")) + via;
       } catch {
         /* agent down */
       }

@@ -146,6 +146,13 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
       } finally {
         db.close();
       }
+      // `lab status` finds the DaemonSet's agents through their hostPath admin sockets.
+      const status = await kosmosctl(["lab", "status", "--name", LAB, "-o", "json"]);
+      const rows = (
+        JSON.parse(status.stdout) as { nodes: { name: string; ready: boolean; detail: string }[] }
+      ).nodes;
+      expect(rows.filter((n) => !n.ready)).toEqual([]);
+      expect(rows.every((n) => n.detail === "ready (DaemonSet pod)")).toBe(true);
       for (const c of st.clusters) echo.push(...(await runningEcho(clientFor(c.kubeconfig), c.name, 2)));
       expect(echo.length).toBe(6);
     },

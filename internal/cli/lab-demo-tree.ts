@@ -297,7 +297,9 @@ export async function treeTraffic(lab: TreeLab, pods: CarriedPod[], client: Tree
   say(
     renderTable(
       ["LEAF", "ANSWERS"],
-      Object.entries(viaService).map(([l, n]) => [l === "?" ? "(no answer)" : l, n]),
+      Object.entries(viaService)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([l, n]) => [l === "?" ? "(no answer)" : l, n]),
     ),
   );
   const direct = await Promise.all(
@@ -461,6 +463,7 @@ export async function treeDemo(name: string, config: LabConfig): Promise<boolean
       `\n${ok ? OK : FAIL} ClusterTree in the lab: ${sameIPs}/6 root pods Running with their leaf pod's IP (${spread}); ` +
         `Service ${WEB} from ${lab.root}/${client.node} reached ${Object.keys(traffic.viaService)
           .filter((l) => l !== "?")
+          .sort()
           .join(" and ")}; ` +
         `${direct}/${pods.length} root pod IPs answered; kubectl logs ${le.logs.includes(le.pod) ? OK : FAIL}, exec ${execOk === undefined ? "skipped" : execOk ? OK : FAIL}; ` +
         `deleted: ${before.reduce((n, o) => n + o.pods.length, 0)} leaf pods and ${copiesBefore} copies → 0 ` +

@@ -384,7 +384,9 @@ function labDemoCommand(lab: Command): void {
           process.stdout.write(`lab "${o.name}" removed\n`);
         } else {
           process.stdout.write(
-            `\nThe lab stays up: kosmosctl lab status | lab clusters | lab exec c1/node-1/pod-1 -- ping <ip> | lab down\n`,
+            o.tree
+              ? `\nThe lab stays up: kosmosctl lab clusters --name ${o.name} | kosmosctl get virtualnodes --kubeconfig $(kosmosctl lab kubeconfig root --path --name ${o.name}) | kosmosctl lab down --name ${o.name}\n`
+              : `\nThe lab stays up: kosmosctl lab status | lab clusters | lab exec c1/node-1/pod-1 -- ping <ip> | lab down\n`,
           );
         }
         process.exitCode = ok ? 0 : 1;

@@ -10,7 +10,7 @@ import { IpFamilySchema, NameSchema, NetworkTypeSchema } from "../topology/index
 /**
  * kind's `extraPortMappings`: the host's 127.0.0.1:hostPort carried to the node's containerPort (its
  * underlay address, in its namespace), for host programs — the API servers — that must reach a
- * hostNetwork pod. hostPort 0: a free port chosen at `lab up` (`lab port-mappings` shows it). Only with
+ * hostNetwork pod. hostPort 0: a free port chosen at `lab up` (`lab clusters` shows it). Only with
  * `--kubernetes` (the lab's supervisor runs the socat pair, apibridge.ts).
  */
 export const LabPortMappingSchema = z.object({

@@ -23,6 +23,14 @@ const program = new Command("kosmos-clustertree")
   )
   .option("--listen-port <port>", "kubelet API port (upstream: 10250)", "10250")
   .option(
+    "--node-dns-name <name>",
+    "also advertise this InternalDNS address on the virtual nodes, for setups where the API server reaches clustertree by a name (the lab: localhost, through a host port mapping)",
+  )
+  .option(
+    "--kubelet-advertise-port <port>",
+    "the kubelet port the virtual nodes advertise (daemonEndpoints) when the API server reaches clustertree through a port mapping (default: --listen-port)",
+  )
+  .option(
     "--kubelet-cert <file>",
     "kubelet API serving certificate (also $APISERVER_CERT_LOCATION)",
     process.env.APISERVER_CERT_LOCATION,
@@ -70,6 +78,8 @@ const o = program.opts<{
   listen: string;
   nodeIp: string;
   listenPort: string;
+  nodeDnsName?: string;
+  kubeletAdvertisePort?: string;
   kubeletCert?: string;
   kubeletKey?: string;
   kubeletClientCa?: string;
@@ -86,6 +96,11 @@ const log = createLogger({ component: "clustertree" });
 const kubeletPort = Number(o.listenPort);
 if (!Number.isInteger(kubeletPort) || kubeletPort < 1 || kubeletPort > 65535) {
   console.error(`kosmos-clustertree: --listen-port: bad port ${o.listenPort}`);
+  process.exit(2);
+}
+const advertisePort = Number(o.kubeletAdvertisePort ?? kubeletPort);
+if (!Number.isInteger(advertisePort) || advertisePort < 1 || advertisePort > 65535) {
+  console.error(`kosmos-clustertree: --kubelet-advertise-port: bad port ${o.kubeletAdvertisePort}`);
   process.exit(2);
 }
 const podWorkers = Number(o.podWorkers);
@@ -121,7 +136,8 @@ const tree = await startClusterTree({
   namespace: o.namespace,
   leaderElection: o.leaderElect,
   nodeAddress: o.nodeIp,
-  kubeletPort,
+  kubeletPort: advertisePort,
+  ...(o.nodeDnsName ? { nodeDnsName: o.nodeDnsName } : {}),
   podWorkers,
   ...(notReady ? { notReady } : {}),
   logger: log,

@@ -36,11 +36,20 @@ export async function listVirtualNodes(root: KubeClient): Promise<VirtualNodeRow
       memory: humanBytes(n.status?.allocatable?.memory),
       pods: pods.items.length,
       podCapacity: n.status?.allocatable?.pods ?? "",
-      address: n.status?.addresses?.[0]?.address ?? "",
+      address: kubeletAddress(n.status?.addresses ?? []),
       kubeletPort: n.status?.daemonEndpoints?.kubeletEndpoint?.Port,
     });
   }
   return rows.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The address an API server with the default --kubelet-preferred-address-types dials. */
+function kubeletAddress(addrs: { type: string; address: string }[]): string {
+  for (const t of ["Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP"]) {
+    const a = addrs.find((x) => x.type === t);
+    if (a) return a.address;
+  }
+  return "";
 }
 
 function humanBytes(q: string | undefined): string {

@@ -161,7 +161,16 @@ async function probe(
   };
 }
 
-async function installAndJoin(plan: LabPlan, st: LabKubeState, clients: Map<string, KubeClient>) {
+/**
+ * `install` on the first cluster, `join cluster` for every one (the first included), then wait for
+ * every agent. `tree`: clusters joined with `--enable-tree` (leaves of the first, ClusterTree).
+ */
+export async function installAndJoin(
+  plan: LabPlan,
+  st: LabKubeState,
+  clients: Map<string, KubeClient>,
+  tree: string[] = [],
+): Promise<void> {
   const first = st.clusters[0]!;
   const host = clients.get(first.name)!;
   say(`\n$ kosmosctl install --kubeconfig ${first.kubeconfig} --cluster-name ${first.name} --mcs`);
@@ -178,6 +187,7 @@ async function installAndJoin(plan: LabPlan, st: LabKubeState, clients: Map<stri
     say(
       `$ kosmosctl join cluster --name ${c.name} --kubeconfig ${c.kubeconfig} --stored-kubeconfig ${c.internalKubeconfig} ` +
         `--network-type ${pc.networkType} --ip-family ${upstreamFamily(pc.ipFamily)} --mcs` +
+        (tree.includes(c.name) ? " --enable-tree" : "") +
         `${pc.podCIDRs.map((p) => ` --pod-cidr ${p}`).join("")}${globals.join("")}`,
     );
     await join(host, clients.get(c.name)!, {
@@ -188,6 +198,7 @@ async function installAndJoin(plan: LabPlan, st: LabKubeState, clients: Map<stri
       timeoutMs: 300_000,
       link: { globalCIDRsMap: pc.globalCIDRs, clusterpodCIDRs: pc.podCIDRs },
       mcs: true,
+      ...(tree.includes(c.name) ? { tree: { enable: true } } : {}),
     });
   }
   for (const c of st.clusters) {

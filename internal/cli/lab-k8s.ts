@@ -114,11 +114,23 @@ export function addLabKubernetesCommands(
         return;
       }
       const rows = await kubeRows(st);
+      const maps = st.portMappings ?? [];
       printData(
         o.output,
-        { supervisorPid: st.supervisorPid, ready: st.ready, clusters: rows },
+        { supervisorPid: st.supervisorPid, ready: st.ready, clusters: rows, portMappings: maps },
         () =>
-          `${printKubeRows(rows)}\n${rows.every((r) => r.kubelets > 0 && r.readyNodes > 0) ? OK : FAIL} supervisor pid ${st.supervisorPid}`,
+          `${printKubeRows(rows)}\n${
+            maps.length
+              ? `${renderTable(
+                  ["PORT MAPPING (host → node)", "CLUSTER", "NODE"],
+                  maps.map((m) => [
+                    `127.0.0.1:${m.hostPort} → ${m.nodeAddress}:${m.containerPort}`,
+                    m.cluster,
+                    m.node,
+                  ]),
+                )}\n`
+              : ""
+          }${rows.every((r) => r.kubelets > 0 && r.readyNodes > 0) ? OK : FAIL} supervisor pid ${st.supervisorPid}`,
       );
     });
 

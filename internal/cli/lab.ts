@@ -6,7 +6,9 @@ import {
   agentSocket,
   connectivityMatrix,
   DEFAULT_LAB,
+  LAB_PRESETS,
   type LabConfig,
+  LabConfigError,
   type LabPlan,
   labAddNode,
   labDown,
@@ -24,14 +26,33 @@ import {
   resolveTarget,
 } from "../lab/index.ts";
 import { kubernetesDemo } from "./lab-demo-k8s.ts";
+import { treeDemo } from "./lab-demo-tree.ts";
 import { addLabKubernetesCommands, kubeRows, printKubeRows, upKubernetes } from "./lab-k8s.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
 const DEFAULT_NAME = process.env.KOSMOS_LAB ?? "kosmos";
 
-async function loadConfig(file?: string): Promise<LabConfig> {
+async function loadConfig(file?: string, preset?: string): Promise<LabConfig> {
+  if (file && preset)
+    throw new LabConfigError("--config and --preset both given", "a lab is one config: pick one");
+  if (preset) {
+    const p = LAB_PRESETS[preset];
+    if (!p)
+      throw new LabConfigError(
+        `no lab preset "${preset}"`,
+        `presets: ${Object.keys(LAB_PRESETS).join(", ")} (docs/lab.md)`,
+      );
+    return parseLabConfig(p);
+  }
   if (!file) return parseLabConfig(DEFAULT_LAB);
   return parseLabConfig(await readFile(file, "utf8"));
+}
+
+function presetOption() {
+  return new Option(
+    "--preset <name>",
+    `a named lab config instead of a file: ${Object.keys(LAB_PRESETS).join(", ")} (tree: a root cluster and two leaves for ClusterTree)`,
+  );
 }
 
 function nameOption() {
@@ -136,6 +157,7 @@ function labUpCommand(lab: Command): void {
       "create the lab (default: 3 clusters — P2P dual-stack, gateway dual-stack, P2P with global IPs)",
     )
     .option("-f, --config <file>", "lab YAML (see docs/lab.md)")
+    .addOption(presetOption())
     .addOption(nameOption())
     .option("--no-wait", "return once agents are started, without waiting for them to be ready")
     .option(
@@ -148,8 +170,15 @@ function labUpCommand(lab: Command): void {
       "start no Kosmos agents: install Kosmos afterwards as on real clusters (with --kubernetes: kosmosctl install / join cluster; docs/lab.md)",
     )
     .action(
-      async (o: { config?: string; name: string; wait: boolean; kubernetes: boolean; agents: boolean }) => {
-        const config = await loadConfig(o.config);
+      async (o: {
+        config?: string;
+        preset?: string;
+        name: string;
+        wait: boolean;
+        kubernetes: boolean;
+        agents: boolean;
+      }) => {
+        const config = await loadConfig(o.config, o.preset);
         const t0 = performance.now();
         const bar = progressBar(1, "lab up");
         const handle = await labUp(o.name, config, {
@@ -315,33 +344,54 @@ function labDemoCommand(lab: Command): void {
     .addOption(nameOption())
     .option("-f, --config <file>", "lab YAML")
     .option("--network-only", "the network-only lab even when the Kubernetes assets are there", false)
+    .option(
+      "--tree",
+      "ClusterTree (needs the Kubernetes assets): the tree preset's root and two leaves, kosmos-clustertree on the root, a root Deployment running in both leaves (docs/clustertree.md)",
+      false,
+    )
     .option("--down", "remove the lab afterwards", false)
-    .action(async (o: { name: string; config?: string; down: boolean; networkOnly: boolean }) => {
-      const existing = await loadLab(o.name).then(
-        (l) => l.plan,
-        () => undefined,
-      );
-      const problem = o.networkOnly ? undefined : assetsProblem();
-      let ok: boolean;
-      if (!existing && !o.networkOnly && !problem) {
-        ok = await kubernetesDemo(o.name, await loadConfig(o.config));
-      } else {
-        if (!existing && problem)
-          process.stdout.write(
-            `no Kubernetes control planes (${problem}): the network-only lab, agents seeded directly\n`,
-          );
-        ok = await networkDemo(o.name, existing, o.config);
-      }
-      if (o.down) {
-        await labDown(o.name);
-        process.stdout.write(`lab "${o.name}" removed\n`);
-      } else {
-        process.stdout.write(
-          `\nThe lab stays up: kosmosctl lab status | lab clusters | lab exec c1/node-1/pod-1 -- ping <ip> | lab down\n`,
+    .action(
+      async (o: { name: string; config?: string; down: boolean; networkOnly: boolean; tree: boolean }) => {
+        const existing = await loadLab(o.name).then(
+          (l) => l.plan,
+          () => undefined,
         );
-      }
-      process.exitCode = ok ? 0 : 1;
-    });
+        const problem = o.networkOnly ? undefined : assetsProblem();
+        let ok: boolean;
+        if (o.tree) {
+          if (problem || o.networkOnly)
+            throw new LabConfigError(
+              `lab demo --tree needs real control planes: ${problem ?? "--network-only given"}`,
+              "set KUBEBUILDER_ASSETS (npm run demo -- --tree finds ../shared/k8s)",
+            );
+          if (existing)
+            throw new LabConfigError(
+              `lab "${o.name}" exists already`,
+              `kosmosctl lab down --name ${o.name}, or pick another --name`,
+            );
+          ok = await treeDemo(o.name, await loadConfig(o.config, o.config ? undefined : "tree"));
+        } else if (!existing && !o.networkOnly && !problem) {
+          ok = await kubernetesDemo(o.name, await loadConfig(o.config));
+        } else {
+          if (!existing && problem)
+            process.stdout.write(
+              `no Kubernetes control planes (${problem}): the network-only lab, agents seeded directly\n`,
+            );
+          ok = await networkDemo(o.name, existing, o.config);
+        }
+        if (o.down) {
+          await labDown(o.name);
+          process.stdout.write(`lab "${o.name}" removed\n`);
+        } else {
+          process.stdout.write(
+            o.tree
+              ? `\nThe lab stays up: kosmosctl lab clusters --name ${o.name} | kosmosctl get virtualnodes --kubeconfig $(kosmosctl lab kubeconfig root --path --name ${o.name}) | kosmosctl lab down --name ${o.name}\n`
+              : `\nThe lab stays up: kosmosctl lab status | lab clusters | lab exec c1/node-1/pod-1 -- ping <ip> | lab down\n`,
+          );
+        }
+        process.exitCode = ok ? 0 : 1;
+      },
+    );
 }
 
 /** The network-only demo: the lab's own pods probed across clusters. */

@@ -16,6 +16,8 @@ export interface NodeEnv {
   /** Address the root API server reaches the kubelet API at, and its port. */
   address: string;
   port: number;
+  /** An InternalDNS address too (`--node-dns-name`), for an API server that reaches us by a name. */
+  dnsName?: string;
   kubeletVersion: string;
 }
 
@@ -52,9 +54,12 @@ function desiredStatus(d: DesiredNode, env: NodeEnv): Record<string, unknown> {
   return {
     capacity: d.capacity,
     allocatable: d.capacity,
-    // Only the address of this process: the root API server prefers a Hostname address, and a
-    // virtual node's name resolves nowhere.
-    addresses: [{ type: "InternalIP", address: env.address }],
+    // Only the address of this process (and the name it is reached by, when given): the root API
+    // server prefers a Hostname address, and a virtual node's name resolves nowhere.
+    addresses: [
+      { type: "InternalIP", address: env.address },
+      ...(env.dnsName ? [{ type: "InternalDNS", address: env.dnsName }] : []),
+    ],
     daemonEndpoints: { kubeletEndpoint: { Port: env.port } },
     nodeInfo: {
       kubeletVersion: env.kubeletVersion,

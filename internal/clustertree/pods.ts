@@ -250,7 +250,9 @@ async function ensureServiceAccount(leaf: Leaf, ns: string, sa: string): Promise
     await leaf.client.create(`/api/v1/namespaces/${encodeURIComponent(ns)}/serviceaccounts`, {
       apiVersion: "v1",
       kind: "ServiceAccount",
-      metadata: { name: sa, labels: { [SYNCED_LABEL]: "true" } },
+      // `default` is what the leaf's own controller makes in every namespace (we may only be first):
+      // the namespace's, not a copy. Any other is a copy (labelled).
+      metadata: { name: sa, ...(sa === "default" ? {} : { labels: { [SYNCED_LABEL]: "true" } }) },
       automountServiceAccountToken: false,
     });
   } catch (e) {

@@ -38,6 +38,12 @@ export interface ClusterTreeOptions {
   /** Address of the kubelet API the virtual nodes advertise (this process), and its port. */
   nodeAddress?: string;
   kubeletPort?: number;
+  /**
+   * An InternalDNS address the virtual nodes advertise besides `nodeAddress`, for setups where the
+   * root API server reaches this process by a name (its `--kubelet-preferred-address-types` put
+   * InternalDNS first): the lab's API servers reach it as `localhost` through a port mapping.
+   */
+  nodeDnsName?: string;
   /** Node Lease renewal period (default 10 s, as upstream). */
   heartbeatMs?: number;
   /**
@@ -134,6 +140,7 @@ export function nodeEnvOf(t: Tree, leaf: Leaf): NodeEnv {
     rootNode: (n) => t.inf.vnodes.get(n),
     address: t.o.nodeAddress ?? "127.0.0.1",
     port: t.o.kubeletPort ?? 10250,
+    ...(t.o.nodeDnsName ? { dnsName: t.o.nodeDnsName } : {}),
     kubeletVersion: leaf.kubeletVersion || "v0.0.0-kosmos",
   };
 }

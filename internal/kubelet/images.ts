@@ -80,7 +80,9 @@ export function programFor(c: ProgramInput): string[] {
     const listeners = ports
       .map((p) => `socat TCP6-LISTEN:${p},fork,reuseaddr,ipv6only=0 SYSTEM:'echo ${c.podName}' &`)
       .join(" ");
-    return ["sh", "-c", `${listeners} wait`];
+    // One line in the container's log (what `kubectl logs` shows), then the listeners.
+    const hello = `echo '${c.podName}: answering its name on TCP ${ports.join(", ")}';`;
+    return ["sh", "-c", `${hello} ${listeners} wait`];
   }
   if (kind === "shell" && argv.length > 0) return argv;
   return ["sleep", "infinity"];

@@ -89,3 +89,34 @@ export function renderPodEgress(plan: LabPlan, cluster: LabClusterPlan): string 
     "",
   ].join("\n");
 }
+
+/**
+ * A host port carried into a node (kind's `extraPortMappings`), the API bridge's mirror image (pure):
+ *   root ns: TCP-LISTEN on 127.0.0.1:<hostPort>  →  <socket>
+ *   node ns: UNIX-LISTEN on <socket>              →  <node address>:<containerPort>
+ * A host program (the root API server reaching kosmos-clustertree's kubelet API) connects to
+ * 127.0.0.1:<hostPort> and lands on the node's port; TLS passes through untouched.
+ */
+export function portMapArgv(o: {
+  nodeNs: string;
+  nodeAddress: string;
+  containerPort: number;
+  hostPort: number;
+  socket: string;
+}): { host: string[]; node: string[] } {
+  const target = o.nodeAddress.includes(":")
+    ? `TCP6:[${o.nodeAddress}]:${o.containerPort}`
+    : `TCP4:${o.nodeAddress}:${o.containerPort}`;
+  return {
+    host: ["socat", `TCP4-LISTEN:${o.hostPort},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${o.socket}`],
+    node: [
+      "ip",
+      "netns",
+      "exec",
+      o.nodeNs,
+      "socat",
+      `UNIX-LISTEN:${o.socket},fork,unlink-early,mode=600`,
+      target,
+    ],
+  };
+}

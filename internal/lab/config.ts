@@ -7,9 +7,22 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { IpFamilySchema, NameSchema, NetworkTypeSchema } from "../topology/index.ts";
 
+/**
+ * kind's `extraPortMappings`: the host's 127.0.0.1:hostPort carried to the node's containerPort (its
+ * underlay address, in its namespace), for host programs — the API servers — that must reach a
+ * hostNetwork pod. hostPort 0: a free port chosen at `lab up` (`lab clusters` shows it). Only with
+ * `--kubernetes` (the lab's supervisor runs the socat pair, apibridge.ts).
+ */
+export const LabPortMappingSchema = z.object({
+  containerPort: z.number().int().min(1).max(65535),
+  hostPort: z.number().int().min(0).max(65535).default(0),
+});
+export type LabPortMapping = z.infer<typeof LabPortMappingSchema>;
+
 export const LabNodeSchema = z.object({
   name: NameSchema,
   gateway: z.boolean().default(false),
+  extraPortMappings: z.array(LabPortMappingSchema).default([]),
 });
 
 export const LabClusterSchema = z.object({
@@ -74,6 +87,29 @@ export const DEFAULT_LAB: LabConfigInput = {
     },
   ],
 };
+
+/**
+ * The ClusterTree lab (`lab up --preset tree`, `lab demo --tree`): a root cluster with real nodes and
+ * two leaves, all P2P IPv4, with pod CIDRs that overlap nowhere — a root pod's IP is its leaf pod's IP,
+ * routed from the root by ClusterLink without global IPs. The root's node-1 maps a host port to its
+ * 10250, where kosmos-clustertree (hostNetwork) serves the virtual nodes' kubelet API to the root API
+ * server (docs/clustertree.md).
+ */
+export const TREE_LAB: LabConfigInput = {
+  clusters: [
+    {
+      name: "root",
+      podCIDRs: ["10.244.0.0/16"],
+      serviceCIDRs: ["10.96.0.0/16"],
+      nodes: [{ name: "node-1", extraPortMappings: [{ containerPort: 10250 }] }, { name: "node-2" }],
+    },
+    { name: "leaf1", podCIDRs: ["10.245.0.0/16"], serviceCIDRs: ["10.97.0.0/16"], nodes: 2 },
+    { name: "leaf2", podCIDRs: ["10.246.0.0/16"], serviceCIDRs: ["10.98.0.0/16"], nodes: 2 },
+  ],
+};
+
+/** Named lab configs (`lab up --preset <name>`). */
+export const LAB_PRESETS: Record<string, LabConfigInput> = { default: DEFAULT_LAB, tree: TREE_LAB };
 
 export class LabConfigError extends KosmosError<"LAB_CONFIG_INVALID"> {
   constructor(message: string, hint: string) {

@@ -27,6 +27,7 @@ import {
   bridgeArgv,
   fabricAddressLines,
   kubernetesServiceIP,
+  portMapArgv,
   renderPodEgress,
 } from "./apibridge.ts";
 import { REPO_ROOT } from "./bundle.ts";
@@ -54,6 +55,18 @@ export interface LabKubeState {
     dir: string;
   }[];
   kubelets: { node: string; cluster: string; pid: number; log: string }[];
+  /** Host ports carried into nodes (config `extraPortMappings`), with the host port chosen. */
+  portMappings?: LabPortMappingState[];
+}
+
+export interface LabPortMappingState {
+  cluster: string;
+  /** The Node's name in its cluster (the lab node's short name). */
+  node: string;
+  nodeAddress: string;
+  containerPort: number;
+  /** On the host's 127.0.0.1. */
+  hostPort: number;
 }
 
 export const kubeStateFile = (lab: string): string => join(labFiles(lab).dir, "kubernetes.json");
@@ -170,6 +183,39 @@ async function startApiBridges(plan: LabPlan, planes: ControlPlane[], daemons: D
   }
 }
 
+/** Start the socat pair of every node's `extraPortMappings` (hostPort 0: a free one); their state. */
+async function startPortMappings(
+  plan: LabPlan,
+  dir: string,
+  daemons: Daemon[],
+): Promise<LabPortMappingState[]> {
+  const out: LabPortMappingState[] = [];
+  for (const n of plan.nodes) {
+    for (const m of n.portMappings ?? []) {
+      const hostPort = m.hostPort || (await freePort());
+      const socket = join(dir, `port-${n.name}-${m.containerPort}.sock`);
+      const argv = portMapArgv({
+        nodeNs: n.ns,
+        nodeAddress: n.ipv4,
+        containerPort: m.containerPort,
+        hostPort,
+        socket,
+      });
+      const what = `${n.name}:${m.containerPort}`;
+      daemons.push(new Daemon(`port-map-node(${what})`, argv.node, join(dir, `port-${n.name}-node.log`)));
+      daemons.push(new Daemon(`port-map-host(${what})`, argv.host, join(dir, `port-${n.name}-host.log`)));
+      out.push({
+        cluster: n.cluster,
+        node: n.short,
+        nodeAddress: n.ipv4,
+        containerPort: m.containerPort,
+        hostPort,
+      });
+    }
+  }
+  return out;
+}
+
 export interface RunningLabKube {
   state: LabKubeState;
   stop(): Promise<void>;
@@ -229,6 +275,7 @@ export async function startLabKubernetes(plan: LabPlan, o: { bun?: string } = {}
       });
     }
     await startApiBridges(plan, planes, bridges);
+    state.portMappings = await startPortMappings(plan, dir, bridges);
     for (const n of plan.nodes) {
       const cp = planes[plan.clusters.findIndex((c) => c.name === n.cluster)]!;
       const root = join(dir, "nodes", n.name);

@@ -105,6 +105,7 @@ export function planAddNode(
     ipv4: hostAt(c.lan4, index),
     ipv6: hostAt(c.lan6, index),
     gatewayCandidate: gateway,
+    portMappings: [],
     podCIDRs: [nodePod4, nodePod6].filter((x): x is string => x !== undefined),
     pods: [],
   };

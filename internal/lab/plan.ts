@@ -16,7 +16,7 @@
  */
 import type { Cluster, Node, Topology } from "../topology/index.ts";
 import { familyOf, hostAt, prefixLen, subnet } from "./addr.ts";
-import type { LabCluster, LabConfig } from "./config.ts";
+import type { LabCluster, LabConfig, LabPortMapping } from "./config.ts";
 
 export const LAB_ECHO_PORT = 8080;
 export const LAB_AGENT_PORT = 5678;
@@ -50,6 +50,8 @@ export interface LabNodePlan {
   ipv4: string;
   ipv6: string;
   gatewayCandidate: boolean;
+  /** Host ports carried to this node (config `extraPortMappings`; hostPort 0: chosen at `lab up`). */
+  portMappings: LabPortMapping[];
   /** Node pod CIDRs (one per family the cluster uses). */
   podCIDRs: string[];
   pods: LabPodPlan[];
@@ -178,7 +180,7 @@ export function planLab(labName: string, config: LabConfig): LabPlan {
 }
 
 type LabClusterConfig = LabConfig["clusters"][number];
-type LabNodeSpec = { name: string; gateway: boolean };
+type LabNodeSpec = { name: string; gateway: boolean; extraPortMappings?: LabPortMapping[] };
 
 /** Cluster `k` (1-based): its LAN (bridge, router) and its pod and service CIDRs. */
 function planCluster(c: LabClusterConfig, k: number): LabClusterPlan {
@@ -206,6 +208,7 @@ function nodeSpecsOf(c: LabClusterConfig): LabNodeSpec[] {
     ? Array.from({ length: c.nodes }, (_, i) => ({
         name: `node-${i + 1}`,
         gateway: c.networkType === "gateway" && i < c.gatewayCandidates,
+        extraPortMappings: [],
       }))
     : c.nodes;
 }
@@ -235,6 +238,7 @@ function planNode(
     ipv4: hostAt(cp.lan4, n),
     ipv6: hostAt(cp.lan6, n),
     gatewayCandidate: ns.gateway,
+    portMappings: ns.extraPortMappings ?? [],
     podCIDRs: [nodePod4, nodePod6].filter((x): x is string => x !== undefined),
     pods: [],
   };

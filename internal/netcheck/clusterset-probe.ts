@@ -3,6 +3,8 @@
  * namespaces, so `/etc/resolv.conf` is the pod's), reads the first nameserver of that resolv.conf,
  * sends every query to it over UDP port 53 (bash /dev/udp) and prints the whole reply as hex (od);
  * dns-packet parses it on our side (clusterset.ts). Tools: bash, timeout, dd, od (coreutils).
+ * The query goes through dd (one write, one datagram): bash line-buffers its printf, so a 0x0a byte
+ * in the query (a 10-letter label: "clusterset") would end the datagram there.
  *
  *   stdin:  <key> <query as printf \xHH escapes>
  *   stdout: "resolver <address>" first, then per query  <key>\t<ok|fail>\t<reply hex | why>
@@ -16,7 +18,7 @@ while read -r k v _; do [[ $k == nameserver ]] && { ns=$v; break; }; done </etc/
 echo "resolver $ns"
 ask() {
   local out rc d st=fail
-  out=$(timeout "$T" bash -c 'exec 3<>"/dev/udp/$1/53" || exit 3; printf "$2" >&3; dd bs=65535 count=1 status=none <&3 | od -An -tx1 -v' _ "$ns" "$2" 2>&1); rc=$?
+  out=$(timeout "$T" bash -c 'exec 3<>"/dev/udp/$1/53" || exit 3; printf "$2" | dd bs=65535 count=1 iflag=fullblock status=none >&3; dd bs=65535 count=1 status=none <&3 | od -An -tx1 -v' _ "$ns" "$2" 2>&1); rc=$?
   out=${"$"}{out//$'\n'/ }
   if ((rc == 0)) && [[ $out =~ ^[[:space:]0-9a-f]+$ ]] && [[ -n ${"$"}{out//[[:space:]]/} ]]; then st=ok; d=$out
   elif [[ $out == *refused* ]]; then d="no DNS server at $ns (port 53 unreachable)"

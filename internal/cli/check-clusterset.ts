@@ -5,7 +5,7 @@
  * nodes themselves so that the check runs with every API server down; in a network-only lab, the
  * lab's pod namespaces. Probes run on this machine (the lab's host), inside each pod.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { KubeClient, loadKubeConfig } from "../kube/index.ts";
 import { sandboxNames } from "../kubelet/index.ts";
@@ -40,6 +40,28 @@ export function namespaceFromResolvConf(text: string): string | undefined {
   return search && /\.svc\./.test(search) ? search.split(".")[0] : undefined;
 }
 
+/**
+ * A process of the pod's containers among the processes in its network namespace: one in a mount
+ * namespace of its own (the kubelet's probes and `ip netns exec` visitors share this machine's),
+ * the oldest such. undefined: nothing of the pod runs.
+ */
+function containerPid(pids: number[]): number | undefined {
+  let own: string;
+  try {
+    own = readlinkSync("/proc/self/ns/mnt");
+  } catch {
+    return undefined;
+  }
+  for (const pid of [...pids].sort((a, b) => a - b)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/mnt`) !== own) return pid;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return undefined;
+}
+
 /** The pods the lab kubelets run in their own network namespaces with a process in it. */
 async function kubeletPods(plan: LabPlan): Promise<ResolverPod[]> {
   const out: ResolverPod[] = [];
@@ -48,7 +70,7 @@ async function kubeletPods(plan: LabPlan): Promise<ResolverPod[]> {
     const uids = existsSync(dir) ? readdirSync(dir) : [];
     for (const uid of uids) {
       const { ns } = sandboxNames(`${n.ns}-`, uid);
-      const pid = (await netnsPids(ns)).sort((a, b) => a - b)[0];
+      const pid = containerPid(await netnsPids(ns));
       if (!pid) continue; // hostNetwork (no sandbox of its own), or not running
       const resolv = join(dir, uid, "resolv.conf");
       const podNs = existsSync(resolv) ? namespaceFromResolvConf(readFileSync(resolv, "utf8")) : undefined;

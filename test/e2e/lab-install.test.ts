@@ -313,7 +313,7 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
         `replica of ${k.split("/")[1]}'s agent (API server of ${k.split("/")[0]}:`,
       );
     }
-  }, 120_000);
+  }, 180_000);
 
   test("c1's nodes gone (links down, API servers still stopped): every connection to the name reaches c2", async () => {
     const { plan } = await loadLab(LAB);

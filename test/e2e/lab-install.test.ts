@@ -75,7 +75,7 @@ async function clustersAnswering(from: DemoPod, pods: DemoPod[], n: number): Pro
 /** `kosmosctl check --lab -p dns -o json` (clusterset names from every pod) and its report. */
 async function checkDns(): Promise<{ code: number; out: string; rep?: ClustersetReport }> {
   const r = await kosmosctl(["check", "--lab", "--name", LAB, "-p", "dns", "-o", "json"], {
-    timeoutMs: 90_000,
+    timeoutMs: 150_000,
   });
   let rep: ClustersetReport | undefined;
   try {
@@ -258,7 +258,7 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
       let last = { code: -1, out: "" } as Awaited<ReturnType<typeof checkDns>>;
       await until(
         "every pod's lookups pass",
-        120_000,
+        240_000,
         async () => {
           last = await checkDns();
           return last.code === 0 && last.rep?.results.some((x) => x.name === HEADLESS && x.got.length === 4);

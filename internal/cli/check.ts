@@ -25,6 +25,7 @@ import {
   runCheck,
   saveReport,
 } from "../netcheck/index.ts";
+import { clustersetAction } from "./check-clusterset.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
 const DEFAULT_LAB_NAME = process.env.KOSMOS_LAB ?? "kosmos";
@@ -236,7 +237,10 @@ function withCheckOptions(cmd: Command): Command {
         .argParser(parseMode),
     )
     .addOption(
-      new Option("-p, --protocol <list>", `comma list of ${CHECK_PROTOS.join(", ")}`)
+      new Option(
+        "-p, --protocol <list>",
+        `comma list of ${CHECK_PROTOS.join(", ")}; with --lab, dns alone asks every pod's resolver for every clusterset name (ServiceImport) and checks the answers`,
+      )
         .default(["icmp", "tcp"], "icmp,tcp")
         .argParser(parseProtocols),
     )
@@ -284,6 +288,8 @@ function withCheckOptions(cmd: Command): Command {
 async function checkAction(o: CheckFlags): Promise<void> {
   if (o.lab && o.inventory)
     throw new NetcheckError("BAD_FLAG", "--lab and --inventory exclude each other", "pick one");
+  // A lab has no DNS server targets: `-p dns` alone checks the clusterset names from every pod.
+  if (o.lab && !o.resume && o.protocol.length === 1 && o.protocol[0] === "dns") return clustersetAction(o);
   let prev: CheckReport | undefined;
   let opts: CheckOptions = {
     mode: o.mode,

@@ -1,5 +1,35 @@
 export { AgentExecutor, checkAgents, NetcheckError } from "./agents.ts";
 export { mergeResume, runCheck, type RunCheckOptions } from "./check.ts";
+export {
+  type ClustersetName,
+  clustersetName,
+  encodeQuery,
+  type EndpointSliceLike,
+  type ExpectedSource,
+  expectedFromApi,
+  expectedFromZone,
+  hexBytes,
+  interpretReply,
+  type LookupHop,
+  type LookupVerdict,
+  type QType,
+  queryTypes,
+  type ServiceImportLike,
+} from "./clusterset.ts";
+export {
+  type AgentJson,
+  apiNames,
+  type ClustersetOptions,
+  type ClustersetReport,
+  describeSource,
+  type Expected,
+  expectationsFrom,
+  type LookupResult,
+  replicaNames,
+  type ResolverPod,
+  runClustersetCheck,
+} from "./clusterset-check.ts";
+export { askPodResolver, type PodReplies, parseResolverOutput, RESOLVER_SCRIPT } from "./clusterset-probe.ts";
 export { diagnose, drift, mtuMismatches, planRouteFor } from "./diagnose.ts";
 export { dnsQuery, interpretDnsReply } from "./dns.ts";
 export { gatherFacts, parseKernelFacts } from "./facts.ts";

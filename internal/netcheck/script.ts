@@ -12,7 +12,8 @@
  * is expected, the first line must equal it; udp = the answer datagram must equal the expected one
  * (lab pods: their UDP echo); without an expected answer, ICMP port unreachable also counts (the
  * host was reached; beware: ICMP errors are rate limited per peer by the target kernel); dns = the first 4 bytes of a reply (id + flags),
- * interpreted by the client.
+ * interpreted by the client. The DNS query goes through dd (one write, one datagram): bash line-buffers
+ * printf, so a 0x0a byte in it (any 10-letter label, "kubernetes") would split the datagram.
  */
 import type { ProbeOutcome, ProbeSpec } from "./types.ts";
 
@@ -46,7 +47,7 @@ probe() {
     elif ((rc == 124)); then d="no answer"
     else d=${"$"}{out##*: }; d=${"$"}{d:-no answer}; fi ;;
   dns)
-    out=$(timeout "$T" bash -c 'exec 3<>"/dev/udp/$1/$2" || exit 3; printf "$3" >&3; od -An -tx1 -N4 <&3' _ "$ip" "$port" "$expect" 2>&1); rc=$?
+    out=$(timeout "$T" bash -c 'exec 3<>"/dev/udp/$1/$2" || exit 3; printf "$3" | dd bs=65535 count=1 iflag=fullblock status=none >&3; od -An -tx1 -N4 <&3' _ "$ip" "$port" "$expect" 2>&1); rc=$?
     if ((rc == 0)) && [[ -n ${"$"}{out//[[:space:]]/} ]]; then st=ok; d="reply $out"
     elif [[ $out == *refused* ]]; then d="no DNS server (port $port unreachable)"
     elif ((rc == 124)); then d="no answer"

@@ -22,6 +22,7 @@ import { KubeClient, loadKubeConfig } from "../../internal/kube/index.ts";
 import { sandboxNames } from "../../internal/kubelet/index.ts";
 import { labDown, labFiles, loadLab, readKubeState, sh } from "../../internal/lab/index.ts";
 import { kubeSkip } from "../helpers/k8s.ts";
+import type { ClustersetReport } from "../../internal/netcheck/index.ts";
 import { kosmosctl } from "../helpers/kosmosctl.ts";
 import { labName, until } from "./helpers.ts";
 
@@ -44,6 +45,9 @@ const clientFor = (kubeconfig: string): KubeClient => {
 };
 
 const NAME = "echo.kosmos-demo.svc.clusterset.local";
+const HEADLESS = "echo-h.kosmos-demo.svc.clusterset.local";
+/** The echo pods of the first test (the DNS check's tests read them outside the describe). */
+const echoPods: DemoPod[] = [];
 
 /** Run argv inside a pod: its network, mount (its resolv.conf) and UTS namespaces, via one of its processes. */
 async function inPod(
@@ -66,6 +70,42 @@ async function clustersAnswering(from: DemoPod, pods: DemoPod[], n: number): Pro
     .split("\n")
     .filter(Boolean)
     .map((name) => pods.find((p) => p.name === name.trim())?.cluster ?? `?${name}`);
+}
+
+/** `kosmosctl check --lab -p dns -o json` (clusterset names from every pod) and its report. */
+async function checkDns(): Promise<{ code: number; out: string; rep?: ClustersetReport }> {
+  const r = await kosmosctl(["check", "--lab", "--name", LAB, "-p", "dns", "-o", "json"], {
+    timeoutMs: 150_000,
+  });
+  let rep: ClustersetReport | undefined;
+  try {
+    rep = JSON.parse(r.stdout) as ClustersetReport;
+  } catch {
+    rep = undefined;
+  }
+  return { code: r.code, out: `exit ${r.code}\n${r.stdout}\n${r.stderr}`, rep };
+}
+
+/** Every echo pod was asked, every lookup passed, both names (A) were checked from every pod. */
+function expectAllPods(rep: ClustersetReport, out: string): void {
+  expect(rep.podErrors, out).toEqual({});
+  expect(
+    rep.results.filter((x) => !x.ok),
+    out,
+  ).toEqual([]);
+  const asked = new Set(rep.results.map((x) => x.pod));
+  for (const p of echoPods) expect(asked, out).toContain(`${p.cluster}/${DEMO_NAMESPACE}/${p.name}`);
+  for (const pod of asked)
+    expect(
+      rep.results
+        .filter((x) => x.pod === pod && x.type === "A")
+        .map((x) => x.name)
+        .sort(),
+      `${pod}\n${out}`,
+    ).toEqual([HEADLESS, NAME]);
+  // The headless name answers the ready echo pods of c1 and c2 (as the pod's cluster reaches them).
+  const h = rep.results.find((x) => x.name === HEADLESS && x.cluster === "c3" && x.type === "A")!;
+  expect(h.got.length, out).toBe(4);
 }
 
 beforeAll(() => labDown(LAB), T);
@@ -201,6 +241,49 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
     T,
   );
 
+  test(
+    "kosmosctl check --lab -p dns: every pod's own resolver answers every clusterset name (ClusterSetIP and headless) as the API servers say",
+    async () => {
+      expect(echo.length).toBe(6);
+      echoPods.push(...echo);
+      const st = (await readKubeState(LAB))!;
+      for (const name of ["c1", "c2"]) {
+        const c = clientFor(st.clusters.find((x) => x.name === name)!.kubeconfig);
+        await c.create(`/api/v1/namespaces/${DEMO_NAMESPACE}/services`, {
+          apiVersion: "v1",
+          kind: "Service",
+          metadata: { name: "echo-h" },
+          spec: { clusterIP: "None", selector: { app: "echo" }, ports: [{ port: 8080, protocol: "TCP" }] },
+        });
+        await c.create(`/apis/multicluster.x-k8s.io/v1alpha1/namespaces/${DEMO_NAMESPACE}/serviceexports`, {
+          apiVersion: "multicluster.x-k8s.io/v1alpha1",
+          kind: "ServiceExport",
+          metadata: { name: "echo-h" },
+        });
+      }
+      // The headless import and its slices reach every cluster and every agent: wait until all pass.
+      let last = { code: -1, out: "" } as Awaited<ReturnType<typeof checkDns>>;
+      await until(
+        "every pod's lookups pass",
+        240_000,
+        async () => {
+          last = await checkDns();
+          return last.code === 0 && last.rep?.results.some((x) => x.name === HEADLESS && x.got.length === 4);
+        },
+        1000,
+      ).catch(() => undefined);
+      expect(last.code, last.out).toBe(0);
+      const rep = last.rep!;
+      expectAllPods(rep, last.out);
+      expect(rep.sources, last.out).toEqual({
+        c1: "API server of c1",
+        c2: "API server of c2",
+        c3: "API server of c3",
+      });
+    },
+    T,
+  );
+
   test("with every API server of the lab stopped, the same connections and the clusterset name still answer", async () => {
     expect(echo.length).toBe(6);
     const { plan } = await loadLab(LAB);
@@ -223,6 +306,21 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
     expect(answers.length).toBe(12);
     expect(answers.filter((c) => c !== "c1" && c !== "c2")).toEqual([]);
   }, 60_000);
+
+  test("with every API server stopped, check -p dns passes from every pod against the agents' replicas", async () => {
+    expect(echoPods.length).toBe(6);
+    const r = await checkDns();
+    expect(r.code, r.out).toBe(0);
+    expectAllPods(r.rep!, r.out);
+    const sources = Object.entries(r.rep!.sources);
+    expect(sources.length, r.out).toBeGreaterThan(0);
+    for (const [k, v] of sources) {
+      expect(k, r.out).toMatch(/^c[123]\/c[123]-node-\d+$/);
+      expect(v, r.out).toStartWith(
+        `replica of ${k.split("/")[1]}'s agent (API server of ${k.split("/")[0]}:`,
+      );
+    }
+  }, 180_000);
 
   test("c1's nodes gone (links down, API servers still stopped): every connection to the name reaches c2", async () => {
     const { plan } = await loadLab(LAB);

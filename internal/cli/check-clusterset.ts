@@ -1,0 +1,229 @@
+/**
+ * `kosmosctl check --lab -p dns`: clusterset names from every pod of the lab (docs/check.md
+ * "Clusterset names"). In a Kubernetes lab the pods are the ones the lab kubelets run — every pod
+ * sandbox (its own network namespace: not hostNetwork) with a process in it (Running), found on the
+ * nodes themselves so that the check runs with every API server down; in a network-only lab, the
+ * lab's pod namespaces. Probes run on this machine (the lab's host), inside each pod.
+ */
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import { KubeClient, loadKubeConfig } from "../kube/index.ts";
+import { sandboxNames } from "../kubelet/index.ts";
+import {
+  agentSocket,
+  labFiles,
+  type LabKubeState,
+  type LabPlan,
+  loadLab,
+  netnsPids,
+  readKubeState,
+  sh,
+} from "../lab/index.ts";
+import {
+  AgentExecutor,
+  type ClustersetReport,
+  expectationsFrom,
+  NetcheckError,
+  type ResolverPod,
+  runClustersetCheck,
+} from "../netcheck/index.ts";
+import { defaultRunner } from "../sys/index.ts";
+import { FAIL, OK, type OutputFormat, printData, renderTable } from "./output.ts";
+
+/** A lab kubelet's root on the host (`--root`): pods/<uid>/, host/ (hostPath volumes). */
+const kubeletRoot = (lab: string, node: string): string =>
+  join(labFiles(lab).dir, "kubernetes", "nodes", node);
+
+/** The namespace a pod's resolv.conf says it is in (first search domain `<ns>.svc.<domain>`). */
+export function namespaceFromResolvConf(text: string): string | undefined {
+  const search = /^\s*search\s+(\S+)/m.exec(text)?.[1];
+  return search && /\.svc\./.test(search) ? search.split(".")[0] : undefined;
+}
+
+/**
+ * A process of the pod's containers among the processes in its network namespace: one in a mount
+ * namespace of its own (the kubelet's probes and `ip netns exec` visitors share this machine's),
+ * the oldest such. undefined: nothing of the pod runs.
+ */
+function containerPid(pids: number[]): number | undefined {
+  let own: string;
+  try {
+    own = readlinkSync("/proc/self/ns/mnt");
+  } catch {
+    return undefined;
+  }
+  for (const pid of [...pids].sort((a, b) => a - b)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/mnt`) !== own) return pid;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return undefined;
+}
+
+/** The pods the lab kubelets run in their own network namespaces with a process in it. */
+async function kubeletPods(plan: LabPlan): Promise<ResolverPod[]> {
+  const out: ResolverPod[] = [];
+  for (const n of plan.nodes) {
+    const dir = join(kubeletRoot(plan.name, n.name), "pods");
+    const uids = existsSync(dir) ? readdirSync(dir) : [];
+    for (const uid of uids) {
+      const { ns } = sandboxNames(`${n.ns}-`, uid);
+      const pid = containerPid(await netnsPids(ns));
+      if (!pid) continue; // hostNetwork (no sandbox of its own), or not running
+      const resolv = join(dir, uid, "resolv.conf");
+      const podNs = existsSync(resolv) ? namespaceFromResolvConf(readFileSync(resolv, "utf8")) : undefined;
+      const host = await sh(["nsenter", "-t", String(pid), "-u", "cat", "/proc/sys/kernel/hostname"], {
+        allowFail: true,
+      });
+      const name = host.code === 0 ? host.stdout.trim() : `uid-${uid.slice(0, 8)}`;
+      out.push({
+        id: `${n.cluster}/${podNs ?? "?"}/${name}`,
+        cluster: n.cluster,
+        node: n.name,
+        execPrefix: ["nsenter", "-t", String(pid), "-n", "-m", "--"],
+      });
+    }
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** Pods, agents and API clients of a lab (Kubernetes lab or network-only). */
+export async function clustersetInventory(name: string): Promise<{
+  pods: ResolverPod[];
+  agents: AgentExecutor;
+  clients: Map<string, KubeClient>;
+  kube?: LabKubeState;
+}> {
+  const { plan } = await loadLab(name);
+  const kube = await readKubeState(name);
+  if (!kube) {
+    const pods = plan.nodes.flatMap((n) =>
+      n.pods.map((p) => ({
+        id: p.id,
+        cluster: p.cluster,
+        node: n.name,
+        execPrefix: ["ip", "netns", "exec", p.ns],
+      })),
+    );
+    const agents = new AgentExecutor(
+      Object.fromEntries(plan.nodes.map((n) => [n.name, { url: `unix:${agentSocket(plan.name, n.name)}` }])),
+    );
+    return { pods, agents, clients: new Map() };
+  }
+  // The agents are the DaemonSet's pods: their admin socket is in the node's /var/lib/kosmos hostPath.
+  const agents = new AgentExecutor(
+    Object.fromEntries(
+      plan.nodes.map((n) => [
+        n.name,
+        { url: `unix:${join(kubeletRoot(plan.name, n.name), "host/var/lib/kosmos/agent.sock")}` },
+      ]),
+    ),
+  );
+  const clients = new Map(kube.clusters.map((c) => [c.name, new KubeClient(loadKubeConfig(c.kubeconfig))]));
+  return { pods: await kubeletPods(plan), agents, clients, kube };
+}
+
+export interface ClustersetFlags {
+  name: string;
+  src?: string[];
+  timeout: number;
+  retries: number;
+  concurrency: number;
+  output: OutputFormat;
+}
+
+/** Per name and type: the answer checked and how many pods got it. */
+function nameRows(rep: ClustersetReport): Array<Array<string | number>> {
+  const by = new Map<string, { want: Set<string>; ok: number; n: number; headless: boolean }>();
+  for (const r of rep.results) {
+    const k = `${r.name} ${r.type}`;
+    const e = by.get(k) ?? { want: new Set<string>(), ok: 0, n: 0, headless: r.headless };
+    e.want.add(r.want.join(",") || "none");
+    e.n++;
+    if (r.ok) e.ok++;
+    by.set(k, e);
+  }
+  return [...by.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, e]) => {
+      const [name, type] = k.split(" ");
+      return [
+        name ?? "",
+        type ?? "",
+        e.headless ? "Headless" : "ClusterSetIP",
+        [...e.want].join(" | "),
+        `${e.ok === e.n ? OK : FAIL} ${e.ok}/${e.n}`,
+      ];
+    });
+}
+
+export function renderClustersetReport(rep: ClustersetReport): string {
+  const lines: string[] = [];
+  if (rep.results.length) lines.push(renderTable(["NAME", "TYPE", "IMPORT", "WANT", "PODS"], nameRows(rep)));
+  const failed = rep.results.filter((r) => !r.ok);
+  if (failed.length) {
+    lines.push(
+      renderTable(
+        ["POD", "RESOLVER", "NAME", "TYPE", "HOP", "GOT", "WANT", "DETAIL"],
+        failed.map((r) => [
+          r.pod,
+          r.resolver,
+          r.name,
+          r.type,
+          r.hop ?? "",
+          r.got.join(",") || "-",
+          r.want.join(",") || "-",
+          r.detail,
+        ]),
+      ),
+    );
+  }
+  for (const [pod, err] of Object.entries(rep.podErrors)) lines.push(`${FAIL} ${pod}: ${err}`);
+  lines.push("expected answers from:");
+  for (const [k, v] of Object.entries(rep.sources)) lines.push(`  ${k}: ${v}`);
+  const names = new Set(rep.results.map((r) => r.name)).size;
+  const bad = rep.failed > 0 || Object.keys(rep.podErrors).length > 0;
+  lines.push(
+    `${rep.passed}/${rep.lookups} clusterset lookups passed (${names} names, ${rep.pods} pods, each asking its own resolver) in ${(rep.durationMs / 1000).toFixed(1)} s ${bad ? FAIL : OK}`,
+  );
+  return lines.join("\n");
+}
+
+/** `kosmosctl check --lab -p dns`: run, print, set the exit code. */
+export async function clustersetAction(o: ClustersetFlags): Promise<void> {
+  const inv = await clustersetInventory(o.name);
+  try {
+    const pods = inv.pods.filter((p) => !o.src || o.src.includes(p.cluster));
+    if (pods.length === 0)
+      throw new NetcheckError(
+        "NO_PAIRS",
+        `no pod to ask in lab ${o.name}${o.src ? ` (clusters ${o.src.join(",")})` : ""}`,
+        inv.kube
+          ? "run some pods (hostNetwork pods use their node's resolver and are left out)"
+          : "is the lab up?",
+      );
+    const rep = await runClustersetCheck(
+      `lab/${o.name}`,
+      pods,
+      expectationsFrom(inv.clients, inv.agents),
+      defaultRunner(),
+      {
+        timeoutSec: o.timeout,
+        retries: o.retries,
+        concurrency: Math.min(o.concurrency, 8),
+      },
+    );
+    if (rep.lookups === 0 && Object.keys(rep.podErrors).length === 0)
+      throw new NetcheckError(
+        "NO_PAIRS",
+        `no ServiceImport is visible to the pods of lab ${o.name}: no clusterset name to check`,
+        "export a Service (a ServiceExport next to it, docs/services.md), or check DNS servers with --inventory",
+      );
+    printData(o.output, rep, () => renderClustersetReport(rep));
+    process.exitCode = rep.failed > 0 || Object.keys(rep.podErrors).length > 0 ? 1 : 0;
+  } finally {
+    for (const c of inv.clients.values()) c.close();
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Asks a pod's own resolver: one bash script per pod, run inside the pod (its network and mount
+ * namespaces, so `/etc/resolv.conf` is the pod's), reads the first nameserver of that resolv.conf,
+ * sends every query to it over UDP port 53 (bash /dev/udp) and prints the whole reply as hex (od);
+ * dns-packet parses it on our side (clusterset.ts). Tools: bash, timeout, dd, od (coreutils).
+ * The query goes through dd (one write, one datagram): bash line-buffers its printf, so a 0x0a byte
+ * in the query (a 10-letter label: "clusterset") would end the datagram there.
+ *
+ *   stdin:  <key> <query as printf \xHH escapes>
+ *   stdout: "resolver <address>" first, then per query  <key>\t<ok|fail>\t<reply hex | why>
+ */
+import type { Runner } from "../sys/index.ts";
+
+export const RESOLVER_SCRIPT = String.raw`T=${"$"}{1:-2}
+ns=
+while read -r k v _; do [[ $k == nameserver ]] && { ns=$v; break; }; done </etc/resolv.conf
+[[ -z $ns ]] && { echo "resolver -"; exit 0; }
+echo "resolver $ns"
+ask() {
+  local out rc d st=fail
+  out=$(timeout "$T" bash -c 'exec 3<>"/dev/udp/$1/53" || exit 3; printf "$2" | dd bs=65535 count=1 iflag=fullblock status=none >&3; dd bs=65535 count=1 status=none <&3 | od -An -tx1 -v' _ "$ns" "$2" 2>&1); rc=$?
+  out=${"$"}{out//$'\n'/ }
+  if ((rc == 0)) && [[ $out =~ ^[[:space:]0-9a-f]+$ ]] && [[ -n ${"$"}{out//[[:space:]]/} ]]; then st=ok; d=$out
+  elif [[ $out == *refused* ]]; then d="no DNS server at $ns (port 53 unreachable)"
+  elif ((rc == 124)); then d="no answer from $ns in ${"$"}{T} s"
+  else d=${"$"}{out##*: }; d=${"$"}{d:-no answer from $ns}; fi
+  printf '%s\t%s\t%s\n' "$1" "$st" "$d"
+}
+while read -r key q; do
+  [[ -z $key ]] && continue
+  ask "$key" "$q" &
+done
+wait
+`;
+
+export interface PodReplies {
+  /** The pod's nameserver ("" when its resolv.conf names none). */
+  resolver: string;
+  /** key → the reply's hex, or why there is none. */
+  replies: Map<string, { hex?: string; detail: string }>;
+  /** The script could not run in the pod at all. */
+  error?: string;
+}
+
+/** Run the queries (`key` → printf-escaped query) inside the pod entered with `execPrefix`. */
+export async function askPodResolver(
+  runner: Runner,
+  execPrefix: string[],
+  queries: Array<{ key: string; query: string }>,
+  timeoutSec: number,
+): Promise<PodReplies> {
+  const input = `${queries.map((q) => `${q.key} ${q.query}`).join("\n")}\n`;
+  const r = await runner.run(
+    [...execPrefix, "bash", "-c", RESOLVER_SCRIPT, "kosmos-dns", String(timeoutSec)],
+    {
+      input,
+    },
+  );
+  return parseResolverOutput(
+    r.stdout,
+    r.code === 0 ? undefined : r.stderr.trim().split("\n").pop() || `exit ${r.code}`,
+  );
+}
+
+/** Parse the script's output (pure). */
+export function parseResolverOutput(stdout: string, failure?: string): PodReplies {
+  const out: PodReplies = { resolver: "", replies: new Map() };
+  for (const line of stdout.split("\n")) {
+    const res = /^resolver (\S+)$/.exec(line);
+    if (res) {
+      out.resolver = res[1] === "-" ? "" : (res[1] ?? "");
+      continue;
+    }
+    const [key, st, ...rest] = line.split("\t");
+    if (!key || (st !== "ok" && st !== "fail")) continue;
+    const d = rest.join(" ").trim();
+    out.replies.set(key, st === "ok" ? { hex: d, detail: "" } : { detail: d });
+  }
+  if (failure && out.replies.size === 0) out.error = failure;
+  return out;
+}

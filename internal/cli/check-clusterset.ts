@@ -5,7 +5,7 @@
  * nodes themselves so that the check runs with every API server down; in a network-only lab, the
  * lab's pod namespaces. Probes run on this machine (the lab's host), inside each pod.
  */
-import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { KubeClient, loadKubeConfig } from "../kube/index.ts";
 import { sandboxNames } from "../kubelet/index.ts";
@@ -15,7 +15,6 @@ import {
   type LabKubeState,
   type LabPlan,
   loadLab,
-  netnsPids,
   readKubeState,
   sh,
 } from "../lab/index.ts";
@@ -41,43 +40,63 @@ export function namespaceFromResolvConf(text: string): string | undefined {
 }
 
 /**
- * A process of the pod's containers among the processes in its network namespace: one in a mount
- * namespace of its own (the kubelet's probes and `ip netns exec` visitors share this machine's),
- * the oldest such. undefined: nothing of the pod runs.
+ * The container processes of every network namespace, by the namespace's inode: processes in a UTS
+ * namespace of their own (a pod's containers have the pod's hostname; the kubelet's probes and
+ * `ip netns exec` visitors keep this machine's), oldest pid first. One pass over /proc (`ip netns
+ * pids` scans all of /proc once per namespace).
  */
-function containerPid(pids: number[]): number | undefined {
-  let own: string;
+function containerProcesses(): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  const inode = (link: string): number => Number(/\[(\d+)\]/.exec(link)?.[1] ?? -1);
+  let ownUts: string;
   try {
-    own = readlinkSync("/proc/self/ns/mnt");
+    ownUts = readlinkSync("/proc/self/ns/uts");
   } catch {
-    return undefined;
+    return out;
   }
-  for (const pid of [...pids].sort((a, b) => a - b)) {
+  const pids = readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .sort((a, b) => a - b);
+  for (const pid of pids) {
     try {
-      if (readlinkSync(`/proc/${pid}/ns/mnt`) !== own) return pid;
+      if (readlinkSync(`/proc/${pid}/ns/uts`) === ownUts) continue;
+      const net = inode(readlinkSync(`/proc/${pid}/ns/net`));
+      out.set(net, [...(out.get(net) ?? []), pid]);
     } catch {
-      /* gone meanwhile */
+      /* gone meanwhile, or a kernel thread */
     }
   }
-  return undefined;
+  return out;
 }
 
 /** The pods the lab kubelets run in their own network namespaces with a process in it. */
 async function kubeletPods(plan: LabPlan): Promise<ResolverPod[]> {
   const out: ResolverPod[] = [];
+  const procs = containerProcesses();
   for (const n of plan.nodes) {
     const dir = join(kubeletRoot(plan.name, n.name), "pods");
     const uids = existsSync(dir) ? readdirSync(dir) : [];
     for (const uid of uids) {
       const { ns } = sandboxNames(`${n.ns}-`, uid);
-      const pid = containerPid(await netnsPids(ns));
-      if (!pid) continue; // hostNetwork (no sandbox of its own), or not running
+      const netFile = `/run/netns/${ns}`;
+      // hostNetwork (no sandbox of its own) or not running: no candidate.
+      const candidates = existsSync(netFile) ? (procs.get(statSync(netFile).ino) ?? []) : [];
+      let found: { pid: number; name: string } | undefined;
+      for (const pid of candidates) {
+        // The pod's hostname (its name), read in its UTS namespace; a process gone meanwhile fails.
+        const h = await sh(["nsenter", "-t", String(pid), "-u", "cat", "/proc/sys/kernel/hostname"], {
+          allowFail: true,
+        });
+        if (h.code === 0 && h.stdout.trim()) {
+          found = { pid, name: h.stdout.trim() };
+          break;
+        }
+      }
+      if (!found) continue;
+      const { pid, name } = found;
       const resolv = join(dir, uid, "resolv.conf");
       const podNs = existsSync(resolv) ? namespaceFromResolvConf(readFileSync(resolv, "utf8")) : undefined;
-      const host = await sh(["nsenter", "-t", String(pid), "-u", "cat", "/proc/sys/kernel/hostname"], {
-        allowFail: true,
-      });
-      const name = host.code === 0 ? host.stdout.trim() : `uid-${uid.slice(0, 8)}`;
       out.push({
         id: `${n.cluster}/${podNs ?? "?"}/${name}`,
         cluster: n.cluster,
@@ -212,7 +231,7 @@ export async function clustersetAction(o: ClustersetFlags): Promise<void> {
       {
         timeoutSec: o.timeout,
         retries: o.retries,
-        concurrency: Math.min(o.concurrency, 8),
+        concurrency: Math.min(o.concurrency, 4),
       },
     );
     if (rep.lookups === 0 && Object.keys(rep.podErrors).length === 0)

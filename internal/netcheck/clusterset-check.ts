@@ -36,7 +36,13 @@ export interface ResolverPod {
 }
 
 export type Expected =
-  | { ok: true; source: ExpectedSource; names: ClustersetName[]; replica?: ClustersetName[] }
+  | {
+      ok: true;
+      source: ExpectedSource;
+      names: ClustersetName[];
+      /** With an API source: the node's replica (as its DNS serves it, and without its SWIM view). */
+      replica?: ReplicaNames;
+    }
   | { ok: false; error: string };
 
 export interface LookupResult {
@@ -93,10 +99,12 @@ interface Pending {
   name: ClustersetName;
   type: QType;
   stale?: string[];
+  withDeadNodes?: string[];
 }
 
 function lookupsFor(e: Extract<Expected, { ok: true }>): Pending[] {
-  const staleOf = new Map((e.replica ?? []).map((n) => [n.name, n]));
+  const staleOf = new Map((e.replica?.live ?? []).map((n) => [n.name, n]));
+  const allOf = new Map((e.replica?.all ?? []).map((n) => [n.name, n]));
   const out: Pending[] = [];
   for (const n of e.names) {
     for (const type of queryTypes(n)) {
@@ -106,6 +114,7 @@ function lookupsFor(e: Extract<Expected, { ok: true }>): Pending[] {
         name: n,
         type,
         stale: staleOf.get(n.name)?.want[type],
+        withDeadNodes: allOf.get(n.name)?.want[type],
       });
     }
   }
@@ -141,6 +150,7 @@ async function checkPod(
           type: p.type,
           want: p.name.want[p.type],
           stale: p.stale,
+          withDeadNodes: p.withDeadNodes,
         },
       );
       results.set(p.key, {
@@ -218,19 +228,25 @@ export interface AgentJson {
   json<T>(node: string, path: string): Promise<T | undefined>;
 }
 
+/** An agent's names: as its DNS serves them (`live`: its SWIM view applied) and without that view. */
+export interface ReplicaNames {
+  live: ClustersetName[];
+  all: ClustersetName[];
+}
+
 /** What an agent's DNS serves: its zone, from its /v1/topology and its SWIM view (/v1/state). */
 export async function replicaNames(
   agents: AgentJson,
   node: string,
   cluster: string,
-): Promise<ClustersetName[] | undefined> {
+): Promise<ReplicaNames | undefined> {
   const [t, st] = await Promise.all([
     agents.json<Topology>(node, "/v1/topology"),
     agents.json<{ members?: Record<string, MemberState> }>(node, "/v1/state"),
   ]);
   if (!t) return undefined;
   const zone: Zone = buildZone(t, cluster, st?.members ?? {});
-  return expectedFromZone(zone);
+  return { live: expectedFromZone(zone), all: expectedFromZone(buildZone(t, cluster, {})) };
 }
 
 const MCS = "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports";
@@ -254,7 +270,7 @@ export async function apiNames(client: KubeClient, timeoutMs = 4000): Promise<Cl
  */
 export function expectationsFrom(clients: Map<string, KubeClient>, agents: AgentJson) {
   const api = new Map<string, Promise<ClustersetName[] | string>>();
-  const replica = new Map<string, Promise<ClustersetName[] | undefined>>();
+  const replica = new Map<string, Promise<ReplicaNames | undefined>>();
   const apiOf = (cluster: string): Promise<ClustersetName[] | string> => {
     let p = api.get(cluster);
     if (!p) {
@@ -266,7 +282,7 @@ export function expectationsFrom(clients: Map<string, KubeClient>, agents: Agent
     }
     return p;
   };
-  const replicaOf = (cluster: string, node: string): Promise<ClustersetName[] | undefined> => {
+  const replicaOf = (cluster: string, node: string): Promise<ReplicaNames | undefined> => {
     let p = replica.get(node);
     if (!p) {
       p = replicaNames(agents, node, cluster);
@@ -279,7 +295,7 @@ export function expectationsFrom(clients: Map<string, KubeClient>, agents: Agent
     if (typeof fromApi !== "string")
       return { ok: true, source: { kind: "api", cluster }, names: fromApi, replica: fromReplica };
     if (fromReplica)
-      return { ok: true, source: { kind: "replica", cluster, node, why: fromApi }, names: fromReplica };
+      return { ok: true, source: { kind: "replica", cluster, node, why: fromApi }, names: fromReplica.live };
     return {
       ok: false,
       error: `no expected answers: the API server of ${cluster} (${fromApi}) and the agent of ${node} do not answer`,

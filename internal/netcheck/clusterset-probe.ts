@@ -1,7 +1,8 @@
 /**
  * Asks a pod's own resolver: one bash script per pod, run inside the pod (its network and mount
  * namespaces, so `/etc/resolv.conf` is the pod's), reads the first nameserver of that resolv.conf,
- * sends every query to it over UDP port 53 (bash /dev/udp) and prints the whole reply as hex (od);
+ * sends every query to it over UDP port 53 (bash /dev/udp), one after the other (a few names per
+ * pod; forks in parallel only add load), and prints the whole reply as hex (od);
  * dns-packet parses it on our side (clusterset.ts). Tools: bash, timeout, dd, od (coreutils).
  * The query goes through dd (one write, one datagram): bash line-buffers its printf, so a 0x0a byte
  * in the query (a 10-letter label: "clusterset") would end the datagram there.
@@ -28,9 +29,8 @@ ask() {
 }
 while read -r key q; do
   [[ -z $key ]] && continue
-  ask "$key" "$q" &
+  ask "$key" "$q"
 done
-wait
 `;
 
 export interface PodReplies {

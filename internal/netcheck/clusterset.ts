@@ -108,7 +108,14 @@ export function encodeQuery(name: string, type: QType, id: number): string {
     .toString("hex");
 }
 
-export type LookupHop = "no answer" | "NXDOMAIN" | "rcode" | "wrong address" | "stale" | "truncated";
+export type LookupHop =
+  | "no answer"
+  | "NXDOMAIN"
+  | "rcode"
+  | "wrong address"
+  | "stale"
+  | "dead node"
+  | "truncated";
 
 export interface LookupVerdict {
   ok: boolean;
@@ -132,12 +139,14 @@ const list = (a: string[]): string => (a.length ? a.join(",") : "none");
  * The verdict on a resolver's reply to our query `id` for `type`: the addresses of that type in the
  * answer section must be exactly `want`. `stale` (optional): what the agent's replica expects when
  * `want` came from the API server — a reply equal to it (and not to `want`) is the agent serving a
- * replica that lags behind the API server.
+ * replica that lags behind the API server — unless the same replica without the SWIM view
+ * (`withDeadNodes`) equals `want`: then the agent left out the endpoints of nodes gossip declares
+ * dead, as designed (`dead node`).
  */
 export function interpretReply(
   reply: Buffer | undefined,
   probeDetail: string,
-  o: { id: number; type: QType; want: string[]; stale?: string[] },
+  o: { id: number; type: QType; want: string[]; stale?: string[]; withDeadNodes?: string[] },
 ): LookupVerdict {
   if (!reply) return { ok: false, got: [], hop: "no answer", detail: probeDetail || "no reply" };
   let p: dnsPacket.DecodedPacket;
@@ -168,6 +177,14 @@ export function interpretReply(
   if (p.flag_tc && got.length === 0)
     return { ok: false, got, hop: "truncated", detail: "reply truncated (TC): too big for UDP" };
   const stale = o.stale ? [...new Set(o.stale)].sort() : undefined;
+  const unfiltered = o.withDeadNodes ? [...new Set(o.withDeadNodes)].sort() : undefined;
+  if (stale && !sameSet(stale, want) && sameSet(got, stale) && unfiltered && sameSet(unfiltered, want))
+    return {
+      ok: false,
+      got,
+      hop: "dead node",
+      detail: `answered ${list(got)}: the agent leaves out ${list(want.filter((a) => !got.includes(a)))}, on nodes gossip declares dead; the API server lists them`,
+    };
   if (stale && !sameSet(stale, want) && sameSet(got, stale))
     return {
       ok: false,

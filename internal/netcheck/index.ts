@@ -25,6 +25,7 @@ export {
   type Expected,
   expectationsFrom,
   type LookupResult,
+  type ReplicaNames,
   replicaNames,
   type ResolverPod,
   runClustersetCheck,

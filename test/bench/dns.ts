@@ -84,7 +84,7 @@ async function load(port: number): Promise<Load> {
         lat.push(performance.now() - q.at);
         sent.delete(p.id ?? -1);
         const a = p.answers?.[0];
-        if (!a || a.type !== "A" || a.data !== ipOf(q.i % N)) wrong++;
+        if (a?.type !== "A" || a.data !== ipOf(q.i % N)) wrong++;
         if (lat.length >= TOTAL) done();
         else if (next < TOTAL) send(s as Sock);
       },
@@ -153,6 +153,11 @@ interface Server {
   stop(): Promise<void>;
 }
 
+async function stopProcess(proc: ReturnType<typeof Bun.spawn>): Promise<void> {
+  proc.kill();
+  await proc.exited;
+}
+
 async function startAgentServer(): Promise<Server> {
   const port = await freePort();
   const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", String(port)], {
@@ -160,7 +165,7 @@ async function startAgentServer(): Promise<Server> {
     stderr: "inherit",
   });
   await answering(port, proc);
-  return { port, stop: async () => void (proc.kill(), await proc.exited) };
+  return { port, stop: () => stopProcess(proc) };
 }
 
 async function startDnsmasq(bin: string, dir: string): Promise<Server> {
@@ -184,7 +189,7 @@ async function startDnsmasq(bin: string, dir: string): Promise<Server> {
     { stdout: "ignore", stderr: "inherit" },
   );
   await answering(port, proc);
-  return { port, stop: async () => void (proc.kill(), await proc.exited) };
+  return { port, stop: () => stopProcess(proc) };
 }
 
 const median = (xs: Load[]): Load => [...xs].sort((a, b) => a.qps - b.qps)[Math.floor(xs.length / 2)]!;
@@ -208,9 +213,10 @@ export async function measure(): Promise<DnsFigures> {
   const dir = mkdtempSync(join(tmpdir(), "kosmos-dns-bench-"));
   const agent = await startAgentServer();
   const base = bin
-    ? await startDnsmasq(bin, dir).catch(
-        (e: Error) => (process.stderr.write(`dns bench: dnsmasq: ${e.message}\n`), undefined),
-      )
+    ? await startDnsmasq(bin, dir).catch((e: Error) => {
+        process.stderr.write(`dns bench: dnsmasq: ${e.message}\n`);
+        return undefined;
+      })
     : undefined;
   const rounds: { agent: Load[]; dnsmasq: Load[] } = { agent: [], dnsmasq: [] };
   try {

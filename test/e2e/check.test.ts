@@ -250,7 +250,7 @@ describe("kosmosctl check --lab", () => {
       [["--lab", "--name", LAB, "--packet-size", "10"], "--packet-size must be an integer from 68 to 65535"],
       [["--lab", "--name", LAB, "--concurrency", "0"], "--concurrency must be an integer from 1 to 4096"],
       [["--lab", "--name", LAB, "--src", "c9"], 'unknown cluster "c9"'],
-      [["--lab", "--name", LAB, "-p", "dns"], "no endpoint serves DNS"],
+      [["--lab", "--name", LAB, "-p", "dns"], "no ServiceImport is visible to the pods of lab"],
       [[], "give --lab"],
       [["--lab", "--name", "nosuchlab0"], 'lab "nosuchlab0" is not up'],
       [["--resume", "--results", "/nonexistent/x.json"], "no previous results in /nonexistent/x.json"],

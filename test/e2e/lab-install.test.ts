@@ -22,6 +22,7 @@ import { KubeClient, loadKubeConfig } from "../../internal/kube/index.ts";
 import { sandboxNames } from "../../internal/kubelet/index.ts";
 import { labDown, labFiles, loadLab, readKubeState, sh } from "../../internal/lab/index.ts";
 import { kubeSkip } from "../helpers/k8s.ts";
+import { renderClustersetReport } from "../../internal/cli/check-clusterset.ts";
 import type { ClustersetReport } from "../../internal/netcheck/index.ts";
 import { kosmosctl } from "../helpers/kosmosctl.ts";
 import { labName, until } from "./helpers.ts";
@@ -74,7 +75,7 @@ async function clustersAnswering(from: DemoPod, pods: DemoPod[], n: number): Pro
 
 /** `kosmosctl check --lab -p dns -o json` (clusterset names from every pod) and its report. */
 async function checkDns(): Promise<{ code: number; out: string; rep?: ClustersetReport }> {
-  const r = await kosmosctl(["check", "--lab", "--name", LAB, "-p", "dns", "-o", "json"], {
+  const r = await kosmosctl(["check", "--lab", "--name", LAB, "-p", "dns", "--timeout", "5", "-o", "json"], {
     timeoutMs: 150_000,
   });
   let rep: ClustersetReport | undefined;
@@ -274,6 +275,7 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
       ).catch(() => undefined);
       expect(last.code, last.out).toBe(0);
       const rep = last.rep!;
+      console.log(renderClustersetReport(rep));
       expectAllPods(rep, last.out);
       expect(rep.sources, last.out).toEqual({
         c1: "API server of c1",
@@ -311,6 +313,7 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
     expect(echoPods.length).toBe(6);
     const r = await checkDns();
     expect(r.code, r.out).toBe(0);
+    console.log(renderClustersetReport(r.rep!));
     expectAllPods(r.rep!, r.out);
     const sources = Object.entries(r.rep!.sources);
     expect(sources.length, r.out).toBeGreaterThan(0);

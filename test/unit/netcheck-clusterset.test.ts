@@ -210,6 +210,41 @@ describe("the verdict on a resolver's reply", () => {
     expect(v).toMatchObject({ ok: false, hop: "stale", got: ["241.0.0.10"] });
   });
 
+  test("an answer without the endpoints of a node gossip declares dead is named so (the API server lists them)", () => {
+    const db = "db.demo.svc.clusterset.local";
+    const both = {
+      ...topo,
+      serviceEndpoints: topo.serviceEndpoints!.map((r) => ({
+        ...r,
+        endpoints: r.endpoints.map((e, i) => ({ ...e, ready: true, node: `c1-n${i + 1}` })),
+      })),
+    };
+    // The agent's view: c1-n2 is dead, so its endpoint 242.1.1.6 is left out of the answer.
+    const members = { "c1-n2": "dead" as const };
+    const live = expectedFromZone(buildZone(both, "c3", members));
+    const all = expectedFromZone(buildZone(both, "c3"));
+    const out = handleQuery(
+      Buffer.from(encodeQuery(db, "A", 21), "hex"),
+      buildZone(both, "c3", members),
+      "udp",
+    );
+    if (out.kind !== "reply") throw new Error("no reply");
+    const v = interpretReply(out.bytes, "", {
+      id: 21,
+      type: "A",
+      want: ["242.1.1.5", "242.1.1.6"],
+      stale: byName(live, db).want.A,
+      withDeadNodes: byName(all, db).want.A,
+    });
+    expect(v).toEqual({
+      ok: false,
+      got: ["242.1.1.5"],
+      hop: "dead node",
+      detail:
+        "answered 242.1.1.5: the agent leaves out 242.1.1.6, on nodes gossip declares dead; the API server lists them",
+    });
+  });
+
   test("a name the agent does not know is NXDOMAIN", () => {
     const v = interpretReply(agentReply(topo, "nope.demo.svc.clusterset.local", "A", 4), "", {
       id: 4,

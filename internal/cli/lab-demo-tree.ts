@@ -215,6 +215,7 @@ export async function deployTreeWorkload(
       `tolerates kosmos.io/node, nodeSelector kosmos.io/node=true; Service ${WEB}:${WEB_PORT}; Deployment ${CLIENT} (1, a real root node)`,
   );
   await applyObjects(root, treeWorkload(replicas));
+  let seen = "nothing listed yet";
   const ready = await waitFor(
     `${replicas} ${WEB} pods and the ${CLIENT} Running and Ready`,
     300_000,
@@ -222,9 +223,15 @@ export async function deployTreeWorkload(
       const pods = await carriedPods(lab);
       const [client] = (await podsOf(root, CLIENT)).filter((p) => p.ready);
       const done = pods.filter((p) => p.root.ready && p.leafPod?.ready);
+      seen =
+        `last seen: ${pods.length} root pods, ${pods.filter((p) => p.root.node).length} bound, ` +
+        `${pods.filter((p) => p.leafPod).length} with a leaf pod (${pods.filter((p) => p.leafPod?.ready).length} Ready), ` +
+        `${done.length} Ready in the root; client ${client ? "Ready" : "not Ready"}`;
       return done.length === replicas && client ? { pods: done, client } : undefined;
     },
-  );
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; ${seen}`);
+  });
   say(
     `$ kubectl --kubeconfig ${lab.kubeconfig(lab.root)} -n ${TREE_DEMO_NS} get pods -o wide   # and in each leaf`,
   );

@@ -1,13 +1,8 @@
-/** `kosmosctl lab up|down|status|exec|check|demo`: the local multi-cluster lab. */
-import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
 import { assetsProblem } from "../controlplane/index.ts";
 import {
   agentSocket,
   connectivityMatrix,
-  DEFAULT_LAB,
-  LAB_PRESETS,
-  type LabConfig,
   LabConfigError,
   type LabPlan,
   labAddNode,
@@ -21,39 +16,16 @@ import {
   labUp,
   loadLab,
   type ProbeResult,
-  parseLabConfig,
   readKubeState,
   resolveTarget,
 } from "../lab/index.ts";
 import { kubernetesDemo } from "./lab-demo-k8s.ts";
 import { treeDemo } from "./lab-demo-tree.ts";
 import { addLabKubernetesCommands, kubeRows, printKubeRows, upKubernetes } from "./lab-k8s.ts";
+import { loadConfig, presetOption } from "./lab-config.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
 const DEFAULT_NAME = process.env.KOSMOS_LAB ?? "kosmos";
-
-async function loadConfig(file?: string, preset?: string): Promise<LabConfig> {
-  if (file && preset)
-    throw new LabConfigError("--config and --preset both given", "a lab is one config: pick one");
-  if (preset) {
-    const p = LAB_PRESETS[preset];
-    if (!p)
-      throw new LabConfigError(
-        `no lab preset "${preset}"`,
-        `presets: ${Object.keys(LAB_PRESETS).join(", ")} (docs/lab.md)`,
-      );
-    return parseLabConfig(p);
-  }
-  if (!file) return parseLabConfig(DEFAULT_LAB);
-  return parseLabConfig(await readFile(file, "utf8"));
-}
-
-function presetOption() {
-  return new Option(
-    "--preset <name>",
-    `a named lab config instead of a file: ${Object.keys(LAB_PRESETS).join(", ")} (tree: a root cluster and two leaves for ClusterTree)`,
-  );
-}
 
 function nameOption() {
   return new Option("--name <name>", "lab name (prefixes every namespace: kl-<name>-)").default(DEFAULT_NAME);

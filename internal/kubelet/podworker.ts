@@ -428,27 +428,39 @@ export class PodWorker {
         await removeSandbox(sandboxNames(this.ctx.prefix, this.uid).ns, this.ctx.nodeNs);
       }
       await this.pushing;
-      if (finalize) {
-        await this.ctx.client
-          .delete(
-            path(this.pod),
-            { gracePeriodSeconds: 0 },
-            {
-              apiVersion: "v1",
-              kind: "DeleteOptions",
-              gracePeriodSeconds: 0,
-              preconditions: { uid: this.uid },
-            },
-          )
-          .catch((e: unknown) => {
-            if (!(e instanceof KubeApiError && e.status === 409))
-              this.ctx.log.warn({ pod: this.name, err: (e as Error).message }, "finalizing the pod failed");
-          });
-      }
+      if (finalize) await this.finalize();
       removePodDir(this.ctx.root, this.uid);
       this.done = true;
     })();
     return this.terminating;
+  }
+
+  /**
+   * Delete the pod object (grace 0, precondition on its uid). A failure other than "gone or replaced"
+   * is retried (a real kubelet's status manager keeps trying too): one lost request would otherwise
+   * leave the pod Terminating for ever.
+   */
+  private async finalize(): Promise<void> {
+    const body = {
+      apiVersion: "v1",
+      kind: "DeleteOptions",
+      gracePeriodSeconds: 0,
+      preconditions: { uid: this.uid },
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ctx.client.delete(path(this.pod), { gracePeriodSeconds: 0 }, body);
+        return;
+      } catch (e) {
+        if (e instanceof KubeApiError && (e.status === 409 || e.status === 404)) return;
+        this.ctx.log.warn(
+          { pod: this.name, err: (e as Error).message, attempt },
+          "finalizing the pod failed",
+        );
+        if (attempt >= 10) return;
+        await Bun.sleep(Math.min(500 * 2 ** (attempt - 1), 10_000));
+      }
+    }
   }
 
   /**

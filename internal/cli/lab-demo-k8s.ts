@@ -240,10 +240,16 @@ async function deployEcho(st: LabKubeState, clients: Map<string, KubeClient>): P
   return pods;
 }
 
-/** The whole demo; true when every cross-cluster probe answered with the right pod's name. */
-export async function kubernetesDemo(name: string, config: LabConfig): Promise<boolean> {
-  const t0 = performance.now();
-  say(`$ kosmosctl lab up --kubernetes --no-agents --name ${name}`);
+/**
+ * `lab up --kubernetes --no-agents` as a demo step (printed as `command`): the lab, its control planes
+ * and kubelets, the clusters' table, and an API client per cluster (the caller closes them).
+ */
+export async function demoLabUp(
+  name: string,
+  config: LabConfig,
+  command: string,
+): Promise<{ plan: LabPlan; st: LabKubeState; clients: Map<string, KubeClient> }> {
+  say(`$ ${command}`);
   const bar = progressBar(1, "lab up");
   const { plan } = await labUp(name, config, {
     noAgents: true,
@@ -252,6 +258,17 @@ export async function kubernetesDemo(name: string, config: LabConfig): Promise<b
   const st = await upKubernetes(name);
   say(printKubeRows(await kubeRows(st)));
   const clients = new Map(st.clusters.map((c) => [c.name, new KubeClient(loadKubeConfig(c.kubeconfig))]));
+  return { plan, st, clients };
+}
+
+/** The whole demo; true when every cross-cluster probe answered with the right pod's name. */
+export async function kubernetesDemo(name: string, config: LabConfig): Promise<boolean> {
+  const t0 = performance.now();
+  const { plan, st, clients } = await demoLabUp(
+    name,
+    config,
+    `kosmosctl lab up --kubernetes --no-agents --name ${name}`,
+  );
   try {
     await installAndJoin(plan, st, clients);
     say(printKubeRows(await kubeRows(st)));

@@ -11,13 +11,12 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { NODE_LABEL, OWNED_BY_CLUSTER, POD_LABEL, SYNCED_LABEL } from "../clustertree/index.ts";
 import { issueCert } from "../controlplane/index.ts";
-import { applyObjects, KubeClient, loadKubeConfig } from "../kube/index.ts";
+import { applyObjects, type KubeClient } from "../kube/index.ts";
 import { sandboxNames } from "../kubelet/index.ts";
-import { type LabConfig, type LabKubeState, type LabPlan, labUp, sh } from "../lab/index.ts";
+import { type LabConfig, type LabKubeState, type LabPlan, sh } from "../lab/index.ts";
 import { KOSMOS_NS } from "./k8s-objects.ts";
 import { listVirtualNodes, virtualNodesTable } from "./k8s-tree.ts";
-import { installAndJoin } from "./lab-demo-k8s.ts";
-import { kubeRows, printKubeRows, upKubernetes } from "./lab-k8s.ts";
+import { demoLabUp, installAndJoin } from "./lab-demo-k8s.ts";
 import {
   CLIENT,
   clusterTreeForLab,
@@ -29,7 +28,7 @@ import {
   WEB,
   WEB_PORT,
 } from "./lab-tree-objects.ts";
-import { FAIL, OK, progressBar, renderTable } from "./output.ts";
+import { FAIL, OK, renderTable } from "./output.ts";
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -89,16 +88,12 @@ async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T |
 
 /** Step 1: the lab's clusters up, Kosmos installed on the root and joined by all three. */
 export async function treeLabUp(name: string, config: LabConfig): Promise<TreeLab> {
-  say(`$ kosmosctl lab up --kubernetes --no-agents --preset tree --name ${name}`);
-  const bar = progressBar(1, "lab up");
-  const { plan } = await labUp(name, config, {
-    noAgents: true,
-    progress: (step, done, total) => bar.update(done, step, total),
-  }).finally(() => bar.stop());
-  const st = await upKubernetes(name);
-  say(printKubeRows(await kubeRows(st)));
+  const { plan, st, clients } = await demoLabUp(
+    name,
+    config,
+    `kosmosctl lab up --kubernetes --no-agents --preset tree --name ${name}`,
+  );
   const [root, ...leaves] = st.clusters.map((c) => c.name) as [string, ...string[]];
-  const clients = new Map(st.clusters.map((c) => [c.name, new KubeClient(loadKubeConfig(c.kubeconfig))]));
   const lab: TreeLab = {
     name,
     plan,

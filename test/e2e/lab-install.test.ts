@@ -11,6 +11,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { renderClustersetReport } from "../../internal/cli/check-clusterset.ts";
 import {
   DEMO_NAMESPACE,
   type DemoPod,
@@ -21,9 +22,8 @@ import {
 import { KubeClient, loadKubeConfig } from "../../internal/kube/index.ts";
 import { sandboxNames } from "../../internal/kubelet/index.ts";
 import { labDown, labFiles, loadLab, readKubeState, sh } from "../../internal/lab/index.ts";
-import { kubeSkip } from "../helpers/k8s.ts";
-import { renderClustersetReport } from "../../internal/cli/check-clusterset.ts";
 import type { ClustersetReport } from "../../internal/netcheck/index.ts";
+import { kubeSkip } from "../helpers/k8s.ts";
 import { kosmosctl } from "../helpers/kosmosctl.ts";
 import { labName, until } from "./helpers.ts";
 
@@ -107,6 +107,25 @@ function expectAllPods(rep: ClustersetReport, out: string): void {
   // The headless name answers the ready echo pods of c1 and c2 (as the pod's cluster reaches them).
   const h = rep.results.find((x) => x.name === HEADLESS && x.cluster === "c3" && x.type === "A")!;
   expect(h.got.length, out).toBe(4);
+}
+
+/** A Service over the echo pods (headless or not) and its ServiceExport, in the demo namespace. */
+async function exportEcho(c: KubeClient, name: string, headless: boolean): Promise<void> {
+  await c.create(`/api/v1/namespaces/${DEMO_NAMESPACE}/services`, {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      ...(headless ? { clusterIP: "None" } : {}),
+      selector: { app: "echo" },
+      ports: [{ port: 8080, protocol: "TCP" }],
+    },
+  });
+  await c.create(`/apis/multicluster.x-k8s.io/v1alpha1/namespaces/${DEMO_NAMESPACE}/serviceexports`, {
+    apiVersion: "multicluster.x-k8s.io/v1alpha1",
+    kind: "ServiceExport",
+    metadata: { name },
+  });
 }
 
 beforeAll(() => labDown(LAB), T);
@@ -206,18 +225,7 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
       expect(echo.length).toBe(6);
       const st = (await readKubeState(LAB))!;
       for (const name of ["c1", "c2"]) {
-        const c = clientFor(st.clusters.find((x) => x.name === name)!.kubeconfig);
-        await c.create(`/api/v1/namespaces/${DEMO_NAMESPACE}/services`, {
-          apiVersion: "v1",
-          kind: "Service",
-          metadata: { name: "echo" },
-          spec: { selector: { app: "echo" }, ports: [{ port: 8080, protocol: "TCP" }] },
-        });
-        await c.create(`/apis/multicluster.x-k8s.io/v1alpha1/namespaces/${DEMO_NAMESPACE}/serviceexports`, {
-          apiVersion: "multicluster.x-k8s.io/v1alpha1",
-          kind: "ServiceExport",
-          metadata: { name: "echo" },
-        });
+        await exportEcho(clientFor(st.clusters.find((x) => x.name === name)!.kubeconfig), "echo", false);
       }
       const from = echo.find((p) => p.cluster === "c3")!;
       let ip = "";
@@ -249,18 +257,7 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
       echoPods.push(...echo);
       const st = (await readKubeState(LAB))!;
       for (const name of ["c1", "c2"]) {
-        const c = clientFor(st.clusters.find((x) => x.name === name)!.kubeconfig);
-        await c.create(`/api/v1/namespaces/${DEMO_NAMESPACE}/services`, {
-          apiVersion: "v1",
-          kind: "Service",
-          metadata: { name: "echo-h" },
-          spec: { clusterIP: "None", selector: { app: "echo" }, ports: [{ port: 8080, protocol: "TCP" }] },
-        });
-        await c.create(`/apis/multicluster.x-k8s.io/v1alpha1/namespaces/${DEMO_NAMESPACE}/serviceexports`, {
-          apiVersion: "multicluster.x-k8s.io/v1alpha1",
-          kind: "ServiceExport",
-          metadata: { name: "echo-h" },
-        });
+        await exportEcho(clientFor(st.clusters.find((x) => x.name === name)!.kubeconfig), "echo-h", true);
       }
       // The headless import and its slices reach every cluster and every agent: wait until all pass.
       let last = { code: -1, out: "" } as Awaited<ReturnType<typeof checkDns>>;

@@ -235,13 +235,14 @@ function sumChanges(changes: Change[], from: number, base: bigint): Change[] {
 }
 
 /** (a): clustertree started → the virtual node's capacity is the aggregate of the leaf's nodes. */
-async function startup(
-  e: Env,
-  spawnArgs: string[],
-): Promise<{ results: BenchResult[]; stop: () => Promise<void> }> {
+async function startup(e: Env, stopper: { stop: () => Promise<void> }): Promise<BenchResult[]> {
   const t0 = performance.now();
-  const { proc, listen } = await spawnClusterTree(e.lab, spawnArgs);
+  const { proc } = await spawnClusterTree(e.lab);
   e.pid = proc.pid;
+  stopper.stop = async () => {
+    proc.kill();
+    await proc.exited;
+  };
   await e.lab.rootClient.create(
     "/apis/kosmos.io/v1alpha1/clusters",
     clusterObject("leaf1", e.lab.leaves[0]!),
@@ -251,22 +252,14 @@ async function startup(
   const vn = e.rootW.inf.get(VNODE);
   if (parseQuantity(vn?.status?.capacity?.pods ?? "0") !== BigInt(110 * N) * 1000n)
     throw new Error(`virtual node pods ${vn?.status?.capacity?.pods}, want ${110 * N}`);
-  const stop = async (): Promise<void> => {
-    proc.kill();
-    await proc.exited;
-  };
-  void listen;
-  return {
-    results: [
-      {
-        name: `start → one2cluster virtual node capacity = aggregate of ${N} leaf nodes`,
-        value: done - t0,
-        unit: "ms",
-      },
-      { name: "kosmos-clustertree CPU until then", value: cpuMs(proc.pid), unit: "ms" },
-    ],
-    stop,
-  };
+  return [
+    {
+      name: `start → one2cluster virtual node capacity = aggregate of ${N} leaf nodes`,
+      value: done - t0,
+      unit: "ms",
+    },
+    { name: "kosmos-clustertree CPU until then", value: cpuMs(proc.pid), unit: "ms" },
+  ];
 }
 
 /** (e): leafModels naming ONE2ONE leaf nodes: one root node each, then a burst on them. */
@@ -318,7 +311,7 @@ export async function run(): Promise<BenchResult[]> {
   }));
   const lab = await startTreeLab([[]], { leafComponents: [], standIn: false });
   const leaf = lab.leafClients[0] as KubeClient;
-  let stop = async (): Promise<void> => undefined;
+  const ct = { stop: async (): Promise<void> => undefined };
   const trackers: Tracker[] = [];
   try {
     const r0 = performance.now();
@@ -338,8 +331,7 @@ export async function run(): Promise<BenchResult[]> {
     trackers.push(rootW);
     await rootW.inf.waitSynced();
     const e: Env = { lab, leaf, leafW, rootW, pid: 0, cpu: new Map(nodes.map((n) => [n.name, 4000n])) };
-    const st = await startup(e, []);
-    stop = st.stop;
+    const st = await startup(e, ct);
     const names = nodes.map((n) => n.name);
     const one = { monotonic: true, vnodes: [VNODE] };
     const results: BenchResult[] = [
@@ -348,7 +340,7 @@ export async function run(): Promise<BenchResult[]> {
         value: registered,
         unit: "ms",
       },
-      ...st.results.map((r, i) =>
+      ...st.map((r, i) =>
         i === 0 ? { ...r, baseline: { name: `a plain informer lists the ${N}`, value: listed } } : r,
       ),
       ...(await phase(
@@ -380,7 +372,7 @@ export async function run(): Promise<BenchResult[]> {
     results.push({ name: "kosmos-clustertree RSS at the end", value: rssKb(e.pid) / 1024, unit: "MiB" });
     return results;
   } finally {
-    await stop();
+    await ct.stop();
     for (const t of trackers) await t.inf.stop();
     await lab.stop();
   }

@@ -13,13 +13,9 @@
  *
  * Run directly: bun test/bench/clustertree.ts
  */
-import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { freePort } from "../../internal/controlplane/index.ts";
 import { Informer, type KubeClient } from "../../internal/kube/index.ts";
-import { clusterObject, startTreeLab } from "../helpers/tree-lab.ts";
-import { type BenchResult, cpuMs, percentile, printResults } from "./lib.ts";
+import { clusterObject, spawnClusterTree, startTreeLab } from "../helpers/tree-lab.ts";
+import { type BenchResult, cpuMs, percentile, printResults, rssKb } from "./lib.ts";
 
 type Pod = {
   metadata: { name: string; namespace?: string; resourceVersion?: string };
@@ -63,16 +59,6 @@ function stageWatch(root: KubeClient, leaves: KubeClient[], ns: string) {
 
 const N = Number(process.env.CT_BENCH_PODS ?? 1000);
 const CONCURRENCY = 16;
-const REPO = join(import.meta.dir, "../..");
-
-function rssKb(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** Create N pods (CONCURRENCY in flight) and resolve with each one's created → Running latency (ms). */
 async function startupLatencies(
@@ -166,22 +152,11 @@ export async function run(): Promise<BenchResult[]> {
       }
     }
     // (b) through ClusterTree, its own process
-    const kcFile = join(lab.dir, "root.kubeconfig");
-    await writeFile(kcFile, lab.root.kubeconfig());
-    const listen = `127.0.0.1:${await freePort()}`;
-    proc = Bun.spawn(
-      [
-        process.execPath,
-        join(REPO, "cmd/kosmos-clustertree.ts"),
-        "--kubeconfig",
-        kcFile,
-        "--no-leader-elect",
-        "--listen",
-        listen,
-        ...(process.env.CT_BENCH_WORKERS ? ["--pod-workers", process.env.CT_BENCH_WORKERS] : []),
-      ],
-      { stdout: "ignore", stderr: "ignore", env: { ...process.env, KOSMOS_LOG_LEVEL: "warn" } },
-    );
+    let listen: string;
+    ({ proc, listen } = await spawnClusterTree(
+      lab,
+      process.env.CT_BENCH_WORKERS ? ["--pod-workers", process.env.CT_BENCH_WORKERS] : [],
+    ));
     for (const [i, l] of lab.leaves.entries())
       await root.create("/apis/kosmos.io/v1alpha1/clusters", clusterObject(`leaf${i + 1}`, l));
     for (let t = Date.now(); ; ) {

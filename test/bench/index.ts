@@ -23,6 +23,7 @@ export const MODULES: Record<string, () => Promise<{ run: Runner }>> = {
   exec: () => import("./exec.ts"),
   throughput: () => import("./throughput.ts"),
   clustertree: () => import("./clustertree.ts"),
+  "clustertree-nodes": () => import("./clustertree-nodes.ts"),
   dns: () => import("./dns.ts"),
   "mcs-propagation": () => import("./mcs-propagation.ts"),
   clusterset: () => import("./clusterset.ts"),

@@ -24,6 +24,16 @@ export function cpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
+/** Resident set size (kB) of a process, from /proc/PID/status; 0 when the process is gone. */
+export function rssKb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Percentile (0..100) of a list of numbers (nearest-rank). */
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;

@@ -16,53 +16,78 @@ export interface KubeletStandIn {
   stop(): Promise<void>;
 }
 
-export async function startKubeletStandIn(
-  client: KubeClient,
-  nodes: { name: string; ip: string; labels?: Record<string, string> }[],
-): Promise<KubeletStandIn> {
-  const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
-  for (const n of nodes) {
-    const resources = { cpu: "4", memory: "8Gi", pods: "110" };
-    const node = await client.create<KubeObject>("/api/v1/nodes", {
-      apiVersion: "v1",
-      kind: "Node",
-      metadata: {
-        name: n.name,
-        labels: { "kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", ...(n.labels ?? {}) },
-      },
-    });
-    await client.patch(
-      `/api/v1/nodes/${n.name}/status`,
+export interface StandInNode {
+  name: string;
+  ip: string;
+  labels?: Record<string, string>;
+}
+
+export const NODE_RESOURCES = { cpu: "4", memory: "8Gi", pods: "110" };
+
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+/** The status a Ready stand-in node reports: 4 CPUs, 8Gi, 110 pods (or `resources`). */
+export function standInNodeStatus(n: StandInNode, resources: Record<string, string> = NODE_RESOURCES) {
+  return {
+    capacity: resources,
+    allocatable: resources,
+    addresses: [
+      { type: "InternalIP", address: n.ip },
+      { type: "Hostname", address: n.name },
+    ],
+    conditions: [
       {
-        status: {
-          capacity: resources,
-          allocatable: resources,
-          addresses: [
-            { type: "InternalIP", address: n.ip },
-            { type: "Hostname", address: n.name },
-          ],
-          conditions: [
-            {
-              type: "Ready",
-              status: "True",
-              reason: "KubeletReady",
-              message: "stand-in",
-              lastHeartbeatTime: now(),
-              lastTransitionTime: now(),
-            },
-          ],
-          nodeInfo: {
-            kubeletVersion: "v1.28.7",
-            osImage: "stand-in",
-            architecture: "amd64",
-            operatingSystem: "linux",
-          },
-        },
+        type: "Ready",
+        status: "True",
+        reason: "KubeletReady",
+        message: "stand-in",
+        lastHeartbeatTime: now(),
+        lastTransitionTime: now(),
       },
-      "strategic",
-    );
-    void node;
-  }
+    ],
+    nodeInfo: {
+      kubeletVersion: "v1.28.7",
+      osImage: "stand-in",
+      architecture: "amd64",
+      operatingSystem: "linux",
+    },
+  };
+}
+
+/**
+ * Register Nodes as API objects only (create, then their status: Ready, with capacity), `concurrency`
+ * at a time — the "many nodes" mode (e.g. 1,000 Nodes of a leaf) when used without the stand-in's
+ * pod handling and Leases. Nodes renewing no Lease go Unknown under a node-lifecycle controller, so a
+ * cluster without one gets `untaint`: the `not-ready` taint the API server puts on a new Node is
+ * lifted here, as that controller would once the Node is Ready.
+ */
+export async function registerNodes(
+  client: KubeClient,
+  nodes: StandInNode[],
+  o: { concurrency?: number; untaint?: boolean } = {},
+): Promise<void> {
+  const concurrency = o.concurrency ?? 1;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < nodes.length) {
+      const n = nodes[next++] as StandInNode;
+      await client.create<KubeObject>("/api/v1/nodes", {
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: {
+          name: n.name,
+          labels: { "kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", ...(n.labels ?? {}) },
+        },
+      });
+      await client.patch(`/api/v1/nodes/${n.name}/status`, { status: standInNodeStatus(n) }, "strategic");
+      if (o.untaint) await client.patch(`/api/v1/nodes/${n.name}`, { spec: { taints: null } }, "merge");
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+}
+
+export async function startKubeletStandIn(client: KubeClient, nodes: StandInNode[]): Promise<KubeletStandIn> {
+  await registerNodes(client, nodes);
   const names = new Set(nodes.map((n) => n.name));
   const ipOf = new Map(nodes.map((n) => [n.name, n.ip]));
   // Pod IPs as a CNI would hand them out: 10.<first octets from the node>.x (unique per stand-in).

@@ -9,9 +9,11 @@ import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  type Component,
   ControlPlane,
   type Etcd,
   findAssets,
+  freePort,
   issueCert,
   startEtcd,
 } from "../../internal/controlplane/index.ts";
@@ -22,7 +24,7 @@ import {
   loadKosmosCrds,
   waitEstablished,
 } from "../../internal/kube/index.ts";
-import { type KubeletStandIn, startKubeletStandIn } from "./kubelet-standin.ts";
+import { type KubeletStandIn, type StandInNode, startKubeletStandIn } from "./kubelet-standin.ts";
 
 export interface TreeLab {
   dir: string;
@@ -35,9 +37,14 @@ export interface TreeLab {
   stop(): Promise<void>;
 }
 
-export async function startTreeLab(
-  leafNodes: { name: string; ip: string; labels?: Record<string, string> }[][],
-): Promise<TreeLab> {
+export interface TreeLabOptions {
+  /** Components of each leaf besides its API server (default controller-manager and scheduler). */
+  leafComponents?: Component[];
+  /** Run a kubelet stand-in per leaf (default true); false: the leaves have no Nodes at all. */
+  standIn?: boolean;
+}
+
+export async function startTreeLab(leafNodes: StandInNode[][], o: TreeLabOptions = {}): Promise<TreeLab> {
   const dir = await mkdtemp(join(tmpdir(), "kosmos-tree-"));
   const assets = findAssets();
   const etcd = await startEtcd(assets, join(dir, "etcd"));
@@ -67,7 +74,7 @@ export async function startTreeLab(
           etcd,
           assets,
           dir: join(dir, `leaf${i + 1}`),
-          components: ["controller-manager", "scheduler"],
+          components: o.leafComponents ?? ["controller-manager", "scheduler"],
           serviceCIDR: `10.${100 + i}.0.0/16`,
         }),
       ),
@@ -79,7 +86,8 @@ export async function startTreeLab(
     clients.push(rootClient, ...leafClients);
     await applyObjects(rootClient, loadKosmosCrds());
     await waitEstablished(rootClient, "clusters.kosmos.io");
-    for (const [i, c] of leafClients.entries()) kubelets.push(await startKubeletStandIn(c, leafNodes[i]!));
+    if (o.standIn !== false)
+      for (const [i, c] of leafClients.entries()) kubelets.push(await startKubeletStandIn(c, leafNodes[i]!));
     return { dir, etcd, root, leaves, rootClient, leafClients, kubelets, stop };
   } catch (e) {
     await stop();
@@ -150,4 +158,36 @@ export async function startRecordingLeafKubelet(
     "merge",
   );
   return { server, saw };
+}
+
+/**
+ * `cmd/kosmos-clustertree.ts` as its own process against the lab's root (no leader election, logs at
+ * warn, dropped unless $CT_BENCH_LOG is set), with its HTTP endpoints (`/status`, `/metrics`) on a free loopback port.
+ */
+export async function spawnClusterTree(
+  lab: TreeLab,
+  extraArgs: string[] = [],
+): Promise<{ proc: ReturnType<typeof Bun.spawn>; listen: string }> {
+  const kcFile = join(lab.dir, "root.kubeconfig");
+  await Bun.write(kcFile, lab.root.kubeconfig());
+  const listen = `127.0.0.1:${await freePort()}`;
+  const proc = Bun.spawn(
+    [
+      process.execPath,
+      join(import.meta.dir, "../../cmd/kosmos-clustertree.ts"),
+      "--kubeconfig",
+      kcFile,
+      "--no-leader-elect",
+      "--listen",
+      listen,
+      ...extraArgs,
+    ],
+    {
+      stdout: "ignore",
+      // CT_BENCH_LOG=1: its log (warn and up) on this process's stderr
+      stderr: process.env.CT_BENCH_LOG ? "inherit" : "ignore",
+      env: { ...process.env, KOSMOS_LOG_LEVEL: "warn" },
+    },
+  );
+  return { proc, listen };
 }

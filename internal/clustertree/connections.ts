@@ -5,14 +5,20 @@
 
 import type { KubeClient } from "../kube/index.ts";
 import { objectKey } from "../kube/index.ts";
-import type { CopyKind } from "./deps.ts";
-import { Leaf, type LeafHandlers } from "./leaf.ts";
 import { nodeEvent } from "./events.ts";
 import { DEFAULT_THRESHOLDS, nextHealth } from "./health.ts";
+import { Leaf, type LeafHandlers } from "./leaf.ts";
 import { markNotReady, ownedBy, renewLease } from "./nodes.ts";
-import { leafVolumeKeys } from "./volumes.ts";
 import type { Tree } from "./tree.ts";
-import { type DataObject, POD_LABEL, type PodObject, ROOT_UID_ANNOTATION } from "./types.ts";
+import {
+  COPY_KINDS,
+  type DataObject,
+  type LeafCopyKind,
+  POD_LABEL,
+  type PodObject,
+  ROOT_UID_ANNOTATION,
+} from "./types.ts";
+import { leafVolumeKeys } from "./volumes.ts";
 
 /** A leaf pod changed: Kosmos' own pods go to the pod queue; others change the leaf's free capacity. */
 function onLeafPod(
@@ -33,11 +39,8 @@ function onLeafPod(
       )
         t.leafGone.set(key, r.metadata.uid!);
       const leaf = t.leaves.get(cluster);
-      for (const [kind, inf] of [
-        ["configmaps", leaf?.configMaps],
-        ["secrets", leaf?.secrets],
-      ] as const)
-        for (const c of inf?.list() ?? [])
+      for (const kind of COPY_KINDS)
+        for (const c of leaf?.copies(kind).list() ?? [])
           if (c.metadata.namespace === p.metadata.namespace)
             t.q.copies.add(`${cluster}/${kind}/${c.metadata.namespace}/${c.metadata.name}`);
     }
@@ -53,7 +56,7 @@ function leafHandlers(t: Tree): LeafHandlers {
   return {
     onNodes: (c: string) => t.q.clusters.add(c),
     onPod: (c, p, old, deleted) => onLeafPod(t, c, p, old, deleted),
-    onCopy: (c: string, kind: CopyKind, obj: DataObject) =>
+    onCopy: (c: string, kind: LeafCopyKind, obj: DataObject) =>
       t.q.copies.add(`${c}/${kind}/${obj.metadata.namespace}/${obj.metadata.name}`),
     onHealth: (c: string) => t.q.clusters.add(c),
     onVolume: (c, kind, obj) => {

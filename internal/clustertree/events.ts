@@ -1,4 +1,5 @@
 /** Kubernetes Events on root pods, each (pod, reason, message) sent once. */
+import { setTimeout as sleep } from "node:timers/promises";
 import { type KubeClient, objectKey } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
 import type { PodEnv } from "./pods.ts";
@@ -13,8 +14,10 @@ export function eventRecorder(root: KubeClient, log: Logger): PodEnv["event"] {
     if (sent.size > 10_000) sent.clear();
     const t = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     log.info({ pod: objectKey(p), reason, message }, "event");
-    void root
-      .create(`/api/v1/namespaces/${p.metadata.namespace}/events`, {
+    // Sent once, so a failed write is retried here (as client-go's event broadcaster does): the
+    // reconcile that reported it may never run again (an unconvertible pod is not retried).
+    void withRetries(() =>
+      root.create(`/api/v1/namespaces/${p.metadata.namespace}/events`, {
         apiVersion: "v1",
         kind: "Event",
         metadata: { generateName: `${p.metadata.name}.`, namespace: p.metadata.namespace },
@@ -32,9 +35,23 @@ export function eventRecorder(root: KubeClient, log: Logger): PodEnv["event"] {
         firstTimestamp: t,
         lastTimestamp: t,
         count: 1,
-      })
-      .catch((e) => log.warn({ err: (e as Error).message }, "could not record an event"));
+      }),
+    ).catch((e) =>
+      log.warn({ err: (e as Error).message, pod: objectKey(p), reason }, "could not record an event"),
+    );
   };
+}
+
+/** `fn` tried up to 6 times, 0.5 s → 8 s apart (about 15 s in all). */
+async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (i >= 5) throw e;
+      await sleep(500 * 2 ** i);
+    }
+  }
 }
 
 /** A Kubernetes Event on a (virtual) Node, as a kubelet records NodeNotReady and the like. */

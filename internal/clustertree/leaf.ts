@@ -10,6 +10,7 @@ import type { Logger } from "../observability/index.ts";
 import type { LeafHealth } from "./health.ts";
 import {
   type DataObject,
+  type LeafCopyKind,
   type NodeObject,
   type PodObject,
   type PvcObject,
@@ -25,7 +26,7 @@ export interface LeafProblem {
 export interface LeafHandlers {
   onNodes(cluster: string): void;
   onPod(cluster: string, pod: PodObject, old: PodObject | undefined, deleted: boolean): void;
-  onCopy(cluster: string, kind: "configmaps" | "secrets", obj: DataObject): void;
+  onCopy(cluster: string, kind: LeafCopyKind, obj: DataObject): void;
   onHealth(cluster: string): void;
   /** A Kosmos PVC copy or any PV of the leaf changed. */
   onVolume(cluster: string, kind: "pvc" | "pv", obj: PvcObject | PvObject): void;
@@ -36,6 +37,8 @@ export class Leaf {
   readonly pods: Informer<PodObject>;
   readonly configMaps: Informer<DataObject>;
   readonly secrets: Informer<DataObject>;
+  /** ServiceAccounts Kosmos made here (not `default`: that one is the namespace's own). */
+  readonly serviceAccounts: Informer<DataObject>;
   /** The PVCs Kosmos copied here, and every PV (a copy binds to any of them). */
   readonly pvcs: Informer<PvcObject>;
   readonly pvs: Informer<PvObject>;
@@ -74,6 +77,16 @@ export class Leaf {
       labelSelector: sel,
       name: `secrets@${name}`,
     });
+    this.serviceAccounts = new Informer<DataObject>({
+      ...common,
+      path: "/api/v1/serviceaccounts",
+      labelSelector: sel,
+      name: `serviceaccounts@${name}`,
+    });
+    // A copy gone (collected, or deleted by hand) must be made again for the next pod that runs as it.
+    this.serviceAccounts.on("delete", (o) =>
+      this.ensured.delete(`sa/${o.metadata.namespace}/${o.metadata.name}`),
+    );
     this.pvcs = new Informer<PvcObject>({
       ...common,
       path: "/api/v1/persistentvolumeclaims",
@@ -126,6 +139,7 @@ export class Leaf {
     for (const [kind, inf] of [
       ["configmaps", this.configMaps],
       ["secrets", this.secrets],
+      ["serviceaccounts", this.serviceAccounts],
     ] as const) {
       inf.on("add", (o) => h.onCopy(name, kind, o)).on("delete", (o) => h.onCopy(name, kind, o));
     }
@@ -137,9 +151,15 @@ export class Leaf {
   }
 
   informers(): Informer<NodeObject | PodObject | DataObject | PvcObject | PvObject>[] {
-    return [this.nodes, this.pods, this.configMaps, this.secrets, this.pvcs, this.pvs] as Informer<
-      NodeObject | PodObject | DataObject | PvcObject | PvObject
-    >[];
+    return [
+      this.nodes,
+      this.pods,
+      this.configMaps,
+      this.secrets,
+      this.serviceAccounts,
+      this.pvcs,
+      this.pvs,
+    ] as Informer<NodeObject | PodObject | DataObject | PvcObject | PvObject>[];
   }
 
   synced(): boolean {
@@ -157,6 +177,11 @@ export class Leaf {
   /** The virtual nodes may say Ready=True: the leaf answers (and, in NotReady mode, has recovered). */
   healthy(): boolean {
     return this.answering && !this.health?.notReady;
+  }
+
+  /** The informer of one kind of copy. */
+  copies(kind: LeafCopyKind): Informer<DataObject> {
+    return kind === "configmaps" ? this.configMaps : kind === "secrets" ? this.secrets : this.serviceAccounts;
   }
 
   podsOn(node: string): PodObject[] {

@@ -12,6 +12,7 @@
 import type { ClusterObject, LeafModel } from "../controller/index.ts";
 import { aggregate } from "./resources.ts";
 import {
+  isLifecycleTaint,
   type LabelSelector,
   type LeafMode,
   NODE_LABEL,
@@ -19,8 +20,8 @@ import {
   NODE_TAINT,
   type NodeObject,
   OWNED_BY_CLUSTER,
-  type PodObject,
   POD_LABEL,
+  type PodObject,
   type Quantities,
   type Taint,
   VIRTUAL_NODE_PREFIX,
@@ -164,12 +165,14 @@ export function planNodes(i: PlanInput): NodePlan {
       const d = template(leafName, name, mode);
       const leaf = byName.get(leafName);
       if (leaf) {
-        // The leaf node's labels (role labels removed) under ours; its taints after ours.
+        // The leaf node's labels (role labels removed) under ours; its taints after ours, except the
+        // lifecycle ones: the root's controller owns those on the root node (copied, the two fought,
+        // and a duplicate key made the patch invalid). The leaf node's state shows as its capacity.
         const own = Object.fromEntries(
           Object.entries(leaf.metadata.labels ?? {}).filter(([k]) => !ROLE_LABELS.includes(k)),
         );
         d.labels = { ...own, ...d.labels };
-        for (const t of leaf.spec?.taints ?? []) {
+        for (const t of (leaf.spec?.taints ?? []).filter((x) => !isLifecycleTaint(x))) {
           if (!d.taints.some((x) => x.key === t.key && x.effect === t.effect))
             d.taints.push({ key: t.key, ...(t.value ? { value: t.value } : {}), effect: t.effect });
         }

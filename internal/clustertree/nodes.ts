@@ -7,7 +7,14 @@
 import { canonical } from "../controller/index.ts";
 import { isConflict, isNotFound, type KubeClient, microTime } from "../kube/index.ts";
 import type { DesiredNode } from "./model.ts";
-import { NODE_LABEL, type NodeCondition, type NodeObject, OWNED_BY_CLUSTER, type Taint } from "./types.ts";
+import {
+  isLifecycleTaint,
+  NODE_LABEL,
+  type NodeCondition,
+  type NodeObject,
+  OWNED_BY_CLUSTER,
+  type Taint,
+} from "./types.ts";
 
 export interface NodeEnv {
   root: KubeClient;
@@ -22,8 +29,31 @@ export interface NodeEnv {
 }
 
 const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, "Z");
-/** Taints the root's node-lifecycle controller manages: kept as they are. */
-const lifecycleTaint = (t: Taint): boolean => t.key.startsWith("node.kubernetes.io/");
+
+/**
+ * The taints to write: the plan's, then the root controller's lifecycle taints as they are; one per
+ * key and effect (the API server rejects a duplicate).
+ */
+export function mergeTaints(planned: Taint[], current: Taint[]): Taint[] {
+  const out: Taint[] = [];
+  for (const t of [...planned, ...current.filter(isLifecycleTaint)])
+    if (!out.some((x) => x.key === t.key && x.effect === t.effect)) out.push(t);
+  return out;
+}
+
+/**
+ * A strategic-merge patch of a resource map (capacity, allocatable) that makes it exactly `want`:
+ * a merge patch only adds and changes keys, so each key `have` has and `want` lacks is set to null
+ * (deleted). Without it a leaf whose nodes all went NotReady kept its old capacity on the root.
+ */
+export function exactMap(
+  have: Record<string, string> | undefined,
+  want: Record<string, string>,
+): Record<string, string | null> {
+  const out: Record<string, string | null> = { ...want };
+  for (const k of Object.keys(have ?? {})) if (!(k in want)) out[k] = null;
+  return out;
+}
 
 export const ownedBy = (n: NodeObject | undefined): string | undefined =>
   n?.metadata.labels?.[NODE_LABEL] === "true" ? n.metadata.annotations?.[OWNED_BY_CLUSTER] : undefined;
@@ -107,7 +137,7 @@ export async function applyNode(
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(d.annotations))
     if (cur.metadata.annotations?.[k] !== v) annotations[k] = v;
-  const taints = [...d.taints, ...(cur.spec?.taints ?? []).filter(lifecycleTaint)];
+  const taints = mergeTaints(d.taints, cur.spec?.taints ?? []);
   const sameTaints =
     canonical((cur.spec?.taints ?? []).map(({ timeAdded: _, ...t }) => t)) ===
     canonical(taints.map(({ timeAdded: _, ...t }) => t));
@@ -126,8 +156,9 @@ export async function applyNode(
   const ready = have.conditions?.find((c) => c.type === "Ready");
   const statusSame =
     canonical({
-      capacity: have.capacity,
-      allocatable: have.allocatable,
+      // absent once every key was deleted (the API server omits an empty map)
+      capacity: have.capacity ?? {},
+      allocatable: have.allocatable ?? {},
       addresses: have.addresses,
       daemonEndpoints: have.daemonEndpoints,
       nodeInfo: have.nodeInfo,
@@ -140,6 +171,8 @@ export async function applyNode(
       {
         status: {
           ...want,
+          capacity: exactMap(have.capacity, d.capacity),
+          allocatable: exactMap(have.allocatable, d.capacity),
           ...(wantConditions || !have.conditions ? { conditions: healthyConditions(have.conditions) } : {}),
         },
       },

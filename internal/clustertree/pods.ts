@@ -14,19 +14,9 @@
 import { KosmosError } from "../errors/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/index.ts";
 import { convertPod, leafPodPatch, type PodDeps, tokenSecretName } from "./convert.ts";
-import {
-  ClashError,
-  type CopyKind,
-  isCopy,
-  leafCopy,
-  leafRefs,
-  rootNameOf,
-  tokenSecret,
-  upsertCopy,
-} from "./deps.ts";
+import { ClashError, type CopyKind, leafCopy, tokenSecret, upsertCopy } from "./deps.ts";
 import type { Leaf } from "./leaf.ts";
 import { statusFromLeaf } from "./status.ts";
-import { copyPvcs, type PvcProblem, type VolumeEnv } from "./volumes.ts";
 import {
   DAEMONSET_ALLOW,
   type DataObject,
@@ -36,6 +26,7 @@ import {
   SYNCED_LABEL,
   type VirtualNodeRef,
 } from "./types.ts";
+import { copyPvcs, type PvcProblem, type VolumeEnv } from "./volumes.ts";
 
 export interface PodEnv extends VolumeEnv {
   root: KubeClient;
@@ -95,7 +86,7 @@ export class WaitError extends KosmosError<"KOSMOS_TREE_WAIT"> {
 
 const podPath = (ns: string, name: string): string =>
   `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`;
-const isMine = (p: PodObject | undefined): boolean => p?.metadata.labels?.[POD_LABEL] === "true";
+export const isMine = (p: PodObject | undefined): boolean => p?.metadata.labels?.[POD_LABEL] === "true";
 
 async function forceDeleteRoot(env: PodEnv, p: PodObject): Promise<void> {
   await env.root
@@ -302,47 +293,4 @@ async function copyDeps(
     await upsertCopy(leaf.client, kind, want, inf.get(want.metadata.name, ns));
   }
   return copyPvcs(env, leaf, ns, d.pvcs, (m) => new WaitError(m));
-}
-
-/**
- * One leaf copy (`cluster/kind/ns/leafName`): kept equal to its root object while a pod of that
- * cluster needs it; deleted when none does or the root object is gone.
- */
-export async function reconcileCopy(env: PodEnv, key: string): Promise<void> {
-  const [cluster, kind, ns, name] = key.split("/") as [string, CopyKind, string, string];
-  const leaf = env.leaf(cluster);
-  if (!leaf?.synced()) return; // connected again later: every copy is looked at then
-  const inf = kind === "configmaps" ? leaf.configMaps : leaf.secrets;
-  const have = inf.get(name, ns);
-  if (!have || !isCopy(have)) return;
-  const rootObj = env.rootObject(kind, ns, rootNameOf(kind, name));
-  if (rootObj && needed(env, leaf, cluster, kind, ns, name)) {
-    await upsertCopy(leaf.client, kind, leafCopy(kind, rootObj), have);
-    return;
-  }
-  await leaf.client.delete(
-    `/api/v1/namespaces/${encodeURIComponent(ns)}/${kind}/${encodeURIComponent(name)}`,
-    {},
-    {
-      apiVersion: "v1",
-      kind: "DeleteOptions",
-      preconditions: { uid: have.metadata.uid },
-    },
-  );
-}
-
-function needed(env: PodEnv, leaf: Leaf, cluster: string, kind: CopyKind, ns: string, name: string): boolean {
-  for (const p of leaf.pods.list()) {
-    if (p.metadata.namespace !== ns || !isMine(p)) continue;
-    if (leafRefs(p.spec)[kind].has(name)) return true;
-  }
-  // A root pod on its way to this leaf (its copies are made before the leaf pod).
-  for (const p of env.rootPods()) {
-    if (p.metadata.namespace !== ns || p.metadata.deletionTimestamp) continue;
-    const ref = env.refOf(p.spec.nodeName);
-    if (ref?.cluster !== cluster || leaf.pods.get(p.metadata.name, ns)) continue;
-    const c = convertPod(p, ref);
-    if (c.ok && leafRefs(c.pod.spec)[kind].has(name)) return true;
-  }
-  return false;
 }

@@ -5,11 +5,12 @@
  */
 import { type KubeClient, WorkQueue } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
-import { reconcileVolume } from "./volumes.ts";
+import { reconcileCopy } from "./copies.ts";
 import type { Leaf } from "./leaf.ts";
-import { type Counters, type PodEnv, reconcileCopy, reconcilePod, WaitError } from "./pods.ts";
+import { type Counters, type PodEnv, reconcilePod, WaitError } from "./pods.ts";
 import type { Backoff, RootInformers, TreeQueues } from "./tree.ts";
 import type { VirtualNodeRef } from "./types.ts";
+import { reconcileVolume } from "./volumes.ts";
 
 export function makePodEnv(s: {
   root: KubeClient;

@@ -47,6 +47,17 @@ export interface Taint {
   timeAdded?: string;
 }
 
+/**
+ * Taints a node-lifecycle controller manages from the node's own state (`node.kubernetes.io/not-ready`,
+ * `unreachable`, `unschedulable`, pressure, …). On a virtual node the root's controller owns them: a
+ * leaf node's are never copied up, and the root's are kept as they are.
+ */
+export const isLifecycleTaint = (t: Taint): boolean => t.key.startsWith("node.kubernetes.io/");
+
+/** What Kosmos copies into a leaf and collects again (copies.ts). */
+export type LeafCopyKind = "configmaps" | "secrets" | "serviceaccounts";
+export const COPY_KINDS: readonly LeafCopyKind[] = ["configmaps", "secrets", "serviceaccounts"];
+
 export interface Toleration {
   key?: string;
   operator?: string;

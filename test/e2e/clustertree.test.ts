@@ -621,6 +621,64 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
   );
 
   test(
+    "a ServiceAccount other than default is copied for its pod and collected with it, token and all",
+    async () => {
+      await root.create(`/api/v1/namespaces/${NS}/serviceaccounts`, {
+        apiVersion: "v1",
+        kind: "ServiceAccount",
+        metadata: { name: "batch-sa" },
+      });
+      await root.create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "batch", labels: { app: "batch" } },
+        spec: {
+          serviceAccountName: "batch-sa",
+          tolerations: [{ key: "kosmos.io/node", operator: "Exists", effect: "NoSchedule" }],
+          terminationGracePeriodSeconds: 1,
+          containers: [{ name: "job", image: "nginx:1.27" }],
+        },
+      });
+      const synced = async (c: KubeClient, kind: string) =>
+        names(
+          (
+            await c.list<KubeObject>(`/api/v1/namespaces/${NS}/${kind}`, {
+              labelSelector: "kosmos.io/synced=true",
+            })
+          ).items,
+        );
+      let where: KubeClient | undefined;
+      await until(
+        async () => {
+          for (const c of [leaf1, leaf2]) if ((await pods(c, NS, "app=batch")).length > 0) where = c;
+          return where !== undefined;
+        },
+        "leaf pod of batch",
+        60_000,
+        200,
+      );
+      expect(await synced(where!, "serviceaccounts")).toEqual(["batch-sa"]);
+      expect(await synced(where!, "secrets")).toContain("kosmos-batch-sa-token");
+      await root.delete(`/api/v1/namespaces/${NS}/pods/batch`);
+      await until(
+        async () => (await pods(where!, NS, "app=batch")).length === 0,
+        "leaf pod gone",
+        60_000,
+        200,
+      );
+      await until(
+        async () =>
+          (await synced(where!, "serviceaccounts")).length === 0 &&
+          !(await synced(where!, "secrets")).includes("kosmos-batch-sa-token"),
+        "ServiceAccount copy and its token collected",
+        30_000,
+        200,
+      );
+    },
+    T,
+  );
+
+  test(
     "a leaf that stops answering: its Lease stops, the root's node-lifecycle controller marks the node, and it recovers",
     async () => {
       const ready = async () =>
@@ -670,6 +728,44 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
         30_000,
         200,
       );
+      // Cordoned in the leaf, with the taint a leaf's node-lifecycle controller adds for it (set here, so
+      // the test does not wait on that controller; it did not add it within 30 s in this lab). The
+      // root node offers nothing (every capacity key deleted) and does not take that taint: the root's
+      // own controller owns lifecycle taints on the root node.
+      const unschedulable = { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" };
+      await leaf2.patch(
+        "/api/v1/nodes/l2-a",
+        { spec: { unschedulable: true, taints: [unschedulable] } },
+        "merge",
+      );
+      await until(
+        async () =>
+          Object.keys((await root.get<NodeObject>("/api/v1/nodes/l2-a")).status?.capacity ?? {}).length === 0,
+        "root l2-a capacity cleared",
+        30_000,
+        200,
+      );
+      const cordoned = await root.get<NodeObject>("/api/v1/nodes/l2-a");
+      expect(cordoned.spec?.taints?.map((t) => t.key)).not.toContain("node.kubernetes.io/unschedulable");
+      await leaf2.patch("/api/v1/nodes/l2-a", { spec: { unschedulable: false, taints: [] } }, "merge");
+      await until(
+        async () => (await root.get<NodeObject>("/api/v1/nodes/l2-a")).status?.capacity?.cpu !== undefined,
+        "root l2-a capacity back after uncordon",
+        30_000,
+        200,
+      ).catch(async (e) => {
+        const l = await leaf2.get<NodeObject>("/api/v1/nodes/l2-a");
+        const r = await root.get<NodeObject>("/api/v1/nodes/l2-a");
+        const lease = await leaf2
+          .get<KubeObject & { spec?: unknown }>(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/l2-a",
+          )
+          .catch((x) => ({ spec: String(x) }));
+        console.error(`l2-a lease in leaf2 at ${new Date().toISOString()}: ${JSON.stringify(lease.spec)}`);
+        throw new Error(
+          `${(e as Error).message}; leaf l2-a: ${JSON.stringify({ spec: l.spec, conditions: l.status?.conditions, allocatable: l.status?.allocatable })}; root l2-a: ${JSON.stringify({ spec: r.spec, status: r.status?.capacity })}`,
+        );
+      });
       await root.patch(
         `${CLUSTERS}/leaf2`,
         { spec: { kubeconfig: Buffer.from("not: [a kubeconfig").toString("base64") } },

@@ -97,8 +97,20 @@ export async function startKubeletStandIn(client: KubeClient, nodes: StandInNode
     const o = (ipOf.get(node) ?? "10.0.0.1").split(".").map(Number);
     return `10.${(o[3] ?? 0) % 256}.${Math.floor(nextPod / 250) % 256}.${(nextPod % 250) + 2}`;
   };
+  const byName = new Map(nodes.map((n) => [n.name, n]));
   const renew = async (): Promise<void> => {
     for (const n of names) {
+      // As a kubelet does, post the node's status again when it is not Ready: after an outage of the
+      // API server the node-lifecycle controller may have marked it Unknown, and only a kubelet's own
+      // status write brings it back (the Lease alone never sets Ready=True).
+      const node = await client
+        .get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/api/v1/nodes/${n}`)
+        .catch(() => undefined);
+      const ready = node?.status?.conditions?.find((c) => c.type === "Ready")?.status;
+      if (node && ready !== "True")
+        await client
+          .patch(`/api/v1/nodes/${n}/status`, { status: standInNodeStatus(byName.get(n)!) }, "strategic")
+          .catch(() => undefined);
       const path = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${n}`;
       const spec = { holderIdentity: n, leaseDurationSeconds: 40, renewTime: microTime(new Date()) };
       await client

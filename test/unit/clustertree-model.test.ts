@@ -1,7 +1,8 @@
 /** ClusterTree planning (pure): quantities, capacity, virtual nodes per mode, pod conversion, status. */
 import { describe, expect, test } from "bun:test";
 import { convertPod, leafPodPatch } from "../../internal/clustertree/convert.ts";
-import { planNodes, matchesSelector, partyNodeName } from "../../internal/clustertree/model.ts";
+import { matchesSelector, partyNodeName, planNodes } from "../../internal/clustertree/model.ts";
+import { exactMap, mergeTaints } from "../../internal/clustertree/nodes.ts";
 import { aggregate, formatQuantity, parseQuantity } from "../../internal/clustertree/resources.ts";
 import { statusFromLeaf } from "../../internal/clustertree/status.ts";
 import type { NodeObject, PodObject } from "../../internal/clustertree/types.ts";
@@ -120,6 +121,58 @@ describe("virtual nodes", () => {
     expect(p.nodes[0]!.labels.party).toBe("yes");
     expect(p.nodes[0]!.labels["node-role.kubernetes.io/control-plane"]).toBeUndefined();
     expect(p.problems).toEqual(["leafModels[1]: leaf node gone not found"]);
+  });
+
+  test("one2node: a leaf node's own taints are copied, its lifecycle taints are not (the root's controller owns those)", () => {
+    const cordoned: NodeObject = {
+      ...leaf[0]!,
+      spec: {
+        unschedulable: true,
+        taints: [
+          { key: "gpu", value: "a100", effect: "NoSchedule" },
+          {
+            key: "node.kubernetes.io/unschedulable",
+            effect: "NoSchedule",
+            timeAdded: "2026-01-01T00:00:00Z",
+          },
+          { key: "node.kubernetes.io/not-ready", effect: "NoExecute" },
+        ],
+      },
+    };
+    const p = planNodes({
+      cluster: cluster([{ nodeSelector: { nodeName: "n1" } }]),
+      leafNodes: [cordoned, ...leaf.slice(1)],
+      podsByNode: none,
+    });
+    expect(p.nodes[0]!.taints).toEqual([
+      { key: "kosmos.io/node", value: "true", effect: "NoSchedule" },
+      { key: "gpu", value: "a100", effect: "NoSchedule" },
+    ]);
+    // cordoned: nothing to offer (the status patch deletes the old keys: exactMap)
+    expect(p.nodes[0]!.capacity).toEqual({});
+  });
+
+  test("root node writes: lifecycle taints kept once, capacity keys that went away deleted", () => {
+    const lifecycle = { key: "node.kubernetes.io/not-ready", effect: "NoExecute", timeAdded: "t" };
+    expect(
+      mergeTaints(
+        [
+          { key: "kosmos.io/node", value: "true", effect: "NoSchedule" },
+          { ...lifecycle, timeAdded: undefined },
+        ],
+        [
+          { key: "kosmos.io/node", value: "true", effect: "NoSchedule" },
+          lifecycle,
+          { key: "old", effect: "NoSchedule" },
+        ],
+      ).map((t) => `${t.key}:${t.effect}`),
+    ).toEqual(["kosmos.io/node:NoSchedule", "node.kubernetes.io/not-ready:NoExecute"]);
+    expect(exactMap({ cpu: "4", memory: "8Gi", "nvidia.com/gpu": "1" }, { cpu: "2" })).toEqual({
+      cpu: "2",
+      memory: null,
+      "nvidia.com/gpu": null,
+    });
+    expect(exactMap(undefined, {})).toEqual({});
   });
 
   test("one2party: kosmos-<leafNodeName>-<i> over the selected nodes; mixed models reported", () => {

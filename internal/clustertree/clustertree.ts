@@ -1,10 +1,11 @@
 /**
  * kosmos-clustertree: leaf clusters as virtual nodes of the root cluster. Informers on the root's
  * Clusters, virtual Nodes, Pods, ConfigMaps and Secrets, and per leaf on its Nodes, Pods and copies;
- * three work queues — clusters (connection + virtual nodes), pods (root ↔ leaf), copies (ConfigMaps /
- * Secrets in leaves) — each with per-key exponential backoff. No polling: the only timer is the node
- * heartbeat (a Lease per virtual node every 10 s while the leaf's /version answers), which is what a
- * kubelet does. With leader election on, only the holder of the `kosmos-clustertree` Lease works.
+ * work queues — clusters (connection + virtual nodes), pods (root ↔ leaf), copies (ConfigMaps,
+ * Secrets, ServiceAccounts in leaves), volumes — each with per-key exponential backoff. No polling:
+ * the only timer is the node heartbeat (a Lease per virtual node every 10 s while the leaf's /version
+ * answers), which is what a kubelet does. With leader election on, only the holder of the
+ * `kosmos-clustertree` Lease works.
  *
  * This file assembles the parts: tree.ts (shared state), queues.ts, connections.ts (leaves),
  * reconcile.ts (the cluster queue), wiring.ts (root informers), election.ts (Lease + readiness).

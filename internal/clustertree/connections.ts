@@ -9,9 +9,8 @@ import { nodeEvent } from "./events.ts";
 import { DEFAULT_THRESHOLDS, nextHealth } from "./health.ts";
 import { Leaf, type LeafHandlers } from "./leaf.ts";
 import { markNotReady, ownedBy, renewLease } from "./nodes.ts";
-import type { Tree } from "./tree.ts";
+import { enqueueCopiesOf, type Tree } from "./tree.ts";
 import {
-  COPY_KINDS,
   type DataObject,
   type LeafCopyKind,
   POD_LABEL,
@@ -38,11 +37,7 @@ function onLeafPod(
         r.metadata.uid === p.metadata.annotations?.[ROOT_UID_ANNOTATION]
       )
         t.leafGone.set(key, r.metadata.uid!);
-      const leaf = t.leaves.get(cluster);
-      for (const kind of COPY_KINDS)
-        for (const c of leaf?.copies(kind).list() ?? [])
-          if (c.metadata.namespace === p.metadata.namespace)
-            t.q.copies.add(`${cluster}/${kind}/${c.metadata.namespace}/${c.metadata.name}`);
+      enqueueCopiesOf(t, cluster, p.metadata.namespace);
     }
     t.q.enqueuePod(key);
     return;

@@ -1,7 +1,7 @@
 /**
- * The three work queues — clusters (connection + virtual nodes), pods (root ↔ leaf), copies
- * (ConfigMaps / Secrets in leaves) — each with per-key exponential backoff, and the PodEnv the pod and
- * copy reconciles read the root and the leaves through.
+ * The work queues — clusters (connection + virtual nodes), pods (root ↔ leaf), copies (ConfigMaps,
+ * Secrets and ServiceAccounts in leaves), volumes — each with per-key exponential backoff, and the
+ * PodEnv the pod and copy reconciles read the root and the leaves through.
  */
 import { type KubeClient, WorkQueue } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";

@@ -8,8 +8,8 @@ import { connectLeaf, stopLeaf } from "./connections.ts";
 import { type Leaf, leafClient, leafKubeconfig } from "./leaf.ts";
 import { type DesiredNode, planNodes, treeEnabled } from "./model.ts";
 import { applyNode, deleteNode, ownedBy } from "./nodes.ts";
-import { CLUSTERS_PATH, enqueuePodsOf, nodeEnvOf, type Tree } from "./tree.ts";
-import { CONDITION, COPY_KINDS, FINALIZER, POD_LABEL, ROOT_ROLE_ANNOTATION } from "./types.ts";
+import { CLUSTERS_PATH, enqueueCopiesOf, enqueuePodsOf, nodeEnvOf, type Tree } from "./tree.ts";
+import { CONDITION, FINALIZER, POD_LABEL, ROOT_ROLE_ANNOTATION } from "./types.ts";
 import { leafVolumeKeys } from "./volumes.ts";
 
 async function writeCondition(
@@ -121,9 +121,7 @@ async function applyPlan(
 /** After a cluster's first plan: queue its pods, its copies, and leaf pods whose root pod is gone. */
 function seedLeaf(t: Tree, name: string, leaf: Leaf): void {
   enqueuePodsOf(t, name);
-  for (const kind of COPY_KINDS)
-    for (const x of leaf.copies(kind).list())
-      t.q.copies.add(`${name}/${kind}/${x.metadata.namespace}/${x.metadata.name}`);
+  enqueueCopiesOf(t, name);
   for (const x of leaf.pvcs.list()) for (const k of leafVolumeKeys(name, "pvc", x)) t.q.volumes.add(k);
   for (const x of leaf.pvs.list()) for (const k of leafVolumeKeys(name, "pv", x)) t.q.volumes.add(k);
   // leaf pods whose root pod is gone (deleted while no clustertree ran)

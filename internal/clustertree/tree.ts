@@ -13,6 +13,7 @@ import type { NodePlan } from "./model.ts";
 import type { NodeEnv } from "./nodes.ts";
 import { type Counters, carried, type PodEnv } from "./pods.ts";
 import {
+  COPY_KINDS,
   type DataObject,
   NODE_LABEL,
   type NodeObject,
@@ -155,4 +156,14 @@ export function enqueuePodsOf(t: Tree, cluster: string, ns?: string, onlyWithout
     if (!carried(p)) continue;
     t.q.enqueuePod(objectKey(p));
   }
+}
+
+/** Queue a leaf's copies (of namespace `ns`, or all) to be looked at: kept if needed, else collected. */
+export function enqueueCopiesOf(t: Tree, cluster: string, ns?: string): void {
+  const leaf = t.leaves.get(cluster);
+  if (!leaf) return;
+  for (const kind of COPY_KINDS)
+    for (const c of leaf.copies(kind).list())
+      if (!ns || c.metadata.namespace === ns)
+        t.q.copies.add(`${cluster}/${kind}/${c.metadata.namespace}/${c.metadata.name}`);
 }

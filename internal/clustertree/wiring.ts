@@ -4,7 +4,7 @@ import { objectKey } from "../kube/index.ts";
 import type { CopyKind } from "./deps.ts";
 import { ownedBy } from "./nodes.ts";
 import { carried } from "./pods.ts";
-import { enqueuePodsOf, type Tree } from "./tree.ts";
+import { enqueueCopiesOf, enqueuePodsOf, type Tree } from "./tree.ts";
 import { mirrorOwner } from "./storage.ts";
 import {
   type DataObject,
@@ -90,6 +90,11 @@ export function wireRootInformers(t: Tree): void {
         [...t.leaves.values()].some((l) => l.pods.get(p.metadata.name, p.metadata.namespace))
       )
         q.enqueuePod(objectKey(p));
+      // Gone before its leaf pod was made: the copies made for it are looked at now (with a leaf pod,
+      // that pod's deletion queues them).
+      const ref = t.refs.get(p.spec.nodeName ?? "");
+      if (ref && !t.leaves.get(ref.cluster)?.pods.get(p.metadata.name, p.metadata.namespace))
+        enqueueCopiesOf(t, ref.cluster, p.metadata.namespace);
     });
   for (const [kind, inf] of [
     ["configmaps", t.inf.configMaps],

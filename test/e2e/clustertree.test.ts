@@ -674,6 +674,50 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
         30_000,
         200,
       );
+      // A pod deleted before its leaf pod was made (it waits for a Secret that does not exist): the
+      // SA and ConfigMap copies already made for it are collected too.
+      await root.create(`/api/v1/namespaces/${NS}/configmaps`, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "stuck-config" },
+        data: { k: "v" },
+      });
+      await root.create(`/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "stuck" },
+        spec: {
+          nodeName: "kosmos-leaf1",
+          serviceAccountName: "batch-sa",
+          automountServiceAccountToken: false,
+          terminationGracePeriodSeconds: 1,
+          containers: [
+            {
+              name: "c",
+              image: "nginx:1.27",
+              envFrom: [{ configMapRef: { name: "stuck-config" } }, { secretRef: { name: "not-there" } }],
+            },
+          ],
+        },
+      });
+      await until(
+        async () =>
+          (await synced(leaf1, "serviceaccounts")).includes("batch-sa") &&
+          (await synced(leaf1, "configmaps")).includes("stuck-config"),
+        "copies made for the waiting pod",
+        60_000,
+        200,
+      );
+      expect(names(await pods(leaf1))).not.toContain("stuck");
+      await root.delete(`/api/v1/namespaces/${NS}/pods/stuck`);
+      await until(
+        async () =>
+          !(await synced(leaf1, "serviceaccounts")).includes("batch-sa") &&
+          !(await synced(leaf1, "configmaps")).includes("stuck-config"),
+        "copies of a pod deleted before its leaf pod collected",
+        30_000,
+        200,
+      );
     },
     T,
   );
@@ -699,8 +743,16 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
           150_000,
           500,
         );
-        const taints = (await root.get<NodeObject>("/api/v1/nodes/kosmos-leaf2-0")).spec?.taints ?? [];
-        expect(taints.some((t) => t.key === "node.kubernetes.io/unreachable")).toBe(true);
+        // The controller writes Ready=Unknown first and the taint in a later pass.
+        await until(
+          async () =>
+            ((await root.get<NodeObject>("/api/v1/nodes/kosmos-leaf2-0")).spec?.taints ?? []).some(
+              (t) => t.key === "node.kubernetes.io/unreachable",
+            ),
+          "root node-lifecycle taints kosmos-leaf2-0 unreachable",
+          60_000,
+          250,
+        );
       } finally {
         await lab!.leaves[1]!.restartApiServer();
       }

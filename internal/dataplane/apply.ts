@@ -284,6 +284,12 @@ export function batchErrors(stderr: string): Array<{ line: number; message: stri
 export interface ApplyOptions {
   /** Monotonic clock in ms (default performance.now). */
   now?: () => number;
+  /**
+   * After an nft-apply, list the table back into `report.nftListing` (default true). The
+   * Reconciler turns it off when a verifying re-read follows: that read lists the same table, and
+   * at 1,000 imported services one listing costs about as much as the `nft -f` itself.
+   */
+  readBackNft?: boolean;
 }
 
 /** Apply changes with a handful of batched commands; never throws on kernel errors (they are reported). */
@@ -354,7 +360,7 @@ export async function apply(
       }
     }
   }
-  if (nftOk) {
+  if (nftOk && opts.readBackNft !== false) {
     const l = await runner.run(["nft", "list", "table", "inet", KOSMOS_NFT_TABLE]);
     if (l.code === 0) nftListing = canonicalNftListing(l.stdout);
   }

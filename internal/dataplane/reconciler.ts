@@ -58,33 +58,36 @@ export class Reconciler {
     const last = opts.fromLast ? this.converged : undefined;
     const { actual, changes } = last ? this.planFrom(last, desired) : await this.plan(desired);
     const tRead = this.now();
-    const report = await apply(this.opts.runner, changes, { now: this.now });
+    const verify = changes.length > 0 && this.opts.verify !== false;
+    // the verifying read lists the nft table anyway: no separate read-back after the apply
+    const report = await apply(this.opts.runner, changes, { now: this.now, readBackNft: !verify });
     const tApply = this.now();
     this.remember(report, changes);
     for (const s of report.sysctlSkipped) this.sysctlSkip.add(s.key);
     let residual = 0;
     let after = actual;
-    let verified = false;
-    if (changes.length > 0 && this.opts.verify !== false) {
+    if (verify) {
       const again = await this.plan(desired);
       residual = again.changes.length;
       after = again.actual;
-      verified = true;
+      this.rememberListing(changes, again.actual);
     }
     if (desired.xfrm.states.length > 0 && report.ipsec.status === "unused") {
       report.ipsec = { status: after.xfrm.states.length >= desired.xfrm.states.length ? "ok" : "degraded" };
     }
+    const tEnd = this.now();
     const out: ReconcileReport = {
       ...report,
       changes: changes.length,
       residual,
       conflicts: conflicts(desired, actual),
-      durationMs: this.now() - t0,
+      durationMs: tEnd - t0,
+      phasesMs: { plan: tRead - t0, apply: tApply - tRead, verify: tEnd - tApply },
     };
     // What the kernel holds now, as far as this pass knows: `desired` when it read (or verified)
     // the kernel and found nothing left to do; unchanged after a no-op pass from memory.
     const clean = out.errors.length === 0 && residual === 0 && out.conflicts.length === 0;
-    if (changes.length > 0) this.converged = verified && clean ? desired : undefined;
+    if (changes.length > 0) this.converged = verify && clean ? desired : undefined;
     else if (!last) this.converged = clean ? desired : undefined;
     if (changes.length > 0 || out.errors.length > 0) {
       this.opts.logger?.info(
@@ -96,7 +99,7 @@ export class Reconciler {
           ipsec: out.ipsec,
           durationMs: out.durationMs,
           // read + diff, apply (the kernel has the change from here), verify (re-read)
-          phasesMs: [tRead - t0, tApply - tRead, this.now() - tApply].map((x) => Math.round(x)),
+          phasesMs: [tRead - t0, tApply - tRead, tEnd - tApply].map((x) => Math.round(x)),
         },
         "dataplane reconciled",
       );
@@ -118,6 +121,14 @@ export class Reconciler {
     this.nftListing = undefined;
     this.nftHash = undefined;
     return report;
+  }
+
+  /** The tamper check's reference: the listing the verifying read found, if it holds our hash. */
+  private rememberListing(changes: Change[], after: ActualState): void {
+    const nft = changes.find((c) => c.kind === "nft-apply");
+    if (nft?.kind !== "nft-apply" || !after.nft.present || after.nft.hash !== nft.hash) return;
+    this.nftListing = after.nft.listing;
+    this.nftHash = nft.hash;
   }
 
   private remember(report: ApplyReport, changes: Change[]): void {

@@ -115,4 +115,9 @@ export interface ReconcileReport extends ApplyReport {
   residual: number;
   /** Foreign links that carry one of our device names (never touched). */
   conflicts: string[];
+  /**
+   * Where `durationMs` went: `plan` = read the kernel (or start from the last converged plan) and
+   * diff; `apply` = run the changes (the kernel holds them from its end); `verify` = the re-read.
+   */
+  phasesMs?: { plan: number; apply: number; verify: number };
 }

@@ -91,7 +91,7 @@ export function clusterSetTopology(n: number): Topology {
   };
 }
 
-function hostState(n: number): HostState {
+export function hostState(n: number): HostState {
   const hs = emptyHostState("c1-n1", "c1");
   hs.nft.serviceVips = planServices(buildContext({ topology: clusterSetTopology(n), self: "c1-n1" }));
   return hs;

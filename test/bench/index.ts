@@ -27,6 +27,7 @@ export const MODULES: Record<string, () => Promise<{ run: Runner }>> = {
   dns: () => import("./dns.ts"),
   "mcs-propagation": () => import("./mcs-propagation.ts"),
   clusterset: () => import("./clusterset.ts"),
+  "clusterset-reconcile": () => import("./clusterset-reconcile.ts"),
   kubelet: () => import("./kubelet.ts"),
 };
 

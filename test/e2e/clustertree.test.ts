@@ -103,6 +103,26 @@ async function consistent(app: string): Promise<{ root: string[]; leaf: string[]
   return { root: names(r), leaf: names(l) };
 }
 
+/** Root and leaf pods of an app (phase, node, deleting) and the stand-in kubelets: a failed wait's state. */
+async function podReport(app: string): Promise<string> {
+  const show = (ps: PodObject[]) =>
+    ps
+      .map(
+        (p) =>
+          `${p.metadata.name}=${p.status?.phase ?? "-"}@${p.spec.nodeName ?? "-"}${p.metadata.deletionTimestamp ? "(deleting)" : ""}`,
+      )
+      .sort()
+      .join(" ");
+  const sel = `app=${app}`;
+  const [r, l1, l2] = await Promise.all([pods(root, NS, sel), pods(leaf1, NS, sel), pods(leaf2, NS, sel)]);
+  return [
+    `root: ${show(r)}`,
+    `leaf1: ${show(l1)}`,
+    `leaf2: ${show(l2)}`,
+    `stand-in kubelets: ${lab!.kubelets.map((k) => k.describe()).join("; ")}`,
+  ].join("\n");
+}
+
 beforeAll(async () => {
   if (problem) return;
   lab = await startTreeLab([
@@ -550,6 +570,7 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
         "20 Running",
         60_000,
         250,
+        () => podReport("web"),
       );
     },
     T,
@@ -570,6 +591,7 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
         "16 pods on both sides",
         120_000,
         250,
+        () => podReport("web"),
       );
       await until(
         async () =>
@@ -577,6 +599,7 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
         "16 Running",
         60_000,
         250,
+        () => podReport("web"),
       );
     },
     T,
@@ -588,8 +611,20 @@ describe.skipIf(problem !== undefined)("ClusterTree: root and two leaves", () =>
       await root.delete(`/apis/apps/v1/namespaces/${NS}/deployments/web`, {
         propagationPolicy: "Foreground",
       });
-      await until(async () => (await pods(root, NS, "app=web")).length === 0, "no root pods", 90_000, 250);
-      await until(async () => (await consistent("web")).leaf.length === 0, "no leaf pods", 30_000, 250);
+      await until(
+        async () => (await pods(root, NS, "app=web")).length === 0,
+        "no root pods",
+        90_000,
+        250,
+        () => podReport("web"),
+      );
+      await until(
+        async () => (await consistent("web")).leaf.length === 0,
+        "no leaf pods",
+        30_000,
+        250,
+        () => podReport("web"),
+      );
       for (const c of [leaf1, leaf2]) {
         await until(
           async () =>

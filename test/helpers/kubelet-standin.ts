@@ -13,6 +13,8 @@ type Pod = KubeObject & {
 
 export interface KubeletStandIn {
   nodes: string[];
+  /** Its pod watch's health and what its writes did (for a failed wait's message). */
+  describe(): string;
   stop(): Promise<void>;
 }
 
@@ -130,11 +132,18 @@ export async function startKubeletStandIn(client: KubeClient, nodes: StandInNode
   await renew();
   const leases = setInterval(() => void renew(), 10_000);
   const pods = new Informer<Pod>({ client, path: "/api/v1/pods", name: "standin-pods" });
+  const stats = { running: 0, runningFailed: 0, deleted: 0, deleteFailed: 0, lastError: "" };
+  const failed = (what: "runningFailed" | "deleteFailed") => (e: Error) => {
+    stats[what]++;
+    stats.lastError = e.message.slice(0, 200);
+  };
   const handle = async (p: Pod): Promise<void> => {
     if (!p.spec?.nodeName || !names.has(p.spec.nodeName)) return;
     const path = `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`;
     if (p.metadata.deletionTimestamp) {
-      await client.delete(path, { gracePeriodSeconds: 0 }).catch(() => undefined);
+      await client
+        .delete(path, { gracePeriodSeconds: 0 })
+        .then(() => void stats.deleted++, failed("deleteFailed"));
       return;
     }
     if (p.status?.phase === "Running") return;
@@ -165,7 +174,7 @@ export async function startKubeletStandIn(client: KubeClient, nodes: StandInNode
         },
         "strategic",
       )
-      .catch(() => undefined);
+      .then(() => void stats.running++, failed("runningFailed"));
   };
   pods
     .on("add", (p) => void handle(p))
@@ -174,6 +183,8 @@ export async function startKubeletStandIn(client: KubeClient, nodes: StandInNode
   await pods.waitSynced();
   return {
     nodes: [...names],
+    describe: () =>
+      `${[...names].join(",")}: pod watch ${pods.health()} (relists ${pods.relists}, expired ${pods.expired}${pods.lastError ? `, last error ${pods.lastError}` : ""}), marked Running ${stats.running} (failed ${stats.runningFailed}), deleted ${stats.deleted} (failed ${stats.deleteFailed})${stats.lastError ? `, last write error: ${stats.lastError}` : ""}`,
     async stop() {
       clearInterval(leases);
       await pods.stop();

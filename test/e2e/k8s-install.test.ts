@@ -18,6 +18,7 @@ import {
 } from "../../internal/controlplane/index.ts";
 import { type KubeClient, type KubeObject, kubeClient } from "../../internal/kube/index.ts";
 import { startKubeletStandIn, type KubeletStandIn } from "../helpers/kubelet-standin.ts";
+import { until } from "../helpers/wait.ts";
 
 const problem = assetsProblem();
 if (problem) console.warn(`SKIPPED: kosmosctl against real control planes: ${problem}`);
@@ -283,6 +284,76 @@ describe.skipIf(problem !== undefined)("kosmosctl on real control planes", () =>
         "error: timed out after 3s waiting for the rollout: deployment/kosmos-controller 0/2",
       );
       expect(r.stderr).toContain("hint: kubectl -n kosmos-system get pods -o wide");
+    },
+    T,
+  );
+
+  // The stand-in is what the ClusterTree e2e's leaves run on: a write of it that fails (the leaf API
+  // server restarting) must be retried, as a kubelet's would be, or the pod stays terminating forever.
+  test(
+    "the kubelet stand-in finishes a pod's deletion when its first delete fails",
+    async () => {
+      const base = kubeClient({ file: files.bare });
+      let failures = 1;
+      const flaky = new Proxy(base, {
+        get(target, prop, recv) {
+          if (prop === "delete" && failures > 0)
+            return () => {
+              failures--;
+              return Promise.reject(new Error("injected: the API server is restarting"));
+            };
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      }) as KubeClient;
+      const standIn = await startKubeletStandIn(flaky, [{ name: "b1", ip: "192.168.30.1" }]);
+      const ns = `standin-${process.pid}`;
+      try {
+        await base.create("/api/v1/namespaces", {
+          apiVersion: "v1",
+          kind: "Namespace",
+          metadata: { name: ns },
+        });
+        await base.create(`/api/v1/namespaces/${ns}/serviceaccounts`, {
+          apiVersion: "v1",
+          kind: "ServiceAccount",
+          metadata: { name: "default" },
+        });
+        const pod = `/api/v1/namespaces/${ns}/pods/p`;
+        await base.create(`/api/v1/namespaces/${ns}/pods`, {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name: "p" },
+          spec: {
+            nodeName: "b1",
+            automountServiceAccountToken: false,
+            containers: [{ name: "c", image: "nginx:1.27" }],
+          },
+        });
+        const phase = async () =>
+          (await base.get<KubeObject & { status?: { phase?: string } }>(pod)).status?.phase;
+        await until(
+          async () => (await phase()) === "Running",
+          "the pod Running",
+          20_000,
+          100,
+          () => standIn.describe(),
+        );
+        await base.delete(pod, { gracePeriodSeconds: 30 });
+        await until(
+          () => exists(base, pod).then((x) => !x),
+          "the pod gone",
+          20_000,
+          100,
+          () => standIn.describe(),
+        );
+        expect(failures).toBe(0);
+        expect(standIn.describe()).toMatch(/deleted [1-9]\d* \(failed 1\), retries [1-9]/);
+      } finally {
+        await standIn.stop();
+        await base.delete(`/api/v1/namespaces/${ns}`).catch(() => undefined);
+        base.close();
+      }
     },
     T,
   );

@@ -4,7 +4,13 @@
  * real scheduler binds to them Running and Ready, and finishes their graceful deletion, as a kubelet
  * would. It runs nothing — tests that need processes to run use the lab.
  */
-import { Informer, type KubeClient, type KubeObject, microTime } from "../../internal/kube/index.ts";
+import {
+  Informer,
+  isNotFound,
+  type KubeClient,
+  type KubeObject,
+  microTime,
+} from "../../internal/kube/index.ts";
 
 type Pod = KubeObject & {
   spec?: { nodeName?: string; hostNetwork?: boolean; containers?: { name: string; image?: string }[] };
@@ -132,18 +138,26 @@ export async function startKubeletStandIn(client: KubeClient, nodes: StandInNode
   await renew();
   const leases = setInterval(() => void renew(), 10_000);
   const pods = new Informer<Pod>({ client, path: "/api/v1/pods", name: "standin-pods" });
-  const stats = { running: 0, runningFailed: 0, deleted: 0, deleteFailed: 0, lastError: "" };
-  const failed = (what: "runningFailed" | "deleteFailed") => (e: Error) => {
+  const stats = { running: 0, runningFailed: 0, deleted: 0, deleteFailed: 0, retries: 0, lastError: "" };
+  // As a kubelet does, a write that failed (the API server restarting, a timeout under load) is
+  // tried again — from the watch's cache, every second, while the pod still needs it. Without this
+  // a pod whose final delete failed stayed terminating forever (no further event ever came for it),
+  // and so did its root pod in the ClusterTree e2e.
+  const retry = new Set<string>();
+  const failed = (what: "runningFailed" | "deleteFailed", key: string) => (e: Error) => {
+    if (isNotFound(e)) return; // the pod is gone: nothing left to do
     stats[what]++;
     stats.lastError = e.message.slice(0, 200);
+    retry.add(key);
   };
   const handle = async (p: Pod): Promise<void> => {
     if (!p.spec?.nodeName || !names.has(p.spec.nodeName)) return;
+    const key = `${p.metadata.namespace}/${p.metadata.name}`;
     const path = `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`;
     if (p.metadata.deletionTimestamp) {
       await client
         .delete(path, { gracePeriodSeconds: 0 })
-        .then(() => void stats.deleted++, failed("deleteFailed"));
+        .then(() => void stats.deleted++, failed("deleteFailed", key));
       return;
     }
     if (p.status?.phase === "Running") return;
@@ -174,19 +188,30 @@ export async function startKubeletStandIn(client: KubeClient, nodes: StandInNode
         },
         "strategic",
       )
-      .then(() => void stats.running++, failed("runningFailed"));
+      .then(() => void stats.running++, failed("runningFailed", key));
   };
   pods
     .on("add", (p) => void handle(p))
     .on("update", (p) => void handle(p))
     .start();
   await pods.waitSynced();
+  const retries = setInterval(() => {
+    for (const key of [...retry]) {
+      retry.delete(key);
+      const [ns, name] = key.split("/") as [string, string];
+      const p = pods.get(name, ns);
+      if (!p) continue;
+      stats.retries++;
+      void handle(p);
+    }
+  }, 1000);
   return {
     nodes: [...names],
     describe: () =>
-      `${[...names].join(",")}: pod watch ${pods.health()} (relists ${pods.relists}, expired ${pods.expired}${pods.lastError ? `, last error ${pods.lastError}` : ""}), marked Running ${stats.running} (failed ${stats.runningFailed}), deleted ${stats.deleted} (failed ${stats.deleteFailed})${stats.lastError ? `, last write error: ${stats.lastError}` : ""}`,
+      `${[...names].join(",")}: pod watch ${pods.health()} (relists ${pods.relists}, expired ${pods.expired}${pods.lastError ? `, last error ${pods.lastError}` : ""}), marked Running ${stats.running} (failed ${stats.runningFailed}), deleted ${stats.deleted} (failed ${stats.deleteFailed}), retries ${stats.retries}${stats.lastError ? `, last write error: ${stats.lastError}` : ""}`,
     async stop() {
       clearInterval(leases);
+      clearInterval(retries);
       await pods.stop();
     },
   };

@@ -93,6 +93,13 @@ export function commandEnv(
 ): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(own)) if (v !== undefined && !k.startsWith("BUN_JSC_")) out[k] = v;
+  // Bun hands a child its stdin as a socketpair, not a pipe. Debian's bash (built with
+  // SSH_SOURCE_BASHRC) takes a socket on stdin for an rsh/ssh session and, when it is a top-level
+  // shell (SHLVL < 2 after its own increment), sources /etc/bash.bashrc and ~/.bashrc even for
+  // `bash -c CMD`: every exec with stdin ran the node user's rc files (slow, or hanging where one
+  // waits on stdin). kubelet's exec gives pipes, so bash reads none there. SHLVL=1 makes bash a
+  // nested shell (it reports 2), which skips them; a caller's own SHLVL wins.
+  if (out.SHLVL === undefined) out.SHLVL = "1";
   return { ...out, ...extra };
 }
 

@@ -91,6 +91,27 @@ describe("/v1/exec (kubernetes v5 channel protocol)", () => {
     expect(v5).toMatchObject({ protocol: PROTOCOL_V5, stdout: "abc", exitCode: 0 });
   });
 
+  // The child's stdin is a socket (Bun's stdio); Debian's bash would take that for an ssh session
+  // and source the rc files: a node user's ~/.bashrc ran (or hung) in every `bash -c` with stdin.
+  test("bash -c with stdin reads no rc file (as under kubelet's exec)", async () => {
+    const home = join(agent.dir, "home-rc");
+    await mkdir(home, { recursive: true });
+    await writeFile(join(home, ".bashrc"), "echo RC-SOURCED\n");
+    // an agent started by no shell (a DaemonSet pod) has no SHLVL; this one runs in the test process
+    const shlvl = process.env.SHLVL;
+    delete process.env.SHLVL;
+    try {
+      const r = await client.exec(["bash", "-c", 'read x; echo "got:$x level:$SHLVL"'], {
+        stdin: "line\n",
+        env: { HOME: home },
+      });
+      expect(r.stdout).toBe("got:line level:2\n");
+      expect(r.exitCode).toBe(0);
+    } finally {
+      if (shlvl !== undefined) process.env.SHLVL = shlvl;
+    }
+  });
+
   test("env and working directory", async () => {
     const r = await client.exec(["sh", "-c", 'echo "$FOO:$(pwd)"'], {
       env: { FOO: "bar baz" },

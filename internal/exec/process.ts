@@ -98,8 +98,9 @@ export function commandEnv(
   // shell (SHLVL < 2 after its own increment), sources /etc/bash.bashrc and ~/.bashrc even for
   // `bash -c CMD`: every exec with stdin ran the node user's rc files (slow, or hanging where one
   // waits on stdin). kubelet's exec gives pipes, so bash reads none there. SHLVL=1 makes bash a
-  // nested shell (it reports 2), which skips them; a caller's own SHLVL wins.
-  if (out.SHLVL === undefined) out.SHLVL = "1";
+  // nested shell (it reports 2), which skips them; a caller's own SHLVL wins. (The lab's agents
+  // inherit SHLVL=0 from the shell that started them: 0 counts as none.)
+  if (!(Number(out.SHLVL) >= 1)) out.SHLVL = "1";
   return { ...out, ...extra };
 }
 

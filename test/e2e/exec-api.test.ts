@@ -97,16 +97,19 @@ describe("/v1/exec (kubernetes v5 channel protocol)", () => {
     const home = join(agent.dir, "home-rc");
     await mkdir(home, { recursive: true });
     await writeFile(join(home, ".bashrc"), "echo RC-SOURCED\n");
-    // an agent started by no shell (a DaemonSet pod) has no SHLVL; this one runs in the test process
+    // an agent started by no shell (a DaemonSet pod) has no SHLVL, or 0; this one runs in the test process
     const shlvl = process.env.SHLVL;
-    delete process.env.SHLVL;
     try {
-      const r = await client.exec(["bash", "-c", 'read x; echo "got:$x level:$SHLVL"'], {
-        stdin: "line\n",
-        env: { HOME: home },
-      });
-      expect(r.stdout).toBe("got:line level:2\n");
-      expect(r.exitCode).toBe(0);
+      for (const level of [undefined, "0"]) {
+        if (level === undefined) delete process.env.SHLVL;
+        else process.env.SHLVL = level;
+        const r = await client.exec(["bash", "-c", 'read x; echo "got:$x level:$SHLVL"'], {
+          stdin: "line\n",
+          env: { HOME: home },
+        });
+        expect(r.stdout, `agent SHLVL ${level}`).toBe("got:line level:2\n");
+        expect(r.exitCode).toBe(0);
+      }
     } finally {
       if (shlvl !== undefined) process.env.SHLVL = shlvl;
     }

@@ -7,6 +7,7 @@
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
+import type { AgentTarget } from "../exec/index.ts";
 import { KubeClient, loadKubeConfig } from "../kube/index.ts";
 import { sandboxNames } from "../kubelet/index.ts";
 import {
@@ -22,7 +23,9 @@ import {
   AgentExecutor,
   type ClustersetReport,
   expectationsFrom,
+  localPodRun,
   NetcheckError,
+  type PodExecutor,
   type ResolverPod,
   runClustersetCheck,
 } from "../netcheck/index.ts";
@@ -112,7 +115,10 @@ async function kubeletPods(plan: LabPlan): Promise<ResolverPod[]> {
 export async function clustersetInventory(name: string): Promise<{
   pods: ResolverPod[];
   agents: AgentExecutor;
+  /** The agents' addresses (admin sockets), as an inventory file names them. */
+  targets: Record<string, AgentTarget>;
   clients: Map<string, KubeClient>;
+  plan: LabPlan;
   kube?: LabKubeState;
 }> {
   const { plan } = await loadLab(name);
@@ -126,22 +132,27 @@ export async function clustersetInventory(name: string): Promise<{
         execPrefix: ["ip", "netns", "exec", p.ns],
       })),
     );
-    const agents = new AgentExecutor(
-      Object.fromEntries(plan.nodes.map((n) => [n.name, { url: `unix:${agentSocket(plan.name, n.name)}` }])),
+    const targets = Object.fromEntries(
+      plan.nodes.map((n) => [n.name, { url: `unix:${agentSocket(plan.name, n.name)}` }]),
     );
-    return { pods, agents, clients: new Map() };
+    return { pods, agents: new AgentExecutor(targets), targets, clients: new Map(), plan };
   }
   // The agents are the DaemonSet's pods: their admin socket is in the node's /var/lib/kosmos hostPath.
-  const agents = new AgentExecutor(
-    Object.fromEntries(
-      plan.nodes.map((n) => [
-        n.name,
-        { url: `unix:${join(kubeletRoot(plan.name, n.name), "host/var/lib/kosmos/agent.sock")}` },
-      ]),
-    ),
+  const targets = Object.fromEntries(
+    plan.nodes.map((n) => [
+      n.name,
+      { url: `unix:${join(kubeletRoot(plan.name, n.name), "host/var/lib/kosmos/agent.sock")}` },
+    ]),
   );
   const clients = new Map(kube.clusters.map((c) => [c.name, new KubeClient(loadKubeConfig(c.kubeconfig))]));
-  return { pods: await kubeletPods(plan), agents, clients, kube };
+  return {
+    pods: await kubeletPods(plan),
+    agents: new AgentExecutor(targets),
+    targets,
+    clients,
+    plan,
+    kube,
+  };
 }
 
 export interface ClustersetFlags {
@@ -210,6 +221,35 @@ export function renderClustersetReport(rep: ClustersetReport): string {
   return lines.join("\n");
 }
 
+/**
+ * Run the check over `pods`, print the report, set the exit code (both `--lab` and `--inventory`).
+ * `podErrors`: pods known not to be checkable before the run (they count as failures).
+ */
+export async function runClustersetAction(
+  label: string,
+  pods: ResolverPod[],
+  podErrors: Record<string, string>,
+  expected: Parameters<typeof runClustersetCheck>[2],
+  exec: PodExecutor,
+  o: ClustersetFlags & { concurrencyCap: number },
+): Promise<void> {
+  const rep = await runClustersetCheck(label, pods, expected, exec, {
+    timeoutSec: o.timeout,
+    retries: o.retries,
+    concurrency: Math.min(o.concurrency, o.concurrencyCap),
+  });
+  rep.podErrors = { ...podErrors, ...rep.podErrors };
+  rep.pods += Object.keys(podErrors).length;
+  if (rep.lookups === 0 && Object.keys(rep.podErrors).length === 0)
+    throw new NetcheckError(
+      "NO_PAIRS",
+      `no ServiceImport is visible to the pods of ${label}: no clusterset name to check`,
+      "export a Service (a ServiceExport next to it, docs/services.md)",
+    );
+  printData(o.output, rep, () => renderClustersetReport(rep));
+  process.exitCode = rep.failed > 0 || Object.keys(rep.podErrors).length > 0 ? 1 : 0;
+}
+
 /** `kosmosctl check --lab -p dns`: run, print, set the exit code. */
 export async function clustersetAction(o: ClustersetFlags): Promise<void> {
   const inv = await clustersetInventory(o.name);
@@ -223,25 +263,16 @@ export async function clustersetAction(o: ClustersetFlags): Promise<void> {
           ? "run some pods (hostNetwork pods use their node's resolver and are left out)"
           : "is the lab up?",
       );
-    const rep = await runClustersetCheck(
+    const runner = defaultRunner();
+    // Probes run on this machine: a few pods at a time.
+    await runClustersetAction(
       `lab/${o.name}`,
       pods,
+      {},
       expectationsFrom(inv.clients, inv.agents),
-      defaultRunner(),
-      {
-        timeoutSec: o.timeout,
-        retries: o.retries,
-        concurrency: Math.min(o.concurrency, 4),
-      },
+      (pod) => localPodRun(runner, pod.execPrefix),
+      { ...o, concurrencyCap: 4 },
     );
-    if (rep.lookups === 0 && Object.keys(rep.podErrors).length === 0)
-      throw new NetcheckError(
-        "NO_PAIRS",
-        `no ServiceImport is visible to the pods of lab ${o.name}: no clusterset name to check`,
-        "export a Service (a ServiceExport next to it, docs/services.md), or check DNS servers with --inventory",
-      );
-    printData(o.output, rep, () => renderClustersetReport(rep));
-    process.exitCode = rep.failed > 0 || Object.keys(rep.podErrors).length > 0 ? 1 : 0;
   } finally {
     for (const c of inv.clients.values()) c.close();
   }

@@ -16,16 +16,20 @@ import {
   DEFAULT_RESULTS,
   type Family,
   failedKeys,
+  hasDnsTargets,
   type Inventory,
   loadLabInventory,
   loadReport,
   mergeResume,
   NetcheckError,
   type PairResult,
+  parseResolverChoice,
+  type ResolverChoice,
   runCheck,
   saveReport,
 } from "../netcheck/index.ts";
 import { clustersetAction } from "./check-clusterset.ts";
+import { clustersetInventoryAction } from "./check-clusterset-inventory.ts";
 import { FAIL, OK, type OutputFormat, parseOutput, printData, progressBar, renderTable } from "./output.ts";
 
 const DEFAULT_LAB_NAME = process.env.KOSMOS_LAB ?? "kosmos";
@@ -63,6 +67,12 @@ function intIn(min: number, max: number, what: string) {
       throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}`);
     return n;
   };
+}
+
+function parseResolver(v: string): ResolverChoice {
+  const r = parseResolverChoice(v);
+  if (!r) throw new InvalidArgumentError("must be resolv.conf, node or an IP address");
+  return r;
 }
 
 function parseList(v: string): string[] {
@@ -209,6 +219,8 @@ interface CheckFlags {
   retries: number;
   intra: boolean;
   dnsName: string;
+  clusterset?: boolean;
+  resolver: ResolverChoice;
   output: OutputFormat;
   results: string;
   resume?: boolean;
@@ -239,7 +251,7 @@ function withCheckOptions(cmd: Command): Command {
     .addOption(
       new Option(
         "-p, --protocol <list>",
-        `comma list of ${CHECK_PROTOS.join(", ")}; with --lab, dns alone asks every pod's resolver for every clusterset name (ServiceImport) and checks the answers`,
+        `comma list of ${CHECK_PROTOS.join(", ")}; dns alone (with --lab, or an inventory without dnsPort targets) asks every pod's resolver for every clusterset name (ServiceImport) and checks the answers`,
       )
         .default(["icmp", "tcp"], "icmp,tcp")
         .argParser(parseProtocols),
@@ -276,6 +288,18 @@ function withCheckOptions(cmd: Command): Command {
     )
     .option("--no-intra", "skip pairs inside one cluster (cross-cluster only)")
     .option("--dns-name <name>", "name dns probes ask for", "kubernetes.default.svc.cluster.local")
+    .option(
+      "--clusterset",
+      "check the clusterset names (ServiceImports) from every pod: what -p dns alone does with --lab, or with an inventory without DNS server targets (dnsPort)",
+    )
+    .addOption(
+      new Option(
+        "--resolver <r>",
+        "clusterset check with --inventory: the resolver pods ask — resolv.conf (the pod's own), node (its node's address: the agent's DNS with install --mcs) or an IP address",
+      )
+        .default({ kind: "resolv.conf" }, "resolv.conf")
+        .argParser(parseResolver),
+    )
     .addOption(
       new Option("-o, --output <format>", "table | json | yaml").default("table").argParser(parseOutput),
     )
@@ -288,8 +312,15 @@ function withCheckOptions(cmd: Command): Command {
 async function checkAction(o: CheckFlags): Promise<void> {
   if (o.lab && o.inventory)
     throw new NetcheckError("BAD_FLAG", "--lab and --inventory exclude each other", "pick one");
-  // A lab has no DNS server targets: `-p dns` alone checks the clusterset names from every pod.
-  if (o.lab && !o.resume && o.protocol.length === 1 && o.protocol[0] === "dns") return clustersetAction(o);
+  // A lab has no DNS server targets: `-p dns` alone checks the clusterset names from every pod; so
+  // does an inventory without any (`dnsPort`), and --clusterset with either.
+  const dnsOnly = o.protocol.length === 1 && o.protocol[0] === "dns";
+  if (o.lab && !o.resume && (dnsOnly || o.clusterset)) return clustersetAction(o);
+  let fromFile: Inventory | undefined;
+  if (o.inventory && !o.resume && (dnsOnly || o.clusterset)) {
+    fromFile = await loadInventoryFile(o.inventory);
+    if (o.clusterset || !hasDnsTargets(fromFile)) return clustersetInventoryAction(o, fromFile, o.inventory);
+  }
   let prev: CheckReport | undefined;
   let opts: CheckOptions = {
     mode: o.mode,
@@ -309,7 +340,7 @@ async function checkAction(o: CheckFlags): Promise<void> {
     opts = { ...prev.options, concurrency: o.concurrency, timeoutSec: o.timeout };
   }
   let inv: Inventory;
-  if (o.inventory) inv = await loadInventoryFile(o.inventory);
+  if (o.inventory) inv = fromFile ?? (await loadInventoryFile(o.inventory));
   else if (o.lab || prev?.inventory.startsWith("lab/")) {
     inv = await loadLabInventory(prev && !o.lab ? prev.inventory.slice(4) : o.name);
   } else {

@@ -61,13 +61,17 @@ export class AgentExecutor implements ProbeExecutor {
     return { exitCode: r.exitCode, stderr };
   }
 
-  /** Run a command and collect its output (diagnosis facts). */
+  /** Run a command and collect its output (diagnosis facts; `stdin`: the clusterset probe's queries). */
   async capture(
     node: string,
     argv: string[],
     timeoutSec = 10,
+    stdin?: string,
   ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-    const r = await this.client(node).exec(argv, { timeout: timeoutSec });
+    const r = await this.client(node).exec(argv, {
+      timeout: timeoutSec,
+      ...(stdin !== undefined ? { stdin } : {}),
+    });
     return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
 

@@ -7,9 +7,8 @@
  */
 import { buildZone, type Zone } from "../dns/index.ts";
 import type { KubeClient } from "../kube/index.ts";
-import type { Runner } from "../sys/index.ts";
 import type { MemberState, Topology } from "../topology/index.ts";
-import { askPodResolver, type PodReplies } from "./clusterset-probe.ts";
+import { askResolver, type PodReplies, type PodRun } from "./clusterset-probe.ts";
 import {
   type ClustersetName,
   type EndpointSliceLike,
@@ -30,10 +29,15 @@ import { printfEscape } from "./dns.ts";
 export interface ResolverPod {
   id: string;
   cluster: string;
-  /** The lab node (its agent serves the pod's resolver in the lab). */
+  /** The pod's node (its agent serves the pod's resolver in the lab; an inventory's exec goes to it). */
   node: string;
   execPrefix: string[];
+  /** The address to ask; unset: the first nameserver of the pod's own /etc/resolv.conf. */
+  resolver?: string;
 }
+
+/** How to run the probe script inside a pod (on this machine, or through its node's agent). */
+export type PodExecutor = (pod: ResolverPod) => PodRun;
 
 export type Expected =
   | {
@@ -125,7 +129,7 @@ function lookupsFor(e: Extract<Expected, { ok: true }>): Pending[] {
 async function checkPod(
   pod: ResolverPod,
   e: Extract<Expected, { ok: true }>,
-  runner: Runner,
+  run: PodRun,
   o: ClustersetOptions,
 ): Promise<{ results: LookupResult[]; error?: string }> {
   const pending = lookupsFor(e);
@@ -137,7 +141,7 @@ async function checkPod(
       key: p.key,
       query: printfEscape(Buffer.from(encodeQuery(p.name.name, p.type, p.id), "hex")),
     }));
-    last = await askPodResolver(runner, pod.execPrefix, queries, o.timeoutSec);
+    last = await askResolver(run, queries, o.timeoutSec, pod.resolver);
     if (last.error) return { results: [], error: `cannot run the DNS probe in the pod: ${last.error}` };
     if (!last.resolver) return { results: [], error: "its /etc/resolv.conf names no nameserver" };
     for (const p of todo) {
@@ -179,7 +183,7 @@ export async function runClustersetCheck(
   inventory: string,
   pods: ResolverPod[],
   expected: (cluster: string, node: string) => Promise<Expected>,
-  runner: Runner,
+  exec: PodExecutor,
   o: ClustersetOptions,
 ): Promise<ClustersetReport> {
   const t0 = performance.now();
@@ -199,7 +203,7 @@ export async function runClustersetCheck(
       sources[e.source.kind === "api" ? pod.cluster : `${pod.cluster}/${pod.node}`] = describeSource(
         e.source,
       );
-      const r = await checkPod(pod, e, runner, o);
+      const r = await checkPod(pod, e, exec(pod), o);
       if (r.error) podErrors[pod.id] = r.error;
       results[i] = r.results;
     }
@@ -267,8 +271,13 @@ export async function apiNames(client: KubeClient, timeoutMs = 4000): Promise<Cl
 /**
  * Expected answers per (cluster, node), cached: the cluster's API server when `clients` has one and
  * it answers (with the node's replica alongside, to tell a stale answer), else the node's replica.
+ * `noClient`: why a cluster has no API client (shown as the reason the replica was used).
  */
-export function expectationsFrom(clients: Map<string, KubeClient>, agents: AgentJson) {
+export function expectationsFrom(
+  clients: Map<string, KubeClient>,
+  agents: AgentJson,
+  noClient: (cluster: string) => string = () => "none known (network-only lab)",
+) {
   const api = new Map<string, Promise<ClustersetName[] | string>>();
   const replica = new Map<string, Promise<ReplicaNames | undefined>>();
   const apiOf = (cluster: string): Promise<ClustersetName[] | string> => {
@@ -277,7 +286,7 @@ export function expectationsFrom(clients: Map<string, KubeClient>, agents: Agent
       const c = clients.get(cluster);
       p = c
         ? apiNames(c).catch((e: Error) => e.message.split("\n")[0] ?? "no answer")
-        : Promise.resolve("none known (network-only lab)");
+        : Promise.resolve(noClient(cluster));
       api.set(cluster, p);
     }
     return p;

@@ -1,20 +1,22 @@
 /**
  * Asks a pod's own resolver: one bash script per pod, run inside the pod (its network and mount
- * namespaces, so `/etc/resolv.conf` is the pod's), reads the first nameserver of that resolv.conf,
+ * namespaces, so `/etc/resolv.conf` is the pod's), reads the first nameserver of that resolv.conf
+ * (or takes the address it is given: the node's agent DNS, `--resolver`),
  * sends every query to it over UDP port 53 (bash /dev/udp), one after the other (a few names per
  * pod; forks in parallel only add load), and prints the whole reply as hex (od);
  * dns-packet parses it on our side (clusterset.ts). Tools: bash, timeout, dd, od (coreutils).
  * The query goes through dd (one write, one datagram): bash line-buffers its printf, so a 0x0a byte
  * in the query (a 10-letter label: "clusterset") would end the datagram there.
  *
+ *   argv:   <timeout seconds> [<resolver address>]
  *   stdin:  <key> <query as printf \xHH escapes>
  *   stdout: "resolver <address>" first, then per query  <key>\t<ok|fail>\t<reply hex | why>
  */
 import type { Runner } from "../sys/index.ts";
 
 export const RESOLVER_SCRIPT = String.raw`T=${"$"}{1:-2}
-ns=
-while read -r k v _; do [[ $k == nameserver ]] && { ns=$v; break; }; done </etc/resolv.conf
+ns=${"$"}{2:-}
+[[ -z $ns ]] && while read -r k v _; do [[ $k == nameserver ]] && { ns=$v; break; }; done </etc/resolv.conf
 [[ -z $ns ]] && { echo "resolver -"; exit 0; }
 echo "resolver $ns"
 ask() {
@@ -42,24 +44,67 @@ export interface PodReplies {
   error?: string;
 }
 
-/** Run the queries (`key` → printf-escaped query) inside the pod entered with `execPrefix`. */
-export async function askPodResolver(
+/** What running the probe script in a pod gives back (a Runner's result, or an agent exec's). */
+export interface PodRunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs argv inside one pod with `input` on stdin, within `timeoutSec` overall: on this machine with
+ * the pod's execPrefix (the lab), or through the pod's node agent's exec API (an inventory).
+ */
+export type PodRun = (argv: string[], input: string, timeoutSec: number) => Promise<PodRunResult>;
+
+/** A PodRun on this machine: `execPrefix` enters the pod (`nsenter -t PID -n -m --`, `ip netns exec`). */
+export function localPodRun(runner: Runner, execPrefix: string[]): PodRun {
+  return async (argv, input) => {
+    const r = await runner.run([...execPrefix, ...argv], { input });
+    return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+  };
+}
+
+/**
+ * Run the queries (`key` → printf-escaped query) inside a pod through `run`; `resolver`: the address
+ * to ask instead of the first nameserver of the pod's resolv.conf.
+ */
+export async function askResolver(
+  run: PodRun,
+  queries: Array<{ key: string; query: string }>,
+  timeoutSec: number,
+  resolver?: string,
+): Promise<PodReplies> {
+  const input = `${queries.map((q) => `${q.key} ${q.query}`).join("\n")}\n`;
+  const argv = [
+    "bash",
+    "-c",
+    RESOLVER_SCRIPT,
+    "kosmos-dns",
+    String(timeoutSec),
+    ...(resolver ? [resolver] : []),
+  ];
+  // The queries go one after the other: the whole script is bounded by all of their timeouts.
+  let r: PodRunResult;
+  try {
+    r = await run(argv, input, queries.length * timeoutSec + 10);
+  } catch (e) {
+    r = { code: -1, stdout: "", stderr: (e as Error).message };
+  }
+  return parseResolverOutput(
+    r.stdout,
+    r.code === 0 ? undefined : r.stderr.trim().split("\n").pop() || `exit ${r.code}`,
+  );
+}
+
+/** Run the queries inside the pod entered with `execPrefix` on this machine (the lab). */
+export function askPodResolver(
   runner: Runner,
   execPrefix: string[],
   queries: Array<{ key: string; query: string }>,
   timeoutSec: number,
 ): Promise<PodReplies> {
-  const input = `${queries.map((q) => `${q.key} ${q.query}`).join("\n")}\n`;
-  const r = await runner.run(
-    [...execPrefix, "bash", "-c", RESOLVER_SCRIPT, "kosmos-dns", String(timeoutSec)],
-    {
-      input,
-    },
-  );
-  return parseResolverOutput(
-    r.stdout,
-    r.code === 0 ? undefined : r.stderr.trim().split("\n").pop() || `exit ${r.code}`,
-  );
+  return askResolver(localPodRun(runner, execPrefix), queries, timeoutSec);
 }
 
 /** Parse the script's output (pure). */

@@ -25,12 +25,30 @@ export {
   type Expected,
   expectationsFrom,
   type LookupResult,
+  type PodExecutor,
   type ReplicaNames,
   replicaNames,
   type ResolverPod,
   runClustersetCheck,
 } from "./clusterset-check.ts";
-export { askPodResolver, type PodReplies, parseResolverOutput, RESOLVER_SCRIPT } from "./clusterset-probe.ts";
+export {
+  agentPodExecutor,
+  hasDnsTargets,
+  inventoryResolverPods,
+  parseResolverChoice,
+  type ResolverChoice,
+  readsPodResolvConf,
+} from "./clusterset-inventory.ts";
+export {
+  askPodResolver,
+  askResolver,
+  localPodRun,
+  type PodReplies,
+  type PodRun,
+  type PodRunResult,
+  parseResolverOutput,
+  RESOLVER_SCRIPT,
+} from "./clusterset-probe.ts";
 export { diagnose, drift, mtuMismatches, planRouteFor } from "./diagnose.ts";
 export { dnsQuery, interpretDnsReply } from "./dns.ts";
 export { gatherFacts, parseKernelFacts } from "./facts.ts";

@@ -21,6 +21,11 @@ export interface ClusterInfo {
    * anybody provides, and such pairs are skipped.
    */
   podEgressSNAT: boolean;
+  /**
+   * Inventory files: a kubeconfig of this cluster (path, relative to the file), for the expected
+   * answers of the clusterset-name check; without one they come from the agents' replicas.
+   */
+  kubeconfig?: string;
 }
 
 export interface Endpoint {
@@ -47,6 +52,11 @@ export interface Endpoint {
   udp?: { port: number; expect?: string };
   /** DNS server port on this endpoint, when it serves DNS. */
   dnsPort?: number;
+  /**
+   * Pods: the resolver the clusterset-name check asks (e.g. the node's agent DNS address); unset:
+   * `--resolver` decides (default: the first nameserver of the pod's own resolv.conf).
+   */
+  dnsResolver?: string;
 }
 
 export interface Inventory {

@@ -29,6 +29,8 @@ export const MODULES: Record<string, () => Promise<{ run: Runner }>> = {
   clusterset: () => import("./clusterset.ts"),
   "clusterset-reconcile": () => import("./clusterset-reconcile.ts"),
   kubelet: () => import("./kubelet.ts"),
+  // Real-Kubernetes lab with Kosmos installed (--mcs): pod Ready → its address from every node's DNS.
+  "mcs-lab": () => import("./mcs-lab.ts"),
 };
 
 const fmt = (v: number): string => {

@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
+import { stringify } from "yaml";
 import { KubeClient, loadKubeConfig } from "../kube/index.ts";
 import {
   isRunning,
@@ -12,6 +13,7 @@ import {
   readKubeState,
   superviseLabKubernetes,
 } from "../lab/index.ts";
+import { labClustersetInventory } from "./check-clusterset-inventory.ts";
 import { FAIL, OK, type OutputFormat, printData, renderTable } from "./output.ts";
 
 const KOSMOSCTL = resolve(import.meta.dir, "../../cmd/kosmosctl.ts");
@@ -132,6 +134,22 @@ export function addLabKubernetesCommands(
               : ""
           }${rows.every((r) => r.kubelets > 0 && r.readyNodes > 0) ? OK : FAIL} supervisor pid ${st.supervisorPid}`,
       );
+    });
+
+  lab
+    .command("inventory")
+    .description(
+      "print the lab (lab up --kubernetes, Kosmos installed) as an inventory file for `kosmosctl check --inventory`: nodes, the pods the clusterset check asks, the agents' sockets, the clusters' kubeconfigs",
+    )
+    .addOption(nameOption())
+    .option("-o, --output <format>", "yaml or json", "yaml")
+    .action(async (o: { name: string; output: string }) => {
+      if (o.output !== "yaml" && o.output !== "json")
+        throw Object.assign(new Error(`unknown output format "${o.output}"`), {
+          hint: "use -o yaml or -o json",
+        });
+      const inv = await labClustersetInventory(o.name);
+      process.stdout.write(o.output === "json" ? `${JSON.stringify(inv, null, 2)}\n` : stringify(inv));
     });
 
   lab

@@ -9,7 +9,8 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderClustersetReport } from "../../internal/cli/check-clusterset.ts";
 import {
@@ -85,6 +86,51 @@ async function checkDns(): Promise<{ code: number; out: string; rep?: Clusterset
     rep = undefined;
   }
   return { code: r.code, out: `exit ${r.code}\n${r.stdout}\n${r.stderr}`, rep };
+}
+
+/** A lab as an inventory file (its kubeconfigs, agents, pods); `check --inventory -p dns` on it per resolver. */
+async function checkInventoryDns(
+  resolvers: string[],
+): Promise<Array<{ resolver: string; code: number; out: string; rep?: ClustersetReport }>> {
+  const dir = mkdtempSync(join(tmpdir(), "kosmos-inv-"));
+  try {
+    const file = join(dir, "inventory.yaml");
+    const inv = await kosmosctl(["lab", "inventory", "--name", LAB], { timeoutMs: 60_000 });
+    expect(inv.code, inv.stderr).toBe(0);
+    writeFileSync(file, inv.stdout);
+    const out = [];
+    for (const resolver of resolvers) {
+      const argv = [
+        "check",
+        "--inventory",
+        file,
+        "-p",
+        "dns",
+        "--resolver",
+        resolver,
+        "--timeout",
+        "5",
+        "-o",
+        "json",
+      ];
+      const r = await kosmosctl(argv, { timeoutMs: 150_000 });
+      let rep: ClustersetReport | undefined;
+      try {
+        rep = JSON.parse(r.stdout) as ClustersetReport;
+      } catch {
+        rep = undefined;
+      }
+      out.push({
+        resolver,
+        code: r.code,
+        out: `--resolver ${resolver}: exit ${r.code}\n${r.stdout}\n${r.stderr}`,
+        rep,
+      });
+    }
+    return out;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every echo pod was asked, every lookup passed, both names (A) were checked from every pod. */
@@ -283,6 +329,20 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
     T,
   );
 
+  test("check --inventory -p dns on the lab written as an inventory: the same exact answers, through the agents' exec API, from the pods' resolv.conf and from the node's address", async () => {
+    expect(echoPods.length).toBe(6);
+    for (const r of await checkInventoryDns(["resolv.conf", "node"])) {
+      expect(r.rep, r.out).toBeDefined();
+      expectAllPods(r.rep!, r.out);
+      expect(r.rep!.sources, r.out).toEqual({
+        c1: "API server of c1",
+        c2: "API server of c2",
+        c3: "API server of c3",
+      });
+      expect(r.code, r.out).toBe(0);
+    }
+  }, 360_000);
+
   test("with every API server of the lab stopped, the same connections and the clusterset name still answer", async () => {
     expect(echo.length).toBe(6);
     const { plan } = await loadLab(LAB);
@@ -320,6 +380,18 @@ describe.skipIf(skip)("Kosmos installed into the lab's real Kubernetes clusters 
         `replica of ${k.split("/")[1]}'s agent (API server of ${k.split("/")[0]}:`,
       );
     }
+  }, 180_000);
+
+  test("with every API server stopped, check --inventory -p dns passes from every pod against the agents' replicas", async () => {
+    expect(echoPods.length).toBe(6);
+    const [r] = await checkInventoryDns(["resolv.conf"]);
+    expect(r?.rep, r?.out).toBeDefined();
+    expectAllPods(r!.rep!, r!.out);
+    for (const [k, v] of Object.entries(r!.rep!.sources)) {
+      expect(k, r!.out).toMatch(/^c[123]\/c[123]-node-\d+$/);
+      expect(v, r!.out).toStartWith(`replica of ${k.split("/")[1]}'s agent`);
+    }
+    expect(r!.code, r!.out).toBe(0);
   }, 180_000);
 
   test("c1's nodes gone (links down, API servers still stopped): every connection to the name reaches c2", async () => {

@@ -25,6 +25,7 @@
  * and KUBEBUILDER_ASSETS (found like the kubelet bench). The lab, the pollers and the informers are
  * removed also on failure. Run directly: bun test/bench/mcs-lab.ts
  */
+import { mkdir, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { demoLabUp, installAndJoin } from "../../internal/cli/lab-demo-k8s.ts";
@@ -44,6 +45,8 @@ const SVC = "prop";
 const NAME = `${SVC}.${NS}.svc.clusterset.local`;
 /** An address no pod has: "absent" of it means the name answers NOERROR (the import reached the agent). */
 const NOBODY = "0.0.0.0";
+/** Where a timed-out trial leaves what the agents knew ($MCS_LAB_DIAG). */
+const DIAG = process.env.MCS_LAB_DIAG ?? `/tmp/mcs-lab-diag-${process.pid}`;
 
 const now = (): number => performance.timeOrigin + performance.now();
 const load = (): string =>
@@ -185,6 +188,36 @@ interface Current {
   onChange: () => void;
 }
 
+/** A trial that timed out: every agent's /v1/state and /v1/topology and the agents' logs, to DIAG/<trial>. */
+let diagnosed = 0;
+async function diagnose(plan: LabPlan, trial: number): Promise<void> {
+  const dir = join(DIAG, String(trial));
+  await mkdir(dir, { recursive: true });
+  for (const n of plan.nodes) {
+    const sock = `/run/kosmos/labs/${LAB}/kubernetes/nodes/${n.name}/host/var/lib/kosmos/agent.sock`;
+    for (const what of ["state", "topology"]) {
+      const r = Bun.spawnSync([
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "--unix-socket",
+        sock,
+        `http://agent/v1/${what}`,
+      ]);
+      await writeFile(join(dir, `${n.name}.${what}.json`), r.stdout);
+    }
+  }
+  const logs = Bun.spawnSync([
+    "sh",
+    "-c",
+    `find /run/kosmos/labs/${LAB} -path '*logs*' -name '*.log' | grep -i agent`,
+  ]);
+  for (const f of logs.stdout.toString().split("\n").filter(Boolean))
+    await writeFile(join(dir, f.replaceAll("/", "_")), await Bun.file(f).bytes());
+  console.log(`trial ${trial}: the agents' state, topology and logs are in ${dir}`);
+}
+
 /** The trials: informers on pods and slices in every cluster, the pollers on every node. */
 async function trials(plan: LabPlan, clients: Map<string, KubeClient>, pollers: Pollers): Promise<Trial[]> {
   const globals = Object.fromEntries(plan.clusters.map((c) => [c.name, c.globalCIDRs]));
@@ -279,7 +312,13 @@ async function trials(plan: LabPlan, clients: Map<string, KubeClient>, pollers: 
         PHASE_MS,
         (f) => listeners.push(f),
         seenEverywhere,
-      ).catch((e: Error) => console.log(`trial ${i}: ${e.message}`));
+      ).catch(async (e: Error) => {
+        const missing = Object.entries(trial.dnsAtMs)
+          .filter(([, at]) => at === undefined)
+          .map(([n]) => n);
+        console.log(`trial ${i}: ${e.message}; nodes that never answered: ${missing.join(", ") || "none"}`);
+        if (diagnosed++ < 2) await diagnose(plan, i);
+      });
       pollers.cancelAll();
       // Removal: delete, then every node's answer without the address (the next trial's clean start).
       trial.deletedAtMs = now();
@@ -342,6 +381,17 @@ export async function run(): Promise<BenchResult[]> {
     const loadBefore = load();
     const t = await trials(up.plan, clients, pollers);
     console.log(`load average (1/5/15 min): before the trials ${loadBefore}; after ${load()}`);
+    // the slow trials, by name: which node answered last, and how late (the figures hide it)
+    for (const [i, tr] of t.entries()) {
+      const late = Object.entries(tr.dnsAtMs).map(
+        ([n, at]) => [n, (at ?? Number.NaN) - tr.readyAtMs] as const,
+      );
+      const [node, ms] = late.reduce((a, b) => (b[1] > a[1] || Number.isNaN(b[1]) ? b : a));
+      if (!(ms < 1000))
+        console.log(
+          `slow trial ${i} (pod in ${tr.source}): ${node} answered ${Math.round(ms)} ms after Ready`,
+        );
+    }
     return summarize(t, up.plan.nodes.length);
   } finally {
     await pollers.stop().catch(() => undefined);

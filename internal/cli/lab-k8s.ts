@@ -1,8 +1,7 @@
 /** `kosmosctl lab` commands for the lab's real Kubernetes clusters (internal/lab/kubernetes.ts). */
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import type { Command } from "commander";
-import { stringify } from "yaml";
+import { type Command, Option } from "commander";
 import { KubeClient, loadKubeConfig } from "../kube/index.ts";
 import {
   isRunning,
@@ -14,7 +13,7 @@ import {
   superviseLabKubernetes,
 } from "../lab/index.ts";
 import { labClustersetInventory } from "./check-clusterset-inventory.ts";
-import { FAIL, OK, type OutputFormat, printData, renderTable } from "./output.ts";
+import { FAIL, OK, type OutputFormat, parseOutput, printData, renderTable } from "./output.ts";
 
 const KOSMOSCTL = resolve(import.meta.dir, "../../cmd/kosmosctl.ts");
 
@@ -142,14 +141,19 @@ export function addLabKubernetesCommands(
       "print the lab (lab up --kubernetes, Kosmos installed) as an inventory file for `kosmosctl check --inventory`: nodes, the pods the clusterset check asks, the agents' sockets, the clusters' kubeconfigs",
     )
     .addOption(nameOption())
-    .option("-o, --output <format>", "yaml or json", "yaml")
-    .action(async (o: { name: string; output: string }) => {
-      if (o.output !== "yaml" && o.output !== "json")
-        throw Object.assign(new Error(`unknown output format "${o.output}"`), {
-          hint: "use -o yaml or -o json",
-        });
+    .addOption(
+      new Option("-o, --output <format>", "yaml | json (the file) | table (one row per endpoint)")
+        .default("yaml")
+        .argParser(parseOutput),
+    )
+    .action(async (o: { name: string; output: OutputFormat }) => {
       const inv = await labClustersetInventory(o.name);
-      process.stdout.write(o.output === "json" ? `${JSON.stringify(inv, null, 2)}\n` : stringify(inv));
+      printData(o.output, inv, () =>
+        renderTable(
+          ["ENDPOINT", "KIND", "CLUSTER", "NODE", "ENTERED WITH"],
+          inv.endpoints.map((e) => [e.id, e.kind, e.cluster, e.node, e.execPrefix.join(" ") || "(the node)"]),
+        ),
+      );
     });
 
   lab

@@ -17,7 +17,7 @@ import {
   NetcheckError,
   type ResolverChoice,
 } from "../netcheck/index.ts";
-import { type ClustersetFlags, clustersetInventory, runClustersetAction } from "./check-clusterset.ts";
+import { type ClustersetFlags, labResolverPods, runClustersetAction } from "./check-clusterset.ts";
 
 /** API clients of the clusters that name a kubeconfig (relative to the file); why the others have none. */
 function inventoryClients(
@@ -78,8 +78,7 @@ export async function clustersetInventoryAction(
  * their node's agent, so the agent must see the host's PIDs (the lab's DaemonSet pods do).
  */
 export async function labClustersetInventory(name: string): Promise<Inventory> {
-  const lab = await clustersetInventory(name);
-  for (const c of lab.clients.values()) c.close();
+  const lab = await labResolverPods(name);
   const { plan, kube } = lab;
   const nodes: Endpoint[] = plan.nodes.map((n) => ({
     id: n.name,

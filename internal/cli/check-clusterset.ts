@@ -111,18 +111,32 @@ async function kubeletPods(plan: LabPlan): Promise<ResolverPod[]> {
   return out.sort((a, b) => (a.id < b.id ? -1 : 1));
 }
 
-/** Pods, agents and API clients of a lab (Kubernetes lab or network-only). */
-export async function clustersetInventory(name: string): Promise<{
+/**
+ * Where each node's agent answers: its admin socket — in a Kubernetes lab in the node's
+ * /var/lib/kosmos hostPath (the agents are the DaemonSet's pods), else where `lab up` started it.
+ */
+export function labAgentTargets(plan: LabPlan, kubernetes: boolean): Record<string, AgentTarget> {
+  return Object.fromEntries(
+    plan.nodes.map((n) => [
+      n.name,
+      {
+        url: `unix:${kubernetes ? join(kubeletRoot(plan.name, n.name), "host/var/lib/kosmos/agent.sock") : agentSocket(plan.name, n.name)}`,
+      },
+    ]),
+  );
+}
+
+/** A lab's pods the clusterset check asks, and its agents (Kubernetes lab or network-only). */
+export async function labResolverPods(name: string): Promise<{
   pods: ResolverPod[];
-  agents: AgentExecutor;
   /** The agents' addresses (admin sockets), as an inventory file names them. */
   targets: Record<string, AgentTarget>;
-  clients: Map<string, KubeClient>;
   plan: LabPlan;
   kube?: LabKubeState;
 }> {
   const { plan } = await loadLab(name);
   const kube = await readKubeState(name);
+  const targets = labAgentTargets(plan, kube !== undefined);
   if (!kube) {
     const pods = plan.nodes.flatMap((n) =>
       n.pods.map((p) => ({
@@ -132,27 +146,9 @@ export async function clustersetInventory(name: string): Promise<{
         execPrefix: ["ip", "netns", "exec", p.ns],
       })),
     );
-    const targets = Object.fromEntries(
-      plan.nodes.map((n) => [n.name, { url: `unix:${agentSocket(plan.name, n.name)}` }]),
-    );
-    return { pods, agents: new AgentExecutor(targets), targets, clients: new Map(), plan };
+    return { pods, targets, plan };
   }
-  // The agents are the DaemonSet's pods: their admin socket is in the node's /var/lib/kosmos hostPath.
-  const targets = Object.fromEntries(
-    plan.nodes.map((n) => [
-      n.name,
-      { url: `unix:${join(kubeletRoot(plan.name, n.name), "host/var/lib/kosmos/agent.sock")}` },
-    ]),
-  );
-  const clients = new Map(kube.clusters.map((c) => [c.name, new KubeClient(loadKubeConfig(c.kubeconfig))]));
-  return {
-    pods: await kubeletPods(plan),
-    agents: new AgentExecutor(targets),
-    targets,
-    clients,
-    plan,
-    kube,
-  };
+  return { pods: await kubeletPods(plan), targets, plan, kube };
 }
 
 export interface ClustersetFlags {
@@ -252,7 +248,10 @@ export async function runClustersetAction(
 
 /** `kosmosctl check --lab -p dns`: run, print, set the exit code. */
 export async function clustersetAction(o: ClustersetFlags): Promise<void> {
-  const inv = await clustersetInventory(o.name);
+  const inv = await labResolverPods(o.name);
+  const clients = new Map(
+    (inv.kube?.clusters ?? []).map((c) => [c.name, new KubeClient(loadKubeConfig(c.kubeconfig))]),
+  );
   try {
     const pods = inv.pods.filter((p) => !o.src || o.src.includes(p.cluster));
     if (pods.length === 0)
@@ -269,11 +268,11 @@ export async function clustersetAction(o: ClustersetFlags): Promise<void> {
       `lab/${o.name}`,
       pods,
       {},
-      expectationsFrom(inv.clients, inv.agents),
+      expectationsFrom(clients, new AgentExecutor(inv.targets)),
       (pod) => localPodRun(runner, pod.execPrefix),
       { ...o, concurrencyCap: 4 },
     );
   } finally {
-    for (const c of inv.clients.values()) c.close();
+    for (const c of clients.values()) c.close();
   }
 }

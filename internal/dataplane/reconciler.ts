@@ -62,7 +62,7 @@ export class Reconciler {
     // the verifying read lists the nft table anyway: no separate read-back after the apply
     const report = await apply(this.opts.runner, changes, { now: this.now, readBackNft: !verify });
     const tApply = this.now();
-    this.remember(report, changes);
+    this.remember(changes, report.nftListing);
     for (const s of report.sysctlSkipped) this.sysctlSkip.add(s.key);
     let residual = 0;
     let after = actual;
@@ -70,7 +70,8 @@ export class Reconciler {
       const again = await this.plan(desired);
       residual = again.changes.length;
       after = again.actual;
-      this.rememberListing(changes, again.actual);
+      const nft = again.actual.nft;
+      this.remember(changes, nft.present ? nft.listing : undefined, nft.hash ?? "");
     }
     if (desired.xfrm.states.length > 0 && report.ipsec.status === "unused") {
       report.ipsec = { status: after.xfrm.states.length >= desired.xfrm.states.length ? "ok" : "degraded" };
@@ -123,19 +124,16 @@ export class Reconciler {
     return report;
   }
 
-  /** The tamper check's reference: the listing the verifying read found, if it holds our hash. */
-  private rememberListing(changes: Change[], after: ActualState): void {
+  /**
+   * The tamper check's reference after an nft-apply: the listing of the table just applied, from
+   * apply's read-back or from the verifying read (`hash`: the hash that read found; another table
+   * there is no reference).
+   */
+  private remember(changes: Change[], listing: string | undefined, hash?: string): void {
     const nft = changes.find((c) => c.kind === "nft-apply");
-    if (nft?.kind !== "nft-apply" || !after.nft.present || after.nft.hash !== nft.hash) return;
-    this.nftListing = after.nft.listing;
+    if (nft?.kind !== "nft-apply" || listing === undefined) return;
+    if (hash !== undefined && hash !== nft.hash) return;
+    this.nftListing = listing;
     this.nftHash = nft.hash;
-  }
-
-  private remember(report: ApplyReport, changes: Change[]): void {
-    const nft = changes.find((c) => c.kind === "nft-apply");
-    if (nft && nft.kind === "nft-apply" && report.nftListing !== undefined) {
-      this.nftListing = report.nftListing;
-      this.nftHash = nft.hash;
-    }
   }
 }

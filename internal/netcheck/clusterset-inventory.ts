@@ -7,6 +7,7 @@
  * answers: the cluster's API server when the inventory names a kubeconfig for it, else the replica
  * of the pod's node's agent (the same code as the lab's check with its API servers down).
  */
+import { tryParseIp } from "../topology/index.ts";
 import type { AgentExecutor } from "./agents.ts";
 import type { PodExecutor, ResolverPod } from "./clusterset-check.ts";
 import type { Endpoint, Inventory } from "./types.ts";
@@ -16,16 +17,11 @@ export type ResolverChoice =
   | { kind: "node" }
   | { kind: "address"; address: string };
 
-const IPV4 = /^(\d{1,3})(\.\d{1,3}){3}$/;
-const IPV6 = /^[0-9a-f:]+$/i;
-
 /** `--resolver`: `resolv.conf` (default), `node`, or an IPv4/IPv6 address; undefined when invalid. */
 export function parseResolverChoice(v: string): ResolverChoice | undefined {
   if (v === "resolv.conf" || v === "pod") return { kind: "resolv.conf" };
   if (v === "node" || v === "agent") return { kind: "node" };
-  if (IPV4.test(v) && v.split(".").every((o) => Number(o) <= 255)) return { kind: "address", address: v };
-  if (v.includes(":") && IPV6.test(v)) return { kind: "address", address: v };
-  return undefined;
+  return tryParseIp(v) ? { kind: "address", address: v } : undefined;
 }
 
 /**

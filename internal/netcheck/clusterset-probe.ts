@@ -97,16 +97,6 @@ export async function askResolver(
   );
 }
 
-/** Run the queries inside the pod entered with `execPrefix` on this machine (the lab). */
-export function askPodResolver(
-  runner: Runner,
-  execPrefix: string[],
-  queries: Array<{ key: string; query: string }>,
-  timeoutSec: number,
-): Promise<PodReplies> {
-  return askResolver(localPodRun(runner, execPrefix), queries, timeoutSec);
-}
-
 /** Parse the script's output (pure). */
 export function parseResolverOutput(stdout: string, failure?: string): PodReplies {
   const out: PodReplies = { resolver: "", replies: new Map() };

@@ -40,7 +40,6 @@ export {
   readsPodResolvConf,
 } from "./clusterset-inventory.ts";
 export {
-  askPodResolver,
   askResolver,
   localPodRun,
   type PodReplies,

@@ -24,7 +24,7 @@ import { planServices } from "../../internal/planner/steps/services.ts";
 import { type RunOptions, type RunResult, type Runner, spawnRunner } from "../../internal/sys/index.ts";
 import { NetnsScope } from "../helpers/netns.ts";
 import { clusterSetTopology, hostState } from "./clusterset.ts";
-import { type BenchResult, printResults } from "./lib.ts";
+import { type BenchResult, percentile, printResults } from "./lib.ts";
 
 const ROUNDS = Number(process.env.CSREC_ROUNDS ?? 7);
 const N = 1000;
@@ -79,10 +79,7 @@ interface Sample {
   baseline: number;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : (s[Math.floor((s.length - 1) / 2)] as number);
-};
+const median = (xs: number[]): number => percentile(xs, 50);
 
 interface Scenario {
   name: string;

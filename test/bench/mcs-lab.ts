@@ -28,8 +28,10 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
+import { labAgentTargets } from "../../internal/cli/check-clusterset.ts";
 import { demoLabUp, installAndJoin } from "../../internal/cli/lab-demo-k8s.ts";
 import { applyObjects, Informer, type KubeClient, type ManifestObject } from "../../internal/kube/index.ts";
+import { AgentExecutor } from "../../internal/netcheck/index.ts";
 import { DEFAULT_LAB, labDown, type LabPlan, parseLabConfig } from "../../internal/lab/index.ts";
 import { type BenchResult, printResults } from "./lib.ts";
 import { expectedAddress, parseSeen, type Trial, summarize, watchLine } from "./mcs-lab-lib.ts";
@@ -193,28 +195,16 @@ let diagnosed = 0;
 async function diagnose(plan: LabPlan, trial: number): Promise<void> {
   const dir = join(DIAG, String(trial));
   await mkdir(dir, { recursive: true });
-  for (const n of plan.nodes) {
-    const sock = `/run/kosmos/labs/${LAB}/kubernetes/nodes/${n.name}/host/var/lib/kosmos/agent.sock`;
-    for (const what of ["state", "topology"]) {
-      const r = Bun.spawnSync([
-        "curl",
-        "-s",
-        "--max-time",
-        "5",
-        "--unix-socket",
-        sock,
-        `http://agent/v1/${what}`,
-      ]);
-      await writeFile(join(dir, `${n.name}.${what}.json`), r.stdout);
-    }
-  }
-  const logs = Bun.spawnSync([
-    "sh",
-    "-c",
-    `find /run/kosmos/labs/${LAB} -path '*logs*' -name '*.log' | grep -i agent`,
-  ]);
-  for (const f of logs.stdout.toString().split("\n").filter(Boolean))
-    await writeFile(join(dir, f.replaceAll("/", "_")), await Bun.file(f).bytes());
+  const agents = new AgentExecutor(labAgentTargets(plan, true));
+  for (const n of plan.nodes)
+    for (const what of ["state", "topology"])
+      await writeFile(
+        join(dir, `${n.name}.${what}.json`),
+        JSON.stringify((await agents.json(n.name, `/v1/${what}`)) ?? null, null, 2),
+      );
+  const labDir = `/run/kosmos/labs/${LAB}`;
+  for await (const f of new Bun.Glob("kubernetes/nodes/*/pods/*/logs/agent/*.log").scan({ cwd: labDir }))
+    await writeFile(join(dir, f.replaceAll("/", "_")), await Bun.file(join(labDir, f)).bytes());
   console.log(`trial ${trial}: the agents' state, topology and logs are in ${dir}`);
 }
 

@@ -74,9 +74,11 @@ async function clustersAnswering(from: DemoPod, pods: DemoPod[], n: number): Pro
     .map((name) => pods.find((p) => p.name === name.trim())?.cluster ?? `?${name}`);
 }
 
-/** `kosmosctl check --lab -p dns -o json` (clusterset names from every pod) and its report. */
-async function checkDns(): Promise<{ code: number; out: string; rep?: ClustersetReport }> {
-  const r = await kosmosctl(["check", "--lab", "--name", LAB, "-p", "dns", "--timeout", "5", "-o", "json"], {
+type CheckRun = { code: number; out: string; rep?: ClustersetReport };
+
+/** `kosmosctl check ... -p dns --timeout 5 -o json` and its report (undefined when stdout is no JSON). */
+async function checkJson(args: string[]): Promise<CheckRun> {
+  const r = await kosmosctl(["check", ...args, "-p", "dns", "--timeout", "5", "-o", "json"], {
     timeoutMs: 150_000,
   });
   let rep: ClustersetReport | undefined;
@@ -85,48 +87,23 @@ async function checkDns(): Promise<{ code: number; out: string; rep?: Clusterset
   } catch {
     rep = undefined;
   }
-  return { code: r.code, out: `exit ${r.code}\n${r.stdout}\n${r.stderr}`, rep };
+  return { code: r.code, out: `${args.join(" ")}: exit ${r.code}\n${r.stdout}\n${r.stderr}`, rep };
 }
 
+/** `kosmosctl check --lab -p dns -o json` (clusterset names from every pod) and its report. */
+const checkDns = (): Promise<CheckRun> => checkJson(["--lab", "--name", LAB]);
+
 /** A lab as an inventory file (its kubeconfigs, agents, pods); `check --inventory -p dns` on it per resolver. */
-async function checkInventoryDns(
-  resolvers: string[],
-): Promise<Array<{ resolver: string; code: number; out: string; rep?: ClustersetReport }>> {
+async function checkInventoryDns(resolvers: string[]): Promise<CheckRun[]> {
   const dir = mkdtempSync(join(tmpdir(), "kosmos-inv-"));
   try {
     const file = join(dir, "inventory.yaml");
     const inv = await kosmosctl(["lab", "inventory", "--name", LAB], { timeoutMs: 60_000 });
     expect(inv.code, inv.stderr).toBe(0);
     writeFileSync(file, inv.stdout);
-    const out = [];
-    for (const resolver of resolvers) {
-      const argv = [
-        "check",
-        "--inventory",
-        file,
-        "-p",
-        "dns",
-        "--resolver",
-        resolver,
-        "--timeout",
-        "5",
-        "-o",
-        "json",
-      ];
-      const r = await kosmosctl(argv, { timeoutMs: 150_000 });
-      let rep: ClustersetReport | undefined;
-      try {
-        rep = JSON.parse(r.stdout) as ClustersetReport;
-      } catch {
-        rep = undefined;
-      }
-      out.push({
-        resolver,
-        code: r.code,
-        out: `--resolver ${resolver}: exit ${r.code}\n${r.stdout}\n${r.stderr}`,
-        rep,
-      });
-    }
+    const out: CheckRun[] = [];
+    for (const resolver of resolvers)
+      out.push(await checkJson(["--inventory", file, "--resolver", resolver]));
     return out;
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -304,6 +304,15 @@ export class ControlPlane {
     await this.daemons.get("kube-apiserver")?.stop();
   }
 
+  /** Freeze the API server (SIGSTOP, fault injection): connections are accepted, nothing answers. */
+  freezeApiServer(): void {
+    this.daemons.get("kube-apiserver")?.freeze();
+  }
+
+  thawApiServer(): void {
+    this.daemons.get("kube-apiserver")?.thaw();
+  }
+
   async restartApiServer(): Promise<void> {
     await this.stopApiServer();
     await this.startApiServer();

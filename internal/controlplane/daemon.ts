@@ -70,9 +70,22 @@ export class Daemon {
   async stop(graceMs = 5000): Promise<void> {
     if (!this.running) return;
     this.signal("SIGTERM");
+    this.signal("SIGCONT"); // a frozen process acts on SIGTERM only once it runs again
     const t = setTimeout(() => this.signal("SIGKILL"), graceMs);
     await this.exited;
     clearTimeout(t);
+  }
+
+  /**
+   * Fault injection: stop the process (SIGSTOP) without closing anything. The kernel still accepts
+   * connections on its sockets and nothing answers: a hung server, not a dead one. `thaw()` resumes.
+   */
+  freeze(): void {
+    if (this.running) this.signal("SIGSTOP");
+  }
+
+  thaw(): void {
+    if (this.running) this.signal("SIGCONT");
   }
 
   /** Kill at once (fault injection: a crash, not a shutdown). */

@@ -2,7 +2,9 @@
  * The MCS controller: watches the Cluster objects of the host cluster and, in every joined cluster,
  * Services, EndpointSlices, ServiceExports and ServiceImports. Any event queues one pass (the queue
  * dedups a burst into one): list from the caches → planMcs (pure) → ClusterSetIP allocation (pure)
- * → per cluster desired objects and diff (pure) → apply. No polling.
+ * → the agents' seed (onPlan) → one apply item per member cluster: desired objects and diff (pure)
+ * → apply. Apply items run in parallel and retry on their own, so a slow member holds up only
+ * itself. No polling.
  *
  * It runs inside kosmos-controller (`--mcs`): it shares its leader election (a second writer of
  * ServiceImports would race the ClusterSetIP allocation) and the imports it computes travel to the
@@ -67,6 +69,21 @@ export interface RunningMcs {
 const SYNC = "sync";
 /** Cluster objects changed: (re)connect members first (a Secret read each), then plan. */
 const MEMBERS = "members";
+/** `apply/<cluster>`: bring one member cluster to the latest plan. */
+const APPLY = "apply/";
+/**
+ * Parallel work items. Each member cluster is its own item, so a member API server that answers
+ * slowly or not at all (a request waits up to 30 s) holds up only its own cluster, never the plan,
+ * the agents' seed or the other clusters.
+ */
+const WORKERS = 8;
+
+/** The latest plan, as the per-cluster apply items need it. */
+interface Latest {
+  plan: McsPlan;
+  ips: Map<string, string>;
+  globals: Map<string, ReturnType<typeof parseGlobals>>;
+}
 
 function viewOf(c: ClusterObject, m: NonNullable<ReturnType<McsMembers["get"]>>): ClusterView {
   return {
@@ -86,6 +103,7 @@ export async function startMcs(opts: McsOptions): Promise<RunningMcs> {
   const backoff = { minBackoffMs: opts.minBackoffMs ?? 200, maxBackoffMs: opts.maxBackoffMs ?? 30_000 };
   const auto = { prefixes: opts.autoPrefixes ?? [], reserved: opts.reservedNamespaces ?? ["kube-system"] };
   let state: McsState | undefined;
+  let latest: Latest | undefined;
   let lastStateKey = "";
   const stats = { passes: 0, failures: 0, lastError: undefined as string | undefined };
 
@@ -113,31 +131,40 @@ export async function startMcs(opts: McsOptions): Promise<RunningMcs> {
     for (const m of members.list()) if (!want.has(m.name)) await members.stop(m.name);
   }
 
-  async function pass(): Promise<void> {
+  /**
+   * Plan from the caches (pure, no I/O): the agents are seeded at once (onPlan), then every member
+   * cluster gets its own apply item.
+   */
+  function pass(): void {
     if (!clusters.hasSynced() || !members.synced()) return; // each informer's first sync queues a pass
     const joined = clusters.list().filter((c) => members.get(c.metadata.name));
     const views = joined.map((c) => viewOf(c, members.get(c.metadata.name)!));
     const plan = planMcs(views);
     const keys = plan.imports.filter((i) => i.type === "ClusterSetIP").map((i) => `${i.namespace}/${i.name}`);
-    const ips = allocateClusterSetIPs(keys, managedImportIps(members), range);
+    const ips = allocateClusterSetIPs(keys, seenIps(members, state), range);
     const globals = new Map(views.map((v) => [v.name, parseGlobals(v.globalCIDRs)]));
-    const errors: string[] = [];
-    for (const v of views) {
-      const error = await syncCluster(v, members.get(v.name)!, { plan, globals, ips, auto, log });
-      if (error !== undefined) errors.push(error);
-    }
+    latest = { plan, ips, globals };
     state = { plan, ips, clusters: views.map((v) => v.name).sort() };
     const key = JSON.stringify([plan.imports, [...ips]]);
     if (key !== lastStateKey) {
       lastStateKey = key;
       opts.onPlan?.(state);
     }
-    if (errors.length) throw new Error(errors.join(" | "));
+    for (const v of views) queue.add(APPLY + v.name);
+  }
+
+  async function applyTo(name: string): Promise<void> {
+    const m = members.get(name);
+    const c = clusters.get(name);
+    if (!m || !c || !latest) return; // left the clusterset since the pass queued it
+    const error = await syncCluster(viewOf(c, m), m, { ...latest, auto, log });
+    if (error !== undefined) throw new Error(error);
   }
 
   const queue = new WorkQueue({
     name: "mcs",
     logger: log,
+    workers: WORKERS,
     ...backoff,
     process: async (key) => {
       if (key === MEMBERS) {
@@ -145,9 +172,11 @@ export async function startMcs(opts: McsOptions): Promise<RunningMcs> {
         queue.add(SYNC);
         return;
       }
-      stats.passes++;
       try {
-        await pass();
+        if (key === SYNC) {
+          stats.passes++;
+          pass();
+        } else await applyTo(key.slice(APPLY.length));
       } catch (e) {
         stats.failures++;
         stats.lastError = (e as Error).message;
@@ -184,6 +213,17 @@ export async function startMcs(opts: McsOptions): Promise<RunningMcs> {
       host.close();
     },
   };
+}
+
+/**
+ * The ClusterSet IPs by namespace/name: those the managed ServiceImports of every member carry now,
+ * and for an import written nowhere yet, the one this controller already allocated and seeded (the
+ * agents got it before any cluster did; a slow cluster must not make the next pass move it).
+ */
+function seenIps(members: McsMembers, prev: McsState | undefined): Map<string, string[]> {
+  const seen = managedImportIps(members);
+  for (const [k, ip] of prev?.ips ?? []) if (!seen.has(k)) seen.set(k, [ip]);
+  return seen;
 }
 
 /** The ClusterSet IPs the managed ServiceImports of every member carry now, by namespace/name. */

@@ -253,6 +253,45 @@ describe.skipIf(problem !== undefined)("MCS controller on three real control pla
   );
 
   test(
+    "a member API server that hangs (SIGSTOP) holds up only itself: the plan and the other clusters move on",
+    async () => {
+      const frozen = planes[1]!; // c2: planned and applied after c1, before c3
+      frozen.freezeApiServer();
+      try {
+        await c.c1!.patch(
+          `${nsPath("/apis/discovery.k8s.io/v1/endpointslices")}/echo-c1`,
+          { endpoints: [{ addresses: ["10.244.1.9"], conditions: { ready: true } }] },
+          "merge",
+        );
+        // Bounded below the 30 s a request to the frozen server waits before it fails: a controller
+        // that applies cluster after cluster cannot pass while c2 hangs.
+        const bound = 20_000;
+        await until("the agents' plan has c1's new endpoint while c2 hangs", bound, async () =>
+          mcs!
+            .state()
+            ?.plan.imports.find((i) => i.name === "echo")
+            ?.slices.some(
+              (sl) => sl.cluster === "c1" && sl.endpoints.some((e) => e.addresses[0] === "10.244.1.9"),
+            ),
+        );
+        await until(
+          "c3's imported slice has c1's new endpoint while c2 hangs",
+          bound,
+          async () => (await addressesBySource("c3", "echo")).c1?.join() === "242.1.1.9",
+        );
+      } finally {
+        frozen.thawApiServer();
+      }
+      await until(
+        "c2 catches up once it answers again",
+        W,
+        async () => (await addressesBySource("c2", "echo")).c1?.join() === "242.1.1.9",
+      );
+    },
+    T,
+  );
+
+  test(
     "conflicting port definitions: the oldest export wins, the newer one says PortConflict",
     async () => {
       await service("c1", "web", [{ name: "http", port: 80 }]);

@@ -62,11 +62,13 @@ export interface WatchStatus {
   synced: boolean;
   relists: number;
   expired: number;
+  /** Watches resumed after `idleTimeoutMs` of silence (internal/kube/informer.ts). */
+  stalls: number;
   failures: number;
   lastError?: string;
 }
 
-type WatchedInformer = Pick<Informer, "o" | "hasSynced" | "relists" | "expired" | "failures" | "lastError">;
+type WatchedInformer = Pick<Informer, "o" | "hasSynced" | "relists" | "expired" | "stalls" | "failures" | "lastError">;
 
 export interface RunningController {
   readonly seeder: Seeder;
@@ -270,6 +272,7 @@ function watchStatus(i: WatchedInformer): WatchStatus {
     synced: i.hasSynced(),
     relists: i.relists,
     expired: i.expired,
+    stalls: i.stalls,
     failures: i.failures,
     ...(i.lastError ? { lastError: i.lastError } : {}),
   };

@@ -6,6 +6,15 @@
  * failure retries with exponential backoff and jitter. The backoff resets only after a watch has
  * delivered an event or stayed open for `healthyAfterMs` — a server that accepts the connection and
  * then fails does not turn the retries into a constant hammer.
+ *
+ * A watch that stays silent for `idleTimeoutMs` is abandoned and resumed from its resourceVersion on
+ * a new request. A connection that died without a FIN or RST (a peer that vanished, a NAT entry
+ * dropped, a proxy that hangs) would otherwise hold the informer deaf until the kernel's TCP
+ * timeouts fire, many minutes later; client-go covers the same case with HTTP/2 pings, which an
+ * HTTP/1.1 stream cannot carry. The API server sends a bookmark about once a minute on a watch that
+ * asks for them, but only for a resource that changed at least once since it started: on such a
+ * never-changed resource the watch is resumed every `idleTimeoutMs` (one cheap request; no relist —
+ * the watch cache accepts any resourceVersion since its initial list).
  */
 import type { Logger } from "../observability/index.ts";
 import { errorStatus, KubeApiError } from "./errors.ts";
@@ -30,7 +39,14 @@ export interface InformerOptions {
   healthyAfterMs?: number;
   /** Page size of the initial list (default 500). */
   pageSize?: number;
+  /**
+   * Abandon a watch that delivered nothing (no event, no bookmark, no response headers) for this
+   * long (default 150 s: bookmarks come about every 60 s).
+   */
+  idleTimeoutMs?: number;
 }
+
+export const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 150_000;
 
 export const objectKey = (o: Named): string =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
@@ -51,6 +67,8 @@ export class Informer<T extends Named = Named> {
   relists = 0;
   /** Watches the server refused or ended with 410 Gone (the resourceVersion was too old). */
   expired = 0;
+  /** Watches abandoned because they stayed silent for `idleTimeoutMs` (see the class comment). */
+  stalls = 0;
   lastError: string | undefined;
   private healthState: InformerHealth = "connecting";
   private readonly healthHandlers: ((h: InformerHealth) => void)[] = [];
@@ -175,16 +193,42 @@ export class Informer<T extends Named = Named> {
   private async watchOnce(): Promise<void> {
     const opened = Date.now();
     const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
-    const events = this.o.client.watch<T>(
-      this.o.path,
-      { ...this.query(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
-      this.abort.signal,
-    );
-    for await (const ev of events) {
-      this.failures = 0;
-      this.setHealth("connected");
-      this.resourceVersion = ev.object.metadata.resourceVersion ?? this.resourceVersion;
-      if (ev.type !== "BOOKMARK") this.apply(ev.type, ev.object);
+    const idleMs = this.o.idleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS;
+    const watch = new AbortController();
+    const onStop = (): void => watch.abort();
+    this.abort.signal.addEventListener("abort", onStop, { once: true });
+    let silent = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        silent = true;
+        watch.abort();
+      }, idleMs);
+    };
+    arm();
+    try {
+      const events = this.o.client.watch<T>(
+        this.o.path,
+        { ...this.query(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
+        watch.signal,
+      );
+      for await (const ev of events) {
+        arm();
+        this.failures = 0;
+        this.setHealth("connected");
+        this.resourceVersion = ev.object.metadata.resourceVersion ?? this.resourceVersion;
+        if (ev.type !== "BOOKMARK") this.apply(ev.type, ev.object);
+      }
+    } catch (e) {
+      if (!silent) throw e;
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener("abort", onStop);
+    }
+    if (silent && !this.stopped) {
+      this.stalls++;
+      throw new KubeApiError(0, `watch silent for ${idleMs} ms, abandoned`, undefined, { unreachable: true });
     }
     if (Date.now() - opened >= (this.o.healthyAfterMs ?? 10_000)) this.failures = 0;
     // A stream that ends at once without events is a failure in disguise (e.g. a proxy closing it).

@@ -14,6 +14,8 @@ import {
   applyObjects,
   Informer,
   KubeApiError,
+  KubeClient,
+  kubeConfigFromYaml,
   type KubeObject,
   loadKosmosCrds,
   microTime,
@@ -21,6 +23,7 @@ import {
 } from "../../internal/kube/index.ts";
 import { silentLogger } from "../../internal/observability/index.ts";
 import { clientOf, kubeSuite, uniqueName } from "../helpers/k8s.ts";
+import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 import { until } from "./helpers.ts";
 
 const k8s = kubeSuite();
@@ -312,4 +315,33 @@ describe.skipIf(k8s.skip)("informers against a stopped and restarted API server"
     ).toEqual(["after", "before"]);
     await inf.stop();
   }, 120_000);
+
+  test("a watch whose connection goes silent (no FIN, no RST) is abandoned after idleTimeoutMs and resumed", async () => {
+    const admin = k8s.admin();
+    const ns = uniqueName("silent");
+    await admin.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    const path = `/api/v1/namespaces/${ns}/configmaps`;
+    const proxy = await startTcpProxy({ host: "127.0.0.1", port: k8s.plane().port });
+    const c = new KubeClient(
+      kubeConfigFromYaml(k8s.plane().kubeconfig({ server: `https://127.0.0.1:${proxy.port}` })),
+    );
+    const seen = new Set<string>();
+    const inf = new Informer<Obj>({ client: c, path, name: "cm", minBackoffMs: 100, idleTimeoutMs: 2_000 });
+    try {
+      inf.on("add", (o) => seen.add(o.metadata.name)).start();
+      await inf.waitSynced();
+      await admin.create(path, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "before" } });
+      await until("the watch delivers", 10_000, async () => seen.has("before"));
+      expect(proxy.blackhole()).toBeGreaterThan(0);
+      await admin.create(path, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "after" } });
+      // Only a new connection can bring "after": the old one forwards nothing and is never closed.
+      await until("the informer resumed on a new connection", 30_000, async () => seen.has("after"));
+      expect(inf.stalls).toBeGreaterThan(0);
+      expect(inf.health()).toBe("connected");
+    } finally {
+      await inf.stop();
+      c.close();
+      await proxy.close();
+    }
+  }, 60_000);
 });

@@ -21,7 +21,7 @@ import {
   realRandom,
   WsTransport,
 } from "../gossip/index.ts";
-import { Gauge, type Logger, type Registry } from "../observability/index.ts";
+import { Counter, Gauge, type Logger, type Registry } from "../observability/index.ts";
 import type { ReplicatedRow, Store } from "../store/index.ts";
 import type { MemberState } from "../topology/index.ts";
 import { MemberEventLog } from "./member-events.ts";
@@ -318,8 +318,41 @@ function trackHealth(trigger: GossipDeps["trigger"]): {
   };
 }
 
-/** Prometheus gauges of the gossip node (rejected frames, members by state, local health). */
+/**
+ * Failure-detector counters (GossipStats), as Prometheus counters: each scrape adds what the node
+ * counted since the previous one. A node's own `refutations` growing means peers keep suspecting it
+ * (it is slow to answer: CPU starvation, a blocked event loop); `deaths_declared` between live
+ * agents are false verdicts, and an endpoint on a node held dead leaves the clusterset answers.
+ */
+const DETECTOR_COUNTERS = {
+  probes: ["kosmos_gossip_probes_total", "SWIM probes sent"],
+  probesFailed: [
+    "kosmos_gossip_probes_failed_total",
+    "Probes with no ack by the deadline (direct and indirect)",
+  ],
+  suspicionsRaised: ["kosmos_gossip_suspicions_total", "Members this node started to suspect"],
+  refutations: ["kosmos_gossip_refutations_total", "Suspicions or death verdicts about this node it refuted"],
+  deathsDeclared: [
+    "kosmos_gossip_deaths_declared_total",
+    "Suspects whose suspicion expired here (declared dead)",
+  ],
+} as const satisfies Partial<Record<keyof GossipNode["stats"], readonly [string, string]>>;
+
+/** Prometheus metrics of the gossip node (rejected frames, members by state, local health, detector). */
 function registerGossipMetrics(node: GossipNode, registry: Registry): void {
+  for (const [key, [name, help]] of Object.entries(DETECTOR_COUNTERS)) {
+    let reported = 0;
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const now = node.stats[key as keyof typeof DETECTOR_COUNTERS];
+        if (now > reported) this.inc(now - reported);
+        reported = now;
+      },
+    });
+  }
   new Gauge({
     name: "kosmos_gossip_rejected_frames",
     help: "Gossip frames refused, by reason (forged, replayed, oversized, malformed, ...)",

@@ -128,3 +128,28 @@ export function summarize(trials: Trial[], nodes: number): BenchResult[] {
   );
   return out;
 }
+
+/** One agent's failure-detector counters and event-loop lag, from its /metrics text. */
+export interface DetectorFigures {
+  probes: number;
+  failed: number;
+  suspicions: number;
+  refutations: number;
+  deaths: number;
+  lagP99Ms: number;
+}
+
+export function detectorFigures(metrics: string): DetectorFigures {
+  const v = (name: string): number => {
+    const m = new RegExp(`^${name} ([0-9.e+-]+)$`, "m").exec(metrics);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  return {
+    probes: v("kosmos_gossip_probes_total"),
+    failed: v("kosmos_gossip_probes_failed_total"),
+    suspicions: v("kosmos_gossip_suspicions_total"),
+    refutations: v("kosmos_gossip_refutations_total"),
+    deaths: v("kosmos_gossip_deaths_declared_total"),
+    lagP99Ms: v("kosmos_nodejs_eventloop_lag_p99_seconds") * 1000,
+  };
+}

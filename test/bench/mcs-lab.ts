@@ -34,7 +34,14 @@ import { applyObjects, Informer, type KubeClient, type ManifestObject } from "..
 import { AgentExecutor } from "../../internal/netcheck/index.ts";
 import { DEFAULT_LAB, labDown, type LabPlan, parseLabConfig } from "../../internal/lab/index.ts";
 import { type BenchResult, printResults } from "./lib.ts";
-import { expectedAddress, parseSeen, type Trial, summarize, watchLine } from "./mcs-lab-lib.ts";
+import {
+  detectorFigures,
+  expectedAddress,
+  parseSeen,
+  type Trial,
+  summarize,
+  watchLine,
+} from "./mcs-lab-lib.ts";
 
 const TRIALS = Number(process.env.MCS_LAB_TRIALS ?? 30);
 const POLL_MS = Number(process.env.MCS_LAB_POLL_MS ?? 20);
@@ -203,9 +210,33 @@ async function diagnose(plan: LabPlan, trial: number): Promise<void> {
         JSON.stringify((await agents.json(n.name, `/v1/${what}`)) ?? null, null, 2),
       );
   const labDir = `/run/kosmos/labs/${LAB}`;
-  for await (const f of new Bun.Glob("kubernetes/nodes/*/pods/*/logs/agent/*.log").scan({ cwd: labDir }))
+  // every Kosmos pod's log: the agents', and the kosmos-controller's (its MCS controller writes the slices)
+  for await (const f of new Bun.Glob("kubernetes/nodes/*/pods/*/logs/*/*.log").scan({ cwd: labDir }))
     await writeFile(join(dir, f.replaceAll("/", "_")), await Bun.file(join(labDir, f)).bytes());
   console.log(`trial ${trial}: the agents' state, topology and logs are in ${dir}`);
+}
+
+/**
+ * Every agent's failure-detector counters over the run: false suspicions and verdicts between live
+ * agents take an endpoint out of the answers of the agents that hold its node dead, so they belong
+ * next to the tail. The lag is the agent's event-loop lag p99 (prom-client's monitor).
+ */
+async function printDetector(plan: LabPlan): Promise<void> {
+  const agents = new AgentExecutor(labAgentTargets(plan, true));
+  console.log(
+    "node            probes  failed  suspicions raised  refuted (about itself)  deaths declared  loop lag p99",
+  );
+  for (const n of plan.nodes) {
+    const text = await agents
+      .client(n.name)
+      .request("/metrics", { signal: AbortSignal.timeout(5000) })
+      .then((r) => r.text())
+      .catch(() => "");
+    const f = detectorFigures(text);
+    console.log(
+      `${n.name.padEnd(15)} ${String(f.probes).padStart(6)}  ${String(f.failed).padStart(6)}  ${String(f.suspicions).padStart(17)}  ${String(f.refutations).padStart(22)}  ${String(f.deaths).padStart(15)}  ${f.lagP99Ms.toFixed(0).padStart(9)} ms`,
+    );
+  }
 }
 
 /** The trials: informers on pods and slices in every cluster, the pollers on every node. */
@@ -371,6 +402,7 @@ export async function run(): Promise<BenchResult[]> {
     const loadBefore = load();
     const t = await trials(up.plan, clients, pollers);
     console.log(`load average (1/5/15 min): before the trials ${loadBefore}; after ${load()}`);
+    await printDetector(up.plan);
     // the slow trials, by name: which node answered last, and how late (the figures hide it)
     for (const [i, tr] of t.entries()) {
       const late = Object.entries(tr.dnsAtMs).map(

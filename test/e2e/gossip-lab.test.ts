@@ -330,6 +330,17 @@ console.log("sent");
           expect(Object.keys(m).sort()).toEqual(liveNodes(plan, [gone, n]).sort());
           expect(await counted(n)).toBe(others.length - 1);
         }
+        // the failure detector's counters: every agent probes; the kill was a death someone declared
+        const counter = async (n: string, name: string) => {
+          const text = await (await agentFetch(agentSocket(LAB, n), "/metrics")).text();
+          return Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+        };
+        let deaths = 0;
+        for (const n of others) {
+          expect(await counter(n, "kosmos_gossip_probes_total")).toBeGreaterThan(0);
+          deaths += await counter(n, "kosmos_gossip_deaths_declared_total");
+        }
+        expect(deaths).toBeGreaterThan(0);
       } finally {
         // re-added: the full topology again, and its agent started again
         await seedAgent(LAB, seedNode, plan, token);

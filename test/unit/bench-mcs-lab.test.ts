@@ -7,7 +7,9 @@ import { describe, expect, test } from "bun:test";
 import * as dnsPacket from "dns-packet";
 import { buildZone, handleQuery } from "../../internal/dns/index.ts";
 import type { Topology } from "../../internal/topology/index.ts";
+import { Counter, createRegistry, Gauge } from "../../internal/observability/index.ts";
 import {
+  detectorFigures,
   expectedAddress,
   lastAfter,
   parseSeen,
@@ -141,5 +143,27 @@ describe("figures", () => {
     expect(byName("per node")?.value).toBe(600);
     expect(byName("gone from every node")?.value).toBe(400);
     expect(byName("missed")?.value).toBe(1);
+  });
+});
+
+describe("detectorFigures", () => {
+  test("reads the agent's detector counters and event-loop lag from prom-client's exposition", async () => {
+    const registry = createRegistry();
+    const values: Record<string, number> = {
+      kosmos_gossip_probes_total: 1200,
+      kosmos_gossip_probes_failed_total: 14,
+      kosmos_gossip_suspicions_total: 9,
+      kosmos_gossip_refutations_total: 3,
+      kosmos_gossip_deaths_declared_total: 1,
+    };
+    for (const [name, v] of Object.entries(values))
+      new Counter({ name, help: name, registers: [registry] }).inc(v);
+    const text = await registry.metrics();
+    expect(text).toContain("kosmos_nodejs_eventloop_lag_p99_seconds");
+    new Gauge({ name: "unrelated_probes_total", help: "x", registers: [registry] }).set(5);
+    const f = detectorFigures(await registry.metrics());
+    expect(f).toMatchObject({ probes: 1200, failed: 14, suspicions: 9, refutations: 3, deaths: 1 });
+    expect(f.lagP99Ms).toBeGreaterThanOrEqual(0);
+    expect(detectorFigures("").probes).toBeNaN();
   });
 });

@@ -34,6 +34,7 @@ import {
   planningMembers,
   pushDirect,
   reachabilityMembers,
+  topologyReach,
 } from "./membership.ts";
 
 export {
@@ -45,6 +46,7 @@ export {
   planningMembers,
   pushDirect,
   reachabilityMembers,
+  topologyReach,
 } from "./membership.ts";
 
 /** The agent's gossip timings live with the other gossip tunables (internal/gossip/config.ts). */
@@ -122,6 +124,7 @@ export function startGossip(deps: GossipDeps): AgentGossip {
     incarnation,
     members: known,
     config: AGENT_GOSSIP_CONFIG,
+    reach: topologyReach(topo),
   });
   const events = new MemberEventLog({ logger, unconfirmed: known.map((k) => k.name) });
   const health = trackHealth(deps.trigger);
@@ -244,6 +247,7 @@ function followTopology(o: {
       o.onForget(name);
     }
     const added = node.addMembers(add);
+    node.setReach(topologyReach(t));
     o.events.topologyChanged(added, forgotten);
   };
   const schedule = () => {
@@ -251,7 +255,8 @@ function followTopology(o: {
     timer ??= setTimeout(apply, 0);
   };
   const unsubscribe = store.onChange((rows) => {
-    if (rows.some((r) => r.table === "nodes")) schedule();
+    // nodes: members come and go; clusters: a network type decides who reaches whom (topologyReach)
+    if (rows.some((r) => r.table === "nodes" || r.table === "clusters")) schedule();
   });
   // Member rows of nodes no longer in the topology, left from before a restart (kosmosctl inspect reads them).
   if (names.size > 0) {

@@ -4,7 +4,7 @@
  */
 import type { GossipNode, MemberInfo } from "../gossip/index.ts";
 import type { ReplicatedRow, Store } from "../store/index.ts";
-import type { MemberState, Node } from "../topology/index.ts";
+import type { MemberState, Node, Topology } from "../topology/index.ts";
 
 export const GOSSIP_PATH = "/v1/gossip";
 
@@ -58,6 +58,30 @@ export function membershipChanges(
     .filter((m) => !inTopology.has(m.name) && (!m.confirmed || m.state === "dead" || m.state === "left"))
     .map((m) => m.name);
   return { add, forget };
+}
+
+/**
+ * Which agents can reach which directly, from the topology (GossipNode.setReach). The nodes of a
+ * gateway-mode cluster that are not gateway candidates reach only their own cluster (their traffic
+ * to other clusters goes through the gateway: the reason for gateway mode); every other node reaches
+ * every node that crosses. A gateway cluster with no candidate flagged counts all its nodes as
+ * candidates (the controller does the same). A node not in the topology reaches everyone.
+ */
+export function topologyReach(t: Pick<Topology, "clusters" | "nodes">): (a: string, b: string) => boolean {
+  const gatewayClusters = new Set(t.clusters.filter((c) => c.networkType === "gateway").map((c) => c.name));
+  const flagged = new Set(t.nodes.filter((n) => n.gatewayCandidate).map((n) => n.cluster));
+  const cluster = new Map<string, string>();
+  const lanOnly = new Set<string>();
+  for (const n of t.nodes) {
+    cluster.set(n.name, n.cluster);
+    if (gatewayClusters.has(n.cluster) && flagged.has(n.cluster) && !n.gatewayCandidate) lanOnly.add(n.name);
+  }
+  return (a, b) => {
+    const ca = cluster.get(a);
+    const cb = cluster.get(b);
+    if (ca === undefined || cb === undefined || ca === cb) return true;
+    return !lanOnly.has(a) && !lanOnly.has(b);
+  };
 }
 
 /**

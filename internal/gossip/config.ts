@@ -154,4 +154,6 @@ export interface GossipNodeOptions {
    */
   members?: Array<{ name: string; addr: string; confirmed?: boolean }>;
   maxFrameBytes?: number;
+  /** Which members reach which directly (GossipNode.setReach); default: all. */
+  reach?: (a: string, b: string) => boolean;
 }

@@ -111,6 +111,10 @@ export class MemberTable {
   /** Names of the live members (kept by changed(): every change of liveness goes through it). */
   private readonly liveNames = new Set<string>();
   private liveCache: Member[] | null = null;
+  /** Whether this node can send to a member directly (GossipNode.setReach); default: every member. */
+  private reaches: (name: string) => boolean = () => true;
+  private reachFrom: readonly Member[] | null = null;
+  private reachCache: readonly Member[] = [];
   private probeOrder: string[] = [];
   private probeIdx = 0;
   /** Suspects to probe before resuming the round robin (Membership.startSuspicion). */
@@ -247,6 +251,26 @@ export class MemberTable {
     return this.liveCache;
   }
 
+  /** Set the reach predicate (see GossipNodeOptions.reach). */
+  setReach(fn: (name: string) => boolean): void {
+    this.reaches = fn;
+    this.reachFrom = null;
+  }
+
+  canReach(name: string): boolean {
+    return this.reaches(name);
+  }
+
+  /** The live members this node reaches directly: its probe and gossip targets. Cached like live(). */
+  reachable(): readonly Member[] {
+    const live = this.live();
+    if (this.reachFrom !== live) {
+      this.reachFrom = live;
+      this.reachCache = live.filter((m) => this.reaches(m.name));
+    }
+    return this.reachCache;
+  }
+
   /** Probe this suspect at the next tick, before the round robin resumes. */
   probeNext(name: string): void {
     this.probeSoon.add(name);
@@ -256,18 +280,19 @@ export class MemberTable {
    * The next member to probe: a suspect queued by probeNext(), else the next live member of the
    * round. A round covers the live members only, shuffled when it starts; a member that becomes
    * live is inserted into what is left of it (changed()). Dead and never-heard-from members are
-   * never scanned here (docs/gossip.md, "Probe cycle").
+   * never scanned here (docs/gossip.md, "Probe cycle"), nor members this node cannot reach: those
+   * who reach them probe them, and their verdicts arrive by gossip.
    */
   nextProbeTarget(): Member | undefined {
     for (const name of this.probeSoon) {
       this.probeSoon.delete(name);
       const m = this.members.get(name);
-      if (m && isLive(m) && m.state === "suspect") return m;
+      if (m && isLive(m) && m.state === "suspect" && this.reaches(m.name)) return m;
     }
     for (let tries = 0; tries < 2; tries++) {
       while (this.probeIdx < this.probeOrder.length) {
         const m = this.members.get(this.probeOrder[this.probeIdx++]!);
-        if (m && isLive(m)) return m;
+        if (m && isLive(m) && this.reaches(m.name)) return m;
       }
       this.probeOrder = sample(this.random, [...this.liveNames], this.liveNames.size);
       this.probeIdx = 0;
@@ -298,7 +323,7 @@ export class MemberTable {
     const known: Member[] = [];
     let never: Member | undefined;
     for (const m of this.members.values()) {
-      if (m.state !== "dead" || m.retryAt > now) continue;
+      if (m.state !== "dead" || m.retryAt > now || !this.reaches(m.name)) continue;
       if (m.confirmed) known.push(m);
       else if (!never || m.retryAt < never.retryAt) never = m;
     }

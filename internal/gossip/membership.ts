@@ -102,7 +102,7 @@ export class Membership {
     if ((u.s === "dead" || u.s === "left") && u.n !== this.host.name && this.host.isRunning()) {
       const peers = sample(
         this.host.random,
-        this.table.live().filter((m) => m.name !== u.n),
+        this.table.reachable().filter((m) => m.name !== u.n),
         this.cfg.fanout,
       );
       for (const p of peers) this.host.send(p.addr, { t: "push", rows: [], m: [u] });

@@ -46,6 +46,7 @@ export class GossipNode {
   private readonly pending = new Map<number, () => void>();
   private readonly nackHandlers = new Map<number, () => void>();
   private readonly timers = new Set<Cancel>();
+  private reach: ((a: string, b: string) => boolean) | undefined;
   private startedAt = 0;
   private joinDelay = 0;
   private nextId = 1;
@@ -76,7 +77,8 @@ export class GossipNode {
     };
     const members = new Membership(this.cfg, this.stats, host, this.health, o.incarnation ?? 0);
     this.members = members;
-    const live = () => members.table.live();
+    // gossip targets: the live members this node reaches directly (setReach)
+    const live = () => members.table.reachable();
     this.ae = new AntiEntropyExchange(this.cfg, o.replica, this.stats, {
       ...host,
       live,
@@ -91,6 +93,7 @@ export class GossipNode {
       piggyback: () => members.piggyback(),
       bulk: (exclude) => this.ae.burst(exclude),
     });
+    if (o.reach) this.setReach(o.reach);
     this.sweep = new UnconfirmedSweep(this.cfg);
     this.addMembers(o.members ?? []);
     this.sweep.shuffle(o.random);
@@ -156,7 +159,7 @@ export class GossipNode {
     this.leaving = true;
     const left = this.members.selfUpdate();
     this.members.enqueue(left);
-    for (const m of sample(this.o.random, this.members.table.live(), this.cfg.fanout * 2)) {
+    for (const m of sample(this.o.random, this.members.table.reachable(), this.cfg.fanout * 2)) {
       this.send(m.addr, { t: "push", rows: [], m: [left] });
     }
     return new Promise((resolve) => {
@@ -195,6 +198,19 @@ export class GossipNode {
    */
   forget(name: string): boolean {
     return this.members.forget(name);
+  }
+
+  /**
+   * Which members can send to which directly (symmetric), e.g. from the topology: the nodes of a
+   * gateway-mode cluster that are not gateway candidates reach only their own cluster. Members this
+   * node cannot reach are never probed or picked as gossip targets, and an indirect probe asks only
+   * helpers that reach the target: their failures are found by the members that reach them and
+   * learned by gossip, instead of every unreachable member being suspected by every other one.
+   * undefined: everyone reaches everyone (the default).
+   */
+  setReach(reach: ((a: string, b: string) => boolean) | undefined): void {
+    this.reach = reach;
+    this.members.table.setReach(reach ? (name) => reach(this.name, name) : () => true);
   }
 
   onMemberChange(cb: MemberListener): void {
@@ -395,9 +411,13 @@ export class GossipNode {
     this.send(tgt.addr, { t: "ping", id, to: tgt.name, m });
     this.after(timeout, () => {
       if (acked || !this.running) return;
+      // helpers that can reach the target (a helper that cannot would only nack)
+      const reach = this.reach;
       const helpers = sample(
         this.o.random,
-        this.members.table.live().filter((x) => x.name !== tgt.name && x.state === "alive"),
+        this.members.table
+          .reachable()
+          .filter((x) => x.name !== tgt.name && x.state === "alive" && (!reach || reach(x.name, tgt.name))),
         this.cfg.indirectChecks,
       );
       if (lifeguard && helpers.length > 0) {

@@ -110,6 +110,7 @@ export class Sim {
   private readonly net: Random;
   private readonly latency: LatencyFn;
   private group = new Map<string, number>();
+  private links: ((from: string, to: string) => boolean) | undefined;
   private nodeSeed = 0;
 
   constructor(private readonly opts: SimOptions) {
@@ -236,6 +237,14 @@ export class Sim {
     this.group = new Map();
   }
 
+  /**
+   * Static reachability on top of partitions: a frame from `from` to `to` is dropped unless
+   * reach(from, to) (e.g. nodes that see only their own LAN). undefined: every link works.
+   */
+  setLinks(reach: ((from: string, to: string) => boolean) | undefined): void {
+    this.links = reach;
+  }
+
   /** Deliver an arbitrary frame (tests of forged/replayed input). */
   inject(to: string, bytes: Uint8Array, delay = 0): void {
     this.schedule(delay, () => {
@@ -249,6 +258,7 @@ export class Sim {
     this.bytes.get(from)!.sent += bytes.length;
     if (
       (this.group.get(from) ?? 0) !== (this.group.get(to) ?? 0) ||
+      (this.links !== undefined && !this.links(from, to)) ||
       (this.loss > 0 && this.net.next() < this.loss)
     ) {
       this.framesDropped += 1;

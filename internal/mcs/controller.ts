@@ -77,6 +77,8 @@ const APPLY = "apply/";
  * the agents' seed or the other clusters.
  */
 const WORKERS = 8;
+/** An apply that took longer than this is logged as a warning (with its duration). */
+const SLOW_APPLY_MS = 5000;
 
 /** The latest plan, as the per-cluster apply items need it. */
 interface Latest {
@@ -270,9 +272,13 @@ async function syncCluster(
     );
   const autoOps = planAutoExports(v.services, v.exports, auto);
   if (!ops.length && !autoOps.create.length && !autoOps.delete.length) return undefined;
+  const started = performance.now();
   try {
     const n = await applyOps(v.name, m.client, ops, autoOps, v.exports, log);
-    log.info({ cluster: v.name, applied: n }, "mcs: cluster updated");
+    const ms = Math.round(performance.now() - started);
+    // a member API server this slow delays that cluster's imports (only its own: see WORKERS)
+    if (ms > SLOW_APPLY_MS) log.warn({ cluster: v.name, applied: n, ms }, "mcs: cluster updated, slowly");
+    else log.info({ cluster: v.name, applied: n, ms }, "mcs: cluster updated");
     return undefined;
   } catch (e) {
     return (e as Error).message;

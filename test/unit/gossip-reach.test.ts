@@ -1,0 +1,114 @@
+/**
+ * Reachability-aware SWIM (GossipNode.setReach, topologyReach): in the lab's layout the one node of
+ * c2 that is not a gateway candidate (c2-node-3) reaches only its own cluster. Without the reach
+ * relation every other cluster's agent probes it, fails, and — whenever its three random indirect
+ * helpers are all outside c2 — suspects it and sometimes declares it dead: false verdicts that take
+ * its endpoints out of those agents' clusterset answers. With it, only c2 probes c2-node-3, and its
+ * real failures still reach every agent by gossip.
+ */
+import { describe, expect, test } from "bun:test";
+import { AGENT_GOSSIP_CONFIG } from "../../internal/agent/gossip.ts";
+import { topologyReach } from "../../internal/agent/membership.ts";
+import { Sim } from "../../internal/gossip/index.ts";
+import { TopologySchema } from "../../internal/topology/index.ts";
+
+const topology = TopologySchema.parse({
+  clusters: [
+    { name: "c1", networkType: "p2p" },
+    { name: "c2", networkType: "gateway" },
+    { name: "c3", networkType: "p2p" },
+  ],
+  nodes: [
+    { name: "c1-node-1", cluster: "c1", ipv4: "192.168.1.1" },
+    { name: "c1-node-2", cluster: "c1", ipv4: "192.168.1.2" },
+    { name: "c2-node-1", cluster: "c2", ipv4: "192.168.2.1", gatewayCandidate: true },
+    { name: "c2-node-2", cluster: "c2", ipv4: "192.168.2.2", gatewayCandidate: true },
+    { name: "c2-node-3", cluster: "c2", ipv4: "192.168.2.3" },
+    { name: "c3-node-1", cluster: "c3", ipv4: "192.168.3.1" },
+    { name: "c3-node-2", cluster: "c3", ipv4: "192.168.3.2" },
+  ],
+});
+const names = topology.nodes.map((n) => n.name);
+const reach = topologyReach(topology);
+const LAN_ONLY = "c2-node-3";
+
+/** The lab's fabric: frames between nodes that do not reach each other are dropped. */
+function lab(seed: number, withReach: boolean): Sim {
+  const sim = new Sim({ seed, config: AGENT_GOSSIP_CONFIG });
+  for (const n of names) sim.addNode(n, { members: names, settled: true });
+  sim.setLinks(reach);
+  if (withReach) for (const n of names) sim.node(n).setReach(reach);
+  return sim;
+}
+
+function verdicts(sim: Sim): { suspicions: number; deaths: number } {
+  let suspicions = 0;
+  let deaths = 0;
+  for (const n of names) {
+    suspicions += sim.node(n).stats.suspicionsRaised;
+    deaths += sim.node(n).stats.deathsDeclared;
+  }
+  return { suspicions, deaths };
+}
+
+describe("topologyReach", () => {
+  test("a gateway cluster's non-candidates reach only their cluster; everyone else reaches everyone", () => {
+    expect(reach("c2-node-3", "c2-node-1")).toBe(true);
+    expect(reach("c2-node-3", "c1-node-1")).toBe(false);
+    expect(reach("c3-node-2", "c2-node-3")).toBe(false);
+    expect(reach("c1-node-1", "c2-node-2")).toBe(true);
+    expect(reach("c1-node-1", "c3-node-2")).toBe(true);
+    expect(reach("c1-node-1", "not-in-topology")).toBe(true);
+  });
+
+  test("a gateway cluster with no candidate flagged counts every node as one", () => {
+    const t = TopologySchema.parse({
+      clusters: [
+        { name: "a", networkType: "gateway" },
+        { name: "b", networkType: "p2p" },
+      ],
+      nodes: [
+        { name: "a1", cluster: "a", ipv4: "10.0.0.1" },
+        { name: "b1", cluster: "b", ipv4: "10.0.1.1" },
+      ],
+    });
+    expect(topologyReach(t)("a1", "b1")).toBe(true);
+  });
+});
+
+describe("reachability-aware SWIM in the simulator (the lab's layout, agent timings)", () => {
+  test("ten virtual minutes: no suspicion at all with the reach relation; without it (control) false deaths", () => {
+    let control = { suspicions: 0, deaths: 0 };
+    for (const seed of [1, 2, 3]) {
+      const without = lab(seed, false);
+      without.run(600_000);
+      const v = verdicts(without);
+      control = { suspicions: control.suspicions + v.suspicions, deaths: control.deaths + v.deaths };
+      const withReach = lab(seed, true);
+      withReach.run(600_000);
+      expect(verdicts(withReach)).toEqual({ suspicions: 0, deaths: 0 });
+      for (const n of names)
+        for (const m of names) if (n !== m) expect(withReach.node(n).memberState(m)).toBe("alive");
+    }
+    expect(control.suspicions).toBeGreaterThan(100);
+    expect(control.deaths).toBeGreaterThan(0);
+  });
+
+  test("real failures still reach everyone: the LAN-only node's crash, and a crash it cannot probe", () => {
+    const sim = lab(5, true);
+    sim.run(3000);
+    sim.crash(LAN_ONLY);
+    const others = names.filter((n) => n !== LAN_ONLY);
+    expect(
+      sim.runUntil(() => others.every((n) => sim.node(n).memberState(LAN_ONLY) === "dead"), 10_000),
+    ).toBe(true);
+    sim.restart(LAN_ONLY, { members: names });
+    sim.node(LAN_ONLY).setReach(reach);
+    expect(
+      sim.runUntil(() => others.every((n) => sim.node(n).memberState(LAN_ONLY) === "alive"), 20_000),
+    ).toBe(true);
+    // c1-node-1 is one c2-node-3 never probes: it learns the death from the others
+    sim.crash("c1-node-1");
+    expect(sim.runUntil(() => sim.node(LAN_ONLY).memberState("c1-node-1") === "dead", 10_000)).toBe(true);
+  });
+});

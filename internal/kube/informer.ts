@@ -40,13 +40,16 @@ export interface InformerOptions {
   /** Page size of the initial list (default 500). */
   pageSize?: number;
   /**
-   * Abandon a watch that delivered nothing (no event, no bookmark, no response headers) for this
-   * long (default 150 s: bookmarks come about every 60 s).
+   * Resume a watch that delivered nothing (no event, no bookmark) for this long on a new request
+   * (default 150 s: bookmarks come about every 60 s); a watch request the API server does not
+   * accept within min(this, 30 s) is a failure (backoff, health "failing").
    */
   idleTimeoutMs?: number;
 }
 
 export const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 150_000;
+/** How long a watch request may wait for the API server's answer (its response headers). */
+const OPEN_TIMEOUT_MS = 30_000;
 
 export const objectKey = (o: Named): string =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
@@ -198,23 +201,29 @@ export class Informer<T extends Named = Named> {
     const onStop = (): void => watch.abort();
     this.abort.signal.addEventListener("abort", onStop, { once: true });
     let silent = false;
+    let open = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = (): void => {
+    const arm = (ms: number): void => {
       clearTimeout(timer);
       timer = setTimeout(() => {
         silent = true;
         watch.abort();
-      }, idleMs);
+      }, ms);
     };
-    arm();
+    // until the API server accepts the watch: an ordinary request's patience
+    arm(Math.min(idleMs, OPEN_TIMEOUT_MS));
     try {
       const events = this.o.client.watch<T>(
         this.o.path,
         { ...this.query(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
         watch.signal,
+        () => {
+          open = true;
+          arm(idleMs);
+        },
       );
       for await (const ev of events) {
-        arm();
+        arm(idleMs);
         this.failures = 0;
         this.setHealth("connected");
         this.resourceVersion = ev.object.metadata.resourceVersion ?? this.resourceVersion;
@@ -227,8 +236,16 @@ export class Informer<T extends Named = Named> {
       this.abort.signal.removeEventListener("abort", onStop);
     }
     if (silent && !this.stopped) {
+      // no answer to the request: a failure like any other (backoff, health "failing")
+      if (!open)
+        throw new KubeApiError(0, `watch not accepted within ${OPEN_TIMEOUT_MS} ms`, undefined, {
+          unreachable: true,
+        });
+      // accepted, then silent: a dead connection or just a quiet resource; resume at once on a new
+      // request, which fails above if the server is gone
       this.stalls++;
-      throw new KubeApiError(0, `watch silent for ${idleMs} ms, abandoned`, undefined, { unreachable: true });
+      this.o.logger?.debug({ informer: this.o.name, silentMs: idleMs }, "silent watch resumed");
+      return;
     }
     if (Date.now() - opened >= (this.o.healthyAfterMs ?? 10_000)) this.failures = 0;
     // A stream that ends at once without events is a failure in disguise (e.g. a proxy closing it).

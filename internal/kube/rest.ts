@@ -220,12 +220,14 @@ export class KubeClient {
   /**
    * A watch stream as an async iterator of events. The iterator ends when the server closes the
    * stream (normal every few minutes) and throws KubeApiError when the request fails or an ERROR
-   * event arrives (410 Gone: the resourceVersion is too old, relist).
+   * event arrives (410 Gone: the resourceVersion is too old, relist). `onOpen`: called once the API
+   * server accepted the watch (response headers, 2xx), before any event.
    */
   async *watch<T extends Named = KubeObject>(
     path: string,
     query: Query,
     signal?: AbortSignal,
+    onOpen?: () => void,
   ): AsyncGenerator<WatchEvent<T>> {
     const res = await this.send("GET", path, { query: { ...query, watch: true }, signal, timeoutMs: 0 });
     if ((res.statusCode ?? 0) >= 300) {
@@ -240,6 +242,7 @@ export class KubeClient {
       }
       throw new KubeApiError(res.statusCode ?? 0, st?.message ?? `watch ${path}: HTTP ${res.statusCode}`, st);
     }
+    onOpen?.();
     let buf = "";
     try {
       for await (const chunk of res) {

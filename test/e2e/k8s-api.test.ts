@@ -344,4 +344,35 @@ describe.skipIf(k8s.skip)("informers against a stopped and restarted API server"
       await proxy.close();
     }
   }, 60_000);
+
+  test("a quiet resource stays connected across silent resumes; an API server that stops answering is failing", async () => {
+    const c = k8s.admin();
+    const ns = uniqueName("quiet");
+    await c.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    const path = `/api/v1/namespaces/${ns}/configmaps`;
+    const seen = new Set<string>();
+    const inf = new Informer<Obj>({ client: c, path, name: "cm", minBackoffMs: 100, idleTimeoutMs: 1_000 });
+    const plane = k8s.plane();
+    try {
+      inf.on("add", (o) => seen.add(o.metadata.name)).start();
+      await inf.waitSynced();
+      // nothing changes in the namespace: the watch is resumed every second, and that is no failure
+      await until("two silent resumes", 20_000, async () => inf.stalls >= 2);
+      expect(inf.health()).toBe("connected");
+      expect(inf.failures).toBe(0);
+      plane.freezeApiServer();
+      try {
+        // the next resume is not accepted (min(idle, 30 s) = 1 s): failing, as readiness must say
+        await until("failing while the API server hangs", 20_000, async () => inf.health() === "failing");
+        expect(inf.lastError).toContain("not accepted");
+      } finally {
+        plane.thawApiServer();
+      }
+      await c.create(path, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "after" } });
+      await until("connected again and caught up", 30_000, async () => seen.has("after"));
+      expect(inf.health()).toBe("connected");
+    } finally {
+      await inf.stop();
+    }
+  }, 90_000);
 });

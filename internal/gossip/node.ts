@@ -4,8 +4,9 @@
  * rows and membership updates, and anti-entropy against a ReplicaPort. Transport, clock and
  * randomness are injected: the same code runs in the simulator and in the agent.
  *
- * This file keeps the lifecycle, the dispatch of received frames and the probing. The parts live
- * beside it, as in memberlist (docs/gossip.md, "Code map"): membership.ts (the state machine of
+ * This file keeps the lifecycle, the dispatch of received frames and the periodic ticks. The parts
+ * live beside it, as in memberlist (docs/gossip.md, "Code map"): prober.ts (SWIM probes, indirect
+ * probes, nacks), membership.ts (the state machine of
  * membership news) over members.ts (the member table), suspicion.ts and awareness.ts; sweep.ts
  * (members known from the replica only); dissemination.ts (row rumors); anti-entropy.ts (pure
  * decisions) and anti-entropy-exchange.ts (the messages); config.ts (options, tunables, agent
@@ -22,15 +23,13 @@ import { Awareness } from "./awareness.ts";
 import { Codec } from "./codec.ts";
 import { DEFAULT_CONFIG, type GossipConfig, type GossipNodeOptions } from "./config.ts";
 import { Dissemination, type RowsListener } from "./dissemination.ts";
-import { isLive, type MemberInfo, nextRetryAt, toWire } from "./members.ts";
+import { type MemberInfo, nextRetryAt, toWire } from "./members.ts";
 import { type IncarnationListener, type MemberListener, Membership } from "./membership.ts";
 import type { Envelope, Message } from "./messages.ts";
 import { type Cancel, sample } from "./ports.ts";
+import { Prober } from "./prober.ts";
 import { type GossipStats, newStats } from "./stats.ts";
 import { UnconfirmedSweep } from "./sweep.ts";
-
-/** A helper nacks after this fraction of its probe timeout (the Lifeguard paper uses 80%). */
-const NACK_RATIO = 0.8;
 
 export class GossipNode {
   readonly name: string;
@@ -43,13 +42,10 @@ export class GossipNode {
   private readonly sweep: UnconfirmedSweep;
   private readonly rows: Dissemination;
   private readonly ae: AntiEntropyExchange;
-  private readonly pending = new Map<number, () => void>();
-  private readonly nackHandlers = new Map<number, () => void>();
+  private readonly prober: Prober;
   private readonly timers = new Set<Cancel>();
-  private reach: ((a: string, b: string) => boolean) | undefined;
   private startedAt = 0;
   private joinDelay = 0;
-  private nextId = 1;
   private running = false;
   private leaving = false;
 
@@ -77,6 +73,7 @@ export class GossipNode {
     };
     const members = new Membership(this.cfg, this.stats, host, this.health, o.incarnation ?? 0);
     this.members = members;
+    this.prober = new Prober(this.cfg, this.stats, members, this.health, host);
     // gossip targets: the live members this node reaches directly (setReach)
     const live = () => members.table.reachable();
     this.ae = new AntiEntropyExchange(this.cfg, o.replica, this.stats, {
@@ -112,7 +109,7 @@ export class GossipNode {
     this.every(
       c.probeIntervalMs,
       () => {
-        this.probe();
+        if (!this.leaving) this.prober.probe();
         this.sweepUnconfirmed();
       },
       () => this.health.scale(c.probeIntervalMs),
@@ -176,8 +173,7 @@ export class GossipNode {
     for (const t of this.timers) t();
     this.timers.clear();
     this.members.stop();
-    this.pending.clear();
-    this.nackHandlers.clear();
+    this.prober.clear();
   }
 
   /**
@@ -209,7 +205,7 @@ export class GossipNode {
    * undefined: everyone reaches everyone (the default).
    */
   setReach(reach: ((a: string, b: string) => boolean) | undefined): void {
-    this.reach = reach;
+    this.prober.reach = reach;
     this.members.table.setReach(reach ? (name) => reach(this.name, name) : () => true);
   }
 
@@ -329,20 +325,15 @@ export class GossipNode {
         if (m.to !== this.name) return;
         this.send(addr, { t: "ack", id: m.id, m: this.members.piggyback() });
         return;
-      case "ack": {
+      case "ack":
         if (m.m) this.members.applyUpdates(m.m, false);
-        const cb = this.pending.get(m.id);
-        if (cb) {
-          this.pending.delete(m.id);
-          cb();
-        }
+        this.prober.onAck(m.id);
         return;
-      }
       case "nack":
-        this.nackHandlers.get(m.id)?.();
+        this.prober.onNack(m.id);
         return;
       case "pingReq":
-        this.probeFor(addr, m.id, m.target, m.addr, m.nack === true);
+        this.prober.probeFor(addr, m.id, m.target, m.addr, m.nack === true);
         return;
       case "join":
         this.members.apply(toWire({ name: from, addr, incarnation: m.inc, state: "alive" }), false);
@@ -377,108 +368,7 @@ export class GossipNode {
     }
   }
 
-  // ---------------------------------------------------------------- probing
-
-  /**
-   * SWIM probe of the next member: a direct ping; no ack within the (scaled) probe timeout →
-   * pingReq to indirectChecks alive helpers, asking for nacks; no ack by the end of the interval →
-   * suspect. The helpers' answers (or silence) move our own local health (docs/gossip.md).
-   */
-  private probe(): void {
-    if (this.leaving) return;
-    const tgt = this.members.table.nextProbeTarget();
-    if (!tgt) return;
-    const lifeguard = this.cfg.lifeguard;
-    const interval = this.health.scale(this.cfg.probeIntervalMs);
-    const timeout = this.health.scale(this.cfg.probeTimeoutMs);
-    this.stats.probes += 1;
-    const id = this.nextId++;
-    let acked = false;
-    let nacks = 0;
-    let expectedNacks = 0;
-    this.pending.set(id, () => {
-      if (acked) return;
-      acked = true;
-      this.members.applyHealth(-1);
-    });
-    let m = this.members.piggyback();
-    if (lifeguard && tgt.state === "suspect") {
-      // buddy system: tell the suspect directly, so it refutes now instead of when gossip reaches it
-      const { name, addr, incarnation } = tgt;
-      const buddy = toWire({ name, addr, incarnation, state: "suspect", from: this.name });
-      m = [buddy, ...(m ?? []).filter((u) => u.n !== tgt.name)];
-    }
-    this.send(tgt.addr, { t: "ping", id, to: tgt.name, m });
-    this.after(timeout, () => {
-      if (acked || !this.running) return;
-      // helpers that can reach the target (a helper that cannot would only nack)
-      const reach = this.reach;
-      const helpers = sample(
-        this.o.random,
-        this.members.table
-          .reachable()
-          .filter((x) => x.name !== tgt.name && x.state === "alive" && (!reach || reach(x.name, tgt.name))),
-        this.cfg.indirectChecks,
-      );
-      if (lifeguard && helpers.length > 0) {
-        expectedNacks = helpers.length;
-        this.nackHandlers.set(id, () => {
-          nacks += 1;
-          this.stats.nacksReceived += 1;
-          // every helper reports silence too: the same verdict the deadline would give, sooner
-          if (nacks >= expectedNacks) conclude();
-        });
-      }
-      for (const h of helpers) {
-        this.send(h.addr, {
-          t: "pingReq",
-          id,
-          target: tgt.name,
-          addr: tgt.addr,
-          nack: lifeguard || undefined,
-        });
-      }
-    });
-    let concluded = false;
-    const conclude = (): void => {
-      if (concluded) return;
-      concluded = true;
-      this.pending.delete(id);
-      this.nackHandlers.delete(id);
-      if (acked || !this.running) return;
-      this.stats.probesFailed += 1;
-      // Lifeguard: helpers that answered neither ack nor nack point at us (slow, cut off), not at
-      // the target; with no helper to ask, any failed probe counts against our own health.
-      this.members.applyHealth(expectedNacks > 0 ? expectedNacks - Math.min(nacks, expectedNacks) : 1);
-      const cur = this.members.table.get(tgt.name);
-      // a failed probe of a suspect counts as an independent confirmation (Lifeguard)
-      if (!cur || !isLive(cur)) return;
-      this.stats.suspicionsRaised += 1;
-      const { name, addr, incarnation } = cur;
-      this.members.apply(toWire({ name, addr, incarnation, state: "suspect", from: this.name }), false);
-    };
-    this.after(Math.max(timeout + 1, interval - 1), conclude);
-  }
-
-  /** An indirect probe asked by `asker`: ping the target, relay its ack, or nack when asked to. */
-  private probeFor(asker: string, askId: number, target: string, targetAddr: string, nack: boolean): void {
-    this.stats.indirectProbes += 1;
-    const id = this.nextId++;
-    let acked = false;
-    this.pending.set(id, () => {
-      acked = true;
-      this.send(asker, { t: "ack", id: askId });
-    });
-    this.after(this.cfg.probeIntervalMs, () => this.pending.delete(id));
-    this.send(targetAddr, { t: "ping", id, to: target });
-    if (!nack) return;
-    // Lifeguard: the asker waits (its probe interval - its probe timeout); answer well before
-    this.after(Math.max(1, Math.floor(this.cfg.probeTimeoutMs * NACK_RATIO)), () => {
-      if (acked || !this.running) return;
-      this.stats.nacksSent += 1;
-      this.send(asker, { t: "nack", id: askId });
-    });
-  }
+  // ---------------------------------------------------------------- ticks
 
   /** Ping or give up on members known from the replica only (sweep.ts), on the probe tick. */
   private sweepUnconfirmed(): void {
@@ -493,7 +383,7 @@ export class GossipNode {
       declareDead: (m) => this.members.declareUnconfirmedDead(m),
       ping: (m) => {
         this.stats.unconfirmedPings += 1;
-        this.send(m.addr, { t: "ping", id: this.nextId++, to: m.name });
+        this.send(m.addr, { t: "ping", id: this.prober.id(), to: m.name });
       },
     });
   }
@@ -515,7 +405,7 @@ export class GossipNode {
       m.retries += 1;
       m.retryAt = nextRetryAt(this.cfg, m.retries, now, this.o.random.next());
       if (m.confirmed && summary) this.send(m.addr, summary);
-      else this.send(m.addr, { t: "ping", id: this.nextId++, to: m.name });
+      else this.send(m.addr, { t: "ping", id: this.prober.id(), to: m.name });
     }
   }
 }

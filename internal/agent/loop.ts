@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import type { Capabilities, KernelEvent, ReconcileReport, Reconciler } from "../dataplane/index.ts";
 import { Counter, Gauge, Histogram, type Logger, type Registry } from "../observability/index.ts";
 import { type HostState, PlanError, plan } from "../planner/index.ts";
+import { NftTrust } from "./nft-trust.ts";
 import type { Store } from "../store/index.ts";
 import type { MemberState } from "../topology/index.ts";
 
@@ -31,6 +32,8 @@ export interface LoopStatus {
 export interface KernelWatch {
   start(): void;
   stop(): Promise<void>;
+  /** When the running monitor of a source started (see NftTrust); undefined: none runs, or unknown. */
+  since?(source: "nft"): number | undefined;
 }
 
 export interface LoopDeps {
@@ -108,6 +111,8 @@ export class ControlLoop {
   /** The last plan and the inputs it was computed from (a resync with the same inputs reuses it). */
   private memo: { key: string; desired: HostState; hash: string } | undefined;
   private readonly m;
+  /** Whether a resync may skip listing the nft table (nft-trust.ts). */
+  private readonly nftTrust = new NftTrust();
 
   constructor(private readonly deps: LoopDeps) {
     this.unsubscribe = deps.store.onChange(() => {
@@ -159,6 +164,12 @@ export class ControlLoop {
         help: "Reconcile passes triggered by kernel events",
         registers: [r],
       }),
+      nftReads: new Counter({
+        name: "kosmos_reconcile_nft_reads_total",
+        help: "How reconcile passes saw the nft table: listed (read), trusted (as last verified, nft monitor healthy), memory (from the last plan)",
+        labelNames: ["how"],
+        registers: [r],
+      }),
       ipsec: new Gauge({
         name: "kosmos_ipsec_degraded",
         help: "1 when IPsec states could not be installed (policies are, traffic is blocked: fail closed)",
@@ -191,6 +202,7 @@ export class ControlLoop {
     const t = performance.now();
     if (!this.kernelArmed) {
       this.m.kernelEvents.inc({ kind: ev.kind, action: "ignored" });
+      if (ev.kind === "nft") this.nftTrust.ignoredEvent();
       return;
     }
     this.m.kernelEvents.inc({ kind: ev.kind, action: "triggered" });
@@ -292,7 +304,14 @@ export class ControlLoop {
     try {
       // Event passes diff against the last converged plan (one kernel read less before the change
       // lands: that read was most of a failover pass's time); start/resync/API passes read first.
-      const report = await deps.reconciler.reconcile(desired, { fromLast: !ALWAYS_RECONCILE.has(reason) });
+      const monitorSince = this.watch?.since?.("nft");
+      const startedAt = Date.now();
+      const report = await deps.reconciler.reconcile(desired, {
+        fromLast: !ALWAYS_RECONCILE.has(reason),
+        trustNft: this.nftTrust.decide(reason, monitorSince),
+      });
+      this.nftTrust.record(report.nftRead, monitorSince, startedAt);
+      if (report.nftRead) this.m.nftReads.inc({ how: report.nftRead });
       this.recordReport(reason, planned, report, { t0, now });
       deps.onApplied?.(desired);
     } catch (e) {

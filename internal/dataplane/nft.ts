@@ -108,7 +108,11 @@ function renderBody(intent: NftIntent): string {
     // oif "*" = any device, minus `exceptOif` (e.g. "replies leaving the overlay toward the LAN").
     const except = uniqSorted(m.exceptOif ?? []);
     const oifMatch =
-      m.oif !== "*" ? `oifname ${q(m.oif)} ` : except.length > 0 ? `oifname != { ${except.map(q).join(", ")} } ` : "";
+      m.oif !== "*"
+        ? `oifname ${q(m.oif)} `
+        : except.length > 0
+          ? `oifname != { ${except.map(q).join(", ")} } `
+          : "";
     out += `\t\t${oifMatch}${fam} saddr @masq_src_${i} masquerade\n`;
   });
   if (intent.noMasqueradeDst.v4.length > 0) out += "\t\tip daddr @nomasq4 snat ip to ip saddr\n";

@@ -30,6 +30,8 @@ export interface ReadOptions {
   reqids?: Iterable<number>;
   /** Rule priority/table keys ("prio/table") to treat as ours when rule protocols are unsupported. */
   ruleKeys?: Iterable<string>;
+  /** Take the nft table as this instead of listing it (Reconciler: a trusted resync). */
+  nft?: ActualState["nft"];
 }
 
 export function readOptionsFor(desired: HostState): ReadOptions {
@@ -53,7 +55,7 @@ export async function readActual(runner: Runner, opts: ReadOptions = {}): Promis
     runner.run(["ip", "-6", "-j", "route", "show", "table", "all", "proto", proto]),
     runner.run(["ip", "-4", "-j", "rule", "show"]),
     runner.run(["ip", "-6", "-j", "rule", "show"]),
-    runner.run(["nft", "list", "table", "inet", KOSMOS_NFT_TABLE]),
+    opts.nft ? Promise.resolve(undefined) : runner.run(["nft", "list", "table", "inet", KOSMOS_NFT_TABLE]),
     runner.run(["ip", "xfrm", "policy", "list"]),
     runner.run(["ip", "xfrm", "state", "list"]),
     keys.length > 0 ? runner.run(["sysctl", ...keys]) : Promise.resolve({ stdout: "", stderr: "", code: 0 }),
@@ -75,7 +77,7 @@ export async function readActual(runner: Runner, opts: ReadOptions = {}): Promis
     rules: [...parseRules(ru4.stdout, 4, ruleKeys), ...parseRules(ru6.stdout, 6, ruleKeys)],
     fdb: perDev.flatMap((p) => p.fdb),
     neighbors: perDev.flatMap((p) => p.neigh),
-    nft: parseNft(nft.stdout, nft.code),
+    nft: opts.nft ?? (nft ? parseNft(nft.stdout, nft.code) : { present: false, listing: "" }),
     xfrm: { policies: parseXfrmPolicies(xp.stdout, owned), states: parseXfrmStates(xs.stdout, owned) },
     sysctls: parseSysctl(sys.stdout),
   };

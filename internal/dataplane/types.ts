@@ -120,4 +120,9 @@ export interface ReconcileReport extends ApplyReport {
    * diff; `apply` = run the changes (the kernel holds them from its end); `verify` = the re-read.
    */
   phasesMs?: { plan: number; apply: number; verify: number };
+  /**
+   * How the plan read saw the nft table: `listed` (read from the kernel), `trusted` (taken as the
+   * last verified listing: ReconcileOptions.trustNft), `memory` (a pass from the last converged plan).
+   */
+  nftRead?: "listed" | "trusted" | "memory";
 }

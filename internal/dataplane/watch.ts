@@ -203,8 +203,18 @@ export class KernelWatcher {
   private readonly loops: Promise<void>[] = [];
   /** Restarts per source (for tests and status). */
   readonly restarts: Record<string, number> = {};
+  /** When the running monitor of each source was started (Date.now()); absent while none runs. */
+  private readonly startedAt = new Map<MonitorSource, number>();
 
   constructor(private readonly opts: KernelWatcherOptions) {}
+
+  /**
+   * When the monitor of `source` now running was started (Date.now()), or undefined while none runs.
+   * The same value twice means the same process, so no event of that source was lost in between.
+   */
+  since(source: MonitorSource): number | undefined {
+    return this.startedAt.get(source);
+  }
 
   start(): void {
     if (!this.stopped) return;
@@ -267,6 +277,7 @@ export class KernelWatcher {
     const argv = [...DIE_WITH_PARENT, ...(this.opts.prefix ?? []), ...spec.argv];
     const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     this.children.add(proc);
+    this.startedAt.set(spec.source, Date.now());
     try {
       if (this.stopped) proc.kill(15);
       const split = new LineSplitter();
@@ -295,6 +306,7 @@ export class KernelWatcher {
       return `exit ${code}${err ? `: ${err}` : ""}`;
     } finally {
       this.children.delete(proc);
+      this.startedAt.delete(spec.source);
     }
   }
 }

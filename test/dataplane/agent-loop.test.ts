@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { FULL_NFT_EVERY } from "../../internal/agent/nft-trust.ts";
 import { openStore } from "../../internal/store/index.ts";
 import type { MemberState } from "../../internal/topology/index.ts";
 import { netnsSuite } from "../helpers/netns-suite.ts";
@@ -47,6 +48,41 @@ describe.skipIf(!root)("agent control loop on a real kernel", () => {
       expect(shrunk.plan).not.toBe(before);
       expect(dsts(shrunk.plan?.routes)).toEqual([NODES[2].pod4, "10.202.0.0/16"]);
       expect(shrunk.applied).toBe(true);
+    } finally {
+      await loop.stop();
+      store.close();
+    }
+  });
+
+  // The kernel watcher here reports a running nft monitor and never an event: what a resync does
+  // then is all that stands between unreported tampering and its repair.
+  test("resyncs take the nft table as verified while the nft monitor runs; every sixth lists it and repairs tampering nobody reported", async () => {
+    const { a } = await makePair(scope);
+    const store = await openStore(":memory:", { node: "n1" });
+    store.seed(PAIR_TOPOLOGY);
+    const monitorSince = Date.now() - 5000;
+    const loop = await loopOn(a, store, {
+      kernelWatch: () => ({ start() {}, async stop() {}, since: () => monitorSince }),
+    });
+    try {
+      loop.start(); // the watcher is made by start(), which also runs the first pass
+      const started = await loop.runNow("api");
+      expect(started).toMatchObject({ applied: true, lastReport: { nftRead: "listed" } });
+      const reads = async (n: number) => {
+        const out: Array<[string | undefined, number]> = [];
+        for (let i = 0; i < n; i++) {
+          const r = (await loop.runNow("resync")).lastReport;
+          out.push([r?.nftRead, r?.counts["nft-apply"] ?? 0]);
+        }
+        return out;
+      };
+      const trusted = Array(FULL_NFT_EVERY - 1).fill(["trusted", 0]);
+      expect(await reads(FULL_NFT_EVERY)).toEqual([...trusted, ["listed", 0]]);
+      await a.exec(["nft", "flush", "chain", "inet", "kosmos", "nat_post"]);
+      expect(await reads(FULL_NFT_EVERY)).toEqual([...trusted, ["listed", 1]]);
+      expect(loop.status.lastReport?.residual).toBe(0);
+      // a kernel-event pass lists at once, whatever the resync count
+      expect((await loop.runNow("kernel")).lastReport?.nftRead).toBe("listed");
     } finally {
       await loop.stop();
       store.close();

@@ -189,12 +189,16 @@ describe.skipIf(!root)("kernel-event tamper repair (real kernel)", () => {
       expect(w).toBeDefined();
       const pids = await nsPids(a);
       expect(pids.length).toBeGreaterThanOrEqual(2);
+      // since("nft") names the running nft monitor: a restart changes it (loop.ts NftTrust relies on it)
+      const nftSince = w?.since("nft");
+      expect(nftSince).toBeNumber();
       for (const pid of pids) process.kill(pid, "SIGKILL");
       await until(
         "monitors restarted",
         () => Object.values(w?.restarts ?? {}).reduce((x, y) => x + y, 0) >= pids.length,
       );
       await until("monitors running again", async () => (await nsPids(a)).length >= pids.length);
+      await until("a new nft monitor", () => (w?.since("nft") ?? nftSince) !== nftSince);
       await h.sync(); // the restarted monitors are subscribed
       passes = loop.status.kernelPasses;
       await a.exec(["ip", "route", "del", NODES[2].pod4, "table", table]);

@@ -100,6 +100,34 @@ describe.skipIf(!root)("dataplane reconciler on a real kernel (P2P pair)", () =>
     },
   );
 
+  // A resync whose nft table the caller trusts (a healthy `nft monitor` saw nothing: agent/nft-trust.ts)
+  // takes it as last verified instead of listing it; everything else is still read and repaired.
+  test("trustNft: no nft listing once converged, other tampering still repaired; a fresh reconciler adopts the table it finds, so tampering after a restart is repaired", async () => {
+    const { a, aIf } = await makePair(scope);
+    const runner = recordingRunner(a.runner());
+    const listings = () =>
+      runner.calls.filter((c) => c.argv.join(" ") === "nft list table inet kosmos").length;
+    const sa = p2pState(NODES[1], NODES[2], aIf, { dual: true });
+    const ra = new Reconciler({ runner });
+    expect((await ra.reconcile(sa)).errors).toEqual([]);
+    const n0 = listings();
+    const trusted = await ra.reconcile(sa, { trustNft: true });
+    expect(trusted).toMatchObject({ nftRead: "trusted", changes: 0, residual: 0 });
+    expect(listings()).toBe(n0);
+    await a.exec(["ip", "route", "del", NODES[2].pod4, "table", "200"]);
+    const repaired = await ra.reconcile(sa, { trustNft: true });
+    expect(repaired.counts).toEqual({ "route-replace": 1 });
+    expect(repaired.nftRead).toBe("trusted");
+    // An agent restart: nothing verified yet, so the table is listed, and becomes the reference.
+    const fresh = new Reconciler({ runner });
+    const first = await fresh.reconcile(sa, { trustNft: true });
+    expect(first).toMatchObject({ nftRead: "listed", changes: 0 });
+    await a.exec(["nft", "flush", "chain", "inet", "kosmos", "nat_post"]);
+    const again = await fresh.reconcile(sa);
+    expect(again.counts).toEqual({ "nft-apply": 1 });
+    expect(again.residual).toBe(0);
+  });
+
   test("foreign objects survive reconcile and uninstall; uninstall restores the listings", async () => {
     const { a, aIf } = await makePair(scope);
     await a.sh(

@@ -257,10 +257,6 @@ export class MemberTable {
     this.reachFrom = null;
   }
 
-  canReach(name: string): boolean {
-    return this.reaches(name);
-  }
-
   /** The live members this node reaches directly: its probe and gossip targets. Cached like live(). */
   reachable(): readonly Member[] {
     const live = this.live();

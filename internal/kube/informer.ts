@@ -200,6 +200,7 @@ export class Informer<T extends Named = Named> {
     const watch = new AbortController();
     const onStop = (): void => watch.abort();
     this.abort.signal.addEventListener("abort", onStop, { once: true });
+    if (this.abort.signal.aborted) watch.abort(); // stop() came first: do not wait on a new watch
     let silent = false;
     let open = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -218,7 +219,9 @@ export class Informer<T extends Named = Named> {
         { ...this.query(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
         watch.signal,
         () => {
+          // accepted: the API server talks to us (health), though only events reset the backoff
           open = true;
+          this.setHealth("connected");
           arm(idleMs);
         },
       );
@@ -235,21 +238,20 @@ export class Informer<T extends Named = Named> {
       clearTimeout(timer);
       this.abort.signal.removeEventListener("abort", onStop);
     }
+    // no answer to the request: a failure like any other (backoff, health "failing")
+    if (silent && !open && !this.stopped)
+      throw new KubeApiError(0, `watch not accepted within ${OPEN_TIMEOUT_MS} ms`, undefined, {
+        unreachable: true,
+      });
     if (silent && !this.stopped) {
-      // no answer to the request: a failure like any other (backoff, health "failing")
-      if (!open)
-        throw new KubeApiError(0, `watch not accepted within ${OPEN_TIMEOUT_MS} ms`, undefined, {
-          unreachable: true,
-        });
       // accepted, then silent: a dead connection or just a quiet resource; resume at once on a new
       // request, which fails above if the server is gone
       this.stalls++;
       this.o.logger?.debug({ informer: this.o.name, silentMs: idleMs }, "silent watch resumed");
-      return;
     }
     if (Date.now() - opened >= (this.o.healthyAfterMs ?? 10_000)) this.failures = 0;
     // A stream that ends at once without events is a failure in disguise (e.g. a proxy closing it).
-    else if (!this.stopped)
+    else if (!this.stopped && !silent)
       throw new KubeApiError(0, "watch ended at once", undefined, { unreachable: true });
   }
 

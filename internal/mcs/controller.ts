@@ -61,7 +61,7 @@ export interface RunningMcs {
   synced(): boolean;
   pause(): void;
   resume(): void;
-  /** Passes run and passes that failed (metrics). */
+  /** Planning passes run, and plans or per-cluster applies that failed (metrics). */
   stats(): { passes: number; failures: number; lastError?: string };
   stop(): Promise<void>;
 }

@@ -368,6 +368,8 @@ describe.skipIf(k8s.skip)("informers against a stopped and restarted API server"
       } finally {
         plane.thawApiServer();
       }
+      // the watch is accepted again: connected, though the namespace still has nothing to tell
+      await until("connected again, no event needed", 30_000, async () => inf.health() === "connected");
       await c.create(path, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "after" } });
       await until("connected again and caught up", 30_000, async () => seen.has("after"));
       expect(inf.health()).toBe("connected");

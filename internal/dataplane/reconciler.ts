@@ -51,10 +51,9 @@ export class Reconciler {
   /** Changes needed to reach `desired` (no side effects besides reading). */
   async plan(
     desired: HostState,
-    opts: { trustNft?: boolean } = {},
+    opts: { nft?: ActualState["nft"] } = {},
   ): Promise<{ actual: ActualState; changes: Change[] }> {
-    const trusted = opts.trustNft ? this.trustedNft() : undefined;
-    const actual = await readActual(this.opts.runner, { ...readOptionsFor(desired), nft: trusted });
+    const actual = await readActual(this.opts.runner, { ...readOptionsFor(desired), nft: opts.nft });
     const memoListing =
       actual.nft.hash !== undefined && actual.nft.hash === this.nftHash ? this.nftListing : undefined;
     const changes = diff(desired, actual, {
@@ -67,10 +66,11 @@ export class Reconciler {
   async reconcile(desired: HostState, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
     const t0 = this.now();
     const last = opts.fromLast ? this.converged : undefined;
-    const trust = !last && opts.trustNft === true && this.trustedNft() !== undefined;
+    const trusted = !last && opts.trustNft === true ? this.trustedNft() : undefined;
+    const trust = trusted !== undefined;
     const { actual, changes } = last
       ? this.planFrom(last, desired)
-      : await this.plan(desired, { trustNft: trust });
+      : await this.plan(desired, { nft: trusted });
     const tRead = this.now();
     if (!last && !trust) this.adoptReference(actual, changes);
     const verify = changes.length > 0 && this.opts.verify !== false;

@@ -34,6 +34,7 @@ import {
   planningMembers,
   pushDirect,
   reachabilityMembers,
+  topologyReach,
 } from "./membership.ts";
 
 export {
@@ -123,9 +124,9 @@ export function startGossip(deps: GossipDeps): AgentGossip {
     incarnation,
     members: known,
     config: AGENT_GOSSIP_CONFIG,
-    // Not `reach: topologyReach(topo)` yet: with it, agents cut off from a LAN-only node's cluster
-    // (a partition) never suspect that node, since only its own cluster probes it (gossip-lab e2e,
-    // "a partitioned cluster ..."). It needs derived liveness first (docs/gossip.md, "Reach").
+    // a gateway cluster's non-candidates reach only their own LAN: only their cluster probes them,
+    // and the others suspect them when all of that cluster's gateways are down (derived liveness)
+    reach: topologyReach(topo),
   });
   const events = new MemberEventLog({ logger, unconfirmed: known.map((k) => k.name) });
   const health = trackHealth(deps.trigger);
@@ -248,6 +249,7 @@ function followTopology(o: {
       o.onForget(name);
     }
     const added = node.addMembers(add);
+    node.setReach(topologyReach(t));
     o.events.topologyChanged(added, forgotten);
   };
   const schedule = () => {
@@ -255,7 +257,8 @@ function followTopology(o: {
     timer ??= setTimeout(apply, 0);
   };
   const unsubscribe = store.onChange((rows) => {
-    if (rows.some((r) => r.table === "nodes")) schedule();
+    // nodes: members come and go; clusters: a network type decides who reaches whom (topologyReach)
+    if (rows.some((r) => r.table === "nodes" || r.table === "clusters")) schedule();
   });
   // Member rows of nodes no longer in the topology, left from before a restart (kosmosctl inspect reads them).
   if (names.size > 0) {
@@ -335,6 +338,10 @@ const DETECTOR_COUNTERS = {
     "Probes with no ack by the deadline (direct and indirect)",
   ],
   suspicionsRaised: ["kosmos_gossip_suspicions_total", "Members this node started to suspect"],
+  suspicionsDerived: [
+    "kosmos_gossip_suspicions_derived_total",
+    "Of those, members it does not reach whose vouchers were all suspect or dead (derived liveness)",
+  ],
   refutations: ["kosmos_gossip_refutations_total", "Suspicions or death verdicts about this node it refuted"],
   deathsDeclared: [
     "kosmos_gossip_deaths_declared_total",

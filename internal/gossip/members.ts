@@ -115,6 +115,7 @@ export class MemberTable {
   private reaches: (name: string) => boolean = () => true;
   private reachFrom: readonly Member[] | null = null;
   private reachCache: readonly Member[] = [];
+  private unreachCache: readonly Member[] = [];
   private probeOrder: string[] = [];
   private probeIdx = 0;
   /** Suspects to probe before resuming the round robin (Membership.startSuspicion). */
@@ -259,12 +260,25 @@ export class MemberTable {
 
   /** The live members this node reaches directly: its probe and gossip targets. Cached like live(). */
   reachable(): readonly Member[] {
-    const live = this.live();
-    if (this.reachFrom !== live) {
-      this.reachFrom = live;
-      this.reachCache = live.filter((m) => this.reaches(m.name));
-    }
+    this.splitByReach();
     return this.reachCache;
+  }
+
+  /** The live members this node does not reach (DerivedLiveness watches them). Cached like live(). */
+  unreachable(): readonly Member[] {
+    this.splitByReach();
+    return this.unreachCache;
+  }
+
+  private splitByReach(): void {
+    const live = this.live();
+    if (this.reachFrom === live) return;
+    this.reachFrom = live;
+    const yes: Member[] = [];
+    const no: Member[] = [];
+    for (const m of live) (this.reaches(m.name) ? yes : no).push(m);
+    this.reachCache = yes;
+    this.unreachCache = no;
   }
 
   /** Probe this suspect at the next tick, before the round robin resumes. */

@@ -21,6 +21,7 @@ import type { MemberState } from "../topology/index.ts";
 import { AntiEntropyExchange } from "./anti-entropy-exchange.ts";
 import { Awareness } from "./awareness.ts";
 import { Codec } from "./codec.ts";
+import { DerivedLiveness } from "./derived.ts";
 import { DEFAULT_CONFIG, type GossipConfig, type GossipNodeOptions } from "./config.ts";
 import { Dissemination, type RowsListener } from "./dissemination.ts";
 import { type MemberInfo, nextRetryAt, toWire } from "./members.ts";
@@ -43,6 +44,7 @@ export class GossipNode {
   private readonly rows: Dissemination;
   private readonly ae: AntiEntropyExchange;
   private readonly prober: Prober;
+  private readonly derived: DerivedLiveness;
   private readonly timers = new Set<Cancel>();
   private startedAt = 0;
   private joinDelay = 0;
@@ -74,6 +76,7 @@ export class GossipNode {
     const members = new Membership(this.cfg, this.stats, host, this.health, o.incarnation ?? 0);
     this.members = members;
     this.prober = new Prober(this.cfg, this.stats, members, this.health, host);
+    this.derived = new DerivedLiveness(o.name, members.table);
     // gossip targets: the live members this node reaches directly (setReach)
     const live = () => members.table.reachable();
     this.ae = new AntiEntropyExchange(this.cfg, o.replica, this.stats, {
@@ -109,7 +112,10 @@ export class GossipNode {
     this.every(
       c.probeIntervalMs,
       () => {
-        if (!this.leaving) this.prober.probe();
+        if (!this.leaving) {
+          this.prober.probe();
+          this.suspectUnvouched();
+        }
         this.sweepUnconfirmed();
       },
       () => this.health.scale(c.probeIntervalMs),
@@ -202,10 +208,13 @@ export class GossipNode {
    * node cannot reach are never probed or picked as gossip targets, and an indirect probe asks only
    * helpers that reach the target: their failures are found by the members that reach them and
    * learned by gossip, instead of every unreachable member being suspected by every other one.
+   * When every member that could vouch for an unreachable one is suspect or dead here, this node
+   * suspects it itself (derived liveness, derived.ts), or a partition would hide it for good.
    * undefined: everyone reaches everyone (the default).
    */
   setReach(reach: ((a: string, b: string) => boolean) | undefined): void {
     this.prober.reach = reach;
+    this.derived.setReach(reach);
     this.members.table.setReach(reach ? (name) => reach(this.name, name) : () => true);
   }
 
@@ -371,6 +380,16 @@ export class GossipNode {
   // ---------------------------------------------------------------- ticks
 
   /** Ping or give up on members known from the replica only (sweep.ts), on the probe tick. */
+  /** Derived liveness: suspect the unreachable members no alive voucher can speak for any more. */
+  private suspectUnvouched(): void {
+    for (const m of this.derived.orphans()) {
+      this.stats.suspicionsRaised += 1;
+      this.stats.suspicionsDerived += 1;
+      const { name, addr, incarnation } = m;
+      this.members.apply(toWire({ name, addr, incarnation, state: "suspect", from: this.name }), false);
+    }
+  }
+
   private sweepUnconfirmed(): void {
     if (this.sweep.size === 0 || this.leaving) return;
     this.sweep.tick({

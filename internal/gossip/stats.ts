@@ -7,6 +7,8 @@ export interface GossipStats {
   nacksSent: number;
   nacksReceived: number;
   suspicionsRaised: number;
+  /** Of those, raised by derived liveness: unreachable members whose vouchers are all down (derived.ts). */
+  suspicionsDerived: number;
   refutations: number;
   deathsDeclared: number;
   /** Pings to unconfirmed (replica-derived, never heard from) members, and those declared dead. */
@@ -34,6 +36,7 @@ export function newStats(): GossipStats {
     nacksSent: 0,
     nacksReceived: 0,
     suspicionsRaised: 0,
+    suspicionsDerived: 0,
     refutations: 0,
     deathsDeclared: 0,
     unconfirmedPings: 0,

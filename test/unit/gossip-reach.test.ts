@@ -111,4 +111,44 @@ describe("reachability-aware SWIM in the simulator (the lab's layout, agent timi
     sim.crash("c1-node-1");
     expect(sim.runUntil(() => sim.node(LAN_ONLY).memberState("c1-node-1") === "dead", 10_000)).toBe(true);
   });
+
+  test("a partition: the far side suspects the LAN-only node it never probes (derived liveness); after heal all alive", () => {
+    for (const seed of [7, 8, 9]) {
+      const sim = lab(seed, true);
+      sim.run(3000);
+      const c3 = names.filter((n) => n.startsWith("c3-"));
+      const rest = names.filter((n) => !n.startsWith("c3-"));
+      sim.partition([c3, rest]);
+      const down = (s: string | undefined) => s === "suspect" || s === "dead";
+      // c3 cannot probe c2-node-3; it learns nothing of it from c2 either (cut off): only the
+      // derivation from c2's gateways being down can take it out of c3's answers
+      expect(
+        sim.runUntil(() => c3.every((n) => rest.every((m) => down(sim.node(n).memberState(m)))), 15_000),
+      ).toBe(true);
+      expect(c3.some((n) => sim.node(n).stats.suspicionsDerived > 0)).toBe(true);
+      for (const n of c3) for (const m of c3) if (n !== m) expect(sim.node(n).memberState(m)).toBe("alive");
+      // while cut off, c2 keeps the LAN-only node alive: nothing there is derived
+      sim.run(10_000);
+      for (const n of rest) expect(sim.node(n).memberState(LAN_ONLY)).toBe("alive");
+      expect(rest.every((n) => sim.node(n).stats.suspicionsDerived === 0)).toBe(true);
+      sim.heal();
+      expect(
+        sim.runUntil(
+          () => names.every((n) => names.every((m) => n === m || sim.node(n).memberState(m) === "alive")),
+          30_000,
+        ),
+      ).toBe(true);
+    }
+  });
+
+  test("no voucher left: a cluster's gateway candidates crash, the others suspect its LAN-only node", () => {
+    const sim = lab(11, true);
+    sim.run(3000);
+    sim.crash("c2-node-1");
+    sim.crash("c2-node-2");
+    const far = names.filter((n) => !n.startsWith("c2-"));
+    expect(sim.runUntil(() => far.every((n) => sim.node(n).memberState(LAN_ONLY) !== "alive"), 15_000)).toBe(
+      true,
+    );
+  });
 });

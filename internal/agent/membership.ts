@@ -2,7 +2,7 @@
  * The membership views the agent plans with, computed from gossip's member list (pure), and the
  * direct push of latency-critical rows. Used by gossip.ts; tested in test/unit/agent-membership.
  */
-import type { GossipNode, MemberInfo } from "../gossip/index.ts";
+import type { GossipNode, MemberInfo, Reach } from "../gossip/index.ts";
 import type { ReplicatedRow, Store } from "../store/index.ts";
 import type { MemberState, Node, Topology } from "../topology/index.ts";
 
@@ -66,22 +66,38 @@ export function membershipChanges(
  * to other clusters goes through the gateway: the reason for gateway mode); every other node reaches
  * every node that crosses. A gateway cluster with no candidate flagged counts all its nodes as
  * candidates (the controller does the same). A node not in the topology reaches everyone.
+ * `reachers` counts the topology nodes that reach a node (it weights the gossip targets).
  */
-export function topologyReach(t: Pick<Topology, "clusters" | "nodes">): (a: string, b: string) => boolean {
+export function topologyReach(t: Pick<Topology, "clusters" | "nodes">): Reach {
   const gatewayClusters = new Set(t.clusters.filter((c) => c.networkType === "gateway").map((c) => c.name));
   const flagged = new Set(t.nodes.filter((n) => n.gatewayCandidate).map((n) => n.cluster));
   const cluster = new Map<string, string>();
   const lanOnly = new Set<string>();
+  const size = new Map<string, number>();
+  const lanOnlyIn = new Map<string, number>();
   for (const n of t.nodes) {
     cluster.set(n.name, n.cluster);
-    if (gatewayClusters.has(n.cluster) && flagged.has(n.cluster) && !n.gatewayCandidate) lanOnly.add(n.name);
+    size.set(n.cluster, (size.get(n.cluster) ?? 0) + 1);
+    if (gatewayClusters.has(n.cluster) && flagged.has(n.cluster) && !n.gatewayCandidate) {
+      lanOnly.add(n.name);
+      lanOnlyIn.set(n.cluster, (lanOnlyIn.get(n.cluster) ?? 0) + 1);
+    }
   }
-  return (a, b) => {
+  const reach: Reach = (a, b) => {
     const ca = cluster.get(a);
     const cb = cluster.get(b);
     if (ca === undefined || cb === undefined || ca === cb) return true;
     return !lanOnly.has(a) && !lanOnly.has(b);
   };
+  // how many topology nodes reach a node: a LAN-only node, its own cluster; any other, every node
+  // but the LAN-only nodes of the other clusters
+  reach.reachers = (name) => {
+    const c = cluster.get(name);
+    if (c === undefined) return t.nodes.length;
+    if (lanOnly.has(name)) return (size.get(c) ?? 1) - 1;
+    return t.nodes.length - 1 - (lanOnly.size - (lanOnlyIn.get(c) ?? 0));
+  };
+  return reach;
 }
 
 /**

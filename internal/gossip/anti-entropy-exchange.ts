@@ -17,7 +17,7 @@ import { chunk, rowCost } from "./chunk.ts";
 import type { GossipConfig } from "./config.ts";
 import type { Member } from "./members.ts";
 import type { Message } from "./messages.ts";
-import { type Random, randInt, sample } from "./ports.ts";
+import type { Random } from "./ports.ts";
 import type { RangeDigest, RangeReplicaPort } from "./replica.ts";
 import type { GossipStats } from "./stats.ts";
 
@@ -27,6 +27,8 @@ export interface AntiEntropyPort {
   random: Random;
   /** Live members (anti-entropy targets: the alive ones). */
   live(): readonly Member[];
+  /** k targets out of xs (uniform, or weighted by reach: MemberTable.pick). */
+  pick(xs: readonly Member[], k: number): Member[];
   send(addr: string, m: Message): void;
   membershipHash(): string;
   /** Send our full member list (push-pull; `reply`: ask for theirs). */
@@ -67,7 +69,8 @@ export class AntiEntropyExchange {
   round(): void {
     const live = this.port.live().filter((m) => m.state === "alive");
     if (live.length === 0) return;
-    const peer = live[randInt(this.port.random, live.length)]!;
+    // one pick of a uniform sample consumes one random number, as live[randInt(n)] did
+    const peer = this.port.pick(live, 1)[0]!;
     this.stats.aeRounds += 1;
     if (this.cfg.aeSummary) {
       this.port.send(peer.addr, this.summary());
@@ -87,8 +90,7 @@ export class AntiEntropyExchange {
     const now = this.port.now();
     if (now - this.lastBurst < this.cfg.gossipIntervalMs / 2) return;
     this.lastBurst = now;
-    const peers = sample(
-      this.port.random,
+    const peers = this.port.pick(
       this.port.live().filter((m) => m.state === "alive" && m.name !== exclude),
       this.cfg.fanout,
     );

@@ -155,5 +155,13 @@ export interface GossipNodeOptions {
   members?: Array<{ name: string; addr: string; confirmed?: boolean }>;
   maxFrameBytes?: number;
   /** Which members reach which directly (GossipNode.setReach); default: all. */
-  reach?: (a: string, b: string) => boolean;
+  reach?: Reach;
 }
+
+/**
+ * Which members can send to which directly (symmetric). `reachers`, when given, says how many members
+ * reach a member: gossip targets are then drawn with weight 1/reachers, so a member few others reach
+ * (a gateway cluster's LAN-only node) is picked more often by those few, and receives about as many
+ * rumors as any other member instead of waiting for anti-entropy (docs/gossip.md, "Reach").
+ */
+export type Reach = ((a: string, b: string) => boolean) & { reachers?: (name: string) => number };

@@ -10,7 +10,7 @@ import { chunk, rowCost, rowId } from "./chunk.ts";
 import type { GossipConfig } from "./config.ts";
 import type { Member } from "./members.ts";
 import type { MemberUpdate, Message } from "./messages.ts";
-import { type Random, sample } from "./ports.ts";
+import type { Random } from "./ports.ts";
 import { BroadcastQueue } from "./queue.ts";
 import type { GossipStats } from "./stats.ts";
 
@@ -21,6 +21,8 @@ export interface DisseminationPort {
   random: Random;
   /** Live members (gossip targets). */
   live(): readonly Member[];
+  /** k targets out of xs (uniform, or weighted by reach: MemberTable.pick). */
+  pick(xs: readonly Member[], k: number): Member[];
   retransmitLimit(): number;
   send(addr: string, m: Message): void;
   /** Membership updates waiting to be sent, and taking some for a frame. */
@@ -58,7 +60,7 @@ export class Dissemination {
   /** The periodic gossip round: queued rows and membership updates to `fanout` random peers. */
   round(): void {
     if (this.queue.size === 0 && this.port.membersPending() === 0) return;
-    const peers = sample(this.port.random, this.port.live(), this.cfg.fanout);
+    const peers = this.port.pick(this.port.live(), this.cfg.fanout);
     const limit = this.port.retransmitLimit();
     for (const p of peers) {
       const rows = this.queue.take(this.cfg.maxRowsPerPush, limit, rowCost, this.cfg.chunkBytes);
@@ -94,8 +96,7 @@ export class Dissemination {
   }
 
   private eager(rows: ReplicatedRow[], exclude: string | undefined): void {
-    const peers = sample(
-      this.port.random,
+    const peers = this.port.pick(
       this.port.live().filter((m) => m.name !== exclude),
       this.cfg.fanout,
     );

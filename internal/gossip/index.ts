@@ -12,7 +12,13 @@ export {
   MessageSchema,
   type MessageType,
 } from "./messages.ts";
-export { AGENT_GOSSIP_CONFIG, DEFAULT_CONFIG, type GossipConfig, type GossipNodeOptions } from "./config.ts";
+export {
+  AGENT_GOSSIP_CONFIG,
+  DEFAULT_CONFIG,
+  type GossipConfig,
+  type GossipNodeOptions,
+  type Reach,
+} from "./config.ts";
 export type { MemberInfo } from "./members.ts";
 export { GossipNode } from "./node.ts";
 export {

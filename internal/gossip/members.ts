@@ -8,7 +8,7 @@ import type { MemberState } from "../topology/index.ts";
 import type { GossipConfig } from "./config.ts";
 import { hash64Hex, xorHex, ZERO_HASH } from "./hash.ts";
 import type { MemberUpdate } from "./messages.ts";
-import { type Random, randInt, sample } from "./ports.ts";
+import { type Random, randInt, sample, weightedSample } from "./ports.ts";
 import type { Suspicion } from "./suspicion.ts";
 
 export interface MemberInfo {
@@ -113,6 +113,8 @@ export class MemberTable {
   private liveCache: Member[] | null = null;
   /** Whether this node can send to a member directly (GossipNode.setReach); default: every member. */
   private reaches: (name: string) => boolean = () => true;
+  /** Gossip-target weight (1 / its reachers), when the reach relation counts them; else uniform. */
+  private weight: ((m: Member) => number) | undefined;
   private reachFrom: readonly Member[] | null = null;
   private reachCache: readonly Member[] = [];
   private unreachCache: readonly Member[] = [];
@@ -252,10 +254,30 @@ export class MemberTable {
     return this.liveCache;
   }
 
-  /** Set the reach predicate (see GossipNodeOptions.reach). */
-  setReach(fn: (name: string) => boolean): void {
+  /**
+   * Set the reach predicate (see GossipNodeOptions.reach) and, optionally, how many members reach a
+   * member (weights the gossip targets, pick()).
+   */
+  setReach(fn: (name: string) => boolean, reachers?: (name: string) => number): void {
     this.reaches = fn;
+    this.weight = reachers ? (m) => 1 / Math.max(1, reachers(m.name)) : undefined;
     this.reachFrom = null;
+  }
+
+  /**
+   * k gossip / anti-entropy targets out of xs: uniform, or — when the reach relation counts
+   * reachers — so that a member gets about k of the rumors' sends whoever reaches it. A member that
+   * k or fewer members reach is always picked by them (a gateway cluster's LAN-only node: only its
+   * own cluster can tell it anything); the rest are drawn with weight 1 / reachers.
+   */
+  pick(xs: readonly Member[], k: number): Member[] {
+    const weight = this.weight;
+    if (!weight) return sample(this.random, xs, k);
+    const sure: Member[] = [];
+    const rest: Member[] = [];
+    for (const m of xs) (weight(m) * k >= 1 ? sure : rest).push(m);
+    if (sure.length >= k) return sample(this.random, sure, k);
+    return [...sure, ...weightedSample(this.random, rest, k - sure.length, weight)];
   }
 
   /** The live members this node reaches directly: its probe and gossip targets. Cached like live(). */

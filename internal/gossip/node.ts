@@ -22,9 +22,9 @@ import { AntiEntropyExchange } from "./anti-entropy-exchange.ts";
 import { Awareness } from "./awareness.ts";
 import { Codec } from "./codec.ts";
 import { DerivedLiveness } from "./derived.ts";
-import { DEFAULT_CONFIG, type GossipConfig, type GossipNodeOptions } from "./config.ts";
+import { DEFAULT_CONFIG, type GossipConfig, type GossipNodeOptions, type Reach } from "./config.ts";
 import { Dissemination, type RowsListener } from "./dissemination.ts";
-import { type MemberInfo, nextRetryAt, toWire } from "./members.ts";
+import { type Member, type MemberInfo, nextRetryAt, toWire } from "./members.ts";
 import { type IncarnationListener, type MemberListener, Membership } from "./membership.ts";
 import type { Envelope, Message } from "./messages.ts";
 import { type Cancel, sample } from "./ports.ts";
@@ -79,15 +79,18 @@ export class GossipNode {
     this.derived = new DerivedLiveness(o.name, members.table);
     // gossip targets: the live members this node reaches directly (setReach)
     const live = () => members.table.reachable();
+    const pick = (xs: readonly Member[], k: number) => members.table.pick(xs, k);
     this.ae = new AntiEntropyExchange(this.cfg, o.replica, this.stats, {
       ...host,
       live,
+      pick,
       membershipHash: () => members.membershipHash(),
       sendMembers: (addr, reply) => members.sendMembers(addr, reply),
     });
     this.rows = new Dissemination(this.cfg, o.replica, this.stats, {
       ...host,
       live,
+      pick,
       retransmitLimit: () => members.retransmitLimit(),
       membersPending: () => members.queue.size,
       piggyback: () => members.piggyback(),
@@ -212,10 +215,10 @@ export class GossipNode {
    * suspects it itself (derived liveness, derived.ts), or a partition would hide it for good.
    * undefined: everyone reaches everyone (the default).
    */
-  setReach(reach: ((a: string, b: string) => boolean) | undefined): void {
+  setReach(reach: Reach | undefined): void {
     this.prober.reach = reach;
     this.derived.setReach(reach);
-    this.members.table.setReach(reach ? (name) => reach(this.name, name) : () => true);
+    this.members.table.setReach(reach ? (name) => reach(this.name, name) : () => true, reach?.reachers);
   }
 
   onMemberChange(cb: MemberListener): void {

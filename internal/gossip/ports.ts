@@ -38,6 +38,17 @@ export function sample<T>(r: Random, xs: readonly T[], k: number): T[] {
   return a.slice(0, m);
 }
 
+/**
+ * k distinct elements of xs, each drawn with probability proportional to weight(x) (weighted
+ * sampling without replacement, Efraimidis–Spirakis with exponential keys: the k smallest
+ * -ln(u) / w).
+ */
+export function weightedSample<T>(r: Random, xs: readonly T[], k: number, weight: (x: T) => number): T[] {
+  const keyed = xs.map((x) => ({ x, key: -Math.log(1 - r.next()) / Math.max(weight(x), Number.MIN_VALUE) }));
+  keyed.sort((a, b) => a.key - b.key);
+  return keyed.slice(0, Math.min(k, keyed.length)).map((e) => e.x);
+}
+
 /** sfc32 seeded PRNG: deterministic, fast, good enough for simulation and jitter. */
 export function seededRandom(seed: number): Random {
   let a = 0x9e3779b9 ^ seed;

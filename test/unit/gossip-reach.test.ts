@@ -9,7 +9,9 @@
 import { describe, expect, test } from "bun:test";
 import { AGENT_GOSSIP_CONFIG } from "../../internal/agent/gossip.ts";
 import { topologyReach } from "../../internal/agent/membership.ts";
-import { Sim } from "../../internal/gossip/index.ts";
+import { CONTROLLER_OWNER, type Reach, Sim } from "../../internal/gossip/index.ts";
+import type { MemoryReplica } from "../../internal/gossip/memory-replica.ts";
+import { seededRandom, weightedSample } from "../../internal/gossip/ports.ts";
 import { TopologySchema } from "../../internal/topology/index.ts";
 
 const topology = TopologySchema.parse({
@@ -33,12 +35,42 @@ const reach = topologyReach(topology);
 const LAN_ONLY = "c2-node-3";
 
 /** The lab's fabric: frames between nodes that do not reach each other are dropped. */
-function lab(seed: number, withReach: boolean): Sim {
+function lab(seed: number, withReach: boolean, given: Reach = reach): Sim {
   const sim = new Sim({ seed, config: AGENT_GOSSIP_CONFIG });
   for (const n of names) sim.addNode(n, { members: names, settled: true });
   sim.setLinks(reach);
-  if (withReach) for (const n of names) sim.node(n).setReach(reach);
+  if (withReach) for (const n of names) sim.node(n).setReach(given);
   return sim;
+}
+
+/**
+ * ms until the LAN-only node holds each of `count` rows seeded, as the controller does, into every
+ * agent it reaches (all but c2-node-3), one row at a time.
+ */
+function lanOnlyDelays(sim: Sim, count: number): number[] {
+  const seeded = names.filter((n) => n !== LAN_ONLY);
+  const out: number[] = [];
+  const lanOnly = sim.replica(LAN_ONLY) as MemoryReplica;
+  sim.run(3000);
+  for (let k = 0; k < count; k++) {
+    const r = {
+      table: "service_endpoints",
+      key: `k${k}`,
+      owner: CONTROLLER_OWNER,
+      version: 1,
+      deleted: false,
+      data: { k },
+    };
+    for (const n of seeded) {
+      sim.replica(n).merge([r]);
+      sim.node(n).publish([r]);
+    }
+    let t = 0;
+    for (; !lanOnly.get(r.table, r.key) && t < 10_000; t += 10) sim.run(10);
+    out.push(t);
+    sim.run(500 + ((k * 37) % 400));
+  }
+  return out;
 }
 
 function verdicts(sim: Sim): { suspicions: number; deaths: number } {
@@ -73,6 +105,32 @@ describe("topologyReach", () => {
       ],
     });
     expect(topologyReach(t)("a1", "b1")).toBe(true);
+  });
+
+  test("reachers: a LAN-only node is reached by its own cluster only; the others by all but the far LAN-only nodes", () => {
+    expect(reach.reachers?.("c2-node-3")).toBe(2);
+    expect(reach.reachers?.("c2-node-1")).toBe(6);
+    expect(reach.reachers?.("c1-node-1")).toBe(5);
+    for (const n of names)
+      expect(reach.reachers?.(n)).toBe(names.filter((m) => m !== n && reach(m, n)).length);
+  });
+});
+
+describe("weightedSample", () => {
+  test("k distinct elements, drawn in proportion to their weights", () => {
+    const r = seededRandom(3);
+    const xs = ["a", "b", "c", "d"];
+    const w: Record<string, number> = { a: 8, b: 1, c: 1, d: 0 };
+    const first: Record<string, number> = { a: 0, b: 0, c: 0, d: 0 };
+    for (let i = 0; i < 10_000; i++) {
+      const got = weightedSample(r, xs, 2, (x) => w[x]!);
+      expect(new Set(got).size).toBe(2);
+      first[got[0]!]! += 1;
+    }
+    // P(first = a) = 8/10; a weight of 0 is never drawn while others are left
+    expect(first.a! / 10_000).toBeCloseTo(0.8, 1);
+    expect(first.d).toBe(0);
+    expect(weightedSample(r, xs, 9, (x) => w[x]!)).toHaveLength(4);
   });
 });
 
@@ -150,5 +208,18 @@ describe("reachability-aware SWIM in the simulator (the lab's layout, agent timi
     expect(sim.runUntil(() => far.every((n) => sim.node(n).memberState(LAN_ONLY) !== "alive"), 15_000)).toBe(
       true,
     );
+  });
+
+  test("rows reach the LAN-only node by rumor, not by anti-entropy: its few reachers always pick it", () => {
+    // control: the same relation without reachers (uniform targets): c2-node-1 and c2-node-2 each
+    // send a row to 3 of their 6 peers, both miss c2-node-3 about 1 time in 4, and anti-entropy
+    // (every 2 s) brings the row
+    const uniform: Reach = (a, b) => reach(a, b);
+    const control = lanOnlyDelays(lab(21, true, uniform), 200);
+    expect(control.filter((t) => t >= 500).length).toBeGreaterThan(20);
+    for (const seed of [21, 22, 23]) {
+      const delays = lanOnlyDelays(lab(seed, true), 200);
+      expect(Math.max(...delays)).toBeLessThan(100);
+    }
   });
 });

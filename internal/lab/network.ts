@@ -3,6 +3,7 @@
  * cluster would have (a host-gw CNI, kube-proxy service NAT, the "internet" between clusters).
  * Nothing here belongs to Kosmos: these are the substrate the agents run on.
  */
+import { createHash } from "node:crypto";
 import { familyOf } from "./addr.ts";
 import type { LabClusterPlan, LabNodePlan, LabPlan, LabPodPlan, LabServicePlan } from "./plan.ts";
 import { LAB_ECHO_PORT } from "./plan.ts";
@@ -159,7 +160,7 @@ export async function buildNode(plan: LabPlan, node: LabNodePlan): Promise<void>
     `addr add ${node.ipv6}/64 dev eth0 nodad`,
     `route add default via ${cluster.router4}`,
     `route add default via ${cluster.router6}`,
-    "link add cni0 type bridge",
+    `link add cni0 address ${cniMac(node.ns)} type bridge`,
     "link set cni0 up",
   ];
   for (const cidr of node.podCIDRs) {
@@ -178,6 +179,20 @@ export async function buildNode(plan: LabPlan, node: LabNodePlan): Promise<void>
   if (svc && (svc.backends4.length || svc.backends6.length)) {
     await inNs(node.ns, ["nft", "-f", "-"], { input: renderKubeProxy(svc, cluster) });
   }
+}
+
+/**
+ * The fixed MAC of a node's cni0 (locally administered, from the node's namespace name). A Linux
+ * bridge without an explicit MAC takes the lowest MAC of its ports and changes it when ports come
+ * and go: a pod that learned the gateway's MAC while a pod with a lower port MAC was attached keeps
+ * sending to that MAC after the other pod is gone, the bridge floods those frames instead of routing
+ * them, and the pod is cut off for minutes (its TCP traffic keeps confirming the stale neighbour
+ * entry). Seen as the kosmos-controller losing every API server and agent in the mcs-lab bench.
+ * Real CNI bridge plugins pin the bridge MAC for the same reason.
+ */
+export function cniMac(nodeNs: string): string {
+  const h = createHash("sha256").update(`cni0\0${nodeNs}`).digest();
+  return ["02", ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
 }
 
 export function cniGateway(nodePodCIDR: string): string {
@@ -276,7 +291,12 @@ async function livePids(namespaces: string[]): Promise<number[]> {
  * Signal every live process in `namespaces` with `sig` (each once; processes that appear meanwhile,
  * e.g. a monitor an agent restarts, are signalled as they appear) until none is left or `ms` passed.
  */
-async function signalUntilGone(namespaces: string[], sig: NodeJS.Signals, ms: number, signalled: Set<number>) {
+async function signalUntilGone(
+  namespaces: string[],
+  sig: NodeJS.Signals,
+  ms: number,
+  signalled: Set<number>,
+) {
   const sent = new Set<number>();
   const end = Date.now() + ms;
   for (;;) {

@@ -21,7 +21,7 @@ import {
   waitAgentHealthy,
   waitAgentReady,
 } from "./lab.ts";
-import { buildNode, buildPod, cniGateway, renderFabricFilter, renderKubeProxy } from "./network.ts";
+import { buildNode, buildPod, cniGateway, cniMac, renderFabricFilter, renderKubeProxy } from "./network.ts";
 import type { LabClusterPlan, LabNodePlan, LabPlan, LabPodPlan } from "./plan.ts";
 import { inNs, ipBatch, isRunning, sh } from "./sh.ts";
 
@@ -366,6 +366,7 @@ export async function labRestoreLinks(lab: string, node: string): Promise<void> 
   await ipBatch(n.ns, lines);
   // cni0 addresses are untouched by eth0 going down; make sure the bridge is up anyway.
   await ipBatch(n.ns, [
+    `link set cni0 address ${cniMac(n.ns)}`,
     "link set cni0 up",
     ...n.podCIDRs.map(
       (p) => `addr replace ${cniGateway(p)}/${p.split("/")[1]} dev cni0${familyOf(p) === 6 ? " nodad" : ""}`,

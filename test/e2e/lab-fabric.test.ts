@@ -18,7 +18,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_LAB, parseLabConfig } from "../../internal/lab/config.ts";
 import { labDown } from "../../internal/lab/lab.ts";
-import { buildNetwork, buildNode } from "../../internal/lab/network.ts";
+import { buildNetwork, buildNode, cniMac } from "../../internal/lab/network.ts";
 import { planAddNode } from "../../internal/lab/ops.ts";
 import { type LabPlan, planLab } from "../../internal/lab/plan.ts";
 import { inNs, ipBatch, sh } from "../../internal/lab/sh.ts";
@@ -77,6 +77,30 @@ describe("lab fabric", () => {
       expect(failed).toEqual([]);
       // And the new node itself gets through.
       expect(await pingOnce(node.ns, 6, far.ipv6)).toBe(true);
+    },
+    T,
+  );
+
+  test(
+    "a pod keeps its gateway when the cni0 port with the lowest MAC leaves (cni0's MAC is fixed)",
+    async () => {
+      const node = plan.nodes.find((n) => n.name === "c1-node-1");
+      const peer = plan.nodes.find((n) => n.name === "c1-node-2");
+      const pod = node?.pods[0];
+      if (!node || !peer || !pod) throw new Error("default lab changed");
+      expect(await routerMac(node.ns, "cni0")).toBe(cniMac(node.ns));
+      // Another pod's port with a MAC below every other one joins cni0; this pod learns the
+      // gateway's MAC then (an unpinned bridge would have taken that port's MAC), and the port leaves.
+      await ipBatch(node.ns, [
+        "link add kfxlow address 02:00:00:00:00:01 type veth peer name kfxpeer",
+        "link set kfxlow master cni0 up",
+      ]);
+      await inNs(pod.ns, ["ip", "neigh", "flush", "all"]);
+      expect(await pingOnce(pod.ns, 4, peer.ipv4)).toBe(true);
+      await ipBatch(node.ns, ["link del kfxlow"]);
+      expect(await routerMac(node.ns, "cni0")).toBe(cniMac(node.ns));
+      // with the neighbour entry it has (no re-learning): before the fix, the bridge flooded these frames
+      expect(await pingOnce(pod.ns, 4, peer.ipv4)).toBe(true);
     },
     T,
   );

@@ -213,6 +213,37 @@ async function diagnose(plan: LabPlan, trial: number): Promise<void> {
   // every Kosmos pod's log: the agents', and the kosmos-controller's (its MCS controller writes the slices)
   for await (const f of new Bun.Glob("kubernetes/nodes/*/pods/*/logs/*/*.log").scan({ cwd: labDir }))
     await writeFile(join(dir, f.replaceAll("/", "_")), await Bun.file(join(labDir, f)).bytes());
+  // the lab's own logs (kubelets, API bridges, port maps) and each node's network as the kernel has it
+  for await (const f of new Bun.Glob("**/*.log").scan({ cwd: labDir })) {
+    if (f.startsWith("kubernetes/nodes/")) continue;
+    const bytes = await Bun.file(join(labDir, f)).bytes();
+    await writeFile(
+      join(dir, `lab_${f.replaceAll("/", "_")}`),
+      bytes.slice(Math.max(0, bytes.length - 4_000_000)),
+    );
+  }
+  const run = async (argv: string[]) => {
+    const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+    await p.exited;
+    return `$ ${argv.join(" ")}\n${out}${err}`;
+  };
+  const pods = (await run(["ip", "netns", "list"])).split("\n").map((l) => l.split(" ")[0]!);
+  for (const n of plan.nodes) {
+    const out: string[] = [];
+    for (const c of ["addr", "route", "-6 route", "neigh", "rule", "-d link"])
+      out.push(await run(["ip", "-n", n.ns, ...c.split(" ")]));
+    out.push(await run(["ip", "netns", "exec", n.ns, "nft", "list", "ruleset"]));
+    out.push(await run(["ip", "netns", "exec", n.ns, "conntrack", "-S"]));
+    out.push(await run(["ip", "netns", "exec", n.ns, "ss", "-tanp"]));
+    for (const ns of pods.filter((x) => x.startsWith(`${n.ns}-p`))) {
+      out.push(await run(["ip", "-n", ns, "-br", "addr"]));
+      out.push(await run(["ip", "-n", ns, "route"]));
+      out.push(await run(["ip", "-n", ns, "neigh"]));
+      out.push(await run(["ip", "netns", "exec", ns, "ss", "-tanp"]));
+    }
+    await writeFile(join(dir, `${n.name}.net.txt`), out.join("\n"));
+  }
   console.log(`trial ${trial}: the agents' state, topology and logs are in ${dir}`);
 }
 

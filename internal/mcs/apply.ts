@@ -11,7 +11,7 @@ import type { Logger } from "../observability/index.ts";
 import type { AutoOps } from "./auto.ts";
 import { mergeConditions, type Op } from "./diff.ts";
 import { ENDPOINT_SLICES, SERVICE_EXPORTS, SERVICE_IMPORTS } from "./members.ts";
-import type { ServiceExportObject } from "./types.ts";
+import { LABEL_MANAGED, type ServiceExportObject } from "./types.ts";
 
 const base = (resource: string): string =>
   resource === "endpointslices" ? ENDPOINT_SLICES : SERVICE_IMPORTS;
@@ -47,6 +47,46 @@ async function createIn(
   }
 }
 
+type Meta = {
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; resourceVersion?: string };
+};
+
+/**
+ * Replace an object the controller manages. The diff takes the resourceVersion from the informer's
+ * cache, which lags our own last write until its watch event arrives: the next pass would fail with
+ * 409 Conflict and wait out a backoff. On a conflict, read the object once and, if it is still ours
+ * (the managed label), replace it at the version just read.
+ */
+async function replaceManaged(client: KubeClient, path: string, obj: Meta): Promise<void> {
+  try {
+    await client.replace(path, obj);
+  } catch (e) {
+    if (!isConflict(e)) throw e;
+    const now = await client.get<Meta>(path);
+    if (now.metadata.labels?.[LABEL_MANAGED] !== "true") throw e;
+    await client.replace(path, {
+      ...obj,
+      metadata: { ...obj.metadata, resourceVersion: now.metadata.resourceVersion },
+    });
+  }
+}
+
+/** Create; an object of that name already there (a cache that lags our own create) is replaced if it is ours. */
+async function createManaged(client: KubeClient, collection: string, obj: Meta): Promise<void> {
+  try {
+    await createIn(client, collection, obj);
+  } catch (e) {
+    if (!isConflict(e)) throw e;
+    const path = one(collection, obj.metadata.namespace ?? "default", obj.metadata.name);
+    const now = await client.get<Meta>(path);
+    if (now.metadata.labels?.[LABEL_MANAGED] !== "true") throw e;
+    await client.replace(path, {
+      ...obj,
+      metadata: { ...obj.metadata, resourceVersion: now.metadata.resourceVersion },
+    });
+  }
+}
+
 async function runOp(
   client: KubeClient,
   op: Op,
@@ -54,11 +94,10 @@ async function runOp(
 ): Promise<void> {
   switch (op.kind) {
     case "create":
-      return createIn(client, base(op.resource), op.object);
+      return createManaged(client, base(op.resource), op.object);
     case "update": {
       const m = op.object.metadata;
-      await client.replace(one(base(op.resource), m.namespace ?? "", m.name), op.object);
-      return;
+      return replaceManaged(client, one(base(op.resource), m.namespace ?? "", m.name), op.object);
     }
     case "importStatus": {
       const m = op.object.metadata;

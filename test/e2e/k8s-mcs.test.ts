@@ -21,6 +21,7 @@ import { applyObjects, type KubeClient, kubeClient, loadKosmosCrds } from "../..
 import {
   type EndpointSliceObject,
   LABEL_AUTO_CREATED,
+  LABEL_MANAGED,
   LABEL_SERVICE_NAME,
   LABEL_SOURCE_CLUSTER,
   mcsCrds,
@@ -31,6 +32,8 @@ import {
   type ServiceImportObject,
   startMcs,
 } from "../../internal/mcs/index.ts";
+import { ApplyError, applyOps } from "../../internal/mcs/apply.ts";
+import { silentLogger } from "../../internal/observability/index.ts";
 import { uniqueName } from "../helpers/k8s.ts";
 import { until } from "./helpers.ts";
 
@@ -354,6 +357,71 @@ describe.skipIf(problem !== undefined)("MCS controller on three real control pla
           }
         });
       }
+    },
+    T,
+  );
+
+  test(
+    "an update from a cache that lags our own write (stale resourceVersion) lands on a managed object, never on a foreign one",
+    async () => {
+      const slices = nsPath("/apis/discovery.k8s.io/v1/endpointslices");
+      const slice = (name: string, managed: boolean, ip: string): EndpointSliceObject => ({
+        apiVersion: "discovery.k8s.io/v1",
+        kind: "EndpointSlice",
+        metadata: {
+          name,
+          namespace: ns,
+          labels: { [LABEL_SERVICE_NAME]: "stale", ...(managed ? { [LABEL_MANAGED]: "true" } : {}) },
+        },
+        addressType: "IPv4",
+        endpoints: [{ addresses: [ip] }],
+        ports: [],
+      });
+      const noAuto = { create: [], delete: [] };
+      // the controller would rightly delete managed slices nothing asks for: applyOps alone here
+      await mcs?.stop();
+      mcs = undefined;
+      const ours = await c.c1!.create<EndpointSliceObject>(slices, slice("stale-ours", true, "10.9.0.1"));
+      const theirs = await c.c1!.create<EndpointSliceObject>(
+        slices,
+        slice("stale-theirs", false, "10.9.0.1"),
+      );
+      // our own write the cache has not seen yet: the resourceVersion moves on
+      for (const name of ["stale-ours", "stale-theirs"])
+        await c.c1!.patch(`${slices}/${name}`, { endpoints: [{ addresses: ["10.9.0.2"] }] }, "merge");
+      const stale = (o: EndpointSliceObject, ip: string) => ({
+        kind: "update" as const,
+        resource: "endpointslices" as const,
+        object: {
+          ...slice(o.metadata.name, true, ip),
+          metadata: {
+            ...slice(o.metadata.name, true, ip).metadata,
+            resourceVersion: o.metadata.resourceVersion,
+          },
+        },
+      });
+      expect(await applyOps("c1", c.c1!, [stale(ours, "10.9.0.3")], noAuto, [], silentLogger())).toBe(1);
+      const got = await c.c1!.get<EndpointSliceObject>(`${slices}/stale-ours`);
+      expect(got.endpoints?.[0]?.addresses).toEqual(["10.9.0.3"]);
+      // a create of an object of ours that the cache does not show yet replaces it
+      const create = {
+        kind: "create" as const,
+        resource: "endpointslices" as const,
+        object: slice("stale-ours", true, "10.9.0.4"),
+      };
+      expect(await applyOps("c1", c.c1!, [create], noAuto, [], silentLogger())).toBe(1);
+      expect(
+        (await c.c1!.get<EndpointSliceObject>(`${slices}/stale-ours`)).endpoints?.[0]?.addresses,
+      ).toEqual(["10.9.0.4"]);
+      // not ours: the conflict stands and nothing is written
+      const err = await applyOps("c1", c.c1!, [stale(theirs, "10.9.0.3")], noAuto, [], silentLogger()).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ApplyError);
+      expect((err as ApplyError).failures[0]).toContain("the object has been modified");
+      const left = await c.c1!.get<EndpointSliceObject>(`${slices}/stale-theirs`);
+      expect(left.endpoints?.[0]?.addresses).toEqual(["10.9.0.2"]);
+      expect(left.metadata.labels?.[LABEL_MANAGED]).toBeUndefined();
     },
     T,
   );

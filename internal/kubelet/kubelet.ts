@@ -157,14 +157,20 @@ export class Kubelet {
     await this.postStatus();
   }
 
-  private async postStatus(): Promise<void> {
-    await this.o.client
-      .patch(
-        `/api/v1/nodes/${this.o.node.name}/status`,
-        nodeStatus(this.o.node, this.readySince),
-        "strategic",
-      )
-      .catch((e: unknown) => this.o.log.warn({ err: (e as Error).message }, "node status update failed"));
+  /**
+   * Write the Node's status (every minute; the Lease is the heartbeat). A JSON merge patch, not a
+   * strategic one: NodeAddress merges by `type`, so a dual-stack node's two InternalIPs collided and
+   * every update after the first was refused ("status.addresses[1]: Duplicate value"). Returns
+   * whether the API server took it.
+   */
+  async postStatus(): Promise<boolean> {
+    return await this.o.client
+      .patch(`/api/v1/nodes/${this.o.node.name}/status`, nodeStatus(this.o.node, this.readySince), "merge")
+      .then(() => true)
+      .catch((e: unknown) => {
+        this.o.log.warn({ err: (e as Error).message }, "node status update failed");
+        return false;
+      });
   }
 
   private async renewLease(): Promise<void> {

@@ -103,7 +103,7 @@ async function startKubelet(node: LabPlan["nodes"][number]): Promise<Kubelet> {
     client,
     node: {
       name: node.short,
-      addresses: [node.ipv4],
+      addresses: [node.ipv4, node.ipv6],
       podCIDRs: node.podCIDRs,
       labels: { "kosmos.io/lab-cluster": node.cluster },
       kubeletPort: await freePort(),
@@ -167,6 +167,20 @@ describe.skipIf(skip)("lab kubelet on a real control plane", () => {
       expect(node.spec.podCIDRs).toEqual(n.podCIDRs);
       expect(node.status.conditions.find((c) => c.type === "Ready")?.status).toBe("True");
       expect(node.status.addresses).toContainEqual({ type: "InternalIP", address: n.ipv4 });
+    }
+    // the periodic status update, again and again: a dual-stack node's two InternalIPs stay as they are
+    for (const k of kubelets) {
+      expect(await k.postStatus()).toBe(true);
+      expect(await k.postStatus()).toBe(true);
+    }
+    for (const n of plan.nodes) {
+      const node = await client.get<{ status: { addresses: { type: string; address: string }[] } }>(
+        `/api/v1/nodes/${n.short}`,
+      );
+      expect(node.status.addresses.filter((a) => a.type === "InternalIP")).toEqual([
+        { type: "InternalIP", address: n.ipv4 },
+        { type: "InternalIP", address: n.ipv6 },
+      ]);
       const lease = await client.get<{ spec: { holderIdentity: string } }>(
         `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${n.short}`,
       );

@@ -232,6 +232,15 @@ console.log("sent");
           }
           return true;
         });
+        // c3 never probes c2-node-3 (LAN-only in gateway-mode c2): one of c3's agents suspected it by
+        // derived liveness once c2's gateway candidates were down in its view (the other may have
+        // heard that suspicion from it first)
+        let derived = 0;
+        for (const n of c3) {
+          const text = await (await agentFetch(agentSocket(LAB, n), "/metrics")).text();
+          derived += Number(/^kosmos_gossip_suspicions_derived_total (\d+)$/m.exec(text)?.[1] ?? Number.NaN);
+        }
+        expect(derived).toBeGreaterThan(0);
       } finally {
         await labHeal(LAB, "c3", "c1");
         await labHeal(LAB, "c3", "c2");

@@ -4,7 +4,10 @@
  * Those members are its *vouchers* here: the members this node reaches that reach it. When every
  * voucher this node knows is suspect or dead, no news of the member can arrive any more (this node
  * is cut off from its cluster, or the cluster's gateways are gone), so this node suspects it itself,
- * as a failed probe would, and Lifeguard's suspicion takes it from there (refutation or death).
+ * as a failed probe would, and Lifeguard's suspicion takes it from there (refutation or death). A
+ * member already suspect (another node derived it first) gets this node's confirmation, as a
+ * failed probe of a suspect gives one: each independent confirmation shortens the suspicion, so the
+ * far side's verdict does not wait out the longest timeout. Once per member and incarnation.
  *
  * The check runs once per probe tick. Each unreachable member remembers the voucher last found alive
  * (its witness): while that one stays alive the check is one lookup per unreachable member, and the
@@ -17,6 +20,8 @@ export class DerivedLiveness {
   private reach: ((a: string, b: string) => boolean) | undefined;
   /** Unreachable member → the voucher last found alive. */
   private readonly witness = new Map<string, string>();
+  /** Unreachable member → the incarnation this node already suspected it at. */
+  private readonly suspected = new Map<string, number>();
 
   constructor(
     private readonly self: string,
@@ -26,22 +31,27 @@ export class DerivedLiveness {
   setReach(reach: ((a: string, b: string) => boolean) | undefined): void {
     this.reach = reach;
     this.witness.clear();
+    this.suspected.clear();
   }
 
   /**
-   * The alive members this node does not reach for which it knows at least one voucher and none is
-   * alive: the members to suspect now. A member with no known voucher at all (its cluster's
-   * gateways not heard of yet) is left alone: there is nothing to go on.
+   * The live members this node does not reach for which it knows at least one voucher and none is
+   * alive, and that it has not suspected yet at their incarnation: the members to suspect (or to
+   * confirm the suspicion of) now. A member with no known voucher at all (its cluster's gateways
+   * not heard of yet) is left alone: there is nothing to go on.
    */
   orphans(): Member[] {
     const reach = this.reach;
     if (!reach) return [];
     const out: Member[] = [];
     for (const u of this.table.unreachable()) {
-      if (u.state !== "alive") continue;
-      if (this.vouched(u.name, reach) === false) out.push(u);
+      if (this.suspected.get(u.name) === u.incarnation && u.state === "suspect") continue;
+      if (this.vouched(u.name, reach) === false) {
+        this.suspected.set(u.name, u.incarnation);
+        out.push(u);
+      }
     }
-    if (this.witness.size > 2 * this.table.liveCount) this.pruneWitnesses();
+    if (this.witness.size + this.suspected.size > 2 * this.table.liveCount) this.prune();
     return out;
   }
 
@@ -66,7 +76,8 @@ export class DerivedLiveness {
     return m.confirmed && m.state === "alive";
   }
 
-  private pruneWitnesses(): void {
+  private prune(): void {
     for (const name of this.witness.keys()) if (!this.table.has(name)) this.witness.delete(name);
+    for (const name of this.suspected.keys()) if (!this.table.has(name)) this.suspected.delete(name);
   }
 }

@@ -187,6 +187,10 @@ describe("reachability-aware SWIM in the simulator (the lab's layout, agent timi
       for (const n of c3) for (const m of c3) if (n !== m) expect(sim.node(n).memberState(m)).toBe("alive");
       // while cut off, c2 keeps the LAN-only node alive: nothing there is derived
       sim.run(10_000);
+      // each c3 agent suspected it or confirmed the other's suspicion (a shorter Lifeguard timeout),
+      // and the far side's verdict is dead
+      expect(c3.every((n) => sim.node(n).stats.suspicionsDerived > 0)).toBe(true);
+      for (const n of c3) expect(sim.node(n).memberState(LAN_ONLY)).toBe("dead");
       for (const n of rest) expect(sim.node(n).memberState(LAN_ONLY)).toBe("alive");
       expect(rest.every((n) => sim.node(n).stats.suspicionsDerived === 0)).toBe(true);
       sim.heal();

@@ -30,8 +30,8 @@ export class DerivedLiveness {
 
   setReach(reach: ((a: string, b: string) => boolean) | undefined): void {
     this.reach = reach;
+    // what was suspected at which incarnation stays true whoever reaches whom now
     this.witness.clear();
-    this.suspected.clear();
   }
 
   /**

@@ -268,16 +268,22 @@ export class MemberTable {
    * k gossip / anti-entropy targets out of xs: uniform, or — when the reach relation counts
    * reachers — so that a member gets about k of the rumors' sends whoever reaches it. A member that
    * k or fewer members reach is always picked by them (a gateway cluster's LAN-only node: only its
-   * own cluster can tell it anything); the rest are drawn with weight 1 / reachers.
+   * own cluster can tell it anything), but never in every slot: one is always drawn from the rest,
+   * with weight 1 / reachers, so a gateway with many such members still gossips (and runs
+   * anti-entropy, k = 1) with the other clusters.
    */
   pick(xs: readonly Member[], k: number): Member[] {
     const weight = this.weight;
     if (!weight) return sample(this.random, xs, k);
     const sure: Member[] = [];
     const rest: Member[] = [];
-    for (const m of xs) (weight(m) * k >= 1 ? sure : rest).push(m);
-    if (sure.length >= k) return sample(this.random, sure, k);
-    return [...sure, ...weightedSample(this.random, rest, k - sure.length, weight)];
+    for (const m of xs) (k > 1 && weight(m) * k >= 1 ? sure : rest).push(m);
+    const fixed = sure.length >= k ? sample(this.random, sure, k - 1) : sure;
+    const drawn = weightedSample(this.random, rest, k - fixed.length, weight);
+    // too few others to fill the slots: the sure members left out take them
+    const short = k - fixed.length - drawn.length;
+    const extra = short > 0 ? sure.filter((m) => !fixed.includes(m)).slice(0, short) : [];
+    return [...fixed, ...drawn, ...extra];
   }
 
   /** The live members this node reaches directly: its probe and gossip targets. Cached like live(). */

@@ -10,6 +10,7 @@ import { describe, expect, test } from "bun:test";
 import { AGENT_GOSSIP_CONFIG } from "../../internal/agent/gossip.ts";
 import { topologyReach } from "../../internal/agent/membership.ts";
 import { CONTROLLER_OWNER, type Reach, Sim } from "../../internal/gossip/index.ts";
+import { MemberTable, newMember } from "../../internal/gossip/members.ts";
 import type { MemoryReplica } from "../../internal/gossip/memory-replica.ts";
 import { seededRandom, weightedSample } from "../../internal/gossip/ports.ts";
 import { TopologySchema } from "../../internal/topology/index.ts";
@@ -131,6 +132,51 @@ describe("weightedSample", () => {
     expect(first.a! / 10_000).toBeCloseTo(0.8, 1);
     expect(first.d).toBe(0);
     expect(weightedSample(r, xs, 9, (x) => w[x]!)).toHaveLength(4);
+  });
+});
+
+describe("MemberTable.pick with reachers", () => {
+  // a gateway g0 of a gateway cluster whose three other nodes are LAN-only (3 reachers each), and a
+  // p2p cluster p of five (5 reachers each: g0 and the other four)
+  const t = TopologySchema.parse({
+    clusters: [
+      { name: "g", networkType: "gateway" },
+      { name: "p", networkType: "p2p" },
+    ],
+    nodes: [
+      { name: "g0", cluster: "g", ipv4: "10.0.0.1", gatewayCandidate: true },
+      ...[1, 2, 3].map((i) => ({ name: `g${i}`, cluster: "g", ipv4: `10.0.0.${i + 1}` })),
+      ...[1, 2, 3, 4, 5].map((i) => ({ name: `p${i}`, cluster: "p", ipv4: `10.0.1.${i}` })),
+    ],
+  });
+  const r = topologyReach(t);
+  const table = new MemberTable({ forgetMemoryMs: 60_000, maxQueuedMembers: 100 }, seededRandom(9));
+  for (const n of t.nodes) if (n.name !== "g0") table.add(newMember(n.name, n.name, 1, "alive", true, 0));
+  table.setReach((name) => r("g0", name), r.reachers);
+  const live = table.reachable();
+
+  test("the LAN-only members (3 reachers each) fill at most k - 1 slots: the other cluster keeps one", () => {
+    for (let i = 0; i < 200; i++) {
+      const got = table.pick(live, 3).map((m) => m.name);
+      expect(new Set(got).size).toBe(3);
+      expect(got.filter((n) => n.startsWith("p")).length).toBe(1);
+    }
+  });
+
+  test("k = 1 (anti-entropy peer) is drawn, never pinned to one member", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) seen.add(table.pick(live, 1)[0]!.name);
+    expect(seen.size).toBe(8);
+  });
+
+  test("fewer members than slots: all of them", () => {
+    const few = live.filter((m) => m.name.startsWith("g"));
+    expect(
+      table
+        .pick(few, 5)
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(["g1", "g2", "g3"]);
   });
 });
 

@@ -17,14 +17,12 @@ import { chunk, rowCost } from "./chunk.ts";
 import type { GossipConfig } from "./config.ts";
 import type { Member } from "./members.ts";
 import type { Message } from "./messages.ts";
-import type { Random } from "./ports.ts";
 import type { RangeDigest, RangeReplicaPort } from "./replica.ts";
 import type { GossipStats } from "./stats.ts";
 
 /** What the exchange uses of its node. */
 export interface AntiEntropyPort {
   now(): number;
-  random: Random;
   /** Live members (anti-entropy targets: the alive ones). */
   live(): readonly Member[];
   /** k targets out of xs (uniform, or weighted by reach: MemberTable.pick). */

@@ -10,7 +10,6 @@ import { chunk, rowCost, rowId } from "./chunk.ts";
 import type { GossipConfig } from "./config.ts";
 import type { Member } from "./members.ts";
 import type { MemberUpdate, Message } from "./messages.ts";
-import type { Random } from "./ports.ts";
 import { BroadcastQueue } from "./queue.ts";
 import type { GossipStats } from "./stats.ts";
 
@@ -18,7 +17,6 @@ export type RowsListener = (rows: ReplicatedRow[], from: string) => void;
 
 /** What dissemination uses of its node. */
 export interface DisseminationPort {
-  random: Random;
   /** Live members (gossip targets). */
   live(): readonly Member[];
   /** k targets out of xs (uniform, or weighted by reach: MemberTable.pick). */

@@ -9,9 +9,9 @@ import { KosmosError } from "../errors/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/index.ts";
 import type { Logger } from "../observability/index.ts";
 import type { AutoOps } from "./auto.ts";
-import { mergeConditions, type Op } from "./diff.ts";
+import { managed, mergeConditions, type Op } from "./diff.ts";
 import { ENDPOINT_SLICES, SERVICE_EXPORTS, SERVICE_IMPORTS } from "./members.ts";
-import { LABEL_MANAGED, type ServiceExportObject } from "./types.ts";
+import type { ServiceExportObject } from "./types.ts";
 
 const base = (resource: string): string =>
   resource === "endpointslices" ? ENDPOINT_SLICES : SERVICE_IMPORTS;
@@ -52,39 +52,28 @@ type Meta = {
 };
 
 /**
- * Replace an object the controller manages. The diff takes the resourceVersion from the informer's
- * cache, which lags our own last write until its watch event arrives: the next pass would fail with
- * 409 Conflict and wait out a backoff. On a conflict, read the object once and, if it is still ours
- * (the managed label), replace it at the version just read.
+ * After a 409 (Conflict or AlreadyExists): the informer's cache lags our own last write until its
+ * watch event arrives, so the diff's resourceVersion (or its "absent") may be stale. Read the object
+ * once and, if it is ours (the managed label), replace it at the version just read; a foreign
+ * object, or any other error, keeps the original one.
  */
-async function replaceManaged(client: KubeClient, path: string, obj: Meta): Promise<void> {
-  try {
-    await client.replace(path, obj);
-  } catch (e) {
-    if (!isConflict(e)) throw e;
-    const now = await client.get<Meta>(path);
-    if (now.metadata.labels?.[LABEL_MANAGED] !== "true") throw e;
-    await client.replace(path, {
-      ...obj,
-      metadata: { ...obj.metadata, resourceVersion: now.metadata.resourceVersion },
-    });
-  }
+async function retryIfManaged(client: KubeClient, path: string, obj: Meta, e: unknown): Promise<void> {
+  if (!isConflict(e)) throw e;
+  const now = await client.get<Meta>(path);
+  if (!managed(now)) throw e;
+  await client.replace(path, {
+    ...obj,
+    metadata: { ...obj.metadata, resourceVersion: now.metadata.resourceVersion },
+  });
 }
 
-/** Create; an object of that name already there (a cache that lags our own create) is replaced if it is ours. */
+async function replaceManaged(client: KubeClient, path: string, obj: Meta): Promise<void> {
+  await client.replace(path, obj).catch((e: unknown) => retryIfManaged(client, path, obj, e));
+}
+
 async function createManaged(client: KubeClient, collection: string, obj: Meta): Promise<void> {
-  try {
-    await createIn(client, collection, obj);
-  } catch (e) {
-    if (!isConflict(e)) throw e;
-    const path = one(collection, obj.metadata.namespace ?? "default", obj.metadata.name);
-    const now = await client.get<Meta>(path);
-    if (now.metadata.labels?.[LABEL_MANAGED] !== "true") throw e;
-    await client.replace(path, {
-      ...obj,
-      metadata: { ...obj.metadata, resourceVersion: now.metadata.resourceVersion },
-    });
-  }
+  const path = one(collection, obj.metadata.namespace ?? "default", obj.metadata.name);
+  await createIn(client, collection, obj).catch((e: unknown) => retryIfManaged(client, path, obj, e));
 }
 
 async function runOp(

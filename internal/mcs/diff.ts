@@ -36,7 +36,8 @@ export interface Current {
 
 const k = (o: { metadata: { namespace?: string; name: string } }): string =>
   `${o.metadata.namespace ?? ""}/${o.metadata.name}`;
-const managed = (o: { metadata: { labels?: Record<string, string> } }): boolean =>
+/** Whether the MCS controller made (and may change or delete) this object: its managed label. */
+export const managed = (o: { metadata: { labels?: Record<string, string> } }): boolean =>
   o.metadata.labels?.[LABEL_MANAGED] === "true";
 
 function sameLabels(a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean {
